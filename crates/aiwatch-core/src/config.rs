@@ -1,0 +1,612 @@
+//! Parses and validates the TOML config file; every error names its line, column and field.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::catalog::Catalog;
+use crate::service::{ServiceKind, ServiceName};
+
+/// The default neutral host: answers 204 with an empty body when the internet works.
+pub const DEFAULT_CONTROL_URL: &str = "http://connectivitycheck.gstatic.com/generate_204";
+
+/// A config error, located in the file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}{}: {message}", .field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    /// The key path, e.g. `service[2].interval`, when the error sits on a key.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// A validated config. Everything a later stage needs is checked here, so a config that loaded
+/// works.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub defaults: Defaults,
+    pub server: ServerConfig,
+    pub services: Vec<ServiceEntry>,
+    pub gateway: Option<GatewayConfig>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failures_to_open: u32,
+    pub successes_to_close: u32,
+    pub control_url: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            failures_to_open: 3,
+            successes_to_close: 2,
+            control_url: DEFAULT_CONTROL_URL.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` or `postgres://…`; `None` means the default file under the data dir.
+    pub database: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: None,
+        }
+    }
+}
+
+/// One `[[service]]` table: a new service, or an override of a built-in one with the same name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceEntry {
+    pub name: ServiceName,
+    pub kind: Option<ServiceKind>,
+    pub api_base: Option<String>,
+    pub api_key_env: Option<String>,
+    pub web_url: Option<String>,
+    pub status_page: Option<String>,
+    pub status_components: Option<Vec<String>>,
+    pub ca_file: Option<PathBuf>,
+    pub interval: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub client_keys_env: String,
+}
+
+/// A model alias and its ordered upstreams.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub model: String,
+    pub upstreams: Vec<Upstream>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub service: ServiceName,
+    pub model: String,
+}
+
+// === raw, as written in the file ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    defaults: Option<RawDefaults>,
+    server: Option<RawServer>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+    gateway: Option<RawGateway>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default, deserialize_with = "duration")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    failures_to_open: Option<u32>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    successes_to_close: Option<u32>,
+    #[serde(default, deserialize_with = "http_url")]
+    control_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default, deserialize_with = "socket_addr")]
+    listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "database_url")]
+    database: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<ValidName>,
+    kind: Option<ServiceKind>,
+    #[serde(default, deserialize_with = "http_url")]
+    api_base: Option<String>,
+    #[serde(default, deserialize_with = "env_name")]
+    api_key_env: Option<String>,
+    #[serde(default, deserialize_with = "http_url")]
+    web_url: Option<String>,
+    #[serde(default, deserialize_with = "http_url")]
+    status_page: Option<String>,
+    status_components: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration")]
+    interval: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    #[serde(default, deserialize_with = "socket_addr")]
+    listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "env_name")]
+    client_keys_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    model: String,
+    upstreams: Vec<Spanned<String>>,
+}
+
+struct ValidName(ServiceName);
+
+impl<'de> Deserialize<'de> for ValidName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        ServiceName::parse(&raw)
+            .map(ValidName)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses "500ms", "30s", "5m": a number and a unit, as the contract says.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let trimmed = raw.trim();
+    if trimmed.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "`{raw}` has no unit; write it like \"500ms\", \"30s\" or \"5m\""
+        ));
+    }
+    let parsed = humantime::parse_duration(trimmed)
+        .map_err(|e| format!("`{raw}` is not a duration ({e}); write it like \"500ms\", \"30s\" or \"5m\""))?;
+    if parsed.is_zero() {
+        return Err(format!("`{raw}` is zero; a duration must be positive"));
+    }
+    Ok(parsed)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_duration(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = i64::deserialize(d)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is out of range; use a whole number from 1 up")))
+}
+
+fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw = String::deserialize(d)?;
+    validate_http_url(&raw)
+        .map(|()| Some(raw.trim_end_matches('/').to_owned()))
+        .map_err(serde::de::Error::custom)
+}
+
+/// Checks that `raw` is an absolute http(s) URL with a host.
+pub fn validate_http_url(raw: &str) -> Result<(), String> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{raw}` is not an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("`{raw}` has no host"));
+    }
+    if raw.chars().any(char::is_whitespace) {
+        return Err(format!("`{raw}` contains whitespace"));
+    }
+    Ok(())
+}
+
+fn env_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw = String::deserialize(d)?;
+    let valid = !raw.is_empty()
+        && !raw.starts_with(|c: char| c.is_ascii_digit())
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(Some(raw))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{raw}` is not an environment variable name (letters, digits, _); name the variable that holds the key, not the key itself"
+        )))
+    }
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let raw = String::deserialize(d)?;
+    raw.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{raw}` is not an address with a port, like \"127.0.0.1:8080\" or \"[::1]:8080\""
+        ))
+    })
+}
+
+fn database_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw = String::deserialize(d)?;
+    if raw.starts_with("sqlite:") || raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        Ok(Some(raw))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{raw}` is neither \"sqlite:PATH\" nor \"postgres://…\""
+        )))
+    }
+}
+
+// === validation ===
+
+impl Config {
+    /// Parses and validates a config file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| locate(text, e.span(), e.message().to_owned()))?;
+        Self::validate(text, raw)
+    }
+
+    fn validate(text: &str, raw: RawConfig) -> Result<Self, ConfigError> {
+        let d = raw.defaults.unwrap_or(RawDefaults {
+            interval: None,
+            timeout: None,
+            failures_to_open: None,
+            successes_to_close: None,
+            control_url: None,
+        });
+        let fallback = Defaults::default();
+        let defaults = Defaults {
+            interval: d.interval.unwrap_or(fallback.interval),
+            timeout: d.timeout.unwrap_or(fallback.timeout),
+            failures_to_open: d.failures_to_open.unwrap_or(fallback.failures_to_open),
+            successes_to_close: d.successes_to_close.unwrap_or(fallback.successes_to_close),
+            control_url: d.control_url.unwrap_or(fallback.control_url),
+        };
+        let server = raw.server.map_or_else(ServerConfig::default, |s| ServerConfig {
+            listen: s.listen.unwrap_or(ServerConfig::default().listen),
+            database: s.database,
+        });
+
+        let mut seen = HashSet::new();
+        let mut services = Vec::with_capacity(raw.service.len());
+        for spanned in raw.service {
+            let span = spanned.span();
+            let s = spanned.into_inner();
+            let name_span = s.name.span();
+            let name = s.name.into_inner().0;
+            if !seen.insert(name.clone()) {
+                return Err(locate(
+                    text,
+                    Some(name_span),
+                    format!("service `{name}` is defined twice"),
+                ));
+            }
+            let is_new = !Catalog::is_builtin(name.as_str());
+            if is_new && s.api_base.is_none() && s.web_url.is_none() {
+                return Err(locate(
+                    text,
+                    Some(span),
+                    format!("service `{name}` needs `api_base` or `web_url`: there is nothing to check"),
+                ));
+            }
+            if s.kind == Some(ServiceKind::Http) && s.web_url.is_none() && s.api_base.is_none() {
+                return Err(locate(
+                    text,
+                    Some(span),
+                    format!("service `{name}` has kind \"http\" but no `web_url`"),
+                ));
+            }
+            services.push(ServiceEntry {
+                name,
+                kind: s.kind,
+                api_base: s.api_base,
+                api_key_env: s.api_key_env,
+                web_url: s.web_url,
+                status_page: s.status_page,
+                status_components: s.status_components,
+                ca_file: s.ca_file,
+                interval: s.interval,
+            });
+        }
+
+        let gateway = raw.gateway.map(|g| GatewayConfig {
+            listen: g
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000))),
+            client_keys_env: g
+                .client_keys_env
+                .unwrap_or_else(|| "AIWATCH_GATEWAY_KEYS".to_owned()),
+        });
+
+        let known = |name: &str| Catalog::is_builtin(name) || seen.iter().any(|s| s.as_str() == name);
+        let mut routes = Vec::with_capacity(raw.route.len());
+        let mut aliases = HashSet::new();
+        for spanned in raw.route {
+            let span = spanned.span();
+            let r = spanned.into_inner();
+            if r.model.trim().is_empty() {
+                return Err(locate(text, Some(span), "a route's `model` must not be empty".into()));
+            }
+            if !aliases.insert(r.model.clone()) {
+                return Err(locate(
+                    text,
+                    Some(span),
+                    format!("route `{}` is defined twice", r.model),
+                ));
+            }
+            if r.upstreams.is_empty() {
+                return Err(locate(
+                    text,
+                    Some(span),
+                    format!("route `{}` has no upstreams", r.model),
+                ));
+            }
+            let mut upstreams = Vec::with_capacity(r.upstreams.len());
+            for up in r.upstreams {
+                let up_span = up.span();
+                let raw_up = up.into_inner();
+                let (service, model) = raw_up
+                    .split_once(':')
+                    .filter(|(s, m)| !s.is_empty() && !m.is_empty())
+                    .ok_or_else(|| {
+                        locate(
+                            text,
+                            Some(up_span.clone()),
+                            format!("upstream `{raw_up}` is not \"service:model\""),
+                        )
+                    })?;
+                if !known(service) {
+                    let mut candidates: Vec<&str> = crate::catalog::builtin_names().collect();
+                    candidates.extend(seen.iter().map(ServiceName::as_str));
+                    let candidates = candidates.into_iter();
+                    let unknown = crate::catalog::UnknownService {
+                        name: service.to_owned(),
+                        suggestions: crate::catalog::closest_names(service, candidates),
+                    };
+                    return Err(locate(text, Some(up_span), unknown.to_string()));
+                }
+                let service = ServiceName::parse(service)
+                    .map_err(|e| locate(text, Some(up_span.clone()), e))?;
+                upstreams.push(Upstream {
+                    service,
+                    model: model.to_owned(),
+                });
+            }
+            routes.push(Route {
+                model: r.model,
+                upstreams,
+            });
+        }
+
+        Ok(Self {
+            defaults,
+            server,
+            services,
+            gateway,
+            routes,
+        })
+    }
+
+    /// Makes relative `ca_file` paths relative to the config file's folder, as users expect.
+    pub fn resolve_paths(&mut self, config_dir: &Path) {
+        for entry in &mut self.services {
+            if let Some(path) = &entry.ca_file {
+                if path.is_relative() {
+                    entry.ca_file = Some(config_dir.join(path));
+                }
+            }
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            defaults: Defaults::default(),
+            server: ServerConfig::default(),
+            services: Vec::new(),
+            gateway: None,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// Turns a byte span into a line, a column and the key path written there.
+fn locate(text: &str, span: Option<Range<usize>>, message: String) -> ConfigError {
+    let Some(span) = span else {
+        return ConfigError {
+            line: 1,
+            column: 1,
+            field: None,
+            message,
+        };
+    };
+    let offset = span.start.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    ConfigError {
+        line,
+        column,
+        field: field_at(text, line_start),
+        message,
+    }
+}
+
+/// The key path of the line starting at `line_start`: its table (with the index of an array of
+/// tables) and its key.
+fn field_at(text: &str, line_start: usize) -> Option<String> {
+    let this_line = text[line_start..].lines().next().unwrap_or_default().trim();
+    let mut table: Option<String> = None;
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in text[..line_start].lines().chain(std::iter::once(this_line)) {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let n = counts.entry(name.clone()).or_insert(0);
+            *n += 1;
+            table = Some(format!("{name}[{n}]"));
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = Some(name.trim().to_owned());
+        }
+    }
+    let key = if this_line.starts_with('[') {
+        None
+    } else {
+        this_line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty())
+    };
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (Some(t), None) => Some(t),
+        (None, Some(k)) => Some(k),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let config = Config::parse(include_str!("../tests/data/design-example.toml")).unwrap();
+        assert_eq!(config.defaults.interval, Duration::from_secs(30));
+        assert_eq!(config.defaults.timeout, Duration::from_secs(5));
+        assert_eq!(config.services[0].name.as_str(), "team-llm");
+        assert_eq!(config.services[0].interval, Some(Duration::from_secs(10)));
+        assert_eq!(config.routes[0].upstreams.len(), 3);
+        assert_eq!(config.routes[0].upstreams[2].service.as_str(), "ollama");
+        assert_eq!(config.gateway.as_ref().unwrap().listen.port(), 4000);
+    }
+
+    #[test]
+    fn unknown_key_names_its_line_and_field() {
+        let e = err("[defaults]\ninterval = \"30s\"\nintervall = \"10s\"\n");
+        assert_eq!(e.line, 3);
+        assert_eq!(e.field.as_deref(), Some("defaults.intervall"));
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn duration_without_unit_names_the_second_service() {
+        let e = err(
+            "[[service]]\nname = \"a\"\nweb_url = \"https://a.example\"\n\n[[service]]\nname = \"b\"\nweb_url = \"https://b.example\"\ninterval = \"10\"\n",
+        );
+        assert_eq!(e.line, 8);
+        assert_eq!(e.field.as_deref(), Some("service[2].interval"));
+        assert!(e.message.contains("no unit"), "{e}");
+    }
+
+    #[test]
+    fn bad_service_name_is_rejected_with_reason() {
+        let e = err("[[service]]\nname = \"Team LLM\"\nweb_url = \"https://x.example\"\n");
+        assert_eq!(e.line, 2);
+        assert_eq!(e.field.as_deref(), Some("service[1].name"));
+    }
+
+    #[test]
+    fn duplicate_service_and_missing_target_are_errors() {
+        let e = err("[[service]]\nname = \"a\"\nweb_url = \"https://a.example\"\n[[service]]\nname = \"a\"\nweb_url = \"https://a.example\"\n");
+        assert_eq!(e.line, 5);
+        assert!(e.message.contains("twice"));
+        let e = err("[[service]]\nname = \"lonely\"\n");
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("api_base"), "{e}");
+    }
+
+    #[test]
+    fn route_upstream_must_name_a_known_service() {
+        let e = err("[[route]]\nmodel = \"smart\"\nupstreams = [\"openai-api:gpt-4o\", \"anthropc-api:claude\"]\n");
+        assert_eq!(e.line, 3);
+        assert_eq!(e.field.as_deref(), Some("route[1].upstreams"));
+        assert!(e.message.contains("anthropic-api"), "{e}");
+        let e = err("[[route]]\nmodel = \"smart\"\nupstreams = [\"gpt-4o\"]\n");
+        assert!(e.message.contains("service:model"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_located() {
+        let e = err("[server]\nlisten = \"localhost\"\n");
+        assert_eq!((e.line, e.field.as_deref()), (2, Some("server.listen")));
+        let e = err("[defaults]\nfailures_to_open = 0\n");
+        assert_eq!(e.line, 2);
+        let e = err("[[service]]\nname = \"x\"\nkind = \"grpc\"\napi_base = \"https://x\"\n");
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("openai"), "{e}");
+        let e = err("[[service]]\nname = \"x\"\napi_base = \"ftp://x\"\n");
+        assert_eq!(e.line, 3);
+        let e = err("[[service]]\nname = \"x\"\napi_base = \"https://x\"\napi_key_env = \"sk-abc123\"\n");
+        assert!(e.message.contains("environment variable"), "{e}");
+        let e = err("[defaults\n");
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn relative_ca_file_resolves_against_the_config_folder() {
+        let mut config = Config::parse("[[service]]\nname = \"x\"\napi_base = \"https://x\"\nca_file = \"corp.pem\"\n").unwrap();
+        config.resolve_paths(Path::new("/etc/aiwatch"));
+        assert_eq!(
+            config.services[0].ca_file.as_deref(),
+            Some(Path::new("/etc/aiwatch/corp.pem"))
+        );
+    }
+}

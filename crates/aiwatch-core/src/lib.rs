@@ -1,0 +1,22 @@
+//! aiwatch's vocabulary and pure logic: no sockets, no clock, no files.
+//!
+//! Everything that touches the network, the disk or the clock lives in other crates and hands
+//! its results in here as values, so every rule below is tested without I/O.
+
+pub mod catalog;
+pub mod cause;
+pub mod classify;
+pub mod config;
+pub mod evidence;
+pub mod network;
+pub mod official;
+pub mod signatures;
+pub mod secret;
+pub mod service;
+pub mod verdict;
+
+pub use catalog::{Catalog, UnknownService};
+pub use cause::{Cause, Scope, Status};
+pub use config::{Config, ConfigError};
+pub use service::{Service, ServiceKind, ServiceName, StatusSource};
+pub use verdict::Verdict;

@@ -1,0 +1,156 @@
+//! Pure rules about addresses and hosts: which DNS answers are sinkholes, which hosts are local.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Why an answer looks like a DNS filter's rather than the real host's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkholeKind {
+    /// 0.0.0.0 or ::, the "null" answer of Pi-hole, AdGuard and blocklists.
+    Null,
+    /// 127.0.0.0/8 or ::1 for a public name.
+    Loopback,
+    /// RFC 1918, link-local, CGNAT or unique-local for a public name.
+    Private,
+    /// A Cisco Umbrella / OpenDNS block-page address (146.112.61.104–110).
+    BlockPage,
+}
+
+impl SinkholeKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Null => "a null address (0.0.0.0 or ::), the usual answer of Pi-hole, AdGuard and DNS blocklists",
+            Self::Loopback => "a loopback address for a public name",
+            Self::Private => "a private-network address for a public name",
+            Self::BlockPage => "a Cisco Umbrella/OpenDNS block-page address",
+        }
+    }
+}
+
+/// Names under these suffixes are private by definition (RFC 6761, RFC 8375, common practice),
+/// so loopback or private answers for them are expected, not filtering.
+const PRIVATE_SUFFIXES: &[&str] = &[
+    ".localhost",
+    ".local",
+    ".internal",
+    ".lan",
+    ".home.arpa",
+    ".test",
+    ".corp",
+    ".intranet",
+];
+
+/// Whether `host` is a name that should resolve to public addresses.
+pub fn is_public_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.parse::<IpAddr>().is_ok() || !host.contains('.') {
+        return false;
+    }
+    !PRIVATE_SUFFIXES.iter().any(|s| host.ends_with(s))
+}
+
+/// Classifies one DNS answer for `host`; `None` means it looks like a real address.
+pub fn sinkhole_kind(host: &str, addr: IpAddr) -> Option<SinkholeKind> {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    };
+    if addr.is_unspecified() {
+        return Some(SinkholeKind::Null);
+    }
+    if !is_public_name(host) {
+        return None;
+    }
+    match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            if v4.is_loopback() {
+                Some(SinkholeKind::Loopback)
+            } else if (a, b, c) == (146, 112, 61) && (104..=110).contains(&d) {
+                Some(SinkholeKind::BlockPage)
+            } else if v4.is_private() || v4.is_link_local() || is_cgnat(v4) {
+                Some(SinkholeKind::Private)
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_loopback() {
+                Some(SinkholeKind::Loopback)
+            } else if is_unique_local(v6) || is_unicast_link_local(v6) {
+                Some(SinkholeKind::Private)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn is_cgnat(v4: Ipv4Addr) -> bool {
+    let [a, b, ..] = v4.octets();
+    a == 100 && (64..128).contains(&b)
+}
+
+fn is_unique_local(v6: Ipv6Addr) -> bool {
+    (v6.segments()[0] & 0xfe00) == 0xfc00
+}
+
+fn is_unicast_link_local(v6: Ipv6Addr) -> bool {
+    (v6.segments()[0] & 0xffc0) == 0xfe80
+}
+
+/// The host part of an http(s) URL, without brackets, port, path or credentials.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a URL points at this machine (a local model server, a loopback fake).
+pub fn url_is_loopback(url: &str) -> bool {
+    url_host(url).is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn null_answers_are_sinkholes_for_every_name() {
+        assert_eq!(sinkhole_kind("api.openai.com", ip("0.0.0.0")), Some(SinkholeKind::Null));
+        assert_eq!(sinkhole_kind("api.openai.test", ip("::")), Some(SinkholeKind::Null));
+    }
+
+    #[test]
+    fn private_answers_are_sinkholes_only_for_public_names() {
+        assert_eq!(sinkhole_kind("api.openai.com", ip("127.0.0.1")), Some(SinkholeKind::Loopback));
+        assert_eq!(sinkhole_kind("api.openai.com", ip("10.1.2.3")), Some(SinkholeKind::Private));
+        assert_eq!(sinkhole_kind("api.openai.com", ip("146.112.61.106")), Some(SinkholeKind::BlockPage));
+        assert_eq!(sinkhole_kind("api.openai.com", ip("::ffff:146.112.61.104")), Some(SinkholeKind::BlockPage));
+        assert_eq!(sinkhole_kind("api.openai.com", ip("fd00::1")), Some(SinkholeKind::Private));
+        assert_eq!(sinkhole_kind("llm.corp", ip("10.1.2.3")), None);
+        assert_eq!(sinkhole_kind("api.openai.test", ip("127.0.0.1")), None);
+        assert_eq!(sinkhole_kind("api.openai.com", ip("162.159.140.245")), None);
+    }
+
+    #[test]
+    fn url_host_handles_ports_brackets_and_credentials() {
+        assert_eq!(url_host("https://api.openai.com/v1"), Some("api.openai.com"));
+        assert_eq!(url_host("http://127.0.0.1:11434"), Some("127.0.0.1"));
+        assert_eq!(url_host("http://[::1]:8080/x"), Some("::1"));
+        assert_eq!(url_host("http://u:p@h.example:1/"), Some("h.example"));
+        assert!(url_is_loopback("http://localhost:1234/v1"));
+        assert!(!url_is_loopback("https://api.openai.com/v1"));
+    }
+}
