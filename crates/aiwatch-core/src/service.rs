@@ -69,7 +69,7 @@ impl ServiceKind {
 }
 
 /// Where a service's official status comes from, told apart by the URL's shape.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "format", content = "url", rename_all = "snake_case")]
 pub enum StatusSource {
     /// An Atlassian Statuspage or an incident.io page with its Statuspage-compatible `/api/v2`.

@@ -4,7 +4,20 @@
 //! Every network step here has a deadline and a size cap; results come back as the core's
 //! evidence types, and the core decides what they mean.
 
+pub mod api;
+pub mod check;
+pub mod connect;
+pub mod dns;
 pub mod error;
+pub mod http;
+pub mod layered;
+pub mod official;
+pub mod proxy;
 pub mod status;
+pub mod stream;
+pub mod tls;
 
+pub use check::{CheckOptions, Checker};
+pub use dns::DnsChoice;
 pub use error::Error;
+pub use proxy::ProxySettings;
