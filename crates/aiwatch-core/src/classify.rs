@@ -457,7 +457,9 @@ fn decide(
     let all_unreached = !findings.is_empty() && unreached.len() == findings.len();
 
     // 1. The user's own connection is down: the neutral host fails too.
-    if let Some(c) = control {
+    // A local server (Ollama, LM Studio) needs no internet, so the control host says nothing
+    // about it.
+    if let Some(c) = control.filter(|_| !service.local) {
         if all_unreached && !c.reached && is_network_cause(c.cause) {
             let cause = if c.cause == Cause::CaptivePortal { Cause::CaptivePortal } else { unreached[0].cause };
             let summary = if cause == Cause::CaptivePortal {

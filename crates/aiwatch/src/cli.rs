@@ -1,0 +1,102 @@
+//! The command line: subcommands and flags, parsed with clap.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit;
+
+/// Is it down, or is it me? aiwatch checks AI services (ChatGPT, Claude, the APIs, local
+/// models) and tells you whether they are down for everyone, or only for you — and why.
+#[derive(Debug, Parser)]
+#[command(name = "aiwatch", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Config file (TOML); default: ./aiwatch.toml, else the user's config dir.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More detail (evidence for every service).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Less output: one line per service.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Diagnose services from this machine: is it down, or is it me?
+    Check(CheckArgs),
+    /// List the catalog: built-in services plus those from the config file.
+    Services(ServicesArgs),
+    /// Work with the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Services to check (default: every service in the catalog).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Print JSON (an array of verdicts) instead of the report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Budget of the whole check, e.g. 5s or 1500ms (default: the config's, else 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub dns_server: Option<String>,
+
+    /// Trust this extra root CA (PEM), as a corporate machine would; chains that need it are
+    /// reported as intercepted.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+
+    /// Also send one tiny streamed completion per API (costs a few tokens) to measure time to
+    /// first token and catch cut-off answers.
+    #[arg(long)]
+    pub deep: bool,
+
+    /// Skip the control probe to the neutral host.
+    #[arg(long)]
+    pub no_control: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file; errors name the line and the field.
+    Check {
+        /// The file to validate (default: the one aiwatch would load).
+        file: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line; usage errors exit with 64 (EX_USAGE), help and version with 0.
+pub fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+            _ => ExitCode::from(exit::USAGE),
+        }
+    })
+}

@@ -1,0 +1,45 @@
+//! `aiwatch config check`: validates a config file and the files it names.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use aiwatch_core::Catalog;
+
+use crate::exit;
+use crate::load;
+
+pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let path = match file {
+        Some(p) => p.to_path_buf(),
+        None => load::default_config_path().ok_or_else(|| {
+            exit::usage("no config file given, and no ./aiwatch.toml or user config file exists")
+        })?,
+    };
+    let config = load::read_config(&path)?;
+    for entry in &config.services {
+        if let Some(ca) = &entry.ca_file {
+            if !ca.is_file() {
+                return Err(exit::config(format!(
+                    "{}: service `{}`: ca_file {} does not exist",
+                    path.display(),
+                    entry.name,
+                    ca.display()
+                )));
+            }
+            aiwatch_probe::tls::load_pem_certs(ca)
+                .map_err(|e| exit::config(format!("{}: service `{}`: {e}", path.display(), entry.name)))?;
+        }
+    }
+    let catalog = Catalog::with_config(&config);
+    let own = config.services.iter().filter(|s| !Catalog::is_builtin(s.name.as_str())).count();
+    let overrides = config.services.len() - own;
+    println!(
+        "{}: ok — {} services ({} built-in overridden, {} added), {} routes",
+        path.display(),
+        catalog.len(),
+        overrides,
+        own,
+        config.routes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,20 @@
+//! Dispatches each subcommand to its module.
+
+mod check;
+mod config;
+mod services;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+/// Runs the parsed command and returns its exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
+        Command::Services(args) => services::run(cli.config.as_deref(), &args),
+        Command::Config(ConfigCommand::Check { file }) => {
+            config::check(file.as_deref().or(cli.config.as_deref()))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Finds, reads and validates the config file, and reads the API keys it names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aiwatch_core::secret::ApiKey;
+use aiwatch_core::{Catalog, Config, ServiceName};
+
+use crate::exit;
+
+/// A loaded config and where it came from.
+pub struct Loaded {
+    pub config: Config,
+    pub path: Option<PathBuf>,
+    pub catalog: Catalog,
+}
+
+/// The file aiwatch reads when `--config` is not given: ./aiwatch.toml, else the user's
+/// config dir; `None` when neither exists.
+pub fn default_config_path() -> Option<PathBuf> {
+    let local = PathBuf::from("aiwatch.toml");
+    if local.is_file() {
+        return Some(local);
+    }
+    let user = dirs::config_dir()?.join("aiwatch").join("aiwatch.toml");
+    user.is_file().then_some(user)
+}
+
+/// Reads and validates one config file; errors name the file, line and field.
+pub fn read_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| exit::config(format!("cannot read {}: {e}", path.display())))?;
+    let mut config = Config::parse(&text).map_err(|e| {
+        let field = e.field.map(|f| format!(" `{f}`")).unwrap_or_default();
+        exit::config(format!(
+            "{}:{}:{}: {}{field}: {}",
+            path.display(),
+            e.line,
+            e.column,
+            if field.is_empty() { "error" } else { "field" },
+            e.message
+        ))
+    })?;
+    config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+    Ok(config)
+}
+
+/// Loads `--config FILE`, or the default file, or the built-in defaults.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<Loaded> {
+    let path = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => default_config_path(),
+    };
+    let config = match &path {
+        Some(p) => read_config(p)?,
+        None => Config::default(),
+    };
+    let catalog = Catalog::with_config(&config);
+    Ok(Loaded {
+        config,
+        path,
+        catalog,
+    })
+}
+
+/// Reads each service's key from the environment variable it names. The keys stay in memory
+/// and go only into their own provider's auth header.
+pub fn read_keys(catalog: &Catalog) -> HashMap<ServiceName, ApiKey> {
+    catalog
+        .iter()
+        .filter_map(|s| {
+            let var = s.api_key_env.as_deref()?;
+            let key = ApiKey::new(std::env::var(var).ok()?)?;
+            Some((s.name.clone(), key))
+        })
+        .collect()
+}
