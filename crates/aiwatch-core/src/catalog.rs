@@ -279,7 +279,11 @@ pub fn closest_names<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) 
         .filter(|(score, _)| *score >= 0.75)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-    scored.into_iter().take(3).map(|(_, n)| n.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_owned())
+        .collect()
 }
 
 /// Applies a config entry to a built-in or creates a new service from it.
@@ -372,10 +376,7 @@ mod tests {
         let err = Catalog::builtin().get("chatgtp").unwrap_err();
         assert_eq!(err.suggestions.first().map(String::as_str), Some("chatgpt"));
         let err = Catalog::builtin().get("openai").unwrap_err();
-        assert!(
-            err.suggestions.contains(&"openai-api".to_owned()),
-            "{err}"
-        );
+        assert!(err.suggestions.contains(&"openai-api".to_owned()), "{err}");
         assert!(err.to_string().contains("did you mean"), "{err}");
     }
 
@@ -403,7 +404,10 @@ api_key_env = "TEAM_LLM_KEY"
         .unwrap();
         let catalog = Catalog::with_config(&config);
         let openai = catalog.get("openai-api").unwrap();
-        assert_eq!(openai.api_base.as_deref(), Some("https://proxy.example.com/v1"));
+        assert_eq!(
+            openai.api_base.as_deref(),
+            Some("https://proxy.example.com/v1")
+        );
         assert_eq!(openai.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
         let team = catalog.get("team-llm").unwrap();
         assert_eq!(team.kind, ServiceKind::Openai);

@@ -272,7 +272,10 @@ mod tests {
             let json = serde_json::to_string(&cause).unwrap();
             assert_eq!(json, format!("\"{}\"", cause.as_str()));
             if cause != Cause::Ok {
-                assert!(!cause.advice(&AdviceContext::default()).is_empty(), "{cause}");
+                assert!(
+                    !cause.advice(&AdviceContext::default()).is_empty(),
+                    "{cause}"
+                );
             }
         }
     }

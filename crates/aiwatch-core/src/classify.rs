@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::cause::{AdviceContext, Cause, Scope, Status};
 use crate::evidence::{
-    round_ms, CheckEvidence, ConnectOutcome, DnsOutcome, HttpOutcome, OfficialOutcome,
-    ProbeReport, ProxyOutcome, Purpose, TlsOutcome, TlsProblem, TrustPath,
+    round_ms, CheckEvidence, ConnectOutcome, DnsOutcome, HttpOutcome, OfficialOutcome, ProbeReport,
+    ProxyOutcome, Purpose, TlsOutcome, TlsProblem, TrustPath,
 };
 use crate::official::{OfficialSignal, OfficialView};
 use crate::service::Service;
@@ -78,13 +78,25 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
     if let Some(proxy) = &report.proxy {
         match &proxy.outcome {
             ProxyOutcome::Unreachable { error } => {
-                return fail(Cause::ProxyError, format!("the proxy {} cannot be reached: {error}", proxy.url))
+                return fail(
+                    Cause::ProxyError,
+                    format!("the proxy {} cannot be reached: {error}", proxy.url),
+                )
             }
             ProxyOutcome::Rejected { status } => {
-                return fail(Cause::ProxyError, format!("the proxy {} refused to connect to {} (HTTP {status})", proxy.url, report.host))
+                return fail(
+                    Cause::ProxyError,
+                    format!(
+                        "the proxy {} refused to connect to {} (HTTP {status})",
+                        proxy.url, report.host
+                    ),
+                )
             }
             ProxyOutcome::Timeout => {
-                return fail(Cause::ProxyError, format!("the proxy {} did not answer in time", proxy.url))
+                return fail(
+                    Cause::ProxyError,
+                    format!("the proxy {} did not answer in time", proxy.url),
+                )
             }
             ProxyOutcome::Tunnel | ProxyOutcome::Forwarded => {}
         }
@@ -92,19 +104,37 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
     match &report.dns {
         Some(DnsOutcome::Sinkhole { addresses, kind }) => {
             let list = join(addresses);
-            return fail(Cause::DnsFiltered, format!("{} resolves to {list}: {}", report.host, kind.describe()));
+            return fail(
+                Cause::DnsFiltered,
+                format!("{} resolves to {list}: {}", report.host, kind.describe()),
+            );
         }
         Some(DnsOutcome::NxDomain) => {
-            return fail(Cause::DnsFailure, format!("{} does not exist according to your resolver (NXDOMAIN)", report.host))
+            return fail(
+                Cause::DnsFailure,
+                format!(
+                    "{} does not exist according to your resolver (NXDOMAIN)",
+                    report.host
+                ),
+            )
         }
         Some(DnsOutcome::NoRecords) => {
-            return fail(Cause::DnsFailure, format!("your resolver has no address for {}", report.host))
+            return fail(
+                Cause::DnsFailure,
+                format!("your resolver has no address for {}", report.host),
+            )
         }
         Some(DnsOutcome::Timeout) => {
-            return fail(Cause::DnsFailure, format!("your resolver did not answer for {} in time", report.host))
+            return fail(
+                Cause::DnsFailure,
+                format!("your resolver did not answer for {} in time", report.host),
+            )
         }
         Some(DnsOutcome::Failed { error }) => {
-            return fail(Cause::DnsFailure, format!("looking up {} failed: {error}", report.host))
+            return fail(
+                Cause::DnsFailure,
+                format!("looking up {} failed: {error}", report.host),
+            )
         }
         _ => {}
     }
@@ -113,19 +143,41 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
         .iter()
         .any(|a| a.outcome == ConnectOutcome::Connected);
     if report.proxy.is_none() && !connected {
-        let refused = report.connect.iter().any(|a| a.outcome == ConnectOutcome::Refused);
-        let addresses: Vec<_> = report.connect.iter().map(|a| a.address.to_string()).collect();
+        let refused = report
+            .connect
+            .iter()
+            .any(|a| a.outcome == ConnectOutcome::Refused);
+        let addresses: Vec<_> = report
+            .connect
+            .iter()
+            .map(|a| a.address.to_string())
+            .collect();
         if refused {
-            return fail(Cause::TcpRefused, format!("{} refused the connection ({})", report.host, addresses.join(", ")));
+            return fail(
+                Cause::TcpRefused,
+                format!(
+                    "{} refused the connection ({})",
+                    report.host,
+                    addresses.join(", ")
+                ),
+            );
         }
         let reason = report.connect.iter().find_map(|a| match &a.outcome {
             ConnectOutcome::Failed { error } => Some(error.clone()),
             _ => None,
         });
         let detail = match (addresses.is_empty(), reason) {
-            (true, _) => format!("no connection to {} was attempted before the budget ran out", report.host),
-            (false, Some(reason)) => format!("connecting to {} failed: {reason}", addresses.join(", ")),
-            (false, None) => format!("connecting to {} timed out (no answer)", addresses.join(", ")),
+            (true, _) => format!(
+                "no connection to {} was attempted before the budget ran out",
+                report.host
+            ),
+            (false, Some(reason)) => {
+                format!("connecting to {} failed: {reason}", addresses.join(", "))
+            }
+            (false, None) => format!(
+                "connecting to {} timed out (no answer)",
+                addresses.join(", ")
+            ),
         };
         return fail(Cause::TcpTimeout, detail);
     }
@@ -133,9 +185,13 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
     if let Some(tls) = &report.tls {
         let issuer = tls.root_issuer().map(str::to_owned);
         match &tls.outcome {
-            TlsOutcome::Trusted { via: TrustPath::NonPublic } => intercepted_by = issuer.or(Some("a non-public CA".into())),
+            TlsOutcome::Trusted {
+                via: TrustPath::NonPublic,
+            } => intercepted_by = issuer.or(Some("a non-public CA".into())),
             TlsOutcome::Trusted { .. } => {}
-            TlsOutcome::Untrusted { problem: TlsProblem::UnknownIssuer } => {
+            TlsOutcome::Untrusted {
+                problem: TlsProblem::UnknownIssuer,
+            } => {
                 let mut f = fail(
                     Cause::TlsIntercepted,
                     format!(
@@ -149,38 +205,67 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
             TlsOutcome::Untrusted { problem } => {
                 let what = match problem {
-                    TlsProblem::Expired => "has expired (or this machine's clock is ahead)".to_owned(),
-                    TlsProblem::NotYetValid => "is not valid yet (or this machine's clock is behind)".to_owned(),
+                    TlsProblem::Expired => {
+                        "has expired (or this machine's clock is ahead)".to_owned()
+                    }
+                    TlsProblem::NotYetValid => {
+                        "is not valid yet (or this machine's clock is behind)".to_owned()
+                    }
                     TlsProblem::NameMismatch => format!("is not issued for {}", report.host),
                     TlsProblem::Other(e) => format!("is rejected: {e}"),
                     TlsProblem::UnknownIssuer => unreachable!("handled above"),
                 };
-                return fail(Cause::TlsInvalid, format!("the certificate for {} {what}", report.host));
+                return fail(
+                    Cause::TlsInvalid,
+                    format!("the certificate for {} {what}", report.host),
+                );
             }
             TlsOutcome::HandshakeFailed { error } => {
-                return fail(Cause::TlsInvalid, format!("the TLS handshake with {} failed: {error}", report.host))
+                return fail(
+                    Cause::TlsInvalid,
+                    format!("the TLS handshake with {} failed: {error}", report.host),
+                )
             }
             TlsOutcome::Timeout => {
-                return fail(Cause::TcpTimeout, format!("{} accepted the connection but the TLS handshake got no answer", report.host))
+                return fail(
+                    Cause::TcpTimeout,
+                    format!(
+                        "{} accepted the connection but the TLS handshake got no answer",
+                        report.host
+                    ),
+                )
             }
         }
     }
     let mut finding = match &report.http {
-        None => fail(Cause::Unknown, format!("no HTTP request to {} was made before the budget ran out", report.host)),
-        Some(HttpOutcome::Timeout) if report.purpose == Purpose::Control => {
-            fail(Cause::TcpTimeout, format!("the control host {} did not answer in time", report.host))
-        }
+        None => fail(
+            Cause::Unknown,
+            format!(
+                "no HTTP request to {} was made before the budget ran out",
+                report.host
+            ),
+        ),
+        Some(HttpOutcome::Timeout) if report.purpose == Purpose::Control => fail(
+            Cause::TcpTimeout,
+            format!("the control host {} did not answer in time", report.host),
+        ),
         Some(HttpOutcome::Timeout) => Finding::new(
             report,
             Cause::ProviderError,
             true,
-            format!("{} accepted the request but sent no response within the budget", report.host),
+            format!(
+                "{} accepted the request but sent no response within the budget",
+                report.host
+            ),
         ),
         Some(HttpOutcome::BodyTimeout { status }) => Finding::new(
             report,
             Cause::SlowResponses,
             true,
-            format!("{} answered HTTP {status} but the body did not finish within the budget", report.host),
+            format!(
+                "{} answered HTTP {status} but the body did not finish within the budget",
+                report.host
+            ),
         ),
         Some(HttpOutcome::Protocol { error }) => Finding::new(
             report,
@@ -208,7 +293,12 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
                 Purpose::Api => {
                     let api = report.api.as_ref();
                     let key_sent = api.is_some_and(|a| a.key_present && a.key_withheld.is_none());
-                    let cause = api_cause(status, response.provider_error.as_ref(), &response.markers, key_sent);
+                    let cause = api_cause(
+                        status,
+                        response.provider_error.as_ref(),
+                        &response.markers,
+                        key_sent,
+                    );
                     let call = api.map_or("the API", |a| a.call.as_str());
                     let error_text = response
                         .provider_error
@@ -224,10 +314,17 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
                     let detail = match cause {
                         Cause::Ok if key_sent => format!(
                             "{call} succeeded (HTTP {status}{})",
-                            api.and_then(|a| a.models).map(|n| format!(", {n} models")).unwrap_or_default()
+                            api.and_then(|a| a.models)
+                                .map(|n| format!(", {n} models"))
+                                .unwrap_or_default()
                         ),
-                        Cause::Ok => format!("{call} answered HTTP {status} without a key: the API is reachable"),
-                        _ => format!("{call} answered HTTP {status}{error_text}{}", marker_text(&response.markers)),
+                        Cause::Ok => format!(
+                            "{call} answered HTTP {status} without a key: the API is reachable"
+                        ),
+                        _ => format!(
+                            "{call} answered HTTP {status}{error_text}{}",
+                            marker_text(&response.markers)
+                        ),
                     };
                     Finding::new(report, cause, true, detail)
                 }
@@ -263,15 +360,39 @@ fn control_finding(report: &ProbeReport, response: &crate::evidence::HttpRespons
             .is_some_and(|h| !h.eq_ignore_ascii_case(&report.host));
     if foreign_redirect {
         let to = response.location.clone().unwrap_or_default();
-        return Finding::new(report, Cause::CaptivePortal, false, format!("the control request to {} was redirected to {to}", report.host));
+        return Finding::new(
+            report,
+            Cause::CaptivePortal,
+            false,
+            format!(
+                "the control request to {} was redirected to {to}",
+                report.host
+            ),
+        );
     }
     if expects_204 && status == 200 && response.body_bytes > 0 {
         return Finding::new(report, Cause::CaptivePortal, false, format!("the control host {} answered with a page instead of 204: a portal intercepts plain HTTP", report.host));
     }
     if (200..300).contains(&status) {
-        return Finding::new(report, Cause::Ok, true, format!("the control host {} answers (HTTP {status}): your internet connection works", report.host));
+        return Finding::new(
+            report,
+            Cause::Ok,
+            true,
+            format!(
+                "the control host {} answers (HTTP {status}): your internet connection works",
+                report.host
+            ),
+        );
     }
-    Finding::new(report, Cause::Unknown, true, format!("the control host {} answered an unexpected HTTP {status}", report.host))
+    Finding::new(
+        report,
+        Cause::Unknown,
+        true,
+        format!(
+            "the control host {} answered an unexpected HTTP {status}",
+            report.host
+        ),
+    )
 }
 
 fn marker_text(markers: &[BodyMarker]) -> String {
@@ -282,7 +403,9 @@ fn marker_text(markers: &[BodyMarker]) -> String {
             BodyMarker::CloudflareBlock { code: Some(c) } => Some(format!("Cloudflare error {c}")),
             BodyMarker::CloudflareBlock { code: None } => Some("Cloudflare block page".into()),
             BodyMarker::CloudflareRateLimit => Some("Cloudflare error 1015, rate limited".into()),
-            BodyMarker::CloudflareOriginError { code } => Some(format!("Cloudflare {code}: the provider's origin is failing")),
+            BodyMarker::CloudflareOriginError { code } => Some(format!(
+                "Cloudflare {code}: the provider's origin is failing"
+            )),
             BodyMarker::CountryUnsupported => Some("country not supported".into()),
             BodyMarker::Html => None,
         })
@@ -295,7 +418,11 @@ fn marker_text(markers: &[BodyMarker]) -> String {
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
-    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn status_from_signal(signal: OfficialSignal) -> Status {
@@ -348,7 +475,13 @@ pub fn classify(service: &Service, evidence: &CheckEvidence, now: DateTime<Utc>)
         OfficialOutcome::View(view) => Some(view),
         _ => None,
     };
-    let decision = decide(service, &findings, control.as_ref(), view, &evidence.official);
+    let decision = decide(
+        service,
+        &findings,
+        control.as_ref(),
+        view,
+        &evidence.official,
+    );
 
     let about = decision.about.as_ref();
     let ctx = AdviceContext {
@@ -372,7 +505,9 @@ pub fn classify(service: &Service, evidence: &CheckEvidence, now: DateTime<Utc>)
         && decision.cause == Cause::Ok
     {
         let env = service.api_key_env.as_deref().unwrap_or_default();
-        advice.push(format!("Set {env} to also check that your key and quota work."));
+        advice.push(format!(
+            "Set {env} to also check that your key and quota work."
+        ));
     }
 
     Verdict {
@@ -394,7 +529,10 @@ fn stream_finding(
     stream: &crate::evidence::StreamEvidence,
     budget: Duration,
 ) -> Option<Finding> {
-    let host = evidence.api.as_ref().map_or_else(String::new, |r| r.host.clone());
+    let host = evidence
+        .api
+        .as_ref()
+        .map_or_else(String::new, |r| r.host.clone());
     let make = |cause, detail: String| Finding {
         cause,
         purpose: Purpose::Api,
@@ -410,11 +548,20 @@ fn stream_finding(
             .as_ref()
             .and_then(|e| e.message.clone())
             .unwrap_or_default();
-        return Some(make(cause, format!("the streamed completion with {} failed: HTTP {status} {what}", stream.model)));
+        return Some(make(
+            cause,
+            format!(
+                "the streamed completion with {} failed: HTTP {status} {what}",
+                stream.model
+            ),
+        ));
     }
     stream.status?;
     if !stream.finished {
-        let why = stream.error.clone().unwrap_or_else(|| "the stream closed early".into());
+        let why = stream
+            .error
+            .clone()
+            .unwrap_or_else(|| "the stream closed early".into());
         return Some(make(
             Cause::TruncatedResponses,
             format!("the streamed completion with {} ended without its finish marker after {} chunks: {why}", stream.model, stream.chunks),
@@ -422,11 +569,24 @@ fn stream_finding(
     }
     if let Some(ttft) = stream.time_to_first_token {
         if ttft > budget / 2 {
-            return Some(make(Cause::SlowResponses, format!("the first token from {} took {:.0} ms", stream.model, round_ms(ttft))));
+            return Some(make(
+                Cause::SlowResponses,
+                format!(
+                    "the first token from {} took {:.0} ms",
+                    stream.model,
+                    round_ms(ttft)
+                ),
+            ));
         }
     }
     let _ = service;
-    Some(make(Cause::Ok, format!("a streamed completion with {} finished cleanly", stream.model)))
+    Some(make(
+        Cause::Ok,
+        format!(
+            "a streamed completion with {} finished cleanly",
+            stream.model
+        ),
+    ))
 }
 
 fn decide(
@@ -441,19 +601,27 @@ fn decide(
     let official_bad = matches!(signal, OfficialSignal::Outage | OfficialSignal::Degraded)
         || view.is_some_and(|v| !v.incidents.is_empty());
     let official_status = status_from_signal(signal);
-    let incident_title = view.and_then(|v| v.incidents.first()).map(|i| i.name.clone());
+    let incident_title = view
+        .and_then(|v| v.incidents.first())
+        .map(|i| i.name.clone());
     let official_phrase = match (official, incident_title.as_deref()) {
         (_, Some(t)) => format!("the provider reports “{t}”"),
         (OfficialOutcome::View(v), None) => format!(
             "the official page says {}",
-            v.description.clone().unwrap_or_else(|| signal_word(v.signal).into())
+            v.description
+                .clone()
+                .unwrap_or_else(|| signal_word(v.signal).into())
         ),
         _ => String::new(),
     };
 
     let mut ranked: Vec<&Finding> = findings.iter().collect();
     ranked.sort_by_key(|f| finding_rank(f));
-    let unreached: Vec<&Finding> = ranked.iter().copied().filter(|f| !f.reached && f.cause != Cause::Ok).collect();
+    let unreached: Vec<&Finding> = ranked
+        .iter()
+        .copied()
+        .filter(|f| !f.reached && f.cause != Cause::Ok)
+        .collect();
     let all_unreached = !findings.is_empty() && unreached.len() == findings.len();
 
     // 1. The user's own connection is down: the neutral host fails too.
@@ -461,13 +629,23 @@ fn decide(
     // about it.
     if let Some(c) = control.filter(|_| !service.local) {
         if all_unreached && !c.reached && is_network_cause(c.cause) {
-            let cause = if c.cause == Cause::CaptivePortal { Cause::CaptivePortal } else { unreached[0].cause };
+            let cause = if c.cause == Cause::CaptivePortal {
+                Cause::CaptivePortal
+            } else {
+                unreached[0].cause
+            };
             let summary = if cause == Cause::CaptivePortal {
                 format!("{title} cannot be checked: this network holds traffic behind a login page ({})", c.detail)
             } else {
                 format!("Your internet connection is the problem, not {title}: {}, and the control host fails too ({})", unreached[0].detail, c.detail)
             };
-            return Decision { status: Status::Unknown, scope: Scope::Local, cause, summary, about: Some(unreached[0].clone()) };
+            return Decision {
+                status: Status::Unknown,
+                scope: Scope::Local,
+                cause,
+                summary,
+                about: Some(unreached[0].clone()),
+            };
         }
     }
 
@@ -482,17 +660,27 @@ fn decide(
                 about: Some((*f).clone()),
             };
         }
-        if signal == OfficialSignal::Outage && matches!(f.cause, Cause::TcpTimeout | Cause::TcpRefused | Cause::DnsFailure) {
+        if signal == OfficialSignal::Outage
+            && matches!(
+                f.cause,
+                Cause::TcpTimeout | Cause::TcpRefused | Cause::DnsFailure
+            )
+        {
             return Decision {
                 status: Status::Outage,
                 scope: Scope::Global,
                 cause: Cause::OfficialIncident,
-                summary: format!("{title} is down for everyone: {official_phrase}, and {}", f.detail),
+                summary: format!(
+                    "{title} is down for everyone: {official_phrase}, and {}",
+                    f.detail
+                ),
                 about: Some((*f).clone()),
             };
         }
         let official_note = match signal {
-            OfficialSignal::Operational => format!("; the official page says {title} is operational, so the problem is on your side"),
+            OfficialSignal::Operational => format!(
+                "; the official page says {title} is operational, so the problem is on your side"
+            ),
             OfficialSignal::Unknown => String::new(),
             _ => format!("; note that {official_phrase}"),
         };
@@ -500,7 +688,10 @@ fn decide(
             status: official_status,
             scope: Scope::Local,
             cause: f.cause,
-            summary: format!("{title} is unreachable from here: {}{official_note}", f.detail),
+            summary: format!(
+                "{title} is unreachable from here: {}{official_note}",
+                f.detail
+            ),
             about: Some((*f).clone()),
         };
     }
@@ -517,31 +708,59 @@ fn decide(
                 Status::Outage
             };
             let (cause, summary) = if official_bad {
-                (Cause::OfficialIncident, format!("{title} is failing for everyone, confirmed: {official_phrase}; {detail}"))
+                (
+                    Cause::OfficialIncident,
+                    format!(
+                        "{title} is failing for everyone, confirmed: {official_phrase}; {detail}"
+                    ),
+                )
             } else if signal == OfficialSignal::Operational {
                 (cause, format!("Possible unreported {title} outage: {detail}, while the official status page is green"))
             } else {
-                (cause, format!("{title} is failing on the provider's side: {detail}"))
+                (
+                    cause,
+                    format!("{title} is failing on the provider's side: {detail}"),
+                )
             };
-            Decision { status, scope: Scope::Global, cause, summary, about: f }
+            Decision {
+                status,
+                scope: Scope::Global,
+                cause,
+                summary,
+                about: f,
+            }
         }
         // 4. Reached, but the edge blocks this IP or someone reads the TLS.
         Some(cause @ (Cause::BotChallenge | Cause::TlsIntercepted)) => {
             let f = top.cloned();
             let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            let status = if official_status == Status::Unknown { Status::Operational } else { official_status };
+            let status = if official_status == Status::Unknown {
+                Status::Operational
+            } else {
+                official_status
+            };
             let summary = if cause == Cause::BotChallenge {
                 format!("{title} is up, but blocks you: {detail}")
             } else {
                 format!("{title} is reachable, but through TLS interception: {detail}")
             };
-            Decision { status, scope: Scope::Local, cause, summary, about: f }
+            Decision {
+                status,
+                scope: Scope::Local,
+                cause,
+                summary,
+                about: f,
+            }
         }
         // 5. The account, not the service.
         Some(cause) if is_account_cause(cause) => {
             let f = top.cloned();
             let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            let status = if official_status == Status::Unknown { Status::Operational } else { official_status };
+            let status = if official_status == Status::Unknown {
+                Status::Operational
+            } else {
+                official_status
+            };
             let what = match cause {
                 Cause::AuthInvalid => "your API key is rejected",
                 Cause::QuotaExhausted => "your account is out of quota",
@@ -550,30 +769,56 @@ fn decide(
                 Cause::ModelUnavailable => "the model is not available to you",
                 _ => "your key lacks permission",
             };
-            Decision { status, scope: Scope::Account, cause, summary: format!("{title} is up, but {what}: {detail}"), about: f }
+            Decision {
+                status,
+                scope: Scope::Account,
+                cause,
+                summary: format!("{title} is up, but {what}: {detail}"),
+                about: f,
+            }
         }
         // 6. Working, but slow or cut off.
         Some(cause @ (Cause::TruncatedResponses | Cause::SlowResponses)) => {
             let f = top.cloned();
             let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
             let control_slow = control.is_some_and(|c| c.cause == Cause::SlowResponses);
-            let scope = if control_slow { Scope::Local } else { Scope::Global };
+            let scope = if control_slow {
+                Scope::Local
+            } else {
+                Scope::Global
+            };
             let summary = if cause == Cause::TruncatedResponses {
                 format!("{title} answers, but cuts responses off: {detail}")
             } else {
                 format!("{title} works but is slow: {detail}")
             };
-            Decision { status: Status::Degraded, scope, cause, summary, about: f }
+            Decision {
+                status: Status::Degraded,
+                scope,
+                cause,
+                summary,
+                about: f,
+            }
         }
         Some(Cause::Unknown) => {
             let f = top.cloned();
             let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            Decision { status: Status::Unknown, scope: Scope::None, cause: Cause::Unknown, summary: format!("Could not tell how {title} is doing: {detail}"), about: f }
+            Decision {
+                status: Status::Unknown,
+                scope: Scope::None,
+                cause: Cause::Unknown,
+                summary: format!("Could not tell how {title} is doing: {detail}"),
+                about: f,
+            }
         }
         // 7. Every probe worked: what does the provider say?
         _ => {
             let working: Vec<&str> = findings.iter().map(|f| f.detail.as_str()).collect();
-            let proof = if working.is_empty() { String::new() } else { format!(" ({})", working.join("; ")) };
+            let proof = if working.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", working.join("; "))
+            };
             match signal {
                 OfficialSignal::Outage | OfficialSignal::Degraded => Decision {
                     status: Status::Degraded,
@@ -586,20 +831,28 @@ fn decide(
                     status: Status::Degraded,
                     scope: Scope::Global,
                     cause: Cause::Maintenance,
-                    summary: format!("{title} works from here, but is in a maintenance window{proof}"),
+                    summary: format!(
+                        "{title} works from here, but is in a maintenance window{proof}"
+                    ),
                     about: top.cloned(),
                 },
                 _ if official_bad => Decision {
                     status: Status::Operational,
                     scope: Scope::None,
                     cause: Cause::Ok,
-                    summary: format!("{title} is up{proof}; {official_phrase}, not tied to this service"),
+                    summary: format!(
+                        "{title} is up{proof}; {official_phrase}, not tied to this service"
+                    ),
                     about: top.cloned(),
                 },
                 _ if findings.is_empty() => Decision {
                     status: official_status,
                     scope: Scope::None,
-                    cause: if official_status == Status::Unknown { Cause::Unknown } else { Cause::Ok },
+                    cause: if official_status == Status::Unknown {
+                        Cause::Unknown
+                    } else {
+                        Cause::Ok
+                    },
                     summary: format!("{title} has nothing to probe; {official_phrase}"),
                     about: None,
                 },
@@ -630,12 +883,23 @@ fn duration_ms(d: Option<Duration>) -> Option<f64> {
 }
 
 /// The evidence lines of a verdict: what each layer showed, with its timing.
-fn evidence_lines(evidence: &CheckEvidence, findings: &[Finding], control: Option<&Finding>) -> Vec<EvidenceLine> {
+fn evidence_lines(
+    evidence: &CheckEvidence,
+    findings: &[Finding],
+    control: Option<&Finding>,
+) -> Vec<EvidenceLine> {
     let mut lines = Vec::new();
     for report in [&evidence.web, &evidence.api].into_iter().flatten() {
         probe_lines(report, &mut lines);
-        if let Some(f) = findings.iter().find(|f| f.purpose == report.purpose && f.host == report.host) {
-            let layer = if report.purpose == Purpose::Api { "api" } else { "http" };
+        if let Some(f) = findings
+            .iter()
+            .find(|f| f.purpose == report.purpose && f.host == report.host)
+        {
+            let layer = if report.purpose == Purpose::Api {
+                "api"
+            } else {
+                "http"
+            };
             if report.http.is_some() {
                 lines.push(EvidenceLine {
                     layer: layer.into(),
@@ -649,11 +913,30 @@ fn evidence_lines(evidence: &CheckEvidence, findings: &[Finding], control: Optio
     if let Some(stream) = &evidence.stream {
         let ok = stream.finished && stream.status.is_some_and(|s| (200..300).contains(&s));
         let detail = match (stream.time_to_first_token, stream.finished) {
-            (Some(t), true) => format!("{}: first token after {:.0} ms, {} chunks, finished", stream.model, round_ms(t), stream.chunks),
-            (_, false) => format!("{}: {} chunks, no finish marker{}", stream.model, stream.chunks, stream.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()),
+            (Some(t), true) => format!(
+                "{}: first token after {:.0} ms, {} chunks, finished",
+                stream.model,
+                round_ms(t),
+                stream.chunks
+            ),
+            (_, false) => format!(
+                "{}: {} chunks, no finish marker{}",
+                stream.model,
+                stream.chunks,
+                stream
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
             (None, true) => format!("{}: finished without content", stream.model),
         };
-        lines.push(EvidenceLine { layer: "stream".into(), outcome: if ok { Outcome::Ok } else { Outcome::Fail }, detail, ms: duration_ms(stream.total) });
+        lines.push(EvidenceLine {
+            layer: "stream".into(),
+            outcome: if ok { Outcome::Ok } else { Outcome::Fail },
+            detail,
+            ms: duration_ms(stream.total),
+        });
     }
     match &evidence.official {
         OfficialOutcome::NotConfigured => {}
@@ -664,13 +947,25 @@ fn evidence_lines(evidence: &CheckEvidence, findings: &[Finding], control: Optio
             ms: None,
         }),
         OfficialOutcome::View(view) => {
-            let components: Vec<String> = view.components.iter().map(|c| format!("{} {}", c.name, c.status)).collect();
-            let mut detail = format!("page {}", view.description.clone().unwrap_or_else(|| signal_word(view.signal).into()));
+            let components: Vec<String> = view
+                .components
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.status))
+                .collect();
+            let mut detail = format!(
+                "page {}",
+                view.description
+                    .clone()
+                    .unwrap_or_else(|| signal_word(view.signal).into())
+            );
             if !components.is_empty() {
                 detail.push_str(&format!("; {}", components.join(", ")));
             }
             for incident in &view.incidents {
-                detail.push_str(&format!("; incident “{}” ({}, impact {})", incident.name, incident.status, incident.impact));
+                detail.push_str(&format!(
+                    "; incident “{}” ({}, impact {})",
+                    incident.name, incident.status, incident.impact
+                ));
             }
             for m in &view.maintenances {
                 detail.push_str(&format!("; maintenance “{}” ({})", m.name, m.status));
@@ -680,13 +975,22 @@ fn evidence_lines(evidence: &CheckEvidence, findings: &[Finding], control: Optio
                 OfficialSignal::Outage => Outcome::Fail,
                 _ => Outcome::Warn,
             };
-            lines.push(EvidenceLine { layer: "official".into(), outcome, detail, ms: None });
+            lines.push(EvidenceLine {
+                layer: "official".into(),
+                outcome,
+                detail,
+                ms: None,
+            });
         }
     }
     if let (Some(report), Some(f)) = (&evidence.control, control) {
         lines.push(EvidenceLine {
             layer: "control".into(),
-            outcome: if f.cause == Cause::Ok { Outcome::Ok } else { Outcome::Fail },
+            outcome: if f.cause == Cause::Ok {
+                Outcome::Ok
+            } else {
+                Outcome::Fail
+            },
             detail: f.detail.clone(),
             ms: duration_ms(report.timings.total),
         });
@@ -707,25 +1011,53 @@ fn probe_lines(report: &ProbeReport, lines: &mut Vec<EvidenceLine>) {
     let t = &report.timings;
     if let Some(proxy) = &report.proxy {
         let (outcome, detail) = match &proxy.outcome {
-            ProxyOutcome::Tunnel => (Outcome::Ok, format!("via proxy {} (CONNECT tunnel)", proxy.url)),
+            ProxyOutcome::Tunnel => (
+                Outcome::Ok,
+                format!("via proxy {} (CONNECT tunnel)", proxy.url),
+            ),
             ProxyOutcome::Forwarded => (Outcome::Ok, format!("via proxy {}", proxy.url)),
-            ProxyOutcome::Unreachable { error } => (Outcome::Fail, format!("proxy {} unreachable: {error}", proxy.url)),
-            ProxyOutcome::Rejected { status } => (Outcome::Fail, format!("proxy {} answered CONNECT with HTTP {status}", proxy.url)),
+            ProxyOutcome::Unreachable { error } => (
+                Outcome::Fail,
+                format!("proxy {} unreachable: {error}", proxy.url),
+            ),
+            ProxyOutcome::Rejected { status } => (
+                Outcome::Fail,
+                format!("proxy {} answered CONNECT with HTTP {status}", proxy.url),
+            ),
             ProxyOutcome::Timeout => (Outcome::Fail, format!("proxy {} timed out", proxy.url)),
         };
-        lines.push(EvidenceLine { layer: "proxy".into(), outcome, detail, ms: None });
+        lines.push(EvidenceLine {
+            layer: "proxy".into(),
+            outcome,
+            detail,
+            ms: None,
+        });
     }
     if let Some(dns) = &report.dns {
         let (outcome, detail) = match dns {
-            DnsOutcome::Resolved { addresses } => (Outcome::Ok, format!("{} → {}", report.host, join(addresses))),
-            DnsOutcome::Sinkhole { addresses, .. } => (Outcome::Fail, format!("{} → {} (blocked)", report.host, join(addresses))),
+            DnsOutcome::Resolved { addresses } => (
+                Outcome::Ok,
+                format!("{} → {}", report.host, join(addresses)),
+            ),
+            DnsOutcome::Sinkhole { addresses, .. } => (
+                Outcome::Fail,
+                format!("{} → {} (blocked)", report.host, join(addresses)),
+            ),
             DnsOutcome::NxDomain => (Outcome::Fail, format!("{}: NXDOMAIN", report.host)),
             DnsOutcome::NoRecords => (Outcome::Fail, format!("{}: no A/AAAA records", report.host)),
-            DnsOutcome::Timeout => (Outcome::Fail, format!("{}: resolver timed out", report.host)),
+            DnsOutcome::Timeout => (
+                Outcome::Fail,
+                format!("{}: resolver timed out", report.host),
+            ),
             DnsOutcome::Failed { error } => (Outcome::Fail, format!("{}: {error}", report.host)),
             DnsOutcome::Skipped { reason } => (Outcome::Skip, format!("{}: {reason}", report.host)),
         };
-        lines.push(EvidenceLine { layer: "dns".into(), outcome, detail, ms: duration_ms(t.dns) });
+        lines.push(EvidenceLine {
+            layer: "dns".into(),
+            outcome,
+            detail,
+            ms: duration_ms(t.dns),
+        });
     }
     for attempt in &report.connect {
         let (outcome, what) = match &attempt.outcome {
@@ -734,20 +1066,62 @@ fn probe_lines(report: &ProbeReport, lines: &mut Vec<EvidenceLine>) {
             ConnectOutcome::Timeout => (Outcome::Fail, "timed out".to_owned()),
             ConnectOutcome::Failed { error } => (Outcome::Fail, error.clone()),
         };
-        lines.push(EvidenceLine { layer: "tcp".into(), outcome, detail: format!("{} {what}", attempt.address), ms: duration_ms(attempt.elapsed) });
+        lines.push(EvidenceLine {
+            layer: "tcp".into(),
+            outcome,
+            detail: format!("{} {what}", attempt.address),
+            ms: duration_ms(attempt.elapsed),
+        });
     }
     if let Some(tls) = &report.tls {
         let leaf = tls.chain.first();
-        let expiry = leaf.and_then(|c| c.not_after).map(|d| format!(", expires {}", d.format("%Y-%m-%d"))).unwrap_or_default();
-        let issuer = tls.chain.first().map(|c| c.issuer.clone()).unwrap_or_else(|| "no certificate".into());
+        let expiry = leaf
+            .and_then(|c| c.not_after)
+            .map(|d| format!(", expires {}", d.format("%Y-%m-%d")))
+            .unwrap_or_default();
+        let issuer = tls
+            .chain
+            .first()
+            .map(|c| c.issuer.clone())
+            .unwrap_or_else(|| "no certificate".into());
         let (outcome, detail) = match &tls.outcome {
-            TlsOutcome::Trusted { via: TrustPath::Public } => (Outcome::Ok, format!("{} issued by {issuer}{expiry}", tls.version.clone().unwrap_or_default())),
-            TlsOutcome::Trusted { via: TrustPath::Expected } => (Outcome::Ok, format!("issued by {issuer} (the service's own CA){expiry}")),
-            TlsOutcome::Trusted { via: TrustPath::NonPublic } => (Outcome::Warn, format!("issued by {issuer}, trusted only through a local or --ca-file root{expiry}")),
-            TlsOutcome::Untrusted { problem } => (Outcome::Fail, format!("issued by {issuer}: {problem:?}{expiry}")),
-            TlsOutcome::HandshakeFailed { error } => (Outcome::Fail, format!("handshake failed: {error}")),
+            TlsOutcome::Trusted {
+                via: TrustPath::Public,
+            } => (
+                Outcome::Ok,
+                format!(
+                    "{} issued by {issuer}{expiry}",
+                    tls.version.clone().unwrap_or_default()
+                ),
+            ),
+            TlsOutcome::Trusted {
+                via: TrustPath::Expected,
+            } => (
+                Outcome::Ok,
+                format!("issued by {issuer} (the service's own CA){expiry}"),
+            ),
+            TlsOutcome::Trusted {
+                via: TrustPath::NonPublic,
+            } => (
+                Outcome::Warn,
+                format!(
+                    "issued by {issuer}, trusted only through a local or --ca-file root{expiry}"
+                ),
+            ),
+            TlsOutcome::Untrusted { problem } => (
+                Outcome::Fail,
+                format!("issued by {issuer}: {problem:?}{expiry}"),
+            ),
+            TlsOutcome::HandshakeFailed { error } => {
+                (Outcome::Fail, format!("handshake failed: {error}"))
+            }
             TlsOutcome::Timeout => (Outcome::Fail, "handshake timed out".into()),
         };
-        lines.push(EvidenceLine { layer: "tls".into(), outcome, detail: detail.trim().to_owned(), ms: duration_ms(t.tls) });
+        lines.push(EvidenceLine {
+            layer: "tls".into(),
+            outcome,
+            detail: detail.trim().to_owned(),
+            ms: duration_ms(t.tls),
+        });
     }
 }

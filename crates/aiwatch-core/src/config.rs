@@ -28,7 +28,7 @@ pub struct ConfigError {
 
 /// A validated config. Everything a later stage needs is checked here, so a config that loaded
 /// works.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     pub defaults: Defaults,
     pub server: ServerConfig,
@@ -199,8 +199,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
             "`{raw}` has no unit; write it like \"500ms\", \"30s\" or \"5m\""
         ));
     }
-    let parsed = humantime::parse_duration(trimmed)
-        .map_err(|e| format!("`{raw}` is not a duration ({e}); write it like \"500ms\", \"30s\" or \"5m\""))?;
+    let parsed = humantime::parse_duration(trimmed).map_err(|e| {
+        format!("`{raw}` is not a duration ({e}); write it like \"500ms\", \"30s\" or \"5m\"")
+    })?;
     if parsed.is_zero() {
         return Err(format!("`{raw}` is zero; a duration must be positive"));
     }
@@ -220,7 +221,9 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error
         .ok()
         .filter(|n| *n >= 1)
         .map(Some)
-        .ok_or_else(|| serde::de::Error::custom(format!("{n} is out of range; use a whole number from 1 up")))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("{n} is out of range; use a whole number from 1 up"))
+        })
 }
 
 fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -272,7 +275,10 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D:
 
 fn database_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let raw = String::deserialize(d)?;
-    if raw.starts_with("sqlite:") || raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+    if raw.starts_with("sqlite:")
+        || raw.starts_with("postgres://")
+        || raw.starts_with("postgresql://")
+    {
         Ok(Some(raw))
     } else {
         Err(serde::de::Error::custom(format!(
@@ -307,10 +313,12 @@ impl Config {
             successes_to_close: d.successes_to_close.unwrap_or(fallback.successes_to_close),
             control_url: d.control_url.unwrap_or(fallback.control_url),
         };
-        let server = raw.server.map_or_else(ServerConfig::default, |s| ServerConfig {
-            listen: s.listen.unwrap_or(ServerConfig::default().listen),
-            database: s.database,
-        });
+        let server = raw
+            .server
+            .map_or_else(ServerConfig::default, |s| ServerConfig {
+                listen: s.listen.unwrap_or(ServerConfig::default().listen),
+                database: s.database,
+            });
 
         let mut seen = HashSet::new();
         let mut services = Vec::with_capacity(raw.service.len());
@@ -331,7 +339,9 @@ impl Config {
                 return Err(locate(
                     text,
                     Some(span),
-                    format!("service `{name}` needs `api_base` or `web_url`: there is nothing to check"),
+                    format!(
+                        "service `{name}` needs `api_base` or `web_url`: there is nothing to check"
+                    ),
                 ));
             }
             if s.kind == Some(ServiceKind::Http) && s.web_url.is_none() && s.api_base.is_none() {
@@ -363,14 +373,19 @@ impl Config {
                 .unwrap_or_else(|| "AIWATCH_GATEWAY_KEYS".to_owned()),
         });
 
-        let known = |name: &str| Catalog::is_builtin(name) || seen.iter().any(|s| s.as_str() == name);
+        let known =
+            |name: &str| Catalog::is_builtin(name) || seen.iter().any(|s| s.as_str() == name);
         let mut routes = Vec::with_capacity(raw.route.len());
         let mut aliases = HashSet::new();
         for spanned in raw.route {
             let span = spanned.span();
             let r = spanned.into_inner();
             if r.model.trim().is_empty() {
-                return Err(locate(text, Some(span), "a route's `model` must not be empty".into()));
+                return Err(locate(
+                    text,
+                    Some(span),
+                    "a route's `model` must not be empty".into(),
+                ));
             }
             if !aliases.insert(r.model.clone()) {
                 return Err(locate(
@@ -440,18 +455,6 @@ impl Config {
                     entry.ca_file = Some(config_dir.join(path));
                 }
             }
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            defaults: Defaults::default(),
-            server: ServerConfig::default(),
-            services: Vec::new(),
-            gateway: None,
-            routes: Vec::new(),
         }
     }
 }
@@ -594,7 +597,9 @@ mod tests {
         assert!(e.message.contains("openai"), "{e}");
         let e = err("[[service]]\nname = \"x\"\napi_base = \"ftp://x\"\n");
         assert_eq!(e.line, 3);
-        let e = err("[[service]]\nname = \"x\"\napi_base = \"https://x\"\napi_key_env = \"sk-abc123\"\n");
+        let e = err(
+            "[[service]]\nname = \"x\"\napi_base = \"https://x\"\napi_key_env = \"sk-abc123\"\n",
+        );
         assert!(e.message.contains("environment variable"), "{e}");
         let e = err("[defaults\n");
         assert_eq!(e.line, 1);
@@ -602,7 +607,10 @@ mod tests {
 
     #[test]
     fn relative_ca_file_resolves_against_the_config_folder() {
-        let mut config = Config::parse("[[service]]\nname = \"x\"\napi_base = \"https://x\"\nca_file = \"corp.pem\"\n").unwrap();
+        let mut config = Config::parse(
+            "[[service]]\nname = \"x\"\napi_base = \"https://x\"\nca_file = \"corp.pem\"\n",
+        )
+        .unwrap();
         config.resolve_paths(Path::new("/etc/aiwatch"));
         assert_eq!(
             config.services[0].ca_file.as_deref(),

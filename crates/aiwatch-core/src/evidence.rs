@@ -53,7 +53,9 @@ pub fn round_ms(d: Duration) -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DnsOutcome {
-    Resolved { addresses: Vec<IpAddr> },
+    Resolved {
+        addresses: Vec<IpAddr>,
+    },
     /// Every answer is a block address.
     Sinkhole {
         addresses: Vec<IpAddr>,
@@ -65,9 +67,13 @@ pub enum DnsOutcome {
     /// The name exists but has no A/AAAA records (NODATA).
     NoRecords,
     Timeout,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// No lookup was needed (an IP literal) or the proxy resolves the name.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 fn sinkhole_kind<S: Serializer>(kind: &SinkholeKind, s: S) -> Result<S::Ok, S::Error> {
@@ -106,9 +112,13 @@ pub enum ProxyOutcome {
     /// A plain-HTTP request forwarded by the proxy.
     Forwarded,
     /// The proxy itself could not be reached.
-    Unreachable { error: String },
+    Unreachable {
+        error: String,
+    },
     /// The proxy answered CONNECT with an error status.
-    Rejected { status: u16 },
+    Rejected {
+        status: u16,
+    },
     Timeout,
 }
 
@@ -188,13 +198,17 @@ pub struct HttpResponse {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum HttpOutcome {
-    Response(HttpResponse),
+    Response(Box<HttpResponse>),
     /// No response headers arrived in time.
     Timeout,
     /// Headers arrived but the body did not finish in time.
-    BodyTimeout { status: u16 },
+    BodyTimeout {
+        status: u16,
+    },
     /// The peer spoke something that is not HTTP, or closed mid-way.
-    Protocol { error: String },
+    Protocol {
+        error: String,
+    },
 }
 
 /// What the authenticated (or, without a key, anonymous) API call showed.
@@ -259,7 +273,7 @@ impl ProbeReport {
 
     pub fn response(&self) -> Option<&HttpResponse> {
         match &self.http {
-            Some(HttpOutcome::Response(r)) => Some(r),
+            Some(HttpOutcome::Response(r)) => Some(r.as_ref()),
             _ => None,
         }
     }

@@ -10,9 +10,9 @@ pub mod config;
 pub mod evidence;
 pub mod network;
 pub mod official;
-pub mod signatures;
 pub mod secret;
 pub mod service;
+pub mod signatures;
 pub mod verdict;
 
 pub use catalog::{Catalog, UnknownService};

@@ -128,17 +128,38 @@ mod tests {
 
     #[test]
     fn null_answers_are_sinkholes_for_every_name() {
-        assert_eq!(sinkhole_kind("api.openai.com", ip("0.0.0.0")), Some(SinkholeKind::Null));
-        assert_eq!(sinkhole_kind("api.openai.test", ip("::")), Some(SinkholeKind::Null));
+        assert_eq!(
+            sinkhole_kind("api.openai.com", ip("0.0.0.0")),
+            Some(SinkholeKind::Null)
+        );
+        assert_eq!(
+            sinkhole_kind("api.openai.test", ip("::")),
+            Some(SinkholeKind::Null)
+        );
     }
 
     #[test]
     fn private_answers_are_sinkholes_only_for_public_names() {
-        assert_eq!(sinkhole_kind("api.openai.com", ip("127.0.0.1")), Some(SinkholeKind::Loopback));
-        assert_eq!(sinkhole_kind("api.openai.com", ip("10.1.2.3")), Some(SinkholeKind::Private));
-        assert_eq!(sinkhole_kind("api.openai.com", ip("146.112.61.106")), Some(SinkholeKind::BlockPage));
-        assert_eq!(sinkhole_kind("api.openai.com", ip("::ffff:146.112.61.104")), Some(SinkholeKind::BlockPage));
-        assert_eq!(sinkhole_kind("api.openai.com", ip("fd00::1")), Some(SinkholeKind::Private));
+        assert_eq!(
+            sinkhole_kind("api.openai.com", ip("127.0.0.1")),
+            Some(SinkholeKind::Loopback)
+        );
+        assert_eq!(
+            sinkhole_kind("api.openai.com", ip("10.1.2.3")),
+            Some(SinkholeKind::Private)
+        );
+        assert_eq!(
+            sinkhole_kind("api.openai.com", ip("146.112.61.106")),
+            Some(SinkholeKind::BlockPage)
+        );
+        assert_eq!(
+            sinkhole_kind("api.openai.com", ip("::ffff:146.112.61.104")),
+            Some(SinkholeKind::BlockPage)
+        );
+        assert_eq!(
+            sinkhole_kind("api.openai.com", ip("fd00::1")),
+            Some(SinkholeKind::Private)
+        );
         assert_eq!(sinkhole_kind("llm.corp", ip("10.1.2.3")), None);
         assert_eq!(sinkhole_kind("api.openai.test", ip("127.0.0.1")), None);
         assert_eq!(sinkhole_kind("api.openai.com", ip("162.159.140.245")), None);
@@ -146,7 +167,10 @@ mod tests {
 
     #[test]
     fn url_host_handles_ports_brackets_and_credentials() {
-        assert_eq!(url_host("https://api.openai.com/v1"), Some("api.openai.com"));
+        assert_eq!(
+            url_host("https://api.openai.com/v1"),
+            Some("api.openai.com")
+        );
         assert_eq!(url_host("http://127.0.0.1:11434"), Some("127.0.0.1"));
         assert_eq!(url_host("http://[::1]:8080/x"), Some("::1"));
         assert_eq!(url_host("http://u:p@h.example:1/"), Some("h.example"));

@@ -211,13 +211,19 @@ impl OfficialStatus {
         let matches_name = |c: &Component| {
             wanted.iter().any(|w| {
                 w.eq_ignore_ascii_case(&c.name)
-                    || c.group.as_deref().is_some_and(|g| w.eq_ignore_ascii_case(g))
+                    || c.group
+                        .as_deref()
+                        .is_some_and(|g| w.eq_ignore_ascii_case(g))
             })
         };
         let components: Vec<Component> = if wanted.is_empty() {
             Vec::new()
         } else {
-            self.components.iter().filter(|c| matches_name(c)).cloned().collect()
+            self.components
+                .iter()
+                .filter(|c| matches_name(c))
+                .cloned()
+                .collect()
         };
         let covered_keys: Vec<&str> = components
             .iter()
@@ -241,13 +247,18 @@ impl OfficialStatus {
             .cloned()
             .collect();
 
-        let from_components = components.iter().map(|c| component_signal(&c.status)).max_by_key(|s| signal_rank(*s));
+        let from_components = components
+            .iter()
+            .map(|c| component_signal(&c.status))
+            .max_by_key(|s| signal_rank(*s));
         let from_indicator = self.indicator.as_ref().map(indicator_signal);
         let mut signal = match from_components {
             Some(s) => s,
             None => from_indicator.unwrap_or(OfficialSignal::Unknown),
         };
-        if maintenances.iter().any(|m| m.status.is_active()) && signal == OfficialSignal::Operational {
+        if maintenances.iter().any(|m| m.status.is_active())
+            && signal == OfficialSignal::Operational
+        {
             signal = OfficialSignal::Maintenance;
         }
         // An incident tied to one of the service's components outranks a green component list
@@ -315,14 +326,20 @@ mod tests {
         let s = ComponentStatus::from_raw("on_fire");
         assert_eq!(s.as_str(), "unknown");
         assert_eq!(s.raw(), "on_fire");
-        assert_eq!(ComponentStatus::from_raw("Major_Outage"), ComponentStatus::MajorOutage);
+        assert_eq!(
+            ComponentStatus::from_raw("Major_Outage"),
+            ComponentStatus::MajorOutage
+        );
     }
 
     #[test]
     fn view_takes_the_worst_covered_component_not_the_page() {
         let page = OfficialStatus {
             indicator: Some(Indicator::Minor),
-            components: vec![component("claude.ai", "operational"), component("Console", "major_outage")],
+            components: vec![
+                component("claude.ai", "operational"),
+                component("Console", "major_outage"),
+            ],
             ..OfficialStatus::default()
         };
         let view = page.view_for(&["claude.ai".into()]);

@@ -132,7 +132,9 @@ pub fn detect_markers(
     let cf_code = cloudflare_error_code(&text);
     match cf_code {
         Some(1015) => markers.push(BodyMarker::CloudflareRateLimit),
-        Some(code @ (1005..=1012 | 1020)) => markers.push(BodyMarker::CloudflareBlock { code: Some(code) }),
+        Some(code @ (1005..=1012 | 1020)) => {
+            markers.push(BodyMarker::CloudflareBlock { code: Some(code) })
+        }
         _ if text.contains("sorry, you have been blocked") => {
             markers.push(BodyMarker::CloudflareBlock { code: None })
         }
@@ -182,9 +184,12 @@ pub fn api_cause(
     key_sent: bool,
 ) -> Cause {
     let has = |m: &BodyMarker| markers.contains(m);
-    let blocked = markers
-        .iter()
-        .any(|m| matches!(m, BodyMarker::CloudflareBlock { .. } | BodyMarker::CloudflareRateLimit));
+    let blocked = markers.iter().any(|m| {
+        matches!(
+            m,
+            BodyMarker::CloudflareBlock { .. } | BodyMarker::CloudflareRateLimit
+        )
+    });
     let mentions = |needle: &str| error.is_some_and(|e| e.mentions(needle));
     if markers.contains(&BodyMarker::CountryUnsupported)
         || mentions("unsupported_country")
@@ -231,10 +236,12 @@ pub fn web_cause(status: u16, markers: &[BodyMarker]) -> Cause {
     if markers.contains(&BodyMarker::CountryUnsupported) {
         return Cause::RegionUnsupported;
     }
-    if markers
-        .iter()
-        .any(|m| matches!(m, BodyMarker::CloudflareBlock { .. } | BodyMarker::CloudflareRateLimit))
-    {
+    if markers.iter().any(|m| {
+        matches!(
+            m,
+            BodyMarker::CloudflareBlock { .. } | BodyMarker::CloudflareRateLimit
+        )
+    }) {
         return Cause::BotChallenge;
     }
     match status {
@@ -265,9 +272,16 @@ mod tests {
         assert_eq!(e.code.as_deref(), Some("API_KEY_INVALID"));
         assert_eq!(e.kind.as_deref(), Some("INVALID_ARGUMENT"));
         let mistral = br#"{"object":"error","message":"Invalid model","type":"invalid_request_error","param":"model","code":"unknown_model"}"#;
-        assert_eq!(ProviderError::parse(400, mistral).unwrap().code.as_deref(), Some("unknown_model"));
+        assert_eq!(
+            ProviderError::parse(400, mistral).unwrap().code.as_deref(),
+            Some("unknown_model")
+        );
         let ollama = br#"{"error":"model 'llama9' not found"}"#;
-        assert!(ProviderError::parse(404, ollama).unwrap().message.unwrap().contains("llama9"));
+        assert!(ProviderError::parse(404, ollama)
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("llama9"));
         assert!(ProviderError::parse(500, b"<html>oops</html>").is_none());
         assert!(ProviderError::parse(500, br#"[1,2]"#).is_none());
     }
@@ -275,19 +289,43 @@ mod tests {
     #[test]
     fn api_statuses_map_to_causes() {
         let e = |status, body: &str| ProviderError::parse(status, body.as_bytes());
-        let rate = e(429, r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#);
+        let rate = e(
+            429,
+            r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+        );
         assert_eq!(api_cause(429, rate.as_ref(), &[], true), Cause::RateLimited);
-        let quota = e(429, r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#);
-        assert_eq!(api_cause(429, quota.as_ref(), &[], true), Cause::QuotaExhausted);
-        let region = e(403, r#"{"error":{"code":"unsupported_country_region_territory","message":"Country, region, or territory not supported","type":"request_forbidden"}}"#);
-        assert_eq!(api_cause(403, region.as_ref(), &[], true), Cause::RegionUnsupported);
+        let quota = e(
+            429,
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        );
+        assert_eq!(
+            api_cause(429, quota.as_ref(), &[], true),
+            Cause::QuotaExhausted
+        );
+        let region = e(
+            403,
+            r#"{"error":{"code":"unsupported_country_region_territory","message":"Country, region, or territory not supported","type":"request_forbidden"}}"#,
+        );
+        assert_eq!(
+            api_cause(403, region.as_ref(), &[], true),
+            Cause::RegionUnsupported
+        );
         assert_eq!(api_cause(401, None, &[], true), Cause::AuthInvalid);
         assert_eq!(api_cause(401, None, &[], false), Cause::Ok);
         assert_eq!(api_cause(529, None, &[], true), Cause::ProviderOverloaded);
         assert_eq!(api_cause(502, None, &[], true), Cause::ProviderError);
-        let model = e(404, r#"{"error":{"message":"The model `gpt-9` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#);
-        assert_eq!(api_cause(404, model.as_ref(), &[], true), Cause::ModelUnavailable);
-        assert_eq!(api_cause(403, None, &[BodyMarker::CloudflareChallenge], true), Cause::BotChallenge);
+        let model = e(
+            404,
+            r#"{"error":{"message":"The model `gpt-9` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#,
+        );
+        assert_eq!(
+            api_cause(404, model.as_ref(), &[], true),
+            Cause::ModelUnavailable
+        );
+        assert_eq!(
+            api_cause(403, None, &[BodyMarker::CloudflareChallenge], true),
+            Cause::BotChallenge
+        );
     }
 
     #[test]

@@ -97,7 +97,9 @@ impl Checker {
         for service in services {
             if let Some(source) = &service.status {
                 match sources.iter_mut().find(|(s, _)| *s == source) {
-                    Some((_, products)) => products.extend(service.status_components.iter().cloned()),
+                    Some((_, products)) => {
+                        products.extend(service.status_components.iter().cloned())
+                    }
                     None => sources.push((source, service.status_components.clone())),
                 }
             }
@@ -106,19 +108,13 @@ impl Checker {
             fetch_official(&self.ctx, source, products, deadline).await
         }));
 
-        let checks = join_all(
-            services
-                .iter()
-                .zip(expected)
-                .map(|(service, expected)| self.check_one(service, keys.get(&service.name), expected, deadline)),
-        );
+        let checks = join_all(services.iter().zip(expected).map(|(service, expected)| {
+            self.check_one(service, keys.get(&service.name), expected, deadline)
+        }));
 
         let (control, pages, checks) = tokio::join!(control, pages, checks);
-        let pages: HashMap<&StatusSource, &Result<OfficialStatus, String>> = sources
-            .iter()
-            .map(|(s, _)| *s)
-            .zip(pages.iter())
-            .collect();
+        let pages: HashMap<&StatusSource, &Result<OfficialStatus, String>> =
+            sources.iter().map(|(s, _)| *s).zip(pages.iter()).collect();
 
         Ok(services
             .iter()
@@ -126,8 +122,12 @@ impl Checker {
             .map(|(service, (web, api, stream))| {
                 let official = match service.status.as_ref().and_then(|s| pages.get(s)) {
                     None => OfficialOutcome::NotConfigured,
-                    Some(Err(error)) => OfficialOutcome::Unavailable { error: error.clone() },
-                    Some(Ok(page)) => OfficialOutcome::View(page.view_for(&service.status_components)),
+                    Some(Err(error)) => OfficialOutcome::Unavailable {
+                        error: error.clone(),
+                    },
+                    Some(Ok(page)) => {
+                        OfficialOutcome::View(page.view_for(&service.status_components))
+                    }
                 };
                 CheckEvidence {
                     control: control.clone(),
@@ -155,14 +155,38 @@ impl Checker {
         let web = async {
             let url = service.web_url.as_deref()?;
             let mut ask = Ask::get();
-            ask.headers.push(("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8".into()));
-            Some(probe(&self.ctx, Purpose::Web, url, ask, expected.clone(), deadline).await.report)
+            ask.headers.push((
+                "accept",
+                "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8".into(),
+            ));
+            Some(
+                probe(
+                    &self.ctx,
+                    Purpose::Web,
+                    url,
+                    ask,
+                    expected.clone(),
+                    deadline,
+                )
+                .await
+                .report,
+            )
         };
         let api = async {
             let call = list_models(service, key)?;
-            let probed = probe(&self.ctx, Purpose::Api, &call.url, call.ask, expected.clone(), deadline).await;
+            let probed = probe(
+                &self.ctx,
+                Purpose::Api,
+                &call.url,
+                call.ask,
+                expected.clone(),
+                deadline,
+            )
+            .await;
             let mut report = probed.report;
-            let ok = report.response().is_some_and(|r| (200..300).contains(&r.status));
+            let ok = report
+                .response()
+                .is_some_and(|r| (200..300).contains(&r.status));
             let models = if ok { model_ids(&probed.body) } else { None };
             report.api = Some(ApiEvidence {
                 call: call.label,

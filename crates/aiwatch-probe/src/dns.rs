@@ -106,9 +106,7 @@ impl Dns {
             Err(_) => (DnsOutcome::Timeout, Vec::new()),
             Ok(Err(e)) if e.is_nx_domain() => (DnsOutcome::NxDomain, Vec::new()),
             Ok(Err(e)) if e.is_no_records_found() => (DnsOutcome::NoRecords, Vec::new()),
-            Ok(Err(e)) if matches!(e, hickory_resolver::net::NetError::Timeout) => {
-                (DnsOutcome::Timeout, Vec::new())
-            }
+            Ok(Err(hickory_resolver::net::NetError::Timeout)) => (DnsOutcome::Timeout, Vec::new()),
             Ok(Err(e)) => (
                 DnsOutcome::Failed {
                     error: e.to_string(),
@@ -130,10 +128,7 @@ fn classify_answers(host: &str, addresses: Vec<IpAddr>) -> (DnsOutcome, Vec<IpAd
     if addresses.is_empty() {
         return (DnsOutcome::NoRecords, Vec::new());
     }
-    let kinds: Vec<_> = addresses
-        .iter()
-        .map(|a| sinkhole_kind(host, *a))
-        .collect();
+    let kinds: Vec<_> = addresses.iter().map(|a| sinkhole_kind(host, *a)).collect();
     if let Some(Some(kind)) = kinds.iter().find(|k| k.is_some()) {
         if kinds.iter().all(Option::is_some) {
             return (
@@ -175,7 +170,10 @@ mod tests {
     fn mixed_answers_keep_only_real_addresses() {
         let (outcome, usable) = classify_answers(
             "api.openai.com",
-            vec!["0.0.0.0".parse().unwrap(), "162.159.140.245".parse().unwrap()],
+            vec![
+                "0.0.0.0".parse().unwrap(),
+                "162.159.140.245".parse().unwrap(),
+            ],
         );
         assert!(matches!(outcome, DnsOutcome::Resolved { .. }));
         assert_eq!(usable, vec!["162.159.140.245".parse::<IpAddr>().unwrap()]);

@@ -7,7 +7,10 @@
 pub enum Error {
     /// A status page's body is not the format it should be.
     #[error("{format}: {reason}")]
-    StatusFormat { format: &'static str, reason: String },
+    StatusFormat {
+        format: &'static str,
+        reason: String,
+    },
     /// Fetching something over HTTP failed (with the layer and reason).
     #[error("{0}")]
     Fetch(String),

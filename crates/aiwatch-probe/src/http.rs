@@ -174,7 +174,12 @@ where
     let status = parts.status.as_u16();
     match read_capped(body, cap, deadline).await {
         Ok((bytes, capped)) => Exchange {
-            outcome: HttpOutcome::Response(describe(status, &parts.headers, &bytes, capped)),
+            outcome: HttpOutcome::Response(Box::new(describe(
+                status,
+                &parts.headers,
+                &bytes,
+                capped,
+            ))),
             body: bytes,
             first_byte,
         },

@@ -30,7 +30,10 @@ pub async fn fetch_official(
     let url = status_url(source);
     let mut ask = Ask::get();
     ask.body_cap = STATUS_BODY_CAP;
-    ask.headers.push(("accept", "application/json, application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1".into()));
+    ask.headers.push((
+        "accept",
+        "application/json, application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1".into(),
+    ));
     let probed = probe(ctx, Purpose::Web, &url, ask, None, deadline).await;
     let response = match &probed.report.http {
         Some(HttpOutcome::Response(r)) => r,
@@ -40,11 +43,16 @@ pub async fn fetch_official(
         return Err(format!("{url} answered HTTP {}", response.status));
     }
     if response.body_capped {
-        return Err(format!("{url} is larger than {} MiB", STATUS_BODY_CAP / (1024 * 1024)));
+        return Err(format!(
+            "{url} is larger than {} MiB",
+            STATUS_BODY_CAP / (1024 * 1024)
+        ));
     }
     let parsed = match source {
         StatusSource::Statuspage(_) => status::parse_statuspage_summary(&probed.body),
-        StatusSource::GoogleCloud(_) => status::parse_google_cloud_incidents(&probed.body, products),
+        StatusSource::GoogleCloud(_) => {
+            status::parse_google_cloud_incidents(&probed.body, products)
+        }
         StatusSource::Feed(_) => status::parse_feed(&probed.body),
     };
     parsed.map_err(|e| format!("{url}: {e}"))

@@ -197,7 +197,9 @@ pub async fn streamed_completion(
     let read = async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| format!("the stream broke: {e}"))?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             seen += data.len();
             if seen > STREAM_CAP {
                 return Err("the stream exceeded its size cap".to_owned());
@@ -243,16 +245,30 @@ mod tests {
     #[test]
     fn finish_markers_of_every_family_are_recognized() {
         assert!(read_line(ServiceKind::Openai, "data: [DONE]").finished);
-        let chunk = r#"data: {"choices":[{"index":0,"delta":{"content":"OK"},"finish_reason":null}]}"#;
+        let chunk =
+            r#"data: {"choices":[{"index":0,"delta":{"content":"OK"},"finish_reason":null}]}"#;
         let says = read_line(ServiceKind::Openai, chunk);
         assert!(says.token && !says.finished);
         let last = r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
         assert!(read_line(ServiceKind::Openai, last).finished);
         assert!(read_line(ServiceKind::Anthropic, r#"data: {"type":"message_stop"}"#).finished);
-        let err = r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-        assert_eq!(read_line(ServiceKind::Anthropic, err).error.as_deref(), Some("Overloaded"));
-        assert!(read_line(ServiceKind::Ollama, r#"{"message":{"content":""},"done":true}"#).finished);
+        let err =
+            r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            read_line(ServiceKind::Anthropic, err).error.as_deref(),
+            Some("Overloaded")
+        );
+        assert!(
+            read_line(
+                ServiceKind::Ollama,
+                r#"{"message":{"content":""},"done":true}"#
+            )
+            .finished
+        );
         assert!(read_line(ServiceKind::Gemini, r#"data: {"candidates":[{"content":{"parts":[{"text":"OK"}]},"finishReason":"MAX_TOKENS"}]}"#).finished);
-        assert_eq!(read_line(ServiceKind::Openai, "data: {not json"), LineSays::default());
+        assert_eq!(
+            read_line(ServiceKind::Openai, "data: {not json"),
+            LineSays::default()
+        );
     }
 }

@@ -11,7 +11,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -227,9 +229,7 @@ fn problem_of(e: &rustls::Error) -> Option<TlsProblem> {
     };
     Some(match cert {
         CertificateError::UnknownIssuer => TlsProblem::UnknownIssuer,
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            TlsProblem::Expired
-        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsProblem::Expired,
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
             TlsProblem::NotYetValid
         }

@@ -42,9 +42,7 @@ pub fn config(message: impl Into<String>) -> anyhow::Error {
 
 /// Prints the error chain and picks the exit code.
 pub fn report_error(error: &anyhow::Error) -> ExitCode {
-    let code = error
-        .downcast_ref::<Failure>()
-        .map_or(SOFTWARE, |f| f.code);
+    let code = error.downcast_ref::<Failure>().map_or(SOFTWARE, |f| f.code);
     eprintln!("aiwatch: {error:#}");
     ExitCode::from(code)
 }

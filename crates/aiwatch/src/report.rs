@@ -98,7 +98,11 @@ pub fn render(services: &[Service], verdicts: &[Verdict], detail: Detail, color:
             verdict.service.as_str(),
             headline(verdict)
         );
-        let _ = writeln!(out, "{}", paint(&line, verdict.status, verdict.cause, color));
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(&line, verdict.status, verdict.cause, color)
+        );
         let fine = verdict.cause == Cause::Ok && verdict.status == Status::Operational;
         if detail == Detail::Quiet {
             continue;
@@ -114,7 +118,10 @@ pub fn render(services: &[Service], verdicts: &[Verdict], detail: Detail, color:
                 Outcome::Fail => "FAIL",
                 Outcome::Skip => "skip",
             };
-            let ms = line.ms.map(|ms| format!("{ms:>8.1} ms")).unwrap_or_default();
+            let ms = line
+                .ms
+                .map(|ms| format!("{ms:>8.1} ms"))
+                .unwrap_or_default();
             let text = format!("    {:<8} {mark}  {}", line.layer, line.detail);
             let text = if color && line.outcome == Outcome::Fail {
                 text.red().to_string()

@@ -53,6 +53,11 @@ pub fn parse_feed(body: &[u8]) -> Result<OfficialStatus, Error> {
             describe_markup(head, "an Atom/RSS feed"),
         ));
     }
+    if head[0] == b'{' || head[0] == b'[' {
+        // feed-rs would read a JSON Feed, but a JSON error body must not pass for an empty,
+        // all-clear history.
+        return Err(format_error(FORMAT, "got JSON, not an Atom/RSS feed"));
+    }
     let feed = feed_rs::parser::Builder::new()
         .sanitize_content(false)
         .build()

@@ -13,8 +13,9 @@
 //! - Enum values go through `from_raw`: a value the format did not define becomes `Unknown(raw)`,
 //!   never a panic and never a silent "operational".
 //! - A body that is not the format (an HTML page served with 200, truncated JSON, JSON of the
-//!   wrong shape, a field of the wrong type) is an [`Error::StatusFormat`](crate::Error::StatusFormat) whose reason says what
-//!   was found and where; a missing optional field or an unreadable timestamp is not an error.
+//!   wrong shape, a field of the wrong type) is an
+//!   [`Error::StatusFormat`](crate::Error::StatusFormat) whose reason says what was found and
+//!   where; a missing optional field or an unreadable timestamp is not an error.
 //! - When an id appears twice in one collection, the first occurrence is kept and the later
 //!   ones are dropped.
 //! - Work is linear in the size of the body (the size cap itself is the fetcher's job).
@@ -51,6 +52,6 @@ fn dedup_keep_order(values: Vec<String>) -> Vec<String> {
 /// (which is newest first on every format seen).
 fn newest_first(updates: &mut [aiwatch_core::official::IncidentUpdate]) {
     if updates.iter().all(|u| u.created_at.is_some()) {
-        updates.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        updates.sort_by_key(|u| std::cmp::Reverse(u.created_at));
     }
 }

@@ -45,12 +45,17 @@ pub fn run(
         None => loaded.config.defaults.timeout,
     };
     let dns = match &args.dns_server {
-        Some(raw) => DnsChoice::parse_server(raw).map_err(|e| exit::usage(format!("--dns-server: {e}")))?,
+        Some(raw) => {
+            DnsChoice::parse_server(raw).map_err(|e| exit::usage(format!("--dns-server: {e}")))?
+        }
         None => DnsChoice::System,
     };
     for path in &args.ca_file {
         if !path.is_file() {
-            return Err(exit::usage(format!("--ca-file: {} does not exist", path.display())));
+            return Err(exit::usage(format!(
+                "--ca-file: {} does not exist",
+                path.display()
+            )));
         }
     }
     let proxies = ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?;
@@ -68,7 +73,8 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let spinner = (!args.json && std::io::stderr().is_terminal()).then(|| report::spinner(services.len(), timeout));
+    let spinner = (!args.json && std::io::stderr().is_terminal())
+        .then(|| report::spinner(services.len(), timeout));
     let evidence = runtime.block_on(async {
         let checker = Checker::new(options).map_err(|e| match e {
             aiwatch_probe::Error::CaFile { .. } => exit::usage(e.to_string()),
@@ -102,7 +108,10 @@ pub fn run(
         } else {
             report::Detail::Normal
         };
-        print!("{}", report::render(&services, &verdicts, detail, report::use_color()));
+        print!(
+            "{}",
+            report::render(&services, &verdicts, detail, report::use_color())
+        );
     }
     let fault = Fault::worst(verdicts.iter().map(Verdict::fault));
     Ok(ExitCode::from(fault.exit_code()))

@@ -26,12 +26,17 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                     ca.display()
                 )));
             }
-            aiwatch_probe::tls::load_pem_certs(ca)
-                .map_err(|e| exit::config(format!("{}: service `{}`: {e}", path.display(), entry.name)))?;
+            aiwatch_probe::tls::load_pem_certs(ca).map_err(|e| {
+                exit::config(format!("{}: service `{}`: {e}", path.display(), entry.name))
+            })?;
         }
     }
     let catalog = Catalog::with_config(&config);
-    let own = config.services.iter().filter(|s| !Catalog::is_builtin(s.name.as_str())).count();
+    let own = config
+        .services
+        .iter()
+        .filter(|s| !Catalog::is_builtin(s.name.as_str()))
+        .count();
     let overrides = config.services.len() - own;
     println!(
         "{}: ok — {} services ({} built-in overridden, {} added), {} routes",

@@ -35,11 +35,23 @@ pub fn run(config_path: Option<&Path>, args: &ServicesArgs) -> anyhow::Result<Ex
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let name_width = rows.iter().map(|r| r.service.name.as_str().len()).max().unwrap_or(4).max(4);
-    println!("{:<name_width$}  {:<9}  {:<50}  {:<27}  STATUS PAGE", "NAME", "KIND", "ENDPOINT", "KEY");
+    let name_width = rows
+        .iter()
+        .map(|r| r.service.name.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<name_width$}  {:<9}  {:<50}  {:<27}  STATUS PAGE",
+        "NAME", "KIND", "ENDPOINT", "KEY"
+    );
     for row in &rows {
         let s = row.service;
-        let endpoint = s.api_base.as_deref().or(s.web_url.as_deref()).unwrap_or("-");
+        let endpoint = s
+            .api_base
+            .as_deref()
+            .or(s.web_url.as_deref())
+            .unwrap_or("-");
         let key = match (&s.api_key_env, row.key_set) {
             (Some(var), Some(true)) => format!("{var} (set)"),
             (Some(var), _) => format!("{var} (unset)"),
