@@ -129,13 +129,18 @@ pub fn detect_markers(
     {
         markers.push(BodyMarker::CloudflareChallenge);
     }
-    let cf_code = cloudflare_error_code(&text);
+    // Error pages split "Error" and "1020" across tags: read the visible text too.
+    let visible = visible_text(&text);
+    let cf_code = cloudflare_error_code(&visible);
     match cf_code {
         Some(1015) => markers.push(BodyMarker::CloudflareRateLimit),
         Some(code @ (1005..=1012 | 1020)) => {
             markers.push(BodyMarker::CloudflareBlock { code: Some(code) })
         }
-        _ if text.contains("sorry, you have been blocked") => {
+        _ if visible.contains("sorry, you have been blocked")
+            || (visible.contains("access denied")
+                && visible.contains("used cloudflare to restrict access")) =>
+        {
             markers.push(BodyMarker::CloudflareBlock { code: None })
         }
         _ => {}
@@ -143,7 +148,7 @@ pub fn detect_markers(
     if (520..=530).contains(&status) && (cf_code.is_some() || text.contains("cloudflare")) {
         markers.push(BodyMarker::CloudflareOriginError { code: status });
     }
-    if text.contains("not available in your country")
+    if visible.contains("not available in your country")
         || text.contains("unsupported_country_region_territory")
         || text.contains("country, region, or territory not supported")
     {
@@ -153,6 +158,37 @@ pub fn detect_markers(
         markers.push(BodyMarker::Html);
     }
     markers
+}
+
+/// The text of an HTML page without its tags, whitespace collapsed.
+fn visible_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut in_tag = false;
+    let mut last_space = true;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                if !last_space {
+                    out.push(' ');
+                    last_space = true;
+                }
+            }
+            _ if in_tag => {}
+            c if c.is_whitespace() => {
+                if !last_space {
+                    out.push(' ');
+                    last_space = true;
+                }
+            }
+            c => {
+                out.push(c);
+                last_space = false;
+            }
+        }
+    }
+    out
 }
 
 /// Reads "Error 1020" / "error code: 1020" from a Cloudflare page.
@@ -338,6 +374,12 @@ mod tests {
         let m = detect_markers(403, Some("text/html"), None, block);
         assert!(m.contains(&BodyMarker::CloudflareBlock { code: Some(1020) }));
         assert_eq!(web_cause(403, &m), Cause::BotChallenge);
+        let split = b"<h1><span data-translate=\"error\">Error</span>\n  <span>1020</span></h1>";
+        let m = detect_markers(403, Some("text/html"), None, split);
+        assert!(
+            m.contains(&BodyMarker::CloudflareBlock { code: Some(1020) }),
+            "{m:?}"
+        );
         let limited = b"<html><h1>Error 1015</h1> You are being rate limited</html>";
         let m = detect_markers(429, Some("text/html"), None, limited);
         assert_eq!(web_cause(429, &m), Cause::BotChallenge);

@@ -1,0 +1,320 @@
+//! The CLI contract, driven through the real binary: exit codes, `--json` schema, usage and
+//! config errors, against a loopback world.
+
+use aiwatch_testkit::{canned, DnsAnswer, World};
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// The binary with a scrubbed environment: no proxies, no real keys, no colors.
+fn aiwatch() -> Command {
+    let mut cmd = Command::cargo_bin("aiwatch").expect("the aiwatch binary is built");
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "MISTRAL_API_KEY",
+        "GROQ_API_KEY",
+        "DEEPSEEK_API_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// `aiwatch check` pointed at the world: its config, its DNS server, its "public" CA.
+fn check_in(world: &World) -> Command {
+    let config = world.write_config();
+    let mut cmd = aiwatch();
+    cmd.current_dir(world.dir())
+        .arg("--config")
+        .arg(config)
+        .arg("check")
+        .arg("--dns-server")
+        .arg(world.dns.addr().to_string())
+        .arg("--ca-file")
+        .arg(world.public_ca_path());
+    cmd
+}
+
+async fn healthy_world() -> World {
+    let mut world = World::start().await;
+    let api = world.api("openai-api", "api.openai.test", "/v1").await;
+    api.route("GET", "/v1/models", canned::openai_models());
+    let web = world.web("chatgpt", "chatgpt.test").await;
+    web.route("GET", "/", canned::web_home());
+    world
+}
+
+fn json_of(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_services_exit_zero_with_the_documented_json_schema() {
+    let world = healthy_world().await;
+    let output = check_in(&world)
+        .args(["openai-api", "chatgpt", "--json"])
+        .env("OPENAI_API_KEY", "sk-test")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = json_of(&output);
+    let verdicts = json.as_array().expect("an array, one object per service");
+    assert_eq!(verdicts.len(), 2);
+    for v in verdicts {
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for key in [
+            "service",
+            "status",
+            "scope",
+            "cause",
+            "summary",
+            "evidence",
+            "advice",
+            "official",
+            "checked_at",
+        ] {
+            assert!(keys.contains(&key), "missing `{key}` in {v}");
+        }
+        assert_eq!(v["status"], "operational");
+        assert_eq!(v["scope"], "none");
+        assert_eq!(v["cause"], "ok");
+        for e in v["evidence"].as_array().unwrap() {
+            assert!(e["layer"].is_string() && e["outcome"].is_string() && e["detail"].is_string());
+            assert!(e["ms"].is_number() || e["ms"].is_null());
+        }
+        assert!(
+            v["official"].is_null(),
+            "no status page configured in this world"
+        );
+    }
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("sk-test"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_outage_exits_two() {
+    let world = healthy_world().await;
+    world.service("openai-api").server.route(
+        "GET",
+        "/v1/models",
+        canned::openai_error(502, "server_error", None, "Bad gateway"),
+    );
+    let output = check_in(&world)
+        .args(["openai-api", "--json"])
+        .env("OPENAI_API_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(json_of(&output)[0]["cause"], "provider_error");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_side_problem_exits_three() {
+    let world = healthy_world().await;
+    world.dns.set(
+        "api.openai.test",
+        DnsAnswer::Addresses(vec!["0.0.0.0".parse().unwrap()]),
+    );
+    let output = check_in(&world)
+        .args(["openai-api", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let v = &json_of(&output)[0];
+    assert_eq!(v["cause"], "dns_filtered");
+    assert_eq!(v["scope"], "local");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_problem_exits_three_and_is_no_outage() {
+    let world = healthy_world().await;
+    world
+        .service("openai-api")
+        .server
+        .route("GET", "/v1/models", canned::openai_401());
+    let output = check_in(&world)
+        .args(["openai-api", "--json"])
+        .env("OPENAI_API_KEY", "bad")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let v = &json_of(&output)[0];
+    assert_eq!(v["cause"], "auth_invalid");
+    assert_ne!(v["status"], "outage");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_service_exits_one() {
+    let world = healthy_world().await;
+    world.service("openai-api").server.route(
+        "GET",
+        "/v1/models",
+        canned::openai_models().delay(std::time::Duration::from_millis(700)),
+    );
+    let output = check_in(&world)
+        .args(["openai-api", "--json", "--timeout", "1s"])
+        .env("OPENAI_API_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json_of(&output)[0]["cause"], "slow_responses");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn human_report_has_a_verdict_line_evidence_and_advice() {
+    let world = healthy_world().await;
+    world.service("openai-api").server.route(
+        "GET",
+        "/v1/models",
+        canned::openai_insufficient_quota(),
+    );
+    let output = check_in(&world)
+        .args(["openai-api"])
+        .env("OPENAI_API_KEY", "k")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("openai-api") && first.contains("quota_exhausted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dns ") && text.contains("tls ") && text.contains(" ms"),
+        "{text}"
+    );
+    assert!(text.contains("→ "), "advice is shown: {text}");
+    assert!(!text.contains('\u{1b}'), "no colors when not on a terminal");
+}
+
+#[test]
+fn unknown_service_is_a_usage_error_with_suggestions() {
+    let output = aiwatch().args(["check", "chatgtp"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("unknown service `chatgtp`") && err.contains("chatgpt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let output = aiwatch()
+        .args(["check", "--timeout", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no unit"));
+    let output = aiwatch().args(["check", "--bogus"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let output = aiwatch()
+        .args(["check", "--dns-server", "dns.google"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+}
+
+#[test]
+fn config_errors_name_file_line_and_field_and_exit_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aiwatch.toml");
+    std::fs::write(&path, "[defaults]\ntimeout = \"5s\"\n\n[[service]]\nname = \"x\"\napi_base = \"https://x.test/v1\"\ninterval = \"10\"\n").unwrap();
+    let output = aiwatch()
+        .arg("config")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("aiwatch.toml:7:") && err.contains("service[1].interval"),
+        "{err}"
+    );
+    let output = aiwatch()
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(78),
+        "check refuses a bad config too"
+    );
+}
+
+#[test]
+fn config_check_accepts_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aiwatch.toml");
+    std::fs::write(&path, "[[service]]\nname = \"team-llm\"\napi_base = \"https://llm.test/v1\"\napi_key_env = \"TEAM_KEY\"\n").unwrap();
+    let output = aiwatch()
+        .arg("config")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("11 services"));
+}
+
+#[test]
+fn services_lists_builtins_and_configured_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aiwatch.toml");
+    std::fs::write(
+        &path,
+        "[[service]]\nname = \"team-llm\"\napi_base = \"https://llm.test/v1\"\n",
+    )
+    .unwrap();
+    let output = aiwatch()
+        .arg("--config")
+        .arg(&path)
+        .args(["services", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let json = json_of(&output);
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 11);
+    assert!(names.contains(&"lmstudio") && names.contains(&"team-llm"));
+    let text = aiwatch()
+        .arg("--config")
+        .arg(&path)
+        .arg("services")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("[config]"));
+}
+
+#[test]
+fn version_prints_and_exits_zero() {
+    let output = aiwatch().arg("--version").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("aiwatch "));
+}
