@@ -1,9 +1,9 @@
 //! The vocabulary of a verdict: status, scope, cause codes, and the one advice text per cause.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How the service itself is doing, as far as this check can tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Operational,
@@ -24,7 +24,7 @@ impl Status {
 }
 
 /// Who is affected: nobody, this machine or network, this account, a region, or everyone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     None,
@@ -52,7 +52,7 @@ impl Scope {
 }
 
 /// A stable snake_case code for why a verdict is what it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     // Network side.
@@ -150,6 +150,11 @@ impl Cause {
             Self::Ok => "ok",
             Self::Unknown => "unknown",
         }
+    }
+
+    /// The cause with this code, if any.
+    pub fn from_code(code: &str) -> Option<Cause> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
     }
 
     /// What to do about it: the one advice text for this cause, with the check's specifics.

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod config;
 pub mod evidence;
 pub mod network;
+pub mod observation;
 pub mod official;
 pub mod secret;
 pub mod service;
