@@ -125,7 +125,7 @@ async fn catalog_world() -> World {
     ];
     for (service, host) in pages {
         let page: &FakeStatusPage = world.status_page(service, host).await;
-        page.set_summary(&FakeStatusPage::summary_operational(&[
+        page.set_summary(&aiwatch_testkit::summary_operational(&[
             "API",
             "Chat Completions",
         ]));

@@ -73,24 +73,10 @@ impl Checker {
         let deadline = Instant::now() + self.options.timeout;
         let expected: Vec<Option<Arc<WebPkiServerVerifier>>> = services
             .iter()
-            .map(|s| {
-                s.ca_file
-                    .as_deref()
-                    .map(|p| self.ctx.trust.expected_verifier(p))
-                    .transpose()
-            })
+            .map(|s| self.expected_verifier(s))
             .collect::<Result<_, _>>()?;
 
-        let control = async {
-            match &self.options.control_url {
-                Some(url) => Some(
-                    probe(&self.ctx, Purpose::Control, url, Ask::get(), None, deadline)
-                        .await
-                        .report,
-                ),
-                None => None,
-            }
-        };
+        let control = self.control(deadline);
 
         // Each distinct status page is fetched once, however many services it covers.
         let mut sources: Vec<(&StatusSource, Vec<String>)> = Vec::new();
@@ -109,7 +95,13 @@ impl Checker {
         }));
 
         let checks = join_all(services.iter().zip(expected).map(|(service, expected)| {
-            self.check_one(service, keys.get(&service.name), expected, deadline)
+            self.check_service(
+                service,
+                keys.get(&service.name),
+                expected,
+                self.options.deep,
+                deadline,
+            )
         }));
 
         let (control, pages, checks) = tokio::join!(control, pages, checks);
@@ -119,7 +111,7 @@ impl Checker {
         Ok(services
             .iter()
             .zip(checks)
-            .map(|(service, (web, api, stream))| {
+            .map(|(service, ServiceProbes { web, api, stream })| {
                 let official = match service.status.as_ref().and_then(|s| pages.get(s)) {
                     None => OfficialOutcome::NotConfigured,
                     Some(Err(error)) => OfficialOutcome::Unavailable {
@@ -141,17 +133,37 @@ impl Checker {
             .collect())
     }
 
-    async fn check_one(
+    /// The verifier for a service's own CA (`ca_file`), read once and reused for its checks.
+    pub fn expected_verifier(
+        &self,
+        service: &Service,
+    ) -> Result<Option<Arc<WebPkiServerVerifier>>, Error> {
+        service
+            .ca_file
+            .as_deref()
+            .map(|p| self.ctx.trust.expected_verifier(p))
+            .transpose()
+    }
+
+    /// The control probe to the neutral host, if one is configured.
+    pub async fn control(&self, deadline: Instant) -> Option<ProbeReport> {
+        let url = self.options.control_url.as_ref()?;
+        Some(
+            probe(&self.ctx, Purpose::Control, url, Ask::get(), None, deadline)
+                .await
+                .report,
+        )
+    }
+
+    /// Probes one service's web front-end and API (and, when `deep`, one streamed completion).
+    pub async fn check_service(
         &self,
         service: &Service,
         key: Option<&ApiKey>,
         expected: Option<Arc<WebPkiServerVerifier>>,
+        deep: bool,
         deadline: Instant,
-    ) -> (
-        Option<ProbeReport>,
-        Option<ProbeReport>,
-        Option<aiwatch_core::evidence::StreamEvidence>,
-    ) {
+    ) -> ServiceProbes {
         let web = async {
             let url = service.web_url.as_deref()?;
             let mut ask = Ask::get();
@@ -206,7 +218,7 @@ impl Checker {
         };
 
         let needs_key = !matches!(service.kind, ServiceKind::Ollama) && !service.local;
-        let stream = if self.options.deep && models.is_some() && (key.is_some() || !needs_key) {
+        let stream = if deep && models.is_some() && (key.is_some() || !needs_key) {
             let model = service
                 .probe_model
                 .clone()
@@ -220,6 +232,14 @@ impl Checker {
         } else {
             None
         };
-        (web, api, stream)
+        ServiceProbes { web, api, stream }
     }
+}
+
+/// The own probes of one service.
+#[derive(Clone, Debug)]
+pub struct ServiceProbes {
+    pub web: Option<ProbeReport>,
+    pub api: Option<ProbeReport>,
+    pub stream: Option<aiwatch_core::evidence::StreamEvidence>,
 }

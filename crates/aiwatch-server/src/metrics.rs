@@ -1,0 +1,188 @@
+//! The daemon's Prometheus metrics: service states, probe latencies by phase, results by cause,
+//! schedule drift, store writes — and their text exposition.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub service: String,
+    pub component: String,
+    pub region: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub service: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub service: String,
+    pub component: String,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub state: Family<StateLabels, Gauge>,
+    pub phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
+    pub results: Family<ResultLabels, Counter>,
+    pub drift_seconds: Histogram,
+    pub skipped: Counter,
+    pub store_write_seconds: Histogram,
+    pub stored: Counter,
+    pub open_incidents: Gauge,
+    pub canaries: Family<ServiceLabels, Counter>,
+    pub control_up: Gauge,
+    /// Worst drift seen since start, in microseconds (for the benchmark's report).
+    max_drift_us: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("aiwatch");
+        let state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "service_state",
+            "Current state per service, component and region (1 for the current state, 0 for the others)",
+            state.clone(),
+        );
+        let phase_seconds =
+            Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "probe_phase_seconds",
+            "Probe latency by phase (dns, connect, tls, first_byte, total)",
+            phase_seconds.clone(),
+        );
+        let results = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "probe_results",
+            "Probe results by cause code",
+            results.clone(),
+        );
+        let drift_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "schedule_drift_seconds",
+            "How late scheduled checks started",
+            drift_seconds.clone(),
+        );
+        let skipped = Counter::default();
+        registry.register(
+            "schedule_skipped",
+            "Runs skipped because the previous run of the same check was still going",
+            skipped.clone(),
+        );
+        let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_write_seconds",
+            "Latency of one batch write to the store",
+            store_write_seconds.clone(),
+        );
+        let stored = Counter::default();
+        registry.register(
+            "store_observations",
+            "Observations written to the store",
+            stored.clone(),
+        );
+        let open_incidents = Gauge::default();
+        registry.register(
+            "open_incidents",
+            "Incidents currently open",
+            open_incidents.clone(),
+        );
+        let canaries = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "canary_checks",
+            "Recovery-validation canaries sent (each at most a few tokens)",
+            canaries.clone(),
+        );
+        let control_up = Gauge::default();
+        registry.register(
+            "control_up",
+            "1 when the monitor's own connection works (control probe), 0 when it does not",
+            control_up.clone(),
+        );
+        Self {
+            registry,
+            state,
+            phase_seconds,
+            results,
+            drift_seconds,
+            skipped,
+            store_write_seconds,
+            stored,
+            open_incidents,
+            canaries,
+            control_up,
+            max_drift_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record_drift(&self, drift: Duration) {
+        self.drift_seconds.observe(drift.as_secs_f64());
+        let us = u64::try_from(drift.as_micros()).unwrap_or(u64::MAX);
+        self.max_drift_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    pub fn max_drift(&self) -> Duration {
+        Duration::from_micros(self.max_drift_us.load(Ordering::Relaxed))
+    }
+
+    /// Sets the one-hot state gauges of a key.
+    pub fn set_state(&self, service: &str, component: &str, region: &str, current: &str) {
+        for state in [
+            "operational",
+            "degraded",
+            "outage",
+            "maintenance",
+            "unknown",
+        ] {
+            self.state
+                .get_or_create(&StateLabels {
+                    service: service.to_owned(),
+                    component: component.to_owned(),
+                    region: region.to_owned(),
+                    state: state.to_owned(),
+                })
+                .set(i64::from(state == current));
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
