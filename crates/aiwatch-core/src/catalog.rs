@@ -33,7 +33,19 @@ const BUILTINS: &[Builtin] = &[
         api_key_env: None,
         web_url: Some("https://chatgpt.com"),
         status: Some(OPENAI_STATUS),
-        components: &["Conversations", "Login", "File uploads", "Search", "GPTs"],
+        // ChatGPT's own features; Sora, Codex and the API products are other components.
+        components: &[
+            "Conversations",
+            "Login",
+            "Voice mode",
+            "Image Generation",
+            "File uploads",
+            "Search",
+            "Deep Research",
+            "GPTs",
+            "Agent",
+            "Connectors/Apps",
+        ],
         local: false,
         probe_model: None,
     },
@@ -45,7 +57,20 @@ const BUILTINS: &[Builtin] = &[
         api_key_env: Some("OPENAI_API_KEY"),
         web_url: None,
         status: Some(OPENAI_STATUS),
-        components: &["Chat Completions", "Responses", "Embeddings"],
+        // The API's endpoints ("Agents" is the Agents API; ChatGPT's "Agent" is not).
+        components: &[
+            "Chat Completions",
+            "Responses",
+            "Embeddings",
+            "Realtime",
+            "Batch",
+            "Files",
+            "Fine-tuning",
+            "Images",
+            "Audio",
+            "Moderations",
+            "Agents",
+        ],
         local: false,
         probe_model: Some("gpt-4o-mini"),
     },
@@ -57,6 +82,7 @@ const BUILTINS: &[Builtin] = &[
         api_key_env: None,
         web_url: Some("https://claude.ai"),
         status: Some(ANTHROPIC_STATUS),
+        // Only the app: Claude Code, the Console and the API have components of their own.
         components: &["claude.ai"],
         local: false,
         probe_model: None,
@@ -385,6 +411,108 @@ mod tests {
         let err = Catalog::builtin().get("zzzzzz").unwrap_err();
         assert!(err.suggestions.is_empty());
         assert!(err.to_string().contains("aiwatch services"));
+    }
+
+    fn page(components: &[(&str, &str)]) -> crate::official::OfficialStatus {
+        use crate::official::{Component, ComponentStatus, Indicator, OfficialStatus};
+        OfficialStatus {
+            indicator: Some(Indicator::Minor),
+            components: components
+                .iter()
+                .map(|(name, status)| Component {
+                    id: format!("id-{name}"),
+                    name: (*name).to_owned(),
+                    status: ComponentStatus::from_raw(status),
+                    group: None,
+                })
+                .collect(),
+            ..OfficialStatus::default()
+        }
+    }
+
+    fn signal_of(
+        catalog: &Catalog,
+        service: &str,
+        page: &crate::official::OfficialStatus,
+    ) -> crate::official::OfficialSignal {
+        page.view_for(&catalog.get(service).unwrap().status_components)
+            .signal
+    }
+
+    #[test]
+    fn chatgpt_web_api_and_sora_are_told_apart_on_the_openai_page() {
+        use crate::official::OfficialSignal::{Degraded, Operational, Outage};
+        let catalog = Catalog::builtin();
+        let rows = [
+            ("Conversations", "operational"),
+            ("Login", "operational"),
+            ("Chat Completions", "operational"),
+            ("Responses", "operational"),
+            ("Sora", "operational"),
+            ("Codex Web", "operational"),
+        ];
+        let with = |name: &str, status: &str| {
+            let changed: Vec<(&str, &str)> = rows
+                .iter()
+                .map(|(n, s)| if *n == name { (*n, status) } else { (*n, *s) })
+                .collect();
+            page(&changed)
+        };
+        let chatgpt_down = with("Conversations", "degraded_performance");
+        assert_eq!(signal_of(&catalog, "chatgpt", &chatgpt_down), Degraded);
+        assert_eq!(
+            signal_of(&catalog, "openai-api", &chatgpt_down),
+            Operational
+        );
+        let api_down = with("Chat Completions", "major_outage");
+        assert_eq!(signal_of(&catalog, "chatgpt", &api_down), Operational);
+        assert_eq!(signal_of(&catalog, "openai-api", &api_down), Outage);
+        let sora_down = with("Sora", "major_outage");
+        assert_eq!(signal_of(&catalog, "chatgpt", &sora_down), Operational);
+        assert_eq!(signal_of(&catalog, "openai-api", &sora_down), Operational);
+    }
+
+    #[test]
+    fn claude_app_api_and_claude_code_are_told_apart_on_the_anthropic_page() {
+        use crate::official::OfficialSignal::{Operational, Outage};
+        let catalog = Catalog::builtin();
+        let code_down = page(&[
+            ("claude.ai", "operational"),
+            ("Claude API (api.anthropic.com)", "operational"),
+            ("Claude Code", "major_outage"),
+            ("Claude Console (platform.claude.com)", "operational"),
+        ]);
+        assert_eq!(signal_of(&catalog, "claude", &code_down), Operational);
+        assert_eq!(
+            signal_of(&catalog, "anthropic-api", &code_down),
+            Operational
+        );
+        let api_down = page(&[
+            ("claude.ai", "operational"),
+            ("Claude API (api.anthropic.com)", "partial_outage"),
+            ("Claude Code", "operational"),
+        ]);
+        assert_eq!(signal_of(&catalog, "claude", &api_down), Operational);
+        assert_eq!(signal_of(&catalog, "anthropic-api", &api_down), Outage);
+    }
+
+    #[test]
+    fn every_builtin_component_name_is_one_a_captured_page_uses() {
+        let captured = [
+            include_str!("../../aiwatch-probe/tests/fixtures/statuspages/openai-incidentio-summary-operational-2026-07-09.json"),
+            include_str!("../../aiwatch-probe/tests/fixtures/statuspages/openai-incidentio-summary-degraded-2026-09-29.json"),
+            include_str!("../../aiwatch-probe/tests/fixtures/statuspages/anthropic-summary-operational-2026-09-22.json"),
+        ];
+        let catalog = Catalog::builtin();
+        for name in ["chatgpt", "openai-api", "claude", "anthropic-api"] {
+            for component in &catalog.get(name).unwrap().status_components {
+                let quoted = serde_json::to_string(component).unwrap();
+                assert!(
+                    captured.iter().any(|page| page.contains(&quoted)),
+                    "{name}: no captured page has a component named {quoted}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,1138 @@
+//! The daemon's pure state machine over time: per (service, component, region) it turns own
+//! probe and canary observations plus the official page's signal into a state, and opens,
+//! updates and resolves incidents, declaring recovery only after validation.
+//!
+//! Time comes in as `now` arguments; nothing here reads the clock or does I/O, so the daemon can
+//! replay stored observations through an [`Assessor`] and get the same incidents back.
+//!
+//! # Rules
+//!
+//! - **Per key.** Every [`Key`] (service, component, region) has its own counters, baseline and
+//!   at most one open incident; keys never influence each other. The official signal is per
+//!   service and applies to all of its keys. Work per observation is O(1) (the baseline median
+//!   is over at most `baseline_window` samples), and a key costs a few hundred bytes.
+//! - **Hysteresis.** `failures_to_open` consecutive Down or Degraded observations open an
+//!   incident (severity Outage if any of them was Down, else Degraded); fewer change nothing and
+//!   the state stays Operational. An Up observation resets the failure count. A key never
+//!   observed is Unknown; its first Up, Down or Degraded observation makes it Operational.
+//!   Observations with `Source::Official` are ignored: the page comes in through
+//!   [`Assessor::official`].
+//! - **Gaps.** `Health::Unknown` observations (the monitor's own network is down, or the source
+//!   was unreadable) never open an incident and never count as failures or successes; the state
+//!   shows Unknown while they last and the counters from before the gap carry on after it.
+//! - **Fusion.** An incident opened while the official signal for the service is Outage or
+//!   Degraded, or one that becomes so while the incident is open, is `confirmed` (timeline
+//!   Confirmed, naming the official incident's title). Opened while the page is Operational it
+//!   is unconfirmed ("unconfirmed outage — official page green": the early warning). If the page
+//!   turns Operational again while own checks still fail (phase Open), the incident becomes
+//!   unconfirmed again (timeline Unconfirmed). While the official page announces Maintenance,
+//!   failing own checks show the state Maintenance and no incident opens (failures keep counting,
+//!   so a maintenance that overruns opens an incident on the next failure after it ends). An
+//!   official Unknown (page unreadable or not polled yet) neither confirms nor unconfirms.
+//! - **Recovery validation.** The first Up observation of an open incident does not resolve
+//!   it: the phase becomes Validating (timeline ValidationStarted) and [`Assessor::wants_canary`]
+//!   turns true. Resolution needs `successes_to_close` consecutive validated successes after
+//!   that: health Up, `complete != Some(false)` (no truncated answer), and latency
+//!   (`phases.total`) at most `max(baseline × latency_factor, baseline + latency_slack_ms)`,
+//!   where the baseline is the median of the key's last `baseline_window` healthy latencies from
+//!   the same source (probe or canary) recorded outside incidents; with no baseline yet, latency
+//!   cannot fail. Each pass is a CanaryPassed entry, each failure a CanaryFailed entry with the
+//!   reason ("slow: …", "truncated answer", "error: …" for a Degraded observation) and the
+//!   count restarts; a Down
+//!   observation while validating sends the incident back to Open (timeline Reopened). Then the
+//!   incident is Resolved (timeline Resolved) and leaves the assessor.
+//! - **Events.** A call returns what changed, in this order: the incident event
+//!   (IncidentOpened, IncidentUpdated when its timeline grew — severity worsened, cause changed,
+//!   (un)confirmed, phase changed, canary passed or failed — or IncidentResolved), then
+//!   StateChanged when the key's state differs from the last one reported. Timelines hold at
+//!   most [`TIMELINE_CAP`] entries: the Opened entry and the newest others.
+//! - **Restart.** [`Assessor::restore`] takes the last states and the open incidents from the
+//!   store, so an outage that spans a restart keeps its incident (no duplicate opens) and a
+//!   validating incident restarts its canary count from zero. A restored Maintenance state
+//!   assumes the page still announces maintenance until the first official signal arrives.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cause::Cause;
+use crate::config::Defaults;
+use crate::observation::{Health, Observation, Source};
+use crate::official::OfficialSignal;
+use crate::service::ServiceName;
+
+/// At most this many entries are kept in an incident's timeline (the Opened entry and the
+/// newest ones), so an incident that flaps for days stays small.
+pub const TIMELINE_CAP: usize = 200;
+
+/// The assessor's knobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssessConfig {
+    /// Consecutive failed observations before an incident opens (at least 1 is used).
+    pub failures_to_open: u32,
+    /// Consecutive validated successes before an incident resolves (at least 1 is used).
+    pub successes_to_close: u32,
+    /// How many healthy latencies per key and source the baseline keeps.
+    pub baseline_window: usize,
+    /// A canary is slow when its latency exceeds the baseline times this factor…
+    pub latency_factor: f64,
+    /// …and also exceeds the baseline plus this many milliseconds (so jitter on a 2 ms
+    /// loopback baseline is not "slow").
+    pub latency_slack_ms: f64,
+}
+
+impl AssessConfig {
+    pub const DEFAULT_BASELINE_WINDOW: usize = 50;
+    pub const DEFAULT_LATENCY_FACTOR: f64 = 2.0;
+    pub const DEFAULT_LATENCY_SLACK_MS: f64 = 200.0;
+
+    /// The config's hysteresis with the default baseline settings.
+    pub fn from_defaults(d: &Defaults) -> Self {
+        Self {
+            failures_to_open: d.failures_to_open,
+            successes_to_close: d.successes_to_close,
+            baseline_window: Self::DEFAULT_BASELINE_WINDOW,
+            latency_factor: Self::DEFAULT_LATENCY_FACTOR,
+            latency_slack_ms: Self::DEFAULT_LATENCY_SLACK_MS,
+        }
+    }
+
+    fn open_after(&self) -> u32 {
+        self.failures_to_open.max(1)
+    }
+
+    fn close_after(&self) -> u32 {
+        self.successes_to_close.max(1)
+    }
+
+    /// The latency above which a canary counts as slow, given a baseline.
+    fn slow_above(&self, baseline_ms: f64) -> f64 {
+        (baseline_ms * self.latency_factor).max(baseline_ms + self.latency_slack_ms)
+    }
+}
+
+impl Default for AssessConfig {
+    fn default() -> Self {
+        Self::from_defaults(&Defaults::default())
+    }
+}
+
+/// What one state machine is about: a service's component as seen from one region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    pub service: ServiceName,
+    pub component: String,
+    pub region: String,
+}
+
+impl Key {
+    pub fn new(
+        service: ServiceName,
+        component: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            service,
+            component: component.into(),
+            region: region.into(),
+        }
+    }
+
+    /// The key an observation belongs to.
+    pub fn of(obs: &Observation) -> Self {
+        Self::new(
+            obs.service.clone(),
+            obs.component.clone(),
+            obs.region.clone(),
+        )
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.service, self.component, self.region)
+    }
+}
+
+/// The assessed state of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Operational,
+    Degraded,
+    Outage,
+    Maintenance,
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operational => "operational",
+            Self::Degraded => "degraded",
+            Self::Outage => "outage",
+            Self::Maintenance => "maintenance",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Parses [`State::as_str`]'s output; anything else is `Unknown`.
+    pub fn from_str_lossy(raw: &str) -> Self {
+        match raw {
+            "operational" => Self::Operational,
+            "degraded" => Self::Degraded,
+            "outage" => Self::Outage,
+            "maintenance" => Self::Maintenance,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The word for an incident of this severity in a sentence ("unconfirmed outage").
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Degraded => "degradation",
+            Self::Outage => "outage",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an incident is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentPhase {
+    /// Own checks fail.
+    Open,
+    /// Own checks pass again; canaries are validating the recovery.
+    Validating,
+    Resolved,
+}
+
+impl IncidentPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Validating => "validating",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// Parses [`IncidentPhase::as_str`]'s output; anything else is `Open`.
+    pub fn from_str_lossy(raw: &str) -> Self {
+        match raw {
+            "validating" => Self::Validating,
+            "resolved" => Self::Resolved,
+            _ => Self::Open,
+        }
+    }
+}
+
+/// One incident of one key, with the story of what was observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable: `inc-<service>-<component>-<region>-<unix seconds opened>` (component and region
+    /// slugged to `[a-z0-9-]`; a `-2`, `-3`… suffix if a key opens twice in one second).
+    pub id: String,
+    pub key: Key,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub phase: IncidentPhase,
+    /// Degraded or Outage: the worst seen.
+    pub severity: State,
+    /// The cause of the latest failure.
+    pub cause: Cause,
+    /// The official page agrees (it reports an outage or degradation for the service).
+    pub confirmed: bool,
+    /// Oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl Incident {
+    pub fn is_open(&self) -> bool {
+        self.phase != IncidentPhase::Resolved
+    }
+
+    fn note(&mut self, at: DateTime<Utc>, kind: TimelineKind, text: String) {
+        if self.timeline.len() >= TIMELINE_CAP.max(2) {
+            self.timeline.remove(1);
+        }
+        self.timeline.push(TimelineEntry { at, kind, text });
+        self.updated_at = at;
+    }
+}
+
+/// One line of an incident's story.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub kind: TimelineKind,
+    /// A sentence a person can read.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    Opened,
+    Worsened,
+    CauseChanged,
+    Confirmed,
+    Unconfirmed,
+    ValidationStarted,
+    CanaryPassed,
+    CanaryFailed,
+    Resolved,
+    Reopened,
+}
+
+impl TimelineKind {
+    pub const ALL: [TimelineKind; 10] = [
+        Self::Opened,
+        Self::Worsened,
+        Self::CauseChanged,
+        Self::Confirmed,
+        Self::Unconfirmed,
+        Self::ValidationStarted,
+        Self::CanaryPassed,
+        Self::CanaryFailed,
+        Self::Resolved,
+        Self::Reopened,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Worsened => "worsened",
+            Self::CauseChanged => "cause_changed",
+            Self::Confirmed => "confirmed",
+            Self::Unconfirmed => "unconfirmed",
+            Self::ValidationStarted => "validation_started",
+            Self::CanaryPassed => "canary_passed",
+            Self::CanaryFailed => "canary_failed",
+            Self::Resolved => "resolved",
+            Self::Reopened => "reopened",
+        }
+    }
+
+    /// The kind with this code, if any.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == code)
+    }
+}
+
+impl fmt::Display for TimelineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What changed, for the store, the alerts and the dashboard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    StateChanged {
+        key: Key,
+        from: State,
+        to: State,
+        at: DateTime<Utc>,
+    },
+    IncidentOpened(Incident),
+    /// The incident's timeline grew; this is its whole current value.
+    IncidentUpdated(Incident),
+    /// The incident's final value (phase Resolved).
+    IncidentResolved(Incident),
+}
+
+impl Event {
+    /// A stable snake_case name of the event's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::StateChanged { .. } => "state_changed",
+            Self::IncidentOpened(_) => "incident_opened",
+            Self::IncidentUpdated(_) => "incident_updated",
+            Self::IncidentResolved(_) => "incident_resolved",
+        }
+    }
+
+    pub fn key(&self) -> &Key {
+        match self {
+            Self::StateChanged { key, .. } => key,
+            Self::IncidentOpened(i) | Self::IncidentUpdated(i) | Self::IncidentResolved(i) => {
+                &i.key
+            }
+        }
+    }
+}
+
+/// The per-key state machines and the per-service official signals.
+#[derive(Clone, Debug)]
+pub struct Assessor {
+    config: AssessConfig,
+    keys: HashMap<Key, KeyState>,
+    services: HashMap<ServiceName, ServiceSide>,
+}
+
+/// What the official page last said about a service, and the keys of that service.
+#[derive(Clone, Debug)]
+struct ServiceSide {
+    signal: OfficialSignal,
+    title: Option<String>,
+    keys: Vec<Key>,
+}
+
+impl Default for ServiceSide {
+    fn default() -> Self {
+        Self {
+            signal: OfficialSignal::Unknown,
+            title: None,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// A ring buffer of healthy latencies.
+#[derive(Clone, Debug, Default)]
+struct Baseline {
+    samples: Vec<f32>,
+    /// The slot the next sample overwrites once the buffer is full.
+    next: usize,
+}
+
+impl Baseline {
+    fn push(&mut self, ms: f32, window: usize) {
+        if window == 0 || !ms.is_finite() || ms < 0.0 {
+            return;
+        }
+        if self.samples.len() < window {
+            if self.samples.capacity() == 0 {
+                self.samples.reserve_exact(window);
+            }
+            self.samples.push(ms);
+        } else {
+            let slot = self.next % self.samples.len();
+            self.samples[slot] = ms;
+            self.next = (slot + 1) % self.samples.len();
+        }
+    }
+
+    fn median(&self) -> Option<f64> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted = self.samples.clone();
+        sorted.sort_unstable_by(f32::total_cmp);
+        let mid = sorted.len() / 2;
+        Some(if sorted.len() % 2 == 1 {
+            f64::from(sorted[mid])
+        } else {
+            (f64::from(sorted[mid - 1]) + f64::from(sorted[mid])) / 2.0
+        })
+    }
+}
+
+/// One key's state machine.
+#[derive(Clone, Debug)]
+struct KeyState {
+    /// The state last reported.
+    shown: State,
+    since: Option<DateTime<Utc>>,
+    /// A known (not Unknown) observation was seen since start or restore.
+    observed: bool,
+    /// The latest observation was Unknown.
+    gap: bool,
+    /// Consecutive failed observations (gaps skipped).
+    failures: u32,
+    /// Any of those failures was Down.
+    run_down: bool,
+    /// The cause of the latest failure.
+    run_cause: Cause,
+    incident: Option<Incident>,
+    /// Consecutive validated successes while validating.
+    passes: u32,
+    probe_baseline: Baseline,
+    canary_baseline: Baseline,
+    /// Unix second of the last incident opened, and how many opened in it (for unique ids).
+    last_open_secs: i64,
+    opens_in_second: u32,
+}
+
+impl KeyState {
+    fn new(shown: State) -> Self {
+        Self {
+            shown,
+            since: None,
+            observed: false,
+            gap: false,
+            failures: 0,
+            run_down: false,
+            run_cause: Cause::Ok,
+            incident: None,
+            passes: 0,
+            probe_baseline: Baseline::default(),
+            canary_baseline: Baseline::default(),
+            last_open_secs: i64::MIN,
+            opens_in_second: 0,
+        }
+    }
+
+    fn baseline(&self, source: Source) -> &Baseline {
+        match source {
+            Source::Canary => &self.canary_baseline,
+            Source::Probe | Source::Official => &self.probe_baseline,
+        }
+    }
+
+    fn baseline_mut(&mut self, source: Source) -> &mut Baseline {
+        match source {
+            Source::Canary => &mut self.canary_baseline,
+            Source::Probe | Source::Official => &mut self.probe_baseline,
+        }
+    }
+
+    /// The state the counters, the incident and the official signal call for.
+    fn derive(&self, official: OfficialSignal) -> State {
+        if self.gap {
+            State::Unknown
+        } else if let Some(incident) = &self.incident {
+            incident.severity
+        } else if !self.observed {
+            self.shown
+        } else if self.failures > 0 && official == OfficialSignal::Maintenance {
+            State::Maintenance
+        } else {
+            State::Operational
+        }
+    }
+
+    /// Reports a state change, if any.
+    fn settle(
+        &mut self,
+        key: &Key,
+        official: OfficialSignal,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) {
+        let to = self.derive(official);
+        if to != self.shown {
+            events.push(Event::StateChanged {
+                key: key.clone(),
+                from: self.shown,
+                to,
+                at: now,
+            });
+            self.shown = to;
+            self.since = Some(now);
+        }
+    }
+
+    fn incident_id(&mut self, key: &Key, opened_at: DateTime<Utc>) -> String {
+        let secs = opened_at.timestamp();
+        if secs == self.last_open_secs {
+            self.opens_in_second += 1;
+        } else {
+            self.last_open_secs = secs;
+            self.opens_in_second = 1;
+        }
+        let mut id = format!(
+            "inc-{}-{}-{}-{secs}",
+            key.service,
+            slug(&key.component),
+            slug(&key.region)
+        );
+        if self.opens_in_second > 1 {
+            id.push_str(&format!("-{}", self.opens_in_second));
+        }
+        id
+    }
+}
+
+/// The key's machine, created (with its service index entry) when missing.
+fn key_entry<'a>(
+    keys: &'a mut HashMap<Key, KeyState>,
+    services: &mut HashMap<ServiceName, ServiceSide>,
+    key: Key,
+) -> &'a mut KeyState {
+    match keys.entry(key) {
+        Entry::Occupied(slot) => slot.into_mut(),
+        Entry::Vacant(slot) => {
+            let key = slot.key().clone();
+            services
+                .entry(key.service.clone())
+                .or_default()
+                .keys
+                .push(key);
+            slot.insert(KeyState::new(State::Unknown))
+        }
+    }
+}
+
+/// `[a-z0-9-]` only, so an id is safe in URLs and file names.
+fn slug(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    if trimmed.is_empty() {
+        "x".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// "1 canary check" / "2 canary checks in a row".
+fn canaries_in_a_row(n: u32) -> String {
+    if n == 1 {
+        "1 canary check".to_owned()
+    } else {
+        format!("{n} canary checks in a row")
+    }
+}
+
+fn ms(value: f64) -> String {
+    format!("{value:.0} ms")
+}
+
+fn official_words(signal: OfficialSignal) -> &'static str {
+    match signal {
+        OfficialSignal::Operational => "official page green",
+        OfficialSignal::Degraded => "official page reports degraded performance",
+        OfficialSignal::Outage => "official page reports an outage",
+        OfficialSignal::Maintenance => "official page reports maintenance",
+        OfficialSignal::Unknown => "official page unreadable or not polled yet",
+    }
+}
+
+/// A failed observation's cause; `ok` on a failure says nothing, so it becomes `unknown`.
+fn failure_cause(cause: Cause) -> Cause {
+    if cause == Cause::Ok {
+        Cause::Unknown
+    } else {
+        cause
+    }
+}
+
+fn agrees(signal: OfficialSignal) -> bool {
+    matches!(signal, OfficialSignal::Outage | OfficialSignal::Degraded)
+}
+
+fn confirmed_text(signal: OfficialSignal, title: Option<&str>) -> String {
+    match title {
+        Some(title) if !title.trim().is_empty() => format!(
+            "confirmed by the provider: “{}” ({})",
+            title.trim(),
+            official_words(signal)
+        ),
+        _ => format!("confirmed by the provider: {}", official_words(signal)),
+    }
+}
+
+/// Why a validating Up observation does not count as a pass, if it doesn't.
+fn canary_failure(
+    obs: &Observation,
+    baseline: Option<f64>,
+    config: &AssessConfig,
+) -> Option<String> {
+    if obs.complete == Some(false) {
+        return Some("truncated answer".to_owned());
+    }
+    if let (Some(total), Some(base)) = (obs.phases.total, baseline) {
+        let total = f64::from(total);
+        if total > config.slow_above(base) {
+            return Some(format!("slow: {} vs baseline {}", ms(total), ms(base)));
+        }
+    }
+    None
+}
+
+impl Assessor {
+    pub fn new(config: AssessConfig) -> Self {
+        Self {
+            config,
+            keys: HashMap::new(),
+            services: HashMap::new(),
+        }
+    }
+
+    /// Restart: resume open incidents and last states so nothing is reopened or lost.
+    ///
+    /// Resolved incidents in `open_incidents` are ignored; of two open incidents for one key the
+    /// later-opened one is kept. A validating incident restarts its canary count. Latency
+    /// baselines are not part of this; see [`Assessor::seed_baseline`].
+    pub fn restore(
+        config: AssessConfig,
+        states: Vec<(Key, State)>,
+        open_incidents: Vec<Incident>,
+    ) -> Self {
+        let mut assessor = Self::new(config);
+        for (key, state) in states {
+            if state == State::Maintenance {
+                // The page said maintenance before the restart; assume it still does until the
+                // first official poll says otherwise.
+                let side = assessor.services.entry(key.service.clone()).or_default();
+                if side.signal == OfficialSignal::Unknown {
+                    side.signal = OfficialSignal::Maintenance;
+                }
+            }
+            assessor.key_state(key).shown = state;
+        }
+        for incident in open_incidents {
+            if !incident.is_open() {
+                continue;
+            }
+            let ks = assessor.key_state(incident.key.clone());
+            if ks
+                .incident
+                .as_ref()
+                .is_some_and(|kept| kept.opened_at > incident.opened_at)
+            {
+                continue;
+            }
+            ks.last_open_secs = incident.opened_at.timestamp();
+            ks.opens_in_second = 1;
+            if ks.shown != State::Unknown {
+                ks.shown = incident.severity;
+            }
+            ks.since = ks.since.or(Some(incident.opened_at));
+            ks.run_cause = incident.cause;
+            ks.incident = Some(incident);
+        }
+        assessor
+    }
+
+    pub fn config(&self) -> &AssessConfig {
+        &self.config
+    }
+
+    /// The key's machine, created (with its service index entry) when missing.
+    fn key_state(&mut self, key: Key) -> &mut KeyState {
+        key_entry(&mut self.keys, &mut self.services, key)
+    }
+
+    /// Adds healthy latencies (oldest first) to a key's baseline for `source`, e.g. from the
+    /// store after a restart.
+    pub fn seed_baseline(&mut self, key: &Key, source: Source, latencies_ms: &[f32]) {
+        let window = self.config.baseline_window;
+        let ks = self.key_state(key.clone());
+        for &latency in latencies_ms {
+            ks.baseline_mut(source).push(latency, window);
+        }
+    }
+
+    /// The median of the key's recent healthy latencies from `source`, if any were recorded.
+    pub fn baseline_ms(&self, key: &Key, source: Source) -> Option<f64> {
+        self.keys.get(key)?.baseline(source).median()
+    }
+
+    /// An own-probe or canary observation (Source::Probe / Source::Canary).
+    ///
+    /// Observations with `Source::Official` are ignored: the official page comes in through
+    /// [`Assessor::official`].
+    pub fn observe(&mut self, obs: &Observation, now: DateTime<Utc>) -> Vec<Event> {
+        let mut events = Vec::new();
+        if obs.source == Source::Official {
+            return events;
+        }
+        let key = Key::of(obs);
+        let ks = key_entry(&mut self.keys, &mut self.services, key.clone());
+        let side = self.services.get(&obs.service);
+        let signal = side.map_or(OfficialSignal::Unknown, |s| s.signal);
+        let title = side.and_then(|s| s.title.as_deref());
+        let config = &self.config;
+        let mut dirty = false;
+
+        match obs.health {
+            Health::Unknown => ks.gap = true,
+            Health::Down | Health::Degraded => {
+                ks.gap = false;
+                ks.observed = true;
+                ks.failures = ks.failures.saturating_add(1);
+                ks.run_down |= obs.health == Health::Down;
+                ks.run_cause = failure_cause(obs.cause);
+                let passes = ks.passes;
+                match ks.incident.as_mut() {
+                    None => {
+                        if ks.failures >= config.open_after()
+                            && signal != OfficialSignal::Maintenance
+                        {
+                            let incident = open_incident(ks, &key, obs, signal, title, now);
+                            events.push(Event::IncidentOpened(incident));
+                        }
+                    }
+                    Some(incident) => {
+                        dirty = worsen(incident, obs, now);
+                        if incident.phase == IncidentPhase::Validating {
+                            dirty = true;
+                            if obs.health == Health::Down {
+                                incident.phase = IncidentPhase::Open;
+                                incident.note(
+                                    now,
+                                    TimelineKind::Reopened,
+                                    format!(
+                                        "down again ({}) after {passes} passed canar{}: back to open, validation starts over on the next success",
+                                        failure_cause(obs.cause),
+                                        if passes == 1 { "y" } else { "ies" }
+                                    ),
+                                );
+                            } else {
+                                incident.note(
+                                    now,
+                                    TimelineKind::CanaryFailed,
+                                    format!(
+                                        "canary failed: error: {}; count restarts (0/{})",
+                                        failure_cause(obs.cause),
+                                        config.close_after()
+                                    ),
+                                );
+                            }
+                            ks.passes = 0;
+                        }
+                    }
+                }
+            }
+            Health::Up => {
+                ks.gap = false;
+                ks.observed = true;
+                ks.failures = 0;
+                ks.run_down = false;
+                let validating = ks
+                    .incident
+                    .as_ref()
+                    .is_some_and(|i| i.phase == IncidentPhase::Validating);
+                let baseline = if validating {
+                    ks.baseline(obs.source).median()
+                } else {
+                    None
+                };
+                let mut resolved = false;
+                match ks.incident.as_mut() {
+                    None => {
+                        if obs.complete != Some(false) {
+                            if let Some(total) = obs.phases.total {
+                                ks.baseline_mut(obs.source)
+                                    .push(total, config.baseline_window);
+                            }
+                        }
+                    }
+                    Some(incident) if incident.phase == IncidentPhase::Open => {
+                        incident.phase = IncidentPhase::Validating;
+                        ks.passes = 0;
+                        let latency = obs
+                            .phases
+                            .total
+                            .map(|t| format!(" ({})", ms(f64::from(t))))
+                            .unwrap_or_default();
+                        incident.note(
+                            now,
+                            TimelineKind::ValidationStarted,
+                            format!(
+                                "answers again{latency}; validating recovery: {} must pass",
+                                canaries_in_a_row(config.close_after())
+                            ),
+                        );
+                        dirty = true;
+                    }
+                    Some(incident) => {
+                        dirty = true;
+                        let close_after = config.close_after();
+                        match canary_failure(obs, baseline, config) {
+                            Some(reason) => {
+                                ks.passes = 0;
+                                incident.note(
+                                    now,
+                                    TimelineKind::CanaryFailed,
+                                    format!(
+                                        "canary failed: {reason}; count restarts (0/{close_after})"
+                                    ),
+                                );
+                            }
+                            None => {
+                                ks.passes += 1;
+                                let versus = match (obs.phases.total, baseline) {
+                                    (Some(t), Some(b)) => {
+                                        format!(": {} vs baseline {}", ms(f64::from(t)), ms(b))
+                                    }
+                                    (Some(t), None) => {
+                                        format!(": {} (no baseline yet)", ms(f64::from(t)))
+                                    }
+                                    (None, _) => String::new(),
+                                };
+                                incident.note(
+                                    now,
+                                    TimelineKind::CanaryPassed,
+                                    format!("canary {}/{close_after} passed{versus}", ks.passes),
+                                );
+                                resolved = ks.passes >= close_after;
+                            }
+                        }
+                    }
+                }
+                if resolved {
+                    if let Some(mut done) = ks.incident.take() {
+                        resolve(&mut done, ks.passes, now);
+                        events.push(Event::IncidentResolved(done));
+                    }
+                    ks.passes = 0;
+                    dirty = false;
+                }
+            }
+        }
+
+        if dirty {
+            if let Some(incident) = &ks.incident {
+                events.push(Event::IncidentUpdated(incident.clone()));
+            }
+        }
+        ks.settle(&key, signal, now, &mut events);
+        events
+    }
+
+    /// The official page's signal for a service (and the title of its incident, if any).
+    pub fn official(
+        &mut self,
+        service: &ServiceName,
+        signal: OfficialSignal,
+        incident_title: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        let side = self.services.entry(service.clone()).or_default();
+        side.signal = signal;
+        side.title = incident_title.map(str::to_owned);
+        for key in &side.keys {
+            let Some(ks) = self.keys.get_mut(key) else {
+                continue;
+            };
+            if let Some(incident) = ks.incident.as_mut() {
+                if agrees(signal) && !incident.confirmed {
+                    incident.confirmed = true;
+                    incident.note(
+                        now,
+                        TimelineKind::Confirmed,
+                        confirmed_text(signal, incident_title),
+                    );
+                    events.push(Event::IncidentUpdated(incident.clone()));
+                } else if signal == OfficialSignal::Operational
+                    && incident.confirmed
+                    && incident.phase == IncidentPhase::Open
+                {
+                    incident.confirmed = false;
+                    incident.note(
+                        now,
+                        TimelineKind::Unconfirmed,
+                        "official page back to green while own checks still fail: unconfirmed"
+                            .to_owned(),
+                    );
+                    events.push(Event::IncidentUpdated(incident.clone()));
+                }
+            }
+            ks.settle(key, signal, now, &mut events);
+        }
+        events
+    }
+
+    /// The key's current state; Unknown for a key never seen.
+    pub fn state(&self, key: &Key) -> State {
+        self.keys.get(key).map_or(State::Unknown, |ks| ks.shown)
+    }
+
+    /// Every key's state and since when (None when not known, e.g. right after a restore),
+    /// sorted by key.
+    pub fn states(&self) -> Vec<(Key, State, Option<DateTime<Utc>>)> {
+        let mut all: Vec<_> = self
+            .keys
+            .iter()
+            .map(|(key, ks)| (key.clone(), ks.shown, ks.since))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The open (or validating) incidents, sorted by key.
+    pub fn open_incidents(&self) -> Vec<Incident> {
+        let mut open: Vec<Incident> = self
+            .keys
+            .values()
+            .filter_map(|ks| ks.incident.clone())
+            .collect();
+        open.sort_by(|a, b| a.key.cmp(&b.key));
+        open
+    }
+
+    /// The key's open incident, if any.
+    pub fn incident(&self, key: &Key) -> Option<&Incident> {
+        self.keys.get(key)?.incident.as_ref()
+    }
+
+    /// True while a key is validating recovery: the scheduler then runs canary checks (a tiny
+    /// streamed answer) instead of plain probes.
+    pub fn wants_canary(&self, key: &Key) -> bool {
+        self.incident(key)
+            .is_some_and(|i| i.phase == IncidentPhase::Validating)
+    }
+
+    /// Human summary for dashboards: e.g. "unconfirmed outage — official page green",
+    /// "outage confirmed by the provider", "recovering: 1 of 2 canaries passed".
+    pub fn describe(&self, key: &Key) -> String {
+        let Some(ks) = self.keys.get(key) else {
+            return "unknown — no observations yet".to_owned();
+        };
+        let side = self.services.get(&key.service);
+        let signal = side.map_or(OfficialSignal::Unknown, |s| s.signal);
+        let title = side.and_then(|s| s.title.as_deref());
+        if ks.gap {
+            return "unknown — no usable observation (the monitor's own network is down or the source is unreadable)".to_owned();
+        }
+        if let Some(incident) = &ks.incident {
+            let what = incident.severity.noun();
+            return match incident.phase {
+                IncidentPhase::Validating => format!(
+                    "recovering: {} of {} canaries passed",
+                    ks.passes,
+                    self.config.close_after()
+                ),
+                _ if incident.confirmed => match title {
+                    Some(title) if !title.trim().is_empty() => {
+                        format!("{what} confirmed by the provider: “{}”", title.trim())
+                    }
+                    _ => format!("{what} confirmed by the provider"),
+                },
+                _ if signal == OfficialSignal::Maintenance => {
+                    format!("{what} — official page reports maintenance")
+                }
+                _ => format!("unconfirmed {what} — {}", official_words(signal)),
+            };
+        }
+        match ks.shown {
+            State::Maintenance => {
+                "maintenance announced by the provider; own checks fail meanwhile".to_owned()
+            }
+            State::Unknown => "unknown — no observations yet".to_owned(),
+            _ if ks.failures > 0 => format!(
+                "operational — {} of {} failed checks in a row before an incident opens ({})",
+                ks.failures,
+                self.config.open_after(),
+                ks.run_cause
+            ),
+            _ if agrees(signal) => format!("operational here — {}", official_words(signal)),
+            _ => "operational".to_owned(),
+        }
+    }
+}
+
+/// Opens the key's incident from its failure run; returns a copy for the event.
+fn open_incident(
+    ks: &mut KeyState,
+    key: &Key,
+    obs: &Observation,
+    signal: OfficialSignal,
+    title: Option<&str>,
+    now: DateTime<Utc>,
+) -> Incident {
+    let severity = if ks.run_down {
+        State::Outage
+    } else {
+        State::Degraded
+    };
+    let confirmed = agrees(signal);
+    let mut incident = Incident {
+        id: ks.incident_id(key, now),
+        key: key.clone(),
+        opened_at: now,
+        updated_at: now,
+        resolved_at: None,
+        phase: IncidentPhase::Open,
+        severity,
+        cause: failure_cause(obs.cause),
+        confirmed,
+        timeline: Vec::new(),
+    };
+    let detail = if obs.detail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", obs.detail.trim())
+    };
+    let fusion = if confirmed {
+        String::new()
+    } else {
+        format!(
+            "; unconfirmed {} — {}",
+            severity.noun(),
+            official_words(signal)
+        )
+    };
+    incident.note(
+        now,
+        TimelineKind::Opened,
+        format!(
+            "{} after {} failed checks in a row ({}){detail}{fusion}",
+            severity.noun(),
+            ks.failures,
+            failure_cause(obs.cause)
+        ),
+    );
+    if confirmed {
+        incident.note(now, TimelineKind::Confirmed, confirmed_text(signal, title));
+    }
+    ks.passes = 0;
+    ks.incident = Some(incident.clone());
+    incident
+}
+
+/// Applies a failed observation's severity and cause to an open incident; true if it changed.
+fn worsen(incident: &mut Incident, obs: &Observation, now: DateTime<Utc>) -> bool {
+    let mut changed = false;
+    if obs.health == Health::Down && incident.severity != State::Outage {
+        incident.severity = State::Outage;
+        incident.note(
+            now,
+            TimelineKind::Worsened,
+            format!(
+                "worsened to an outage: checks now fail outright ({})",
+                failure_cause(obs.cause)
+            ),
+        );
+        changed = true;
+    }
+    if obs.cause != incident.cause && !matches!(obs.cause, Cause::Ok | Cause::Unknown) {
+        incident.note(
+            now,
+            TimelineKind::CauseChanged,
+            format!("cause changed: {} → {}", incident.cause, obs.cause),
+        );
+        incident.cause = obs.cause;
+        changed = true;
+    }
+    changed
+}
+
+fn resolve(incident: &mut Incident, passes: u32, now: DateTime<Utc>) {
+    incident.phase = IncidentPhase::Resolved;
+    incident.resolved_at = Some(now);
+    let lasted = (now - incident.opened_at).to_std().unwrap_or_default();
+    let lasted = std::time::Duration::from_secs(lasted.as_secs());
+    incident.note(
+        now,
+        TimelineKind::Resolved,
+        format!(
+            "recovered: {} passed; the {} lasted {}",
+            canaries_in_a_row(passes),
+            incident.severity.noun(),
+            humantime::format_duration(lasted)
+        ),
+    );
+}
