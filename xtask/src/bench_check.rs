@@ -67,7 +67,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn build_release() -> Result<PathBuf> {
+pub fn build_release() -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "-p", "aiwatch"])
         .status()

@@ -35,7 +35,8 @@
 //!   that: health Up, `complete != Some(false)` (no truncated answer), and latency
 //!   (`phases.total`) at most `max(baseline × latency_factor, baseline + latency_slack_ms)`,
 //!   where the baseline is the median of the key's last `baseline_window` healthy latencies from
-//!   the same source (probe or canary) recorded outside incidents; with no baseline yet, latency
+//!   the same source (probe or canary; a canary without a baseline of its own is held to the
+//!   probes' one) recorded outside incidents; with no baseline yet, latency
 //!   cannot fail. Each pass is a CanaryPassed entry, each failure a CanaryFailed entry with the
 //!   reason ("slow: …", "truncated answer", "error: …" for a Degraded observation) and the
 //!   count restarts; a Down
@@ -813,8 +814,12 @@ impl Assessor {
                     .incident
                     .as_ref()
                     .is_some_and(|i| i.phase == IncidentPhase::Validating);
+                // A canary with no canary baseline of its own is held to the probes' baseline:
+                // the daemon's canaries time the same call as its probes (plus a stream).
                 let baseline = if validating {
-                    ks.baseline(obs.source).median()
+                    ks.baseline(obs.source)
+                        .median()
+                        .or_else(|| ks.baseline(Source::Probe).median())
                 } else {
                     None
                 };

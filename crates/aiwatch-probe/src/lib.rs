@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod layered;
 pub mod official;
+pub mod poller;
 pub mod proxy;
 pub mod status;
 pub mod stream;

@@ -22,6 +22,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::Error;
 
+/// Validates chains against a service's own CA (`ca_file`).
+pub type ExpectedVerifier = WebPkiServerVerifier;
+
 /// The trust anchors of a run: public roots, plus this machine's store and `--ca-file` roots,
 /// which count as non-public.
 #[derive(Clone)]

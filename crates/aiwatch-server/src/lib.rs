@@ -2,6 +2,16 @@
 //! official-status polling, feeds the assessor, writes the store, and serves the JSON API, the
 //! Statuspage-compatible API and Prometheus metrics.
 
+pub mod api;
+pub mod daemon;
+pub mod dashboard;
+pub mod engine;
+pub mod error;
 pub mod metrics;
 pub mod observe;
 pub mod scheduler;
+pub mod statuspage;
+pub mod writer;
+
+pub use daemon::{run, DaemonConfig, Running};
+pub use error::Error;

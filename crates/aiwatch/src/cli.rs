@@ -32,6 +32,15 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose services from this machine: is it down, or is it me?
     Check(CheckArgs),
+    /// What the providers' official status pages say: indicator, components, incidents,
+    /// maintenance.
+    #[command(
+        after_help = "Exit codes: 0 operational, 1 degraded or maintenance, 2 outage, 4 a page could not be read; 64 usage error."
+    )]
+    Status(StatusArgs),
+    /// Keep watching: scheduled probes and official pages, incidents, history, JSON API,
+    /// Statuspage-compatible API and Prometheus metrics.
+    Serve(ServeArgs),
     /// List the catalog: built-in services plus those from the config file.
     Services(ServicesArgs),
     /// Work with the config file.
@@ -70,6 +79,53 @@ pub struct CheckArgs {
     /// Skip the control probe to the neutral host.
     #[arg(long)]
     pub no_control: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Services to show (default: every service that has an official status page).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Print JSON (an array, one object per service) instead of the report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Budget of each page's read, e.g. 5s or 1500ms (default: the config's, else 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub dns_server: Option<String>,
+
+    /// Trust this extra root CA (PEM), as a corporate machine would.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve on (default: the config's [server] listen, else 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// SQLite database file (default: the config's [server] database, else aiwatch.db in the
+    /// user's data dir).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Services to watch (default: every service in the catalog).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub dns_server: Option<String>,
+
+    /// Trust this extra root CA (PEM); chains that need it are reported as intercepted.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,9 @@
 
 mod check;
 mod config;
+mod serve;
 mod services;
+mod status;
 
 use std::process::ExitCode;
 
@@ -12,6 +14,8 @@ use crate::cli::{Cli, Command, ConfigCommand};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
+        Command::Status(args) => status::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
+        Command::Serve(args) => serve::run(cli.config.as_deref(), &args),
         Command::Services(args) => services::run(cli.config.as_deref(), &args),
         Command::Config(ConfigCommand::Check { file }) => {
             config::check(file.as_deref().or(cli.config.as_deref()))

@@ -1,0 +1,448 @@
+//! The HTTP API: JSON views of services, history, uptime, latency and incidents, the
+//! Statuspage-compatible endpoints, Prometheus metrics and health checks. `app()` builds the
+//! router so tests can drive it without a socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aiwatch_core::assess::{Incident, State};
+use aiwatch_core::ServiceName;
+use aiwatch_store::{Granularity, IncidentQuery, Selector, TimeRange};
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::engine::Engine;
+use crate::statuspage;
+
+/// An API error: a status and a JSON body `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<aiwatch_store::Error> for ApiError {
+    fn from(e: aiwatch_store::Error) -> Self {
+        tracing::error!(error = %e, "store read failed");
+        Self::internal("the store could not be read")
+    }
+}
+
+type Shared = Arc<Engine>;
+type ApiResult<T> = Result<T, ApiError>;
+type Params = Query<HashMap<String, String>>;
+
+/// The router of `aiwatch serve`.
+pub fn app(engine: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/services", get(services))
+        .route("/api/services/{name}", get(service))
+        .route("/api/services/{name}/history", get(history))
+        .route("/api/services/{name}/uptime", get(uptime))
+        .route("/api/services/{name}/latency", get(latency))
+        .route("/api/services/{name}/regions", get(regions))
+        .route("/api/incidents", get(incidents))
+        .route("/api/incidents/{id}", get(incident))
+        .route("/api/v2/summary.json", get(statuspage::summary))
+        .route("/api/v2/status.json", get(statuspage::status))
+        .route("/api/v2/components.json", get(statuspage::components))
+        .route("/api/v2/incidents.json", get(statuspage::incidents))
+        .route(
+            "/api/v2/incidents/unresolved.json",
+            get(statuspage::unresolved),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances.json",
+            get(statuspage::maintenances),
+        )
+        .merge(crate::dashboard::routes())
+        .fallback(crate::dashboard::fallback)
+        .with_state(engine)
+}
+
+async fn readyz(AxumState(engine): AxumState<Shared>) -> Response {
+    if engine.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(AxumState(engine): AxumState<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        engine.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn find_service(engine: &Engine, name: &str) -> ApiResult<ServiceName> {
+    engine
+        .services
+        .iter()
+        .find(|s| s.name.as_str() == name)
+        .map(|s| s.name.clone())
+        .ok_or_else(|| ApiError::not_found(format!("unknown service `{name}`")))
+}
+
+/// The worst of a service's own components (the official one excluded).
+pub fn service_state(states: &[(String, State)]) -> State {
+    let rank = |s: &State| match s {
+        State::Operational => 0,
+        State::Unknown => 1,
+        State::Maintenance => 2,
+        State::Degraded => 3,
+        State::Outage => 4,
+    };
+    states
+        .iter()
+        .filter(|(component, _)| component != "official")
+        .map(|(_, s)| *s)
+        .max_by_key(rank)
+        .unwrap_or(State::Unknown)
+}
+
+#[derive(Serialize)]
+struct ComponentRow {
+    component: String,
+    region: String,
+    state: State,
+    since: Option<DateTime<Utc>>,
+    description: String,
+}
+
+fn service_json(engine: &Engine, name: &ServiceName, detail: bool) -> Value {
+    let Some(service) = engine.services.iter().find(|s| &s.name == name) else {
+        return Value::Null;
+    };
+    let rows: Vec<ComponentRow> = engine
+        .states()
+        .into_iter()
+        .filter(|(k, ..)| &k.service == name)
+        .map(|(k, state, since, description)| ComponentRow {
+            component: k.component,
+            region: k.region,
+            state,
+            since,
+            description,
+        })
+        .collect();
+    let state = service_state(
+        &rows
+            .iter()
+            .map(|r| (r.component.clone(), r.state))
+            .collect::<Vec<_>>(),
+    );
+    let official = engine.official_of(name);
+    let open: Vec<Incident> = engine
+        .open_incidents()
+        .into_iter()
+        .filter(|i| &i.key.service == name)
+        .collect();
+    let latest = engine.latest_verdict(name);
+    let mut value = json!({
+        "name": service.name,
+        "title": service.title,
+        "kind": service.kind,
+        "state": state,
+        "components": rows,
+        "official": {
+            "signal": official.view.as_ref().map(|v| v.signal),
+            "indicator": official.view.as_ref().and_then(|v| v.indicator.as_ref().map(|i| i.raw().to_owned())),
+            "description": official.view.as_ref().and_then(|v| v.description.clone()),
+            "unavailable": official.unavailable,
+        },
+        "open_incidents": open.len(),
+        "latest": latest.as_ref().map(|v| json!({
+            "status": v.status, "scope": v.scope, "cause": v.cause,
+            "summary": v.summary, "checked_at": v.checked_at,
+        })),
+    });
+    if detail {
+        value["incidents"] = json!(open);
+        value["official"]["view"] = json!(official.view);
+        value["latest"] = json!(latest);
+    }
+    value
+}
+
+async fn services(AxumState(engine): AxumState<Shared>) -> Json<Value> {
+    let list: Vec<Value> = engine
+        .services
+        .iter()
+        .map(|s| service_json(&engine, &s.name, false))
+        .collect();
+    Json(json!(list))
+}
+
+async fn service(
+    AxumState(engine): AxumState<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let name = find_service(&engine, &name)?;
+    Ok(Json(service_json(&engine, &name, true)))
+}
+
+async fn regions(
+    AxumState(engine): AxumState<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let name = find_service(&engine, &name)?;
+    let mut by_region: HashMap<String, Vec<Value>> = HashMap::new();
+    for (k, state, since, description) in engine.states() {
+        if k.service == name {
+            by_region.entry(k.region.clone()).or_default().push(json!({
+                "component": k.component, "state": state, "since": since, "description": description,
+            }));
+        }
+    }
+    Ok(Json(json!(by_region)))
+}
+
+/// Reads `from`/`to` (RFC 3339) with a default span ending now.
+fn range(params: &HashMap<String, String>, default_span: Duration) -> ApiResult<TimeRange> {
+    let parse = |key: &str| -> ApiResult<Option<DateTime<Utc>>> {
+        params
+            .get(key)
+            .map(|raw| {
+                DateTime::parse_from_rfc3339(raw)
+                    .map(|d| d.to_utc())
+                    .map_err(|_| ApiError::bad_request(format!("`{key}` must be an RFC 3339 time like 2026-11-25T12:00:00Z, not `{raw}`")))
+            })
+            .transpose()
+    };
+    let to = parse("to")?.unwrap_or_else(Utc::now);
+    let from = parse("from")?.unwrap_or(to - default_span);
+    if from >= to {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    if to - from > Duration::days(400) {
+        return Err(ApiError::bad_request("a range may span at most 400 days"));
+    }
+    Ok(TimeRange::new(from, to))
+}
+
+fn selector(name: ServiceName, params: &HashMap<String, String>) -> Selector {
+    let mut selector = Selector::service(name);
+    if let Some(c) = params.get("component") {
+        selector = selector.component(c.clone());
+    }
+    if let Some(r) = params.get("region") {
+        selector = selector.region(r.clone());
+    }
+    selector
+}
+
+fn limit(params: &HashMap<String, String>, default: usize, max: usize) -> ApiResult<usize> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`limit` must be a number from 1 to {max}, not `{raw}`"
+                ))
+            }),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal("the store read was interrupted"))?
+}
+
+async fn history(
+    AxumState(engine): AxumState<Shared>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let name = find_service(&engine, &name)?;
+    let granularity = params
+        .get("granularity")
+        .map_or("minute", String::as_str)
+        .to_owned();
+    let default_span = match granularity.as_str() {
+        "day" => Duration::days(90),
+        _ => Duration::hours(24),
+    };
+    let range = range(&params, default_span)?;
+    let selector = selector(name, &params);
+    let store = engine.store.clone();
+    match granularity.as_str() {
+        "raw" => {
+            let limit = limit(&params, 1000, 10_000)?;
+            let rows = blocking(move || Ok(store.observations(&selector, range, limit)?)).await?;
+            Ok(Json(
+                json!({"granularity": "raw", "from": range.from, "to": range.to, "observations": rows}),
+            ))
+        }
+        "minute" | "day" => {
+            let g = if granularity == "day" {
+                Granularity::Day
+            } else {
+                Granularity::Minute
+            };
+            let rows = blocking(move || Ok(store.rollups(&selector, range, g)?)).await?;
+            let buckets: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "component": r.key.component, "region": r.key.region, "start": r.start,
+                        "up": r.counts.up, "degraded": r.counts.degraded, "down": r.counts.down, "unknown": r.counts.unknown,
+                        "latency_ms": {"p50": r.latency.quantile(0.5), "p95": r.latency.quantile(0.95), "mean": r.latency.mean_ms()},
+                    })
+                })
+                .collect();
+            Ok(Json(
+                json!({"granularity": granularity, "from": range.from, "to": range.to, "buckets": buckets}),
+            ))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "`granularity` must be raw, minute or day, not `{other}`"
+        ))),
+    }
+}
+
+async fn uptime(
+    AxumState(engine): AxumState<Shared>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let name = find_service(&engine, &name)?;
+    let interval = engine
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.interval)
+        .unwrap_or(engine.options.default_interval);
+    let selector = selector(name, &params).source(aiwatch_core::observation::Source::Probe);
+    let store = engine.store.clone();
+    let now = Utc::now();
+    let out = blocking(move || {
+        let mut out = serde_json::Map::new();
+        for (label, span) in [
+            ("24h", Duration::hours(24)),
+            ("7d", Duration::days(7)),
+            ("30d", Duration::days(30)),
+            ("90d", Duration::days(90)),
+        ] {
+            let uptime = store.uptime(&selector, TimeRange::last(span, now), Some(interval))?;
+            out.insert(label.to_owned(), json!(uptime));
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(Value::Object(out)))
+}
+
+async fn latency(
+    AxumState(engine): AxumState<Shared>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let name = find_service(&engine, &name)?;
+    let range = range(&params, Duration::hours(24))?;
+    let selector = selector(name, &params).source(aiwatch_core::observation::Source::Probe);
+    let store = engine.store.clone();
+    let q =
+        blocking(move || Ok(store.latency_percentiles(&selector, range, &[0.5, 0.95, 0.99])?))
+            .await?;
+    Ok(Json(
+        json!({"from": range.from, "to": range.to, "total_ms": {"p50": q[0], "p95": q[1], "p99": q[2]}}),
+    ))
+}
+
+async fn incidents(
+    AxumState(engine): AxumState<Shared>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let service = params
+        .get("service")
+        .map(|s| find_service(&engine, s))
+        .transpose()?;
+    let open_only = match params.get("open").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`open` must be true or false, not `{other}`"
+            )))
+        }
+    };
+    let range = if params.contains_key("from") || params.contains_key("to") {
+        Some(range(&params, Duration::days(90))?)
+    } else {
+        None
+    };
+    let query = IncidentQuery {
+        service,
+        from: range.map(|r| r.from),
+        to: range.map(|r| r.to),
+        limit: limit(&params, 100, 1000)?,
+        open_only,
+    };
+    let store = engine.store.clone();
+    let list = blocking(move || Ok(store.incidents(&query)?)).await?;
+    Ok(Json(json!(list)))
+}
+
+async fn incident(
+    AxumState(engine): AxumState<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if let Some(open) = engine.open_incidents().into_iter().find(|i| i.id == id) {
+        return Ok(Json(json!(open)));
+    }
+    let store = engine.store.clone();
+    let lookup = id.clone();
+    let found = blocking(move || Ok(store.incident(&lookup)?)).await?;
+    found
+        .map(|i| Json(json!(i)))
+        .ok_or_else(|| ApiError::not_found(format!("no incident `{id}`")))
+}

@@ -1,0 +1,171 @@
+//! Starts and stops the whole daemon: store writer, engine, scheduler, status poller and HTTP
+//! server, all ended by one shutdown future with a grace period for in-flight work.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiwatch_core::secret::ApiKey;
+use aiwatch_core::{Service, ServiceName};
+use aiwatch_probe::poller::{PollTarget, Poller, PollerOptions};
+use aiwatch_probe::{CheckOptions, Checker};
+use aiwatch_store::Store;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::engine::{Engine, EngineOptions, OfficialNow};
+use crate::metrics::Metrics;
+use crate::scheduler::{self, Job, Limits};
+use crate::writer::{Retention, Writer};
+use crate::Error;
+
+/// Everything `serve` is made of.
+pub struct DaemonConfig {
+    pub services: Vec<Service>,
+    pub check: CheckOptions,
+    pub keys: HashMap<ServiceName, ApiKey>,
+    pub store: Arc<dyn Store>,
+    pub engine: EngineOptions,
+    pub limits: Limits,
+    pub retention: Retention,
+    pub poll: PollerOptions,
+}
+
+/// A running daemon's handles, for tests and the benchmark.
+pub struct Running {
+    pub engine: Arc<Engine>,
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves; then in-flight checks get the
+/// scheduler's grace period, and the store is flushed before this returns.
+pub async fn run(
+    listener: TcpListener,
+    config: DaemonConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(Running) + Send,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    let writer = Writer::start(config.store.clone(), metrics.clone(), config.retention);
+    let checker = Checker::new(config.check.clone()).map_err(|e| Error::Setup(e.to_string()))?;
+    let ctx = checker.context().clone();
+    let engine = Arc::new(Engine::new(
+        config.services.clone(),
+        checker,
+        config.keys,
+        config.store.clone(),
+        writer,
+        metrics.clone(),
+        config.engine.clone(),
+    )?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    // Official pages: one poller for every distinct page; each change updates the services it
+    // covers, and a periodic tick notices pages that went stale without a poll.
+    let poller = Arc::new(Poller::new(
+        ctx,
+        PollTarget::from_services(&config.services),
+        config.poll,
+    ));
+    let poll_task = {
+        let poller = poller.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(async move { poller.run(stopped(rx)).await })
+    };
+    let official_task = {
+        let (poller, engine, rx) = (poller.clone(), engine.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let mut updates = poller.subscribe();
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let stop = stopped(rx);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    changed = updates.changed() => if changed.is_err() { break },
+                    _ = tick.tick() => {}
+                }
+                let now = poller.now();
+                let states = poller.snapshot();
+                for service in &engine.services {
+                    let Some(source) = &service.status else {
+                        continue;
+                    };
+                    let Some(state) = states.iter().find(|s| &s.source == source) else {
+                        continue;
+                    };
+                    let official = OfficialNow {
+                        view: state
+                            .current(now)
+                            .map(|page| page.view_for(&service.status_components)),
+                        unavailable: state.unavailable_text(now),
+                    };
+                    engine.set_official(service, official, Utc::now());
+                }
+            }
+        })
+    };
+
+    let jobs: Vec<Job> = engine
+        .services
+        .iter()
+        .map(|s| Job {
+            interval: s.interval.unwrap_or(config.engine.default_interval),
+            host: s
+                .api_base
+                .as_deref()
+                .or(s.web_url.as_deref())
+                .and_then(aiwatch_core::network::url_host)
+                .unwrap_or("")
+                .to_owned(),
+        })
+        .collect();
+    let scheduler_task = {
+        let (engine, rx) = (engine.clone(), stop_rx.clone());
+        let observer: Arc<dyn scheduler::Observer> = Arc::new(DriftObserver(metrics.clone()));
+        let run_job = move |i: usize| {
+            let engine = engine.clone();
+            async move { engine.check(i).await }
+        };
+        let limits = config.limits;
+        tokio::spawn(
+            async move { scheduler::run(jobs, limits, observer, run_job, stopped(rx)).await },
+        )
+    };
+
+    engine.mark_ready();
+    started(Running {
+        engine: engine.clone(),
+    });
+    tracing::info!(address = %listener.local_addr()?, services = engine.services.len(), "aiwatch serve is up");
+    let server = axum::serve(listener, crate::api::app(engine.clone()))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let server_task = tokio::spawn(async move { server.await });
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight checks, flushing the store");
+    let _ = stop_tx.send(true);
+    let _ = scheduler_task.await;
+    let _ = official_task.await;
+    let _ = poll_task.await;
+    let _ = server_task.await;
+    engine.flush();
+    Ok(())
+}
+
+struct DriftObserver(Arc<Metrics>);
+
+impl scheduler::Observer for DriftObserver {
+    fn started(&self, _job: usize, drift: Duration) {
+        self.0.record_drift(drift);
+    }
+
+    fn skipped(&self, _job: usize) {
+        self.0.skipped.inc();
+    }
+}

@@ -1,0 +1,410 @@
+//! The "Is it just me?" page (`/just-me`): the reader picks a service and what they see; the
+//! server checks the service from its own vantage point and shows the verdict beside the steps
+//! that fix each symptom on the reader's side.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aiwatch_core::cause::AdviceContext;
+use aiwatch_core::classify::classify;
+use aiwatch_core::evidence::{CheckEvidence, OfficialOutcome};
+use aiwatch_core::{Cause, Scope, Service, Status, Verdict};
+use axum::extract::{Extension, Form, Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, MethodRouter};
+use chrono::Utc;
+use maud::{html, Markup};
+
+use super::layout::{self, Nav, Page};
+use super::present::{self, Tone};
+use super::{service as service_page, Shared};
+use crate::engine::Engine;
+
+/// A check of a service is reused for this long, so the page cannot be used to hammer providers.
+const FRESH: Duration = Duration::from_secs(15);
+/// At most this many on-demand checks run at once.
+const CONCURRENT: usize = 2;
+/// More parameters than this is not a form this page sent.
+const MAX_PARAMS: usize = 32;
+
+/// One thing a reader can do on their side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    ClearCookies,
+    OtherBrowser,
+    Relogin,
+    NoVpn,
+    Firewall,
+    OtherNetwork,
+    Wait,
+}
+
+impl Step {
+    pub fn text(self) -> &'static str {
+        match self {
+            Step::ClearCookies => "Clear the site's cookies and cache (or open a private window), then sign in again.",
+            Step::OtherBrowser => "Try another browser with no extensions: ad blockers and privacy extensions break these apps.",
+            Step::Relogin => "Log out and log in again to refresh the session.",
+            Step::NoVpn => "Disable the VPN or proxy: bot protection often blocks shared VPN addresses.",
+            Step::Firewall => "On a work or school network, ask whether a corporate firewall or filter blocks the site.",
+            Step::OtherNetwork => "Try another network, such as a phone hotspot, to tell your network from the service.",
+            Step::Wait => "Wait a minute before retrying; retrying at once makes a limit last longer.",
+        }
+    }
+}
+
+/// A symptom the reader may pick, with the steps for it and the cause it usually stands for.
+pub struct Symptom {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub steps: &'static [Step],
+    pub cause: Option<Cause>,
+}
+
+/// The symptoms the form offers; ids are the only accepted values of `symptom`.
+pub const SYMPTOMS: &[Symptom] = &[
+    Symptom {
+        id: "login-loop",
+        label: "Login loop: sent back to the sign-in page",
+        steps: &[Step::Relogin, Step::ClearCookies, Step::OtherBrowser],
+        cause: None,
+    },
+    Symptom {
+        id: "blank-page",
+        label: "Blank or half-loaded page",
+        steps: &[Step::OtherBrowser, Step::ClearCookies, Step::Firewall],
+        cause: None,
+    },
+    Symptom {
+        id: "access-denied",
+        label: "“Access denied”, a Cloudflare check or “unusual activity”",
+        steps: &[Step::NoVpn, Step::ClearCookies, Step::OtherBrowser],
+        cause: Some(Cause::BotChallenge),
+    },
+    Symptom {
+        id: "network-error",
+        label: "“Network error” or the answer stops midway",
+        steps: &[Step::NoVpn, Step::Firewall, Step::OtherNetwork],
+        cause: None,
+    },
+    Symptom {
+        id: "cannot-connect",
+        label: "The site does not load at all",
+        steps: &[Step::OtherNetwork, Step::Firewall, Step::NoVpn],
+        cause: None,
+    },
+    Symptom {
+        id: "logged-out",
+        label: "Keeps logging me out",
+        steps: &[Step::Relogin, Step::ClearCookies, Step::NoVpn],
+        cause: None,
+    },
+    Symptom {
+        id: "not-available",
+        label: "“Not available in your country”",
+        steps: &[Step::NoVpn],
+        cause: Some(Cause::RegionUnsupported),
+    },
+    Symptom {
+        id: "too-many-requests",
+        label: "“Too many requests” or a usage limit",
+        steps: &[Step::Wait, Step::Relogin],
+        cause: Some(Cause::RateLimited),
+    },
+    Symptom {
+        id: "slow",
+        label: "Very slow or cut-off answers",
+        steps: &[Step::OtherNetwork, Step::NoVpn],
+        cause: Some(Cause::SlowResponses),
+    },
+];
+
+/// Recent on-demand verdicts and the limit on concurrent checks.
+pub struct JustMe {
+    recent: Mutex<HashMap<String, (Instant, Verdict)>>,
+    running: tokio::sync::Semaphore,
+}
+
+impl JustMe {
+    fn new() -> Self {
+        Self {
+            recent: Mutex::new(HashMap::new()),
+            running: tokio::sync::Semaphore::new(CONCURRENT),
+        }
+    }
+
+    fn fresh(&self, name: &str) -> Option<(Duration, Verdict)> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .get(name)
+            .filter(|(at, _)| at.elapsed() < FRESH)
+            .map(|(at, v)| (at.elapsed(), v.clone()))
+    }
+
+    /// The verdict of a check run now, or of one run moments ago, and its age.
+    async fn verdict(&self, engine: &Engine, service: &Service) -> (Duration, Verdict) {
+        if let Some(hit) = self.fresh(service.name.as_str()) {
+            return hit;
+        }
+        let _permit = self.running.acquire().await.ok();
+        if let Some(hit) = self.fresh(service.name.as_str()) {
+            return hit;
+        }
+        let verdict = check(engine, service).await;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|_, (at, _)| at.elapsed() < FRESH);
+        recent.insert(service.name.to_string(), (Instant::now(), verdict.clone()));
+        (Duration::ZERO, verdict)
+    }
+}
+
+/// Checks a service from this server as an anonymous visitor would reach it: no API key is
+/// sent (the reader's account is not the server's), with the control probe and the official view.
+pub async fn check(engine: &Engine, service: &Service) -> Verdict {
+    let mut anonymous = service.clone();
+    anonymous.api_key_env = None;
+    let checker = engine.checker();
+    let expected = checker.expected_verifier(service).ok().flatten();
+    let deadline = tokio::time::Instant::now() + engine.options.timeout;
+    let (control, probes) = tokio::join!(
+        checker.control(deadline),
+        checker.check_service(&anonymous, None, expected, false, deadline)
+    );
+    let official = engine.official_of(&service.name);
+    let evidence = CheckEvidence {
+        control,
+        web: probes.web,
+        api: probes.api,
+        stream: probes.stream,
+        official: match (official.view, official.unavailable) {
+            (Some(view), _) => OfficialOutcome::View(view),
+            (None, Some(error)) => OfficialOutcome::Unavailable { error },
+            (None, None) => OfficialOutcome::NotConfigured,
+        },
+        budget: engine.options.timeout,
+    };
+    classify(&anonymous, &evidence, Utc::now())
+}
+
+/// The `/just-me` route: GET (a linkable form and result) and POST.
+pub fn method_router() -> MethodRouter<Shared> {
+    get(get_handler)
+        .post(post_handler)
+        .layer(Extension(Arc::new(JustMe::new())))
+}
+
+async fn get_handler(
+    AxumState(engine): AxumState<Shared>,
+    Extension(state): Extension<Arc<JustMe>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    respond(engine, state, params).await
+}
+
+async fn post_handler(
+    AxumState(engine): AxumState<Shared>,
+    Extension(state): Extension<Arc<JustMe>>,
+    Form(params): Form<Vec<(String, String)>>,
+) -> Response {
+    respond(engine, state, params).await
+}
+
+/// What the reader asked, validated.
+#[derive(Default)]
+struct Request {
+    service: Option<Service>,
+    symptoms: Vec<&'static Symptom>,
+}
+
+fn validate(engine: &Engine, params: &[(String, String)]) -> Result<Request, String> {
+    if params.len() > MAX_PARAMS {
+        return Err("Too many parameters.".into());
+    }
+    let mut request = Request::default();
+    let mut service_given = false;
+    for (key, value) in params {
+        match key.as_str() {
+            "service" => {
+                if service_given {
+                    return Err("Pick one service.".into());
+                }
+                service_given = true;
+                if value.is_empty() {
+                    continue;
+                }
+                let found = engine.services.iter().find(|s| s.name.as_str() == value);
+                match found {
+                    Some(s) => request.service = Some(s.clone()),
+                    None => {
+                        return Err(
+                            "Pick a service from the list; that one is not watched here.".into(),
+                        )
+                    }
+                }
+            }
+            "symptom" => match SYMPTOMS.iter().find(|s| s.id == value) {
+                Some(symptom) if !request.symptoms.iter().any(|s| s.id == symptom.id) => {
+                    request.symptoms.push(symptom)
+                }
+                Some(_) => {}
+                None => return Err("Pick symptoms from the list; one of them is not known.".into()),
+            },
+            _ => {}
+        }
+    }
+    if service_given && request.service.is_none() {
+        return Err("Pick a service to check.".into());
+    }
+    Ok(request)
+}
+
+async fn respond(engine: Shared, state: Arc<JustMe>, params: Vec<(String, String)>) -> Response {
+    let now = Utc::now();
+    match validate(&engine, &params) {
+        Err(message) => layout::html_response(
+            StatusCode::BAD_REQUEST,
+            render(&engine, &Request::default(), None, Some(&message), now),
+        ),
+        Ok(request) => {
+            let result = match &request.service {
+                Some(service) => Some(state.verdict(&engine, service).await),
+                None => None,
+            };
+            layout::html_response(
+                StatusCode::OK,
+                render(&engine, &request, result.as_ref(), None, now),
+            )
+        }
+    }
+}
+
+/// The one-line answer to the page's question.
+fn headline(verdict: &Verdict, title: &str) -> (Tone, String) {
+    match (verdict.status, verdict.scope) {
+        (_, Scope::Local | Scope::Account) => (
+            Tone::Unknown,
+            "This server cannot tell: its own connection has trouble reaching the service.".into(),
+        ),
+        (Status::Operational, _) => (
+            Tone::Ok,
+            format!("{title} works from here. It is probably on your side."),
+        ),
+        (Status::Degraded, _) => (
+            Tone::Warn,
+            format!("Not just you: {title} is degraded from here too."),
+        ),
+        (Status::Outage, _) => (
+            Tone::Bad,
+            format!("Not just you: {title} is failing from here too."),
+        ),
+        (Status::Unknown, _) => (Tone::Unknown, "This server could not tell.".into()),
+    }
+}
+
+fn form(engine: &Engine, request: &Request) -> Markup {
+    let picked = |id: &str| request.symptoms.iter().any(|s| s.id == id);
+    html! {
+        form.justme method="get" action="/just-me" {
+            div.field {
+                label for="jm-service" { "Service" }
+                select #jm-service name="service" required {
+                    option value="" { "Choose…" }
+                    @for s in &engine.services {
+                        option value=(s.name) selected[request.service.as_ref().is_some_and(|r| r.name == s.name)] { (s.title) }
+                    }
+                }
+            }
+            fieldset {
+                legend { "What do you see? (optional)" }
+                div.symptoms {
+                    @for s in SYMPTOMS {
+                        label.check {
+                            input type="checkbox" name="symptom" value=(s.id) checked[picked(s.id)];
+                            span { (s.label) }
+                        }
+                    }
+                }
+            }
+            button type="submit" { "Check from this server" }
+        }
+    }
+}
+
+fn symptom_advice(symptom: &Symptom, service: &Service) -> Markup {
+    let host = service
+        .web_url
+        .as_deref()
+        .or(service.api_base.as_deref())
+        .and_then(aiwatch_core::network::url_host);
+    let more = symptom
+        .cause
+        .map(|c| {
+            c.advice(&AdviceContext {
+                host,
+                ..AdviceContext::default()
+            })
+        })
+        .unwrap_or_default();
+    html! {
+        li {
+            strong { (symptom.label) }
+            ol { @for step in symptom.steps { li { (step.text()) } } }
+            @if !more.is_empty() {
+                p.sub { @for (i, line) in more.iter().enumerate() { @if i > 0 { " " } (line) } }
+            }
+        }
+    }
+}
+
+fn render(
+    engine: &Engine,
+    request: &Request,
+    result: Option<&(Duration, Verdict)>,
+    error: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> Markup {
+    let main = html! {
+        div.pagehead {
+            h1 { "Is it just me?" }
+            p.sub { "aiwatch checks the service from this server right now. If it works here but not for you, the steps on the right usually fix it." }
+        }
+        @if let Some(message) = error {
+            div.alert role="alert" { (present::icon(Tone::Bad)) (message) }
+        }
+        (form(engine, request))
+        @if let (Some(service), Some((age, verdict))) = (&request.service, result) {
+            @let (tone, text) = headline(verdict, &service.title);
+            section.result aria-labelledby="answer" aria-live="polite" {
+                h2 #answer class={"answer a-" (tone.class())} { (present::icon(tone)) (text) }
+                div.cols {
+                    div {
+                        h3 { "From this server" }
+                        (service_page::diagnosis(verdict, now))
+                        @if age.as_secs() > 0 { p.sub { "Checked " (age.as_secs()) " s ago; checks are reused for " (FRESH.as_secs()) " s." } }
+                        p.sub { a href={"/services/" (service.name)} { "History and incidents of " (service.title) } }
+                    }
+                    div {
+                        h3 { "On your side" }
+                        @if request.symptoms.is_empty() {
+                            p { "Pick what you see above for specific steps. In general:" }
+                            ul.advice { @for step in [Step::ClearCookies, Step::OtherBrowser, Step::Relogin, Step::NoVpn, Step::Firewall] { li { (step.text()) } } }
+                        } @else {
+                            ul.symptom-advice { @for s in &request.symptoms { (symptom_advice(s, service)) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout::page(
+        &Page {
+            title: "Is it just me?",
+            site: &engine.options.page_name,
+            nav: Nav::JustMe,
+            refresh: false,
+        },
+        main,
+    )
+}

@@ -1,0 +1,539 @@
+//! The overview page (`/`): every watched service with its state per component, the official
+//! view beside the own probes and whether they agree, 90-day uptime bars and a latency sparkline.
+
+use std::collections::HashMap;
+
+use aiwatch_core::assess::{Incident, Key, State};
+use aiwatch_core::observation::{Health, LOCAL_REGION};
+use aiwatch_core::official::{Maintenance, MaintenanceStatus, OfficialSignal};
+use aiwatch_core::Service;
+use aiwatch_store::{Granularity, IncidentQuery, Selector, TimeRange};
+use axum::extract::State as AxumState;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Duration, Utc};
+use maud::{html, Markup};
+
+use super::history::{self, Day, DAYS};
+use super::layout::{self, Nav, Page};
+use super::present::{self, Tone};
+use super::{charts, Shared};
+use crate::engine::{Engine, OfficialNow};
+
+/// How many recent checks the sparkline draws.
+pub const SPARK_POINTS: usize = 48;
+
+/// Everything the overview shows, read in one go.
+pub struct Overview {
+    pub site: String,
+    pub now: DateTime<Utc>,
+    pub services: Vec<Row>,
+    pub maintenances: Vec<Upcoming>,
+}
+
+/// One service on the overview.
+pub struct Row {
+    pub name: String,
+    pub title: String,
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub components: Vec<ComponentNow>,
+    pub official: OfficialNow,
+    pub has_status_page: bool,
+    pub days: Vec<Day>,
+    pub uptime: Option<f64>,
+    /// Latencies of the latest checks of the main component, oldest first.
+    pub latency: Vec<f32>,
+    pub open_incidents: usize,
+}
+
+/// One component's current state (the worst over regions).
+pub struct ComponentNow {
+    pub component: String,
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub description: String,
+    pub regions: usize,
+}
+
+/// An official maintenance in progress or ahead, with the services it touches.
+pub struct Upcoming {
+    pub maintenance: Maintenance,
+    pub services: Vec<(String, String)>,
+}
+
+/// How bad a state is, for "the worst of".
+pub fn rank(state: State) -> u8 {
+    match state {
+        State::Operational => 0,
+        State::Unknown => 1,
+        State::Maintenance => 2,
+        State::Degraded => 3,
+        State::Outage => 4,
+    }
+}
+
+/// Current states grouped by component (worst region first), for one service.
+pub fn components_of(
+    states: &[(Key, State, Option<DateTime<Utc>>, String)],
+    service: &Service,
+) -> Vec<ComponentNow> {
+    let mut out: Vec<ComponentNow> = Vec::new();
+    for (key, state, since, description) in
+        states.iter().filter(|(k, ..)| k.service == service.name)
+    {
+        if key.component == history::OFFICIAL_COMPONENT {
+            continue;
+        }
+        match out.iter_mut().find(|c| c.component == key.component) {
+            Some(c) => {
+                c.regions += 1;
+                if rank(*state) > rank(c.state) {
+                    c.state = *state;
+                    c.since = *since;
+                    c.description = description.clone();
+                }
+            }
+            None => out.push(ComponentNow {
+                component: key.component.clone(),
+                state: *state,
+                since: *since,
+                description: description.clone(),
+                regions: 1,
+            }),
+        }
+    }
+    // Web first, then the API, then anything else, as people meet them.
+    out.sort_by_key(|c| {
+        (
+            match c.component.as_str() {
+                "web" => 0,
+                "api" => 1,
+                _ => 2,
+            },
+            c.component.clone(),
+        )
+    });
+    out
+}
+
+/// The component whose latency stands for the service: the API if it has one.
+pub fn main_component(service: &Service) -> &'static str {
+    if service.api_base.is_some() {
+        "api"
+    } else {
+        "web"
+    }
+}
+
+/// Incidents from the store since `from`, refreshed by the engine's open ones, grouped by service.
+pub fn incidents_since(
+    engine: &Engine,
+    from: DateTime<Utc>,
+) -> Result<HashMap<String, Vec<Incident>>, aiwatch_store::Error> {
+    let stored = engine.store.incidents(&IncidentQuery {
+        from: Some(from),
+        limit: 10_000,
+        ..IncidentQuery::default()
+    })?;
+    let mut by_service: HashMap<String, Vec<Incident>> = HashMap::new();
+    for incident in with_open(stored, engine.open_incidents()) {
+        by_service
+            .entry(incident.key.service.to_string())
+            .or_default()
+            .push(incident);
+    }
+    Ok(by_service)
+}
+
+/// Stored incidents with the engine's open ones in place of their stored copies (the store
+/// lags the engine by a write batch).
+pub fn with_open(stored: Vec<Incident>, open: Vec<Incident>) -> Vec<Incident> {
+    let mut out: Vec<Incident> = stored
+        .into_iter()
+        .filter(|s| !open.iter().any(|o| o.id == s.id))
+        .collect();
+    out.extend(open);
+    out
+}
+
+/// Latencies of a component's latest checks that answered, oldest first.
+pub fn recent_latencies(
+    engine: &Engine,
+    service: &Service,
+    component: &str,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<f32>, aiwatch_store::Error> {
+    let selector = Selector::service(service.name.clone())
+        .component(component)
+        .region(LOCAL_REGION);
+    let rows =
+        engine
+            .store
+            .observations(&selector, TimeRange::last(Duration::hours(24), now), limit)?;
+    Ok(rows
+        .iter()
+        .rev()
+        .filter(|o| matches!(o.health, Health::Up | Health::Degraded))
+        .filter_map(|o| o.phases.total)
+        .collect())
+}
+
+/// Official maintenances in progress or ahead, once each, soonest first.
+pub fn maintenances(official: &[(String, String, OfficialNow)]) -> Vec<Upcoming> {
+    let mut out: Vec<Upcoming> = Vec::new();
+    for (name, title, now) in official {
+        let Some(view) = &now.view else { continue };
+        for m in view
+            .maintenances
+            .iter()
+            .filter(|m| m.status != MaintenanceStatus::Completed)
+        {
+            match out
+                .iter_mut()
+                .find(|u| u.maintenance.id == m.id && u.maintenance.name == m.name)
+            {
+                Some(u) => u.services.push((name.clone(), title.clone())),
+                None => out.push(Upcoming {
+                    maintenance: m.clone(),
+                    services: vec![(name.clone(), title.clone())],
+                }),
+            }
+        }
+    }
+    out.sort_by_key(|u| u.maintenance.scheduled_for);
+    out
+}
+
+/// Reads what the overview needs: live state from the engine, history from the store.
+pub fn gather(engine: &Engine, now: DateTime<Utc>) -> Result<Overview, aiwatch_store::Error> {
+    let states = engine.states();
+    let first = history::first_day(now, DAYS);
+    let incidents = incidents_since(engine, first)?;
+    let range = TimeRange::new(first, now);
+    let mut services = Vec::with_capacity(engine.services.len());
+    let mut official_all = Vec::with_capacity(engine.services.len());
+    for service in &engine.services {
+        let components = components_of(&states, service);
+        let worst = components.iter().max_by_key(|c| rank(c.state));
+        let state = worst.map_or(State::Unknown, |c| c.state);
+        let rollups = engine.store.rollups(
+            &Selector::service(service.name.clone()),
+            range,
+            Granularity::Day,
+        )?;
+        let own: Vec<&Incident> = incidents
+            .get(service.name.as_str())
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        let days = history::days(&rollups, &own, now, DAYS);
+        let official = engine.official_of(&service.name);
+        official_all.push((
+            service.name.to_string(),
+            service.title.clone(),
+            official.clone(),
+        ));
+        services.push(Row {
+            name: service.name.to_string(),
+            title: service.title.clone(),
+            state,
+            since: worst.and_then(|c| c.since),
+            official,
+            has_status_page: service.status.is_some(),
+            uptime: history::overall(&days),
+            days,
+            latency: recent_latencies(engine, service, main_component(service), now, SPARK_POINTS)?,
+            open_incidents: own.iter().filter(|i| i.is_open()).count(),
+            components,
+        });
+    }
+    Ok(Overview {
+        site: engine.options.page_name.clone(),
+        now,
+        maintenances: maintenances(&official_all),
+        services,
+    })
+}
+
+/// `GET /`.
+pub async fn handler(AxumState(engine): AxumState<Shared>) -> Response {
+    super::blocking(&engine, |engine| match gather(engine, Utc::now()) {
+        Ok(overview) => layout::html_response(StatusCode::OK, render(&overview)),
+        Err(e) => super::store_failed(engine, &e),
+    })
+    .await
+}
+
+/// The official side of a service in a few words: "operational", "outage — “Title”".
+pub fn official_words(official: &OfficialNow, has_status_page: bool) -> (Tone, String) {
+    match (&official.view, &official.unavailable) {
+        (Some(view), _) => {
+            let mut words = present::signal_word(view.signal).to_owned();
+            if let Some(incident) = view.incidents.first() {
+                words.push_str(&format!(" — “{}”", incident.name.trim()));
+            }
+            (Tone::of_signal(view.signal), words)
+        }
+        (None, Some(_)) => (Tone::Unknown, "unavailable".into()),
+        (None, None) if has_status_page => (Tone::Unknown, "not read yet".into()),
+        (None, None) => (Tone::Unknown, "no status page".into()),
+    }
+}
+
+/// Whether the official page and the own probes tell the same story.
+pub fn agreement(official: OfficialSignal, own: State) -> Option<(Tone, &'static str)> {
+    let official_bad = matches!(official, OfficialSignal::Degraded | OfficialSignal::Outage);
+    let own_bad = matches!(own, State::Degraded | State::Outage);
+    match (official, own) {
+        (OfficialSignal::Unknown, _) | (_, State::Unknown) => None,
+        (OfficialSignal::Maintenance, _) | (_, State::Maintenance) => {
+            Some((Tone::Maint, "maintenance announced"))
+        }
+        _ if official_bad && own_bad => Some((Tone::Ok, "agree: the provider confirms")),
+        _ if !official_bad && !own_bad => Some((Tone::Ok, "agree")),
+        _ if own_bad => Some((Tone::Bad, "disagree: not acknowledged by the provider")),
+        _ => Some((
+            Tone::Warn,
+            "disagree: the provider reports trouble our probes do not see",
+        )),
+    }
+}
+
+/// "Official: operational · Our probes: failing since 14:02 (23 min) · disagree: …".
+pub fn comparison(
+    official: &OfficialNow,
+    has_status_page: bool,
+    own: State,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Markup {
+    let (official_tone, official_text) = official_words(official, has_status_page);
+    let signal = official
+        .view
+        .as_ref()
+        .map_or(OfficialSignal::Unknown, |v| v.signal);
+    html! {
+        p.cmp {
+            span.side {
+                span.k { "Official: " }
+                span class={"v t-" (official_tone.class())} { (official_text) }
+            }
+            span.side {
+                span.k { "Our probes: " }
+                span class={"v t-" (Tone::of(own).class())} { (present::probes_word(own)) }
+                @if let Some(since) = since.filter(|_| own != State::Operational && own != State::Unknown) {
+                    " since " (present::time(since, now)) " (" (present::duration(now - since)) ")"
+                }
+            }
+            @if let Some((tone, words)) = agreement(signal, own) {
+                span class={"agree a-" (tone.class())} { (present::icon(tone)) (words) }
+            }
+        }
+    }
+}
+
+/// The headline: all well, or which services have trouble.
+fn banner(overview: &Overview) -> Markup {
+    let troubled: Vec<&Row> = overview
+        .services
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                State::Degraded | State::Outage | State::Maintenance
+            )
+        })
+        .collect();
+    let unknown = overview
+        .services
+        .iter()
+        .filter(|r| r.state == State::Unknown)
+        .count();
+    let worst = overview
+        .services
+        .iter()
+        .map(|r| r.state)
+        .max_by_key(|s| rank(*s))
+        .unwrap_or(State::Unknown);
+    let tone = if troubled.is_empty() && unknown == overview.services.len() {
+        Tone::Unknown
+    } else if troubled.is_empty() {
+        Tone::Ok
+    } else {
+        Tone::of(worst)
+    };
+    let headline = if overview.services.is_empty() {
+        "No services are watched".to_owned()
+    } else if troubled.is_empty() && unknown == overview.services.len() {
+        "Waiting for the first checks".to_owned()
+    } else if troubled.is_empty() {
+        "All watched services are operational".to_owned()
+    } else {
+        let verb = if troubled.len() == 1 { "has" } else { "have" };
+        format!(
+            "{} of {} services {verb} trouble",
+            troubled.len(),
+            overview.services.len()
+        )
+    };
+    html! {
+        section class={"banner b-" (tone.class())} aria-labelledby="headline" {
+            (present::icon(tone))
+            div {
+                h1 #headline { (headline) }
+                @if !troubled.is_empty() {
+                    ul.trouble {
+                        @for row in &troubled {
+                            li { a href={"/services/" (row.name)} { (row.title) } ": " (present::state_word(row.state).to_lowercase()) }
+                        }
+                    }
+                }
+                p.meta {
+                    "Updated " (present::time(overview.now, overview.now))
+                    @if unknown > 0 && unknown < overview.services.len() { " · " (present::plural(unknown, "service", "services")) " without data yet" }
+                }
+            }
+        }
+    }
+}
+
+/// Maintenance announced by providers, shown before it starts.
+pub fn maintenance_list(list: &[Upcoming], now: DateTime<Utc>) -> Markup {
+    html! {
+        @if !list.is_empty() {
+            section.maint aria-labelledby="maint-title" {
+                h2 #maint-title { (present::icon(Tone::Maint)) "Scheduled maintenance" }
+                ul {
+                    @for u in list {
+                        li {
+                            strong { (u.maintenance.name) }
+                            " · "
+                            @for (i, (name, title)) in u.services.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                a href={"/services/" (name)} { (title) }
+                            }
+                            " · "
+                            @match (u.maintenance.scheduled_for, u.maintenance.scheduled_until) {
+                                (Some(from), Some(until)) => { (present::time(from, now)) " – " (present::time(until, now)) }
+                                (Some(from), None) => { "from " (present::time(from, now)) }
+                                (None, Some(until)) => { "until " (present::time(until, now)) }
+                                (None, None) => { "time not announced" }
+                            }
+                            @if u.maintenance.status.is_active() { " · " strong { "in progress" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sparkline with its figure.
+pub fn latency_box(latency: &[f32]) -> Markup {
+    let latest = latency.last().copied();
+    let median = median(latency);
+    let label = match (latest, median) {
+        (Some(l), Some(m)) => format!(
+            "Latency of the last {} checks: latest {}, median {}",
+            latency.len(),
+            present::ms(f64::from(l)),
+            present::ms(m)
+        ),
+        _ => "No latency measured yet".to_owned(),
+    };
+    html! {
+        div.lat {
+            (charts::sparkline(latency, &label))
+            span.latv {
+                @if let Some(l) = latest { (present::ms(f64::from(l))) } @else { "—" }
+            }
+        }
+    }
+}
+
+/// The median of some values.
+pub fn median(values: &[f32]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    Some(f64::from(sorted[sorted.len() / 2]))
+}
+
+fn service_row(row: &Row, now: DateTime<Utc>) -> Markup {
+    let tone = Tone::of(row.state);
+    html! {
+        article class={"svc s-" (tone.class())} aria-labelledby={"svc-" (row.name)} {
+            div.head {
+                h2 id={"svc-" (row.name)} { a href={"/services/" (row.name)} { (row.title) } }
+                (present::state_pill(row.state))
+                @if row.open_incidents > 0 {
+                    a.incl href={"/services/" (row.name) "#incidents"} { (present::plural(row.open_incidents, "open incident", "open incidents")) }
+                }
+            }
+            @if row.components.is_empty() {
+                p.comps { "No checks yet." }
+            } @else {
+                ul.comps aria-label="Components" {
+                    @for c in &row.components {
+                        li title=(c.description) {
+                            span.cn { (c.component) }
+                            (present::icon(Tone::of(c.state)))
+                            span class={"cs t-" (Tone::of(c.state).class())} { (present::state_word(c.state).to_lowercase()) }
+                            @if c.regions > 1 { span.sub { " (worst of " (c.regions) " regions)" } }
+                        }
+                    }
+                }
+            }
+            (comparison(&row.official, row.has_status_page, row.state, row.since, now))
+            div.hist {
+                div.barsbox {
+                    (charts::uptime_bars(&row.days, row.uptime))
+                    p.axis aria-hidden="true" {
+                        span { (DAYS) " days ago" }
+                        span.up { (row.uptime.map_or_else(|| "no data".to_owned(), |u| format!("{} uptime", present::percent(u)))) }
+                        span { "today" }
+                    }
+                }
+                (latency_box(&row.latency))
+            }
+        }
+    }
+}
+
+/// The overview page.
+pub fn render(overview: &Overview) -> Markup {
+    let main = html! {
+        (banner(overview))
+        (maintenance_list(&overview.maintenances, overview.now))
+        section.services aria-label="Services" {
+            @for row in &overview.services {
+                (service_row(row, overview.now))
+            }
+        }
+        (legend())
+    };
+    layout::page(
+        &Page {
+            title: "",
+            site: &overview.site,
+            nav: Nav::Overview,
+            refresh: true,
+        },
+        main,
+    )
+}
+
+/// What the colors, shapes and heights mean.
+pub fn legend() -> Markup {
+    html! {
+        section.legend aria-label="Legend" {
+            @for state in [State::Operational, State::Degraded, State::Outage, State::Maintenance, State::Unknown] {
+                span { (present::icon(Tone::of(state))) (present::state_word(state)) }
+            }
+            span.note { "Taller bars mark worse days; hover or focus a bar for its day." }
+        }
+    }
+}

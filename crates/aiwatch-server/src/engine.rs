@@ -1,0 +1,428 @@
+//! The daemon's engine: runs one service's check, judges it with the assessor, and hands the
+//! observations, incidents and states to the store writer; keeps the current picture that the
+//! API serves.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use aiwatch_core::assess::{AssessConfig, Assessor, Event, Incident, Key, State};
+use aiwatch_core::classify::classify;
+use aiwatch_core::evidence::{CheckEvidence, HttpOutcome, OfficialOutcome};
+use aiwatch_core::observation::{Health, Observation, LOCAL_REGION};
+use aiwatch_core::official::{OfficialSignal, OfficialView};
+use aiwatch_core::secret::ApiKey;
+use aiwatch_core::{Service, ServiceName, Verdict};
+use aiwatch_probe::Checker;
+use aiwatch_store::{SavedState, Store};
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::writer::{WriteOp, Writer};
+
+/// The verifier of a service's own CA, if it declares one.
+type Verifier = Option<Arc<aiwatch_probe::tls::ExpectedVerifier>>;
+
+/// How long a control-probe result is trusted before it is asked again.
+const CONTROL_TTL: Duration = Duration::from_secs(10);
+
+/// What the official page currently says about one service.
+#[derive(Clone, Debug, Default)]
+pub struct OfficialNow {
+    pub view: Option<OfficialView>,
+    /// "official status unavailable since …" when the page cannot be read.
+    pub unavailable: Option<String>,
+}
+
+impl OfficialNow {
+    pub fn signal(&self) -> OfficialSignal {
+        self.view
+            .as_ref()
+            .map_or(OfficialSignal::Unknown, |v| v.signal)
+    }
+}
+
+struct ControlCache {
+    checked: Option<Instant>,
+    online: bool,
+}
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Budget of one check.
+    pub timeout: Duration,
+    /// Interval of services that set none.
+    pub default_interval: Duration,
+    pub assess: AssessConfig,
+    /// Name of the Statuspage-compatible page.
+    pub page_name: String,
+}
+
+/// Everything the daemon knows and does, shared by the scheduler, the poller and the API.
+pub struct Engine {
+    pub services: Vec<Service>,
+    checker: Checker,
+    keys: HashMap<ServiceName, ApiKey>,
+    expected: Vec<Verifier>,
+    assessor: Mutex<Assessor>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    writer: Writer,
+    control: tokio::sync::Mutex<ControlCache>,
+    official: RwLock<HashMap<ServiceName, OfficialNow>>,
+    latest: RwLock<HashMap<ServiceName, Verdict>>,
+    pub options: EngineOptions,
+    pub started_at: DateTime<Utc>,
+    ready: AtomicBool,
+}
+
+impl Engine {
+    /// Builds the engine and resumes the assessor from the store (open incidents, last states,
+    /// latency baselines).
+    pub fn new(
+        services: Vec<Service>,
+        checker: Checker,
+        keys: HashMap<ServiceName, ApiKey>,
+        store: Arc<dyn Store>,
+        writer: Writer,
+        metrics: Arc<Metrics>,
+        options: EngineOptions,
+    ) -> Result<Self, crate::Error> {
+        let expected = services
+            .iter()
+            .map(|s| checker.expected_verifier(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::Error::Setup(e.to_string()))?;
+        let states = store.load_states()?;
+        let open = store.open_incidents()?;
+        let mut assessor = Assessor::restore(
+            options.assess.clone(),
+            states.iter().map(|s| (s.key.clone(), s.state)).collect(),
+            open,
+        );
+        for saved in &states {
+            let recent = store.recent_latencies(
+                &saved.key,
+                aiwatch_core::observation::Source::Probe,
+                options.assess.baseline_window,
+            )?;
+            if !recent.is_empty() {
+                assessor.seed_baseline(
+                    &saved.key,
+                    aiwatch_core::observation::Source::Probe,
+                    &recent,
+                );
+            }
+        }
+        metrics
+            .open_incidents
+            .set(i64::try_from(assessor.open_incidents().len()).unwrap_or(i64::MAX));
+        for (key, state, _) in assessor.states() {
+            metrics.set_state(
+                key.service.as_str(),
+                &key.component,
+                &key.region,
+                state.as_str(),
+            );
+        }
+        Ok(Self {
+            services,
+            checker,
+            keys,
+            expected,
+            assessor: Mutex::new(assessor),
+            store,
+            metrics,
+            writer,
+            control: tokio::sync::Mutex::new(ControlCache {
+                checked: None,
+                online: true,
+            }),
+            official: RwLock::new(HashMap::new()),
+            latest: RwLock::new(HashMap::new()),
+            options,
+            started_at: Utc::now(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.store.healthy() && self.writer.is_alive()
+    }
+
+    fn assessor(&self) -> std::sync::MutexGuard<'_, Assessor> {
+        self.assessor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the monitor's own connection works, asking the control host at most every
+    /// `CONTROL_TTL`.
+    async fn monitor_online(&self) -> bool {
+        let mut cache = self.control.lock().await;
+        if cache.checked.is_some_and(|t| t.elapsed() < CONTROL_TTL) {
+            return cache.online;
+        }
+        let deadline = Instant::now() + self.options.timeout;
+        let online = match self.checker.control(deadline).await {
+            None => true,
+            Some(report) => {
+                matches!(&report.http, Some(HttpOutcome::Response(r)) if (200..300).contains(&r.status))
+            }
+        };
+        cache.checked = Some(Instant::now());
+        cache.online = online;
+        self.metrics.control_up.set(i64::from(online));
+        online
+    }
+
+    /// Runs the scheduled check of service `index`: probes (a canary while recovery is being
+    /// validated), observations, assessment, storage.
+    pub async fn check(&self, index: usize) {
+        let Some(service) = self.services.get(index) else {
+            return;
+        };
+        let api_key = Key::new(service.name.clone(), "api", LOCAL_REGION);
+        let canary = service.api_base.is_some() && self.assessor().wants_canary(&api_key);
+        if canary {
+            self.metrics
+                .canaries
+                .get_or_create(&crate::metrics::ServiceLabels {
+                    service: service.name.to_string(),
+                })
+                .inc();
+        }
+        let deadline = Instant::now() + self.options.timeout;
+        let probes = self
+            .checker
+            .check_service(
+                service,
+                self.keys.get(&service.name),
+                self.expected[index].clone(),
+                canary,
+                deadline,
+            )
+            .await;
+        let now = Utc::now();
+        let mut observations =
+            crate::observe::observations(service, &probes, true, canary, self.options.timeout, now);
+        if observations.iter().any(|o| o.health != Health::Up)
+            && !service.local
+            && !self.monitor_online().await
+        {
+            observations = crate::observe::observations(
+                service,
+                &probes,
+                false,
+                canary,
+                self.options.timeout,
+                now,
+            );
+        }
+
+        let official = self.official_of(&service.name);
+        let evidence = CheckEvidence {
+            control: None,
+            web: probes.web.clone(),
+            api: probes.api.clone(),
+            stream: probes.stream.clone(),
+            official: match (&official.view, &official.unavailable) {
+                (Some(view), _) => OfficialOutcome::View(view.clone()),
+                (None, Some(error)) => OfficialOutcome::Unavailable {
+                    error: error.clone(),
+                },
+                (None, None) => OfficialOutcome::NotConfigured,
+            },
+            budget: self.options.timeout,
+        };
+        let verdict = classify(service, &evidence, now);
+        self.latest
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.name.clone(), verdict);
+
+        for report in [&probes.web, &probes.api].into_iter().flatten() {
+            let t = &report.timings;
+            for (phase, d) in [
+                ("dns", t.dns),
+                ("connect", t.connect),
+                ("tls", t.tls),
+                ("first_byte", t.first_byte),
+                ("total", t.total),
+            ] {
+                if let Some(d) = d {
+                    self.metrics
+                        .phase_seconds
+                        .get_or_create(&crate::metrics::PhaseLabels {
+                            service: service.name.to_string(),
+                            phase: phase.to_owned(),
+                        })
+                        .observe(d.as_secs_f64());
+                }
+            }
+        }
+        self.ingest(observations, now);
+    }
+
+    /// Feeds observations to the assessor and the store.
+    pub fn ingest(&self, observations: Vec<Observation>, now: DateTime<Utc>) {
+        let mut events = Vec::new();
+        {
+            let mut assessor = self.assessor();
+            for obs in &observations {
+                if obs.source != aiwatch_core::observation::Source::Official {
+                    events.extend(assessor.observe(obs, now));
+                }
+            }
+            self.metrics
+                .open_incidents
+                .set(i64::try_from(assessor.open_incidents().len()).unwrap_or(i64::MAX));
+        }
+        for obs in &observations {
+            self.metrics
+                .results
+                .get_or_create(&crate::metrics::ResultLabels {
+                    service: obs.service.to_string(),
+                    component: obs.component.clone(),
+                    cause: obs.cause.as_str().to_owned(),
+                })
+                .inc();
+        }
+        self.writer.send(WriteOp::Observations(observations));
+        self.apply_events(events);
+    }
+
+    fn apply_events(&self, events: Vec<Event>) {
+        let mut changed = Vec::new();
+        for event in events {
+            match event {
+                Event::StateChanged { key, to, at, .. } => {
+                    self.metrics.set_state(
+                        key.service.as_str(),
+                        &key.component,
+                        &key.region,
+                        to.as_str(),
+                    );
+                    changed.push(SavedState {
+                        key,
+                        state: to,
+                        since: Some(at),
+                    });
+                }
+                Event::IncidentOpened(incident)
+                | Event::IncidentUpdated(incident)
+                | Event::IncidentResolved(incident) => {
+                    tracing::info!(incident = %incident.id, service = %incident.key.service, component = %incident.key.component, phase = incident.phase.as_str(), "incident");
+                    self.writer.send(WriteOp::Incident(Box::new(incident)));
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.writer.send(WriteOp::States(changed));
+        }
+    }
+
+    /// Records what the official page says about `service` (from the status poller).
+    pub fn set_official(&self, service: &Service, now_official: OfficialNow, now: DateTime<Utc>) {
+        let signal = now_official.signal();
+        let title = now_official
+            .view
+            .as_ref()
+            .and_then(|v| v.incidents.first())
+            .map(|i| i.name.clone());
+        let detail = match (&now_official.view, &now_official.unavailable) {
+            (Some(v), _) => format!(
+                "official: {}{}",
+                v.description
+                    .clone()
+                    .unwrap_or_else(|| format!("{signal:?}").to_lowercase()),
+                title
+                    .as_deref()
+                    .map(|t| format!(" — {t}"))
+                    .unwrap_or_default()
+            ),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "official status not read yet".into(),
+        };
+        let events = self
+            .assessor()
+            .official(&service.name, signal, title.as_deref(), now);
+        let obs = crate::observe::official_observation(
+            service,
+            now_official.view.as_ref().map(|v| v.signal),
+            detail,
+            now,
+        );
+        self.metrics.set_state(
+            service.name.as_str(),
+            "official",
+            LOCAL_REGION,
+            official_state(signal).as_str(),
+        );
+        self.official
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.name.clone(), now_official);
+        self.writer.send(WriteOp::Observations(vec![obs]));
+        self.apply_events(events);
+    }
+
+    pub fn official_of(&self, service: &ServiceName) -> OfficialNow {
+        self.official
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn latest_verdict(&self, service: &ServiceName) -> Option<Verdict> {
+        self.latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
+    }
+
+    /// Current states of every key, with since and a human description.
+    pub fn states(&self) -> Vec<(Key, State, Option<DateTime<Utc>>, String)> {
+        let assessor = self.assessor();
+        assessor
+            .states()
+            .into_iter()
+            .map(|(k, s, since)| {
+                let text = assessor.describe(&k);
+                (k, s, since, text)
+            })
+            .collect()
+    }
+
+    pub fn open_incidents(&self) -> Vec<Incident> {
+        self.assessor().open_incidents()
+    }
+
+    /// Writes everything pending and makes it durable (shutdown).
+    pub fn flush(&self) {
+        self.writer.flush();
+    }
+}
+
+/// The state an official signal stands for.
+pub fn official_state(signal: OfficialSignal) -> State {
+    match signal {
+        OfficialSignal::Operational => State::Operational,
+        OfficialSignal::Degraded => State::Degraded,
+        OfficialSignal::Outage => State::Outage,
+        OfficialSignal::Maintenance => State::Maintenance,
+        OfficialSignal::Unknown => State::Unknown,
+    }
+}

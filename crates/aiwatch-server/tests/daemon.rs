@@ -1,0 +1,542 @@
+//! End-to-end on loopback: the real daemon (scheduler, probes, assessor, SQLite store, HTTP API)
+//! watches fake providers that go down, come back badly, and come back well.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiwatch_core::assess::AssessConfig;
+use aiwatch_core::secret::ApiKey;
+use aiwatch_core::{Catalog, Config, ServiceName};
+use aiwatch_probe::poller::PollerOptions;
+use aiwatch_probe::{CheckOptions, DnsChoice, ProxySettings};
+use aiwatch_server::engine::EngineOptions;
+use aiwatch_server::scheduler::Limits;
+use aiwatch_server::writer::Retention;
+use aiwatch_server::DaemonConfig;
+use aiwatch_store::SqliteStore;
+use aiwatch_testkit::{canned, summary_operational, summary_with_incident, DnsAnswer, World};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const INTERVAL: Duration = Duration::from_millis(150);
+
+/// A daemon running against a world, with its API address.
+struct Daemon {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn start(world: &World, services: &[&str], db: &Path) -> Daemon {
+        let config = Config::parse(&world.config_toml()).expect("valid world config");
+        let catalog = Catalog::with_config(&config);
+        let services: Vec<_> = services
+            .iter()
+            .map(|n| catalog.get(n).unwrap().clone())
+            .collect();
+        let keys: HashMap<ServiceName, ApiKey> = services
+            .iter()
+            .filter(|s| s.api_key_env.is_some())
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    ApiKey::new("sk-daemon-test".into()).unwrap(),
+                )
+            })
+            .collect();
+        let daemon_config = DaemonConfig {
+            services,
+            check: CheckOptions {
+                timeout: Duration::from_millis(1500),
+                dns: DnsChoice::Server(world.dns.addr()),
+                ca_files: vec![world.public_ca_path()],
+                control_url: Some(world.control_url()),
+                deep: false,
+                proxies: ProxySettings::none(),
+            },
+            keys,
+            store: Arc::new(SqliteStore::open(db).expect("open the store")),
+            engine: EngineOptions {
+                timeout: Duration::from_millis(1500),
+                default_interval: INTERVAL,
+                assess: AssessConfig {
+                    failures_to_open: 2,
+                    successes_to_close: 2,
+                    ..AssessConfig::default()
+                },
+                page_name: "aiwatch test".into(),
+            },
+            limits: Limits {
+                shutdown_grace: Duration::from_secs(2),
+                ..Limits::default()
+            },
+            retention: Retention::default(),
+            poll: PollerOptions {
+                interval: Duration::from_millis(200),
+                request_timeout: Duration::from_secs(1),
+                stale_after: Duration::from_secs(3),
+                ..PollerOptions::default()
+            },
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            aiwatch_server::run(
+                listener,
+                daemon_config,
+                async {
+                    let _ = stopped.await;
+                },
+                |_| {},
+            )
+            .await
+            .expect("daemon runs");
+        });
+        Daemon {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the daemon stops within its grace period")
+            .expect("the daemon task ends cleanly");
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: aiwatch\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
+
+    /// Waits until `check` holds on the JSON at `path`, or fails with the last value.
+    async fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let value = self.json(path).await;
+            if check(&value) {
+                return value;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last {path}:\n{value:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn component<'a>(service: &'a Value, name: &str) -> Option<&'a Value> {
+    service["components"]
+        .as_array()?
+        .iter()
+        .find(|c| c["component"] == name)
+}
+
+fn api_state(service: &Value) -> String {
+    component(service, "api").map_or_else(String::new, |c| {
+        c["state"].as_str().unwrap_or_default().to_owned()
+    })
+}
+
+fn open_incident(service: &Value) -> Option<Value> {
+    service["incidents"].as_array()?.first().cloned()
+}
+
+async fn openai_world() -> World {
+    let mut world = World::start().await;
+    let api = world.api("openai-api", "api.openai.test", "/v1").await;
+    api.route("GET", "/v1/models", canned::openai_models());
+    api.route("POST", "/v1/chat/completions", canned::openai_stream(true));
+    world
+        .status_page("openai-api", "status.openai.test")
+        .await
+        .set_summary(&summary_operational(&[
+            "Chat Completions",
+            "Responses",
+            "Embeddings",
+        ]));
+    world
+}
+
+fn api(world: &World) -> &aiwatch_testkit::FakeServer {
+    &world.service("openai-api").server
+}
+
+fn timeline_kinds(incident: &Value) -> Vec<String> {
+    incident["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_opens_an_incident_that_resolves_only_after_validated_recovery() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
+    let path = "/api/services/openai-api";
+    daemon
+        .wait_for(path, "operational and a baseline", |s| {
+            api_state(s) == "operational"
+        })
+        .await;
+    tokio::time::sleep(INTERVAL * 4).await;
+
+    // Down: 503s from the provider while its page is green.
+    api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
+    let service = daemon
+        .wait_for(path, "an open incident", |s| open_incident(s).is_some())
+        .await;
+    let incident = open_incident(&service).unwrap();
+    assert_eq!(incident["cause"], "provider_overloaded");
+    assert_eq!(
+        incident["confirmed"], false,
+        "the official page is green: unconfirmed"
+    );
+    let description = component(&service, "api").unwrap()["description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(description.contains("unconfirmed"), "{description}");
+
+    // Back, but slow: validation keeps the incident open.
+    api(&world).route(
+        "GET",
+        "/v1/models",
+        canned::openai_models().delay(Duration::from_millis(700)),
+    );
+    let service = daemon
+        .wait_for(path, "a failed canary", |s| {
+            open_incident(s)
+                .is_some_and(|i| timeline_kinds(&i).contains(&"canary_failed".to_owned()))
+        })
+        .await;
+    let incident = open_incident(&service).unwrap();
+    assert_eq!(incident["phase"], "validating");
+    let failed = incident["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "canary_failed")
+        .unwrap();
+    assert!(
+        failed["text"].as_str().unwrap().contains("slow"),
+        "{failed}"
+    );
+
+    // Back and well: two validated canaries resolve it.
+    api(&world).route("GET", "/v1/models", canned::openai_models());
+    daemon
+        .wait_for(path, "no open incident", |s| {
+            open_incident(s).is_none() && api_state(s) == "operational"
+        })
+        .await;
+    let incidents = daemon.json("/api/incidents?service=openai-api").await;
+    let resolved = &incidents.as_array().unwrap()[0];
+    assert_eq!(resolved["phase"], "resolved");
+    let kinds = timeline_kinds(resolved);
+    for kind in [
+        "opened",
+        "validation_started",
+        "canary_failed",
+        "canary_passed",
+        "resolved",
+    ] {
+        assert!(
+            kinds.contains(&kind.to_owned()),
+            "{kind} missing in {kinds:?}"
+        );
+    }
+    let canaries = api(&world)
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert!(
+        canaries >= 2,
+        "recovery was validated by streamed canaries ({canaries})"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_answers_keep_the_incident_open_until_complete_ones_arrive() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("t.db")).await;
+    let path = "/api/services/openai-api";
+    daemon
+        .wait_for(path, "operational", |s| api_state(s) == "operational")
+        .await;
+    api(&world).route(
+        "GET",
+        "/v1/models",
+        canned::openai_error(500, "server_error", None, "boom"),
+    );
+    daemon
+        .wait_for(path, "an open incident", |s| open_incident(s).is_some())
+        .await;
+    api(&world).route("POST", "/v1/chat/completions", canned::openai_stream(false));
+    api(&world).route("GET", "/v1/models", canned::openai_models());
+    let service = daemon
+        .wait_for(path, "a truncated canary", |s| {
+            open_incident(s).is_some_and(|i| {
+                i["timeline"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["text"].as_str().unwrap_or_default().contains("truncated"))
+            })
+        })
+        .await;
+    assert!(open_incident(&service).is_some());
+    api(&world).route("POST", "/v1/chat/completions", canned::openai_stream(true));
+    daemon
+        .wait_for(path, "resolution", |s| open_incident(s).is_none())
+        .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_page_turning_red_confirms_the_incident() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("c.db")).await;
+    let path = "/api/services/openai-api";
+    daemon
+        .wait_for(path, "operational", |s| api_state(s) == "operational")
+        .await;
+    api(&world).route(
+        "GET",
+        "/v1/models",
+        canned::openai_error(502, "server_error", None, "bad gateway"),
+    );
+    daemon
+        .wait_for(path, "an unconfirmed incident", |s| {
+            open_incident(s).is_some_and(|i| i["confirmed"] == false)
+        })
+        .await;
+    world.status_pages[0].1.set_summary(&summary_with_incident(
+        &[("Chat Completions", "major_outage")],
+        "Elevated error rates",
+        "major",
+    ));
+    let service = daemon
+        .wait_for(path, "confirmation", |s| {
+            open_incident(s).is_some_and(|i| i["confirmed"] == true)
+        })
+        .await;
+    let incident = open_incident(&service).unwrap();
+    let confirmed = incident["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "confirmed")
+        .unwrap();
+    assert!(
+        confirmed["text"]
+            .as_str()
+            .unwrap()
+            .contains("Elevated error rates"),
+        "{confirmed}"
+    );
+    assert_eq!(service["official"]["signal"], "outage");
+
+    // The Statuspage-compatible API reads back through aiwatch's own Statuspage parser.
+    let (status, body) = daemon.get("/api/v2/summary.json").await;
+    assert_eq!(status, 200);
+    let page = aiwatch_probe::status::parse_statuspage_summary(body.as_bytes())
+        .expect("our own parser reads it");
+    let component = page
+        .components
+        .iter()
+        .find(|c| c.name == "openai-api")
+        .expect("one component per service");
+    assert_eq!(
+        component.status,
+        aiwatch_core::official::ComponentStatus::MajorOutage
+    );
+    assert_eq!(page.incidents.len(), 1);
+    assert_eq!(
+        page.indicator,
+        Some(aiwatch_core::official::Indicator::Critical)
+    );
+    for endpoint in [
+        "status.json",
+        "components.json",
+        "incidents.json",
+        "incidents/unresolved.json",
+        "scheduled-maintenances.json",
+    ] {
+        let (status, body) = daemon.get(&format!("/api/v2/{endpoint}")).await;
+        assert_eq!(status, 200, "{endpoint}");
+        assert!(body.contains("\"page\""), "{endpoint}: {body}");
+    }
+    let incidents = aiwatch_probe::status::parse_statuspage_incidents(
+        daemon.get("/api/v2/incidents.json").await.1.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(incidents.len(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_offline_records_gaps_and_opens_no_incident() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("o.db")).await;
+    let path = "/api/services/openai-api";
+    daemon
+        .wait_for(path, "operational", |s| api_state(s) == "operational")
+        .await;
+    // The monitor's own network goes: nothing resolves, the control host neither.
+    world.dns.set("api.openai.test", DnsAnswer::NxDomain);
+    world
+        .dns
+        .set(aiwatch_testkit::world::CONTROL_HOST, DnsAnswer::NxDomain);
+    daemon
+        .wait_for(path, "unknown state", |s| api_state(s) == "unknown")
+        .await;
+    tokio::time::sleep(INTERVAL * 6).await;
+    let service = daemon.json(path).await;
+    assert!(
+        open_incident(&service).is_none(),
+        "a blind monitor opens no incident: {service:#}"
+    );
+    assert_eq!(api_state(&service), "unknown");
+    let uptime = daemon
+        .json("/api/services/openai-api/uptime?component=api")
+        .await;
+    assert!(
+        uptime["24h"]["unknown_ratio"].as_f64().unwrap() > 0.0,
+        "{uptime:#}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_the_open_incident_without_reopening_it() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let path = "/api/services/openai-api";
+    let daemon = Daemon::start(&world, &["openai-api"], &db).await;
+    daemon
+        .wait_for(path, "operational", |s| api_state(s) == "operational")
+        .await;
+    api(&world).route(
+        "GET",
+        "/v1/models",
+        canned::openai_error(500, "server_error", None, "boom"),
+    );
+    let before = daemon
+        .wait_for(path, "an open incident", |s| open_incident(s).is_some())
+        .await;
+    let id = open_incident(&before).unwrap()["id"].clone();
+    daemon.stop().await;
+
+    let daemon = Daemon::start(&world, &["openai-api"], &db).await;
+    let after = daemon.json(path).await;
+    assert_eq!(
+        open_incident(&after).map(|i| i["id"].clone()),
+        Some(id.clone()),
+        "resumed at start"
+    );
+    tokio::time::sleep(INTERVAL * 5).await;
+    let incidents = daemon.json("/api/incidents?service=openai-api").await;
+    assert_eq!(
+        incidents.as_array().unwrap().len(),
+        1,
+        "no second incident: {incidents:#}"
+    );
+    assert_eq!(incidents[0]["id"], id);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("p.db")).await;
+    for path in [
+        "/api/services/openai-api/history?from=yesterday",
+        "/api/services/openai-api/history?granularity=hour",
+        "/api/services/openai-api/history?granularity=raw&limit=0",
+        "/api/services/openai-api/latency?from=2026-11-25T12:00:00Z&to=2026-11-25T11:00:00Z",
+        "/api/incidents?open=maybe",
+    ] {
+        let (status, body) = daemon.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert!(json["error"].is_string(), "{path}: {body}");
+    }
+    let (status, body) = daemon.get("/api/services/chatgtp").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown service"));
+    let (status, _) = daemon.get("/api/incidents/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(daemon.get("/healthz").await.0, 200);
+    assert_eq!(daemon.get("/readyz").await.0, 200);
+    daemon
+        .wait_for("/api/services/openai-api", "a check", |s| {
+            api_state(s) == "operational"
+        })
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    for family in [
+        "aiwatch_service_state",
+        "aiwatch_probe_phase_seconds",
+        "aiwatch_schedule_drift_seconds",
+        "aiwatch_store_write_seconds",
+        "aiwatch_probe_results_total",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from /metrics");
+    }
+    // The writer batches for up to 200 ms before a transaction.
+    daemon
+        .wait_for(
+            "/api/services/openai-api/history?granularity=raw",
+            "stored observations",
+            |h| !h["observations"].as_array().unwrap().is_empty(),
+        )
+        .await;
+    let minute = daemon.json("/api/services/openai-api/history").await;
+    assert!(!minute["buckets"].as_array().unwrap().is_empty());
+    daemon.stop().await;
+}

@@ -1,0 +1,253 @@
+//! The `Store` trait — what the daemon persists and reads back — and the query and answer types
+//! it speaks.
+
+use std::time::Duration;
+
+use aiwatch_core::assess::{Incident, Key, State};
+use aiwatch_core::observation::{Observation, Source};
+use aiwatch_core::ServiceName;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::histogram::{HealthCounts, LatencyHistogram};
+
+/// How long day rollups are kept by convention (the daemon passes the cut-off to
+/// [`Store::prune_rollups`]).
+pub const DAY_ROLLUP_RETENTION_DAYS: i64 = 400;
+
+/// Which series a read covers: one service, optionally narrowed to a component, a region and a
+/// source. `None` means "all of them".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selector {
+    pub service: ServiceName,
+    pub component: Option<String>,
+    pub region: Option<String>,
+    pub source: Option<Source>,
+}
+
+impl Selector {
+    /// Every component, region and source of one service.
+    pub fn service(service: ServiceName) -> Self {
+        Self {
+            service,
+            component: None,
+            region: None,
+            source: None,
+        }
+    }
+
+    /// Exactly one (service, component, region), every source.
+    pub fn key(key: &Key) -> Self {
+        Self {
+            service: key.service.clone(),
+            component: Some(key.component.clone()),
+            region: Some(key.region.clone()),
+            source: None,
+        }
+    }
+
+    pub fn component(mut self, component: impl Into<String>) -> Self {
+        self.component = Some(component.into());
+        self
+    }
+
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    pub fn source(mut self, source: Source) -> Self {
+        self.source = Some(source);
+        self
+    }
+}
+
+/// A half-open time range `[from, to)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl TimeRange {
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self { from, to }
+    }
+
+    /// The `span` before `to`, e.g. the last 24 hours.
+    pub fn last(span: chrono::Duration, to: DateTime<Utc>) -> Self {
+        Self {
+            from: to - span,
+            to,
+        }
+    }
+}
+
+/// Rollup resolution. Buckets start on UTC minute / UTC midnight boundaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Minute,
+    Day,
+}
+
+impl Granularity {
+    pub fn millis(self) -> i64 {
+        match self {
+            Self::Minute => 60_000,
+            Self::Day => 86_400_000,
+        }
+    }
+}
+
+/// One rollup bucket of one (service, component, region), over the selected sources.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollup {
+    pub key: Key,
+    pub granularity: Granularity,
+    pub start: DateTime<Utc>,
+    pub counts: HealthCounts,
+    /// Latency of the up and degraded observations that had a total time.
+    pub latency: LatencyHistogram,
+}
+
+/// Uptime over a range, honest about what it does not know.
+///
+/// `up_ratio` is computed over *known* observations only and counts degraded as up — the service
+/// answered, if badly: `(up + degraded) / (up + degraded + down)`. `degraded_ratio` is given beside
+/// it so a stricter figure is `up_ratio - degraded_ratio`. What was not known — observations
+/// recorded as unknown (the monitor's own network was down) and, when an expected interval is
+/// given, observations that should have been made but were not (the monitor was off) — is
+/// `unknown_ratio`, over everything that was or should have been observed. A monitor that was off
+/// for the whole range thus reports `up_ratio: None, unknown_ratio: 1.0`, never 100 %.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Uptime {
+    pub counts: HealthCounts,
+    /// How many series (service × component × region) matched the selector.
+    pub series: usize,
+    /// Observations expected from the interval, summed over series (`None` without an interval).
+    pub expected: Option<u64>,
+    /// Expected observations that were never recorded (0 without an interval).
+    pub missing: u64,
+    pub up_ratio: Option<f64>,
+    pub degraded_ratio: Option<f64>,
+    pub unknown_ratio: f64,
+    /// When the earliest matching series was first observed; time before that is "not yet
+    /// watched" and counts as missing all the same.
+    pub first_seen: Option<DateTime<Utc>>,
+}
+
+/// Which incidents to list, newest opened first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentQuery {
+    pub service: Option<ServiceName>,
+    /// Incidents still open at or after `from` (resolved at or after it, or unresolved).
+    pub from: Option<DateTime<Utc>>,
+    /// Incidents opened before `to`.
+    pub to: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub open_only: bool,
+}
+
+impl Default for IncidentQuery {
+    fn default() -> Self {
+        Self {
+            service: None,
+            from: None,
+            to: None,
+            limit: 100,
+            open_only: false,
+        }
+    }
+}
+
+/// The assessor's state of one key, saved so a restart resumes where it was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    pub key: Key,
+    pub state: State,
+    /// Since when the key has been in this state, when known.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Persistence for the daemon. Calls are synchronous and may block on disk: call them from a
+/// dedicated writer thread or `spawn_blocking`. Implementations are shared across threads.
+pub trait Store: Send + Sync {
+    /// Stores a batch atomically (one transaction) and folds it into the minute and day rollups.
+    /// When this returns `Ok`, the batch survives a crash of the process.
+    fn insert_observations(&self, batch: &[Observation]) -> Result<()>;
+
+    /// Raw observations in `range`, newest first, at most `limit`.
+    fn observations(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<Observation>>;
+
+    /// Rollup buckets whose start lies in `range` (its start rounded down to the granularity),
+    /// one per key and bucket, sorted by start then key; sources are merged unless selected.
+    fn rollups(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+        granularity: Granularity,
+    ) -> Result<Vec<Rollup>>;
+
+    /// Uptime over `range` at minute resolution, read from day rollups for whole days and minute
+    /// rollups for the partial days at either end. With `expected_interval`, time with no
+    /// observations counts as unknown.
+    fn uptime(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+        expected_interval: Option<Duration>,
+    ) -> Result<Uptime>;
+
+    /// Latency quantiles (each in `0.0..=1.0`) over `range`, from merged rollup histograms;
+    /// `None` where there were no latencies.
+    fn latency_percentiles(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+        quantiles: &[f64],
+    ) -> Result<Vec<Option<f64>>>;
+
+    /// When the key was last observed (raw observations only), to resume its schedule.
+    fn last_observation_at(&self, key: &Key) -> Result<Option<DateTime<Utc>>>;
+
+    /// The last observation time of every key that has raw observations.
+    fn last_observation_times(&self) -> Result<Vec<(Key, DateTime<Utc>)>>;
+
+    /// The latencies (`phases.total`) of the key's last `limit` Up observations from `source`,
+    /// oldest first: what `Assessor::seed_baseline` wants after a restart.
+    fn recent_latencies(&self, key: &Key, source: Source, limit: usize) -> Result<Vec<f32>>;
+
+    /// Inserts or replaces an incident by id.
+    fn upsert_incident(&self, incident: &Incident) -> Result<()>;
+
+    fn incident(&self, id: &str) -> Result<Option<Incident>>;
+
+    /// Incidents not yet resolved, oldest opened first.
+    fn open_incidents(&self) -> Result<Vec<Incident>>;
+
+    fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>>;
+
+    /// Inserts or replaces each key's state; keys not mentioned are left as they are.
+    fn save_states(&self, states: &[SavedState]) -> Result<()>;
+
+    fn load_states(&self) -> Result<Vec<SavedState>>;
+
+    /// Deletes raw observations older than `before`; rollups are kept. Returns how many rows went.
+    fn prune_raw(&self, before: DateTime<Utc>) -> Result<usize>;
+
+    /// Deletes rollup buckets that start before `before`. Returns how many rows went.
+    fn prune_rollups(&self, granularity: Granularity, before: DateTime<Utc>) -> Result<usize>;
+
+    /// Makes everything written so far durable in the main file (a WAL checkpoint); for shutdown.
+    fn flush(&self) -> Result<()>;
+
+    /// Whether the store can be read and its last write succeeded (for `/readyz`).
+    fn healthy(&self) -> bool;
+}

@@ -1,0 +1,154 @@
+//! `aiwatch serve`: loads the config, opens the store, and runs the daemon until SIGINT or
+//! SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aiwatch_core::assess::AssessConfig;
+use aiwatch_core::Service;
+use aiwatch_probe::poller::PollerOptions;
+use aiwatch_probe::{CheckOptions, DnsChoice, ProxySettings};
+use aiwatch_server::engine::EngineOptions;
+use aiwatch_server::scheduler::Limits;
+use aiwatch_server::writer::Retention;
+use aiwatch_server::DaemonConfig;
+use aiwatch_store::SqliteStore;
+use anyhow::Context;
+
+use crate::cli::ServeArgs;
+use crate::exit;
+use crate::load;
+
+/// Where the database lives: `--db`, else the config's `sqlite:PATH`, else the data dir.
+fn database_path(args: &ServeArgs, configured: Option<&str>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.db {
+        return Ok(path.clone());
+    }
+    match configured {
+        Some(url) if url.starts_with("postgres") => Err(exit::config(
+            "[server] database: PostgreSQL is not supported yet; use \"sqlite:PATH\"",
+        )),
+        Some(url) => Ok(PathBuf::from(
+            url.trim_start_matches("sqlite:").trim_start_matches("//"),
+        )),
+        None => {
+            let dir = dirs::data_dir()
+                .map(|d| d.join("aiwatch"))
+                .unwrap_or_else(|| PathBuf::from("."));
+            Ok(dir.join("aiwatch.db"))
+        }
+    }
+}
+
+pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load::load(config_path)?;
+    let services: Vec<Service> = if args.services.is_empty() {
+        loaded.catalog.iter().cloned().collect()
+    } else {
+        args.services
+            .iter()
+            .map(|name| {
+                loaded
+                    .catalog
+                    .get(name)
+                    .cloned()
+                    .map_err(|e| exit::usage(e.to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let dns = match &args.dns_server {
+        Some(raw) => {
+            DnsChoice::parse_server(raw).map_err(|e| exit::usage(format!("--dns-server: {e}")))?
+        }
+        None => DnsChoice::System,
+    };
+    let listen = args.listen.unwrap_or(loaded.config.server.listen);
+    let db = database_path(args, loaded.config.server.database.as_deref())?;
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
+    }
+    let store = SqliteStore::open(&db)
+        .map_err(|e| exit::config(format!("cannot open the database {}: {e}", db.display())))?;
+    let defaults = &loaded.config.defaults;
+    let config = DaemonConfig {
+        services,
+        check: CheckOptions {
+            timeout: defaults.timeout,
+            dns,
+            ca_files: args.ca_file.clone(),
+            control_url: Some(defaults.control_url.clone()),
+            deep: false,
+            proxies: ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?,
+        },
+        keys: load::read_keys(&loaded.catalog),
+        store: Arc::new(store),
+        engine: EngineOptions {
+            timeout: defaults.timeout,
+            default_interval: defaults.interval,
+            assess: AssessConfig::from_defaults(defaults),
+            page_name: "aiwatch".into(),
+        },
+        limits: Limits::default(),
+        retention: Retention::default(),
+        poll: PollerOptions {
+            request_timeout: defaults.timeout.max(std::time::Duration::from_secs(10)),
+            ..PollerOptions::default()
+        },
+    };
+
+    tracing_subscriber_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| exit::config(format!("cannot listen on {listen}: {e}")))?;
+        eprintln!(
+            "aiwatch serve: watching {} services, API on http://{}, database {}",
+            config.services.len(),
+            listener.local_addr()?,
+            db.display()
+        );
+        aiwatch_server::run(listener, config, shutdown_signal(), |_| {})
+            .await
+            .map_err(|e| exit::config(e.to_string()))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs go to stderr, `RUST_LOG` picks the level (info by default).
+fn tracing_subscriber_init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
