@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `sqlite:PATH` or `postgres://…`; `None` means the default file under the data dir.
     pub database: Option<String>,
+    /// How long raw observations are kept; rollups stay longer (minutes 30 days, days 400).
+    pub raw_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +72,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: None,
+            raw_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -143,6 +146,8 @@ struct RawServer {
     listen: Option<SocketAddr>,
     #[serde(default, deserialize_with = "database_url")]
     database: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    raw_retention: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -315,9 +320,13 @@ impl Config {
         };
         let server = raw
             .server
-            .map_or_else(ServerConfig::default, |s| ServerConfig {
-                listen: s.listen.unwrap_or(ServerConfig::default().listen),
-                database: s.database,
+            .map_or_else(ServerConfig::default, |s| {
+                let fallback = ServerConfig::default();
+                ServerConfig {
+                    listen: s.listen.unwrap_or(fallback.listen),
+                    database: s.database,
+                    raw_retention: s.raw_retention.unwrap_or(fallback.raw_retention),
+                }
             });
 
         let mut seen = HashSet::new();

@@ -254,6 +254,9 @@ fn bench(c: &mut Criterion) {
 
     let page = overview::render(&overview::gather(&engine, Utc::now()).unwrap()).into_string();
     let bars = page.matches("<svg class=\"bars\"").count();
+    let saved = std::env::temp_dir().join("aiwatch-overview-bench.html");
+    std::fs::write(&saved, &page).unwrap();
+    eprintln!("overview saved to {}", saved.display());
     eprintln!(
         "overview: {} bytes ({:.1} KB), {bars} uptime bar sets, {} requests off the origin",
         page.len(),

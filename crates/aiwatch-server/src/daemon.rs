@@ -111,10 +111,23 @@ pub async fn run(
         })
     };
 
+    // A restart resumes each service's schedule from its last stored observation.
+    let last_seen = config.store.last_observation_times().unwrap_or_default();
+    let now = Utc::now();
     let jobs: Vec<Job> = engine
         .services
         .iter()
         .map(|s| Job {
+            first_due: last_seen
+                .iter()
+                .filter(|(k, _)| k.service == s.name && k.component != "official")
+                .map(|(_, at)| *at)
+                .max()
+                .map(|last| {
+                    let interval = s.interval.unwrap_or(config.engine.default_interval);
+                    let due = last + chrono::Duration::from_std(interval).unwrap_or_default();
+                    (due - now).to_std().unwrap_or(Duration::ZERO)
+                }),
             interval: s.interval.unwrap_or(config.engine.default_interval),
             host: s
                 .api_base

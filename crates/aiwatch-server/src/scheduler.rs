@@ -19,6 +19,9 @@ pub struct Job {
     pub interval: Duration,
     /// Jobs on the same host share the per-host limit (politeness).
     pub host: String,
+    /// When the first run is due (a restart resumes a job's schedule); `None` spreads first
+    /// runs at random over the interval.
+    pub first_due: Option<Duration>,
 }
 
 /// Limits of the scheduler.
@@ -87,7 +90,10 @@ pub async fn run<F, Fut>(
     let mut queue: BinaryHeap<Reverse<(Instant, usize)>> = jobs
         .iter()
         .enumerate()
-        .map(|(i, j)| Reverse((start + j.interval.mul_f64(fastrand::f64()), i)))
+        .map(|(i, j)| {
+            let first = j.first_due.unwrap_or_else(|| j.interval.mul_f64(fastrand::f64()));
+            Reverse((start + first.min(j.interval), i))
+        })
         .collect();
     let mut in_flight = JoinSet::new();
     tokio::pin!(shutdown);

@@ -2,8 +2,15 @@
 //! assessor state through, and [`SqliteStore`], its embedded SQLite (WAL) implementation.
 //!
 //! Raw observations are kept for a configurable window; every insert also folds the batch into
-//! per-minute and per-day rollups (counts by health and a log-scale latency histogram) so uptime
+//! per-minute, per-hour and per-day rollups (counts by health and a log-scale latency histogram) so uptime
 //! and percentiles over 90 days read a few hundred rows, not millions.
+//!
+//! Durability: a batch is one transaction in WAL mode with `synchronous=NORMAL`; once
+//! [`Store::insert_observations`] returns, the batch survives a kill -9 of the process
+//! (`tests/crash.rs`). Checkpoints run on a background thread so writers never wait on fsync.
+//!
+//! Throughput benchmark (file-backed, batches of 1,000 over 10,000 keys):
+//! `cargo run --release -p aiwatch-store --example insert_throughput -- --seconds 10`.
 
 pub mod error;
 pub mod histogram;
@@ -14,6 +21,6 @@ pub use error::{Error, Result};
 pub use histogram::{HealthCounts, LatencyHistogram};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    Granularity, IncidentQuery, Rollup, SavedState, Selector, Store, TimeRange, Uptime,
-    DAY_ROLLUP_RETENTION_DAYS,
+    Granularity, IncidentQuery, Pruned, Retention, Rollup, SavedState, Selector, Store,
+    TimeRange, Uptime,
 };

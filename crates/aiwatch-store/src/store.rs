@@ -12,9 +12,38 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::histogram::{HealthCounts, LatencyHistogram};
 
-/// How long day rollups are kept by convention (the daemon passes the cut-off to
-/// [`Store::prune_rollups`]).
-pub const DAY_ROLLUP_RETENTION_DAYS: i64 = 400;
+/// How long each kind of row is kept; [`Store::prune`] applies it.
+///
+/// The defaults suit a laptop-sized deployment (tens of keys). Rows per key and day: raw =
+/// 86,400 s / interval (2,880 at 30 s), minute = 1,440, hour = 24, day = 1; at about 100 bytes a
+/// row, a deployment with thousands of keys wants shorter raw and minute windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub raw: chrono::Duration,
+    pub minute: chrono::Duration,
+    pub hour: chrono::Duration,
+    pub day: chrono::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            raw: chrono::Duration::days(14),
+            minute: chrono::Duration::days(8),
+            hour: chrono::Duration::days(95),
+            day: chrono::Duration::days(400),
+        }
+    }
+}
+
+/// Rows deleted by [`Store::prune`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    pub raw: usize,
+    pub minute: usize,
+    pub hour: usize,
+    pub day: usize,
+}
 
 /// Which series a read covers: one service, optionally narrowed to a component, a region and a
 /// source. `None` means "all of them".
@@ -84,18 +113,22 @@ impl TimeRange {
     }
 }
 
-/// Rollup resolution. Buckets start on UTC minute / UTC midnight boundaries.
+/// Rollup resolution. Buckets start on UTC minute / hour / midnight boundaries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     Minute,
+    Hour,
     Day,
 }
 
 impl Granularity {
+    pub const ALL: [Granularity; 3] = [Self::Minute, Self::Hour, Self::Day];
+
     pub fn millis(self) -> i64 {
         match self {
             Self::Minute => 60_000,
+            Self::Hour => 3_600_000,
             Self::Day => 86_400_000,
         }
     }
@@ -178,7 +211,8 @@ pub trait Store: Send + Sync {
     /// When this returns `Ok`, the batch survives a crash of the process.
     fn insert_observations(&self, batch: &[Observation]) -> Result<()>;
 
-    /// Raw observations in `range`, newest first, at most `limit`.
+    /// Raw observations in `range`, newest first, at most `limit`. Times come back at
+    /// millisecond precision, phase timings at microsecond precision.
     fn observations(
         &self,
         selector: &Selector,
@@ -195,9 +229,11 @@ pub trait Store: Send + Sync {
         granularity: Granularity,
     ) -> Result<Vec<Rollup>>;
 
-    /// Uptime over `range` at minute resolution, read from day rollups for whole days and minute
-    /// rollups for the partial days at either end. With `expected_interval`, time with no
-    /// observations counts as unknown.
+    /// Uptime over `range` at minute resolution, read from day rollups for whole days, hour
+    /// rollups for whole hours and minute rollups for the partial hours at either end (where a
+    /// finer tier was pruned, the enclosing hour or day is read whole). With `expected_interval`, time with no observations counts as unknown: each
+    /// matching series is expected to have `(to - from) / interval` observations, so pass
+    /// `to = now`, and a source selector when sources run at different intervals.
     fn uptime(
         &self,
         selector: &Selector,
@@ -214,14 +250,16 @@ pub trait Store: Send + Sync {
         quantiles: &[f64],
     ) -> Result<Vec<Option<f64>>>;
 
-    /// When the key was last observed (raw observations only), to resume its schedule.
+    /// When the key was last observed, to resume its schedule. Read from the day rollups, so it
+    /// outlives raw retention.
     fn last_observation_at(&self, key: &Key) -> Result<Option<DateTime<Utc>>>;
 
     /// The last observation time of every key that has raw observations.
     fn last_observation_times(&self) -> Result<Vec<(Key, DateTime<Utc>)>>;
 
-    /// The latencies (`phases.total`) of the key's last `limit` Up observations from `source`,
-    /// oldest first: what `Assessor::seed_baseline` wants after a restart.
+    /// The latencies (`phases.total`) of the key's last `limit` Up observations from `source`
+    /// within the week before its last observation, oldest first: what
+    /// `Assessor::seed_baseline` wants after a restart.
     fn recent_latencies(&self, key: &Key, source: Source, limit: usize) -> Result<Vec<f32>>;
 
     /// Inserts or replaces an incident by id.
@@ -244,6 +282,16 @@ pub trait Store: Send + Sync {
 
     /// Deletes rollup buckets that start before `before`. Returns how many rows went.
     fn prune_rollups(&self, granularity: Granularity, before: DateTime<Utc>) -> Result<usize>;
+
+    /// Applies a retention policy as of `now` (for the daemon's periodic housekeeping).
+    fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<Pruned> {
+        Ok(Pruned {
+            raw: self.prune_raw(now - retention.raw)?,
+            minute: self.prune_rollups(Granularity::Minute, now - retention.minute)?,
+            hour: self.prune_rollups(Granularity::Hour, now - retention.hour)?,
+            day: self.prune_rollups(Granularity::Day, now - retention.day)?,
+        })
+    }
 
     /// Makes everything written so far durable in the main file (a WAL checkpoint); for shutdown.
     fn flush(&self) -> Result<()>;

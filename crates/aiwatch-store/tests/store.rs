@@ -798,7 +798,8 @@ fn bad_queries_are_refused_not_guessed() {
 #[test]
 fn readers_run_alongside_the_writer() {
     let (_dir, path) = temp_db();
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    // Shared the way the daemon shares it.
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
     let t0 = at("2025-03-01T00:00:00Z");
     let writer = {
         let store = Arc::clone(&store);

@@ -110,10 +110,33 @@ CREATE INDEX observation_by_minute ON observation (at_ms / 60000, series_id, at_
 
 -- Rollups: counts by health, latency of up/degraded observations (sum/min/max in microseconds)
 -- and a 32-bucket log-scale latency histogram h00..h31 (see histogram.rs for the edges).
--- Minute rollups are keyed time first (a batch's rows are neighbours), day rollups series first
--- (a 90-day read of one series is one short range); day rows also keep the series' latest
--- observation time, which outlives raw retention.
+-- Minute and hour rollups are keyed time first (a batch's rows are neighbours), day rollups
+-- series first (a 90-day read of one series is one short range); day rows also keep the
+-- series' latest observation time, which outlives raw retention.
 CREATE TABLE rollup_minute (
+    series_id INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    up INTEGER NOT NULL DEFAULT 0,
+    degraded INTEGER NOT NULL DEFAULT 0,
+    down INTEGER NOT NULL DEFAULT 0,
+    unknown INTEGER NOT NULL DEFAULT 0,
+    lat_count INTEGER NOT NULL DEFAULT 0,
+    lat_sum_us INTEGER NOT NULL DEFAULT 0,
+    lat_min_us INTEGER,
+    lat_max_us INTEGER,
+    h00 INTEGER NOT NULL DEFAULT 0, h01 INTEGER NOT NULL DEFAULT 0, h02 INTEGER NOT NULL DEFAULT 0, h03 INTEGER NOT NULL DEFAULT 0,
+    h04 INTEGER NOT NULL DEFAULT 0, h05 INTEGER NOT NULL DEFAULT 0, h06 INTEGER NOT NULL DEFAULT 0, h07 INTEGER NOT NULL DEFAULT 0,
+    h08 INTEGER NOT NULL DEFAULT 0, h09 INTEGER NOT NULL DEFAULT 0, h10 INTEGER NOT NULL DEFAULT 0, h11 INTEGER NOT NULL DEFAULT 0,
+    h12 INTEGER NOT NULL DEFAULT 0, h13 INTEGER NOT NULL DEFAULT 0, h14 INTEGER NOT NULL DEFAULT 0, h15 INTEGER NOT NULL DEFAULT 0,
+    h16 INTEGER NOT NULL DEFAULT 0, h17 INTEGER NOT NULL DEFAULT 0, h18 INTEGER NOT NULL DEFAULT 0, h19 INTEGER NOT NULL DEFAULT 0,
+    h20 INTEGER NOT NULL DEFAULT 0, h21 INTEGER NOT NULL DEFAULT 0, h22 INTEGER NOT NULL DEFAULT 0, h23 INTEGER NOT NULL DEFAULT 0,
+    h24 INTEGER NOT NULL DEFAULT 0, h25 INTEGER NOT NULL DEFAULT 0, h26 INTEGER NOT NULL DEFAULT 0, h27 INTEGER NOT NULL DEFAULT 0,
+    h28 INTEGER NOT NULL DEFAULT 0, h29 INTEGER NOT NULL DEFAULT 0, h30 INTEGER NOT NULL DEFAULT 0, h31 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (start_ms, series_id, source)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_hour (
     series_id INTEGER NOT NULL,
     start_ms INTEGER NOT NULL,
     source TEXT NOT NULL,

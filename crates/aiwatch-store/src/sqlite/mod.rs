@@ -112,8 +112,8 @@ impl SqliteStore {
     }
 
     fn from_writer(path: Option<PathBuf>, options: SqliteOptions, conn: Connection) -> Self {
-        // Room for every statement the writer uses, the 2 × 34 rollup UPSERT variants included.
-        conn.set_prepared_statement_cache_capacity(128);
+        // Room for every statement the writer uses, the 3 × 34 rollup UPSERT variants included.
+        conn.set_prepared_statement_cache_capacity(160);
         Self {
             path,
             options,
@@ -347,11 +347,11 @@ impl Store for SqliteStore {
 
     fn prune_rollups(&self, granularity: Granularity, before: DateTime<Utc>) -> Result<usize> {
         let before_ms = to_ms(before);
+        // Recorded first: a read that starts meanwhile already falls back to a coarser tier.
+        self.write(|w| w.note_prune(granularity, before_ms))?;
         match granularity {
-            Granularity::Minute => {
-                // Recorded first: a read that starts meanwhile falls back to day rollups.
-                self.write(|w| w.note_minute_prune(before_ms))?;
-                self.prune_in_chunks(|w| w.prune_minute_chunk(before_ms))
+            Granularity::Minute | Granularity::Hour => {
+                self.prune_in_chunks(|w| w.prune_time_first_chunk(granularity, before_ms))
             }
             Granularity::Day => {
                 const SERIES_PER_TRANSACTION: usize = 256;

@@ -37,15 +37,22 @@ const UPSERT_STATE: &str = "INSERT INTO state (service, component, region, state
     ON CONFLICT (service, component, region) \
     DO UPDATE SET state = excluded.state, since_ms = excluded.since_ms";
 
-/// `meta` key remembering how far minute rollups were pruned, so reads fall back to day rollups.
-pub(crate) const MINUTE_PRUNED_BEFORE: &str = "minute_rollups_pruned_before_ms";
+/// The `meta` key remembering how far a rollup tier was pruned, so that reads fall back to the
+/// next coarser tier there.
+pub(crate) fn pruned_before_key(granularity: Granularity) -> &'static str {
+    match granularity {
+        Granularity::Minute => "minute_rollups_pruned_before_ms",
+        Granularity::Hour => "hour_rollups_pruned_before_ms",
+        Granularity::Day => "day_rollups_pruned_before_ms",
+    }
+}
 
 /// Rollup UPSERTs by granularity: index `b < BUCKETS` touches only histogram column `b` (the
 /// common case of a bucket that got one latency, or several in the same histogram bucket),
 /// `BUCKETS` touches none (no latency), `BUCKETS + 1` all of them. Fewer columns in the `SET`
 /// clause is most of the insert path's CPU.
-static UPSERT_ROLLUP: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
-    [Granularity::Minute, Granularity::Day].map(|g| {
+static UPSERT_ROLLUP: LazyLock<[Vec<String>; 3]> = LazyLock::new(|| {
+    Granularity::ALL.map(|g| {
         (0..=BUCKETS + 1)
             .map(|variant| upsert_rollup_sql(g, variant))
             .collect()
@@ -56,6 +63,7 @@ static UPSERT_ROLLUP: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
 pub(crate) fn rollup_table(granularity: Granularity) -> &'static str {
     match granularity {
         Granularity::Minute => "rollup_minute",
+        Granularity::Hour => "rollup_hour",
         Granularity::Day => "rollup_day",
     }
 }
@@ -184,8 +192,8 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut fresh: HashMap<String, i64> = HashMap::new();
-        let mut minute: HashMap<BucketKey, Aggregate> = HashMap::new();
-        let mut day: HashMap<BucketKey, Aggregate> = HashMap::new();
+        // Per granularity, in `Granularity::ALL` order.
+        let mut tiers: [HashMap<BucketKey, Aggregate>; 3] = Default::default();
         {
             let mut insert = tx.prepare_cached(INSERT_OBSERVATION)?;
             let mut upsert_series = tx.prepare_cached(UPSERT_SERIES)?;
@@ -226,10 +234,7 @@ impl Writer {
                     }
                     _ => None,
                 };
-                for (map, g) in [
-                    (&mut minute, Granularity::Minute),
-                    (&mut day, Granularity::Day),
-                ] {
+                for (map, g) in tiers.iter_mut().zip(Granularity::ALL) {
                     let start = at_ms.div_euclid(g.millis()) * g.millis();
                     let agg = map.entry((series_id, obs.source, start)).or_default();
                     agg.counts.record(obs.health);
@@ -239,21 +244,21 @@ impl Writer {
                     }
                 }
             }
-            // In key order (minute rows are keyed time first, day rows series first), so that
-            // consecutive UPSERTs land on the same pages.
-            let mut minute: Vec<_> = minute.into_iter().collect();
-            minute.sort_unstable_by_key(|((series, source, start), _)| {
-                (*start, *series, source.as_str())
-            });
-            let mut day: Vec<_> = day.into_iter().collect();
-            day.sort_unstable_by_key(|((series, source, start), _)| {
-                (*series, *start, source.as_str())
-            });
-            for ((variants, rows), is_day) in
-                UPSERT_ROLLUP.iter().zip([&minute, &day]).zip([false, true])
-            {
-                for (key, agg) in rows {
-                    upsert_rollup(&tx, variants, is_day, key, agg)?;
+            // In key order (minute and hour rows are keyed time first, day rows series first),
+            // so that consecutive UPSERTs land on the same pages.
+            for ((variants, map), g) in UPSERT_ROLLUP.iter().zip(tiers).zip(Granularity::ALL) {
+                let mut rows: Vec<_> = map.into_iter().collect();
+                if g == Granularity::Day {
+                    rows.sort_unstable_by_key(|((series, source, start), _)| {
+                        (*series, *start, source.as_str())
+                    });
+                } else {
+                    rows.sort_unstable_by_key(|((series, source, start), _)| {
+                        (*start, *series, source.as_str())
+                    });
+                }
+                for (key, agg) in &rows {
+                    upsert_rollup(&tx, variants, g == Granularity::Day, key, agg)?;
                 }
             }
         }
@@ -324,15 +329,21 @@ impl Writer {
         Ok(deleted)
     }
 
-    /// Deletes up to [`PRUNE_CHUNK`] of the oldest minute rollups that start before `before_ms`.
-    pub(crate) fn prune_minute_chunk(&mut self, before_ms: i64) -> Result<usize> {
+    /// Deletes up to [`PRUNE_CHUNK`] of the oldest minute or hour rollups (time-first tables)
+    /// that start before `before_ms`.
+    pub(crate) fn prune_time_first_chunk(
+        &mut self,
+        granularity: Granularity,
+        before_ms: i64,
+    ) -> Result<usize> {
+        let table = rollup_table(granularity);
         let deleted = self
             .conn
-            .prepare_cached(
-                "DELETE FROM rollup_minute WHERE (start_ms, series_id, source) IN \
-                 (SELECT start_ms, series_id, source FROM rollup_minute WHERE start_ms < ?1 \
-                 ORDER BY start_ms LIMIT ?2)",
-            )?
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE (start_ms, series_id, source) IN \
+                 (SELECT start_ms, series_id, source FROM {table} WHERE start_ms < ?1 \
+                 ORDER BY start_ms LIMIT ?2)"
+            ))?
             .execute(params![before_ms, PRUNE_CHUNK])?;
         Ok(deleted)
     }
@@ -354,11 +365,12 @@ impl Writer {
         Ok(deleted)
     }
 
-    pub(crate) fn note_minute_prune(&mut self, before_ms: i64) -> Result<()> {
+    /// Remembers that `granularity`'s rollups before `before_ms` are gone.
+    pub(crate) fn note_prune(&mut self, granularity: Granularity, before_ms: i64) -> Result<()> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET \
              value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-            params![MINUTE_PRUNED_BEFORE, before_ms],
+            params![pruned_before_key(granularity), before_ms],
         )?;
         Ok(())
     }

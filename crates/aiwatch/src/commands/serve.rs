@@ -91,7 +91,11 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             page_name: "aiwatch".into(),
         },
         limits: Limits::default(),
-        retention: Retention::default(),
+        retention: Retention {
+            raw: chrono::Duration::from_std(loaded.config.server.raw_retention)
+                .unwrap_or(chrono::Duration::days(7)),
+            ..Retention::default()
+        },
         poll: PollerOptions {
             request_timeout: defaults.timeout.max(std::time::Duration::from_secs(10)),
             ..PollerOptions::default()
