@@ -27,7 +27,14 @@ pub async fn run(base_url: &str, artifacts: &Path, make_down: impl Fn()) -> Resu
     let driver = ChromeDriver::start()?;
     let profile = tempfile::tempdir().context("a fresh browser profile")?;
     let client = connect(&driver, profile.path()).await?;
-    let mut suite = Suite { client, base_url: base_url.to_owned(), artifacts: artifacts.to_owned(), console: Vec::new(), requests: Vec::new(), report: Vec::new() };
+    let mut suite = Suite {
+        client,
+        base_url: base_url.to_owned(),
+        artifacts: artifacts.to_owned(),
+        console: Vec::new(),
+        requests: Vec::new(),
+        report: Vec::new(),
+    };
     let mut outcome = suite.run(&make_down).await;
     // The logs are read even when a step failed: they usually say why.
     let collected = suite.collect_logs().await;
@@ -36,7 +43,9 @@ pub async fn run(base_url: &str, artifacts: &Path, make_down: impl Fn()) -> Resu
     }
     if let Err(e) = &outcome {
         suite.report.push(format!("FAILED: {e:#}"));
-        suite.report.push(format!("console errors: {:?}", suite.console));
+        suite
+            .report
+            .push(format!("console errors: {:?}", suite.console));
     }
     let report = suite.report.join("\n");
     std::fs::write(artifacts.join("browser-report.txt"), format!("{report}\n"))?;
@@ -63,10 +72,15 @@ impl ChromeDriver {
             .stderr(Stdio::null())
             .spawn()
             .context("start chromedriver (Debian package chromium-driver)")?;
-        let driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
+        let driver = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(15) {
-            if crate::e2e::http_get(&driver.url, "/status").is_ok_and(|(_, body)| body.contains("\"ready\":true")) {
+            if crate::e2e::http_get(&driver.url, "/status")
+                .is_ok_and(|(_, body)| body.contains("\"ready\":true"))
+            {
                 return Ok(driver);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -103,7 +117,9 @@ async fn connect(driver: &ChromeDriver, profile: &Path) -> Result<Client> {
         "goog:chromeOptions": { "binary": chromium_binary(), "args": args },
         "goog:loggingPrefs": { "browser": "ALL", "performance": "ALL" },
     });
-    let Value::Object(capabilities) = capabilities else { unreachable!("a JSON object") };
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object")
+    };
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)
         .capabilities(capabilities)
@@ -124,12 +140,22 @@ fn chromium_binary() -> &'static str {
 struct GetLog(&'static str);
 
 impl WebDriverCompatibleCommand for GetLog {
-    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({ "type": self.0 }).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({ "type": self.0 }).to_string()),
+        )
     }
 }
 
@@ -149,19 +175,33 @@ impl Suite {
         self.viewport(DESKTOP).await?;
         // Refresh in place every 2 s so going down shows up without a reload.
         self.goto("/").await?;
-        self.client.execute("localStorage.setItem('aiwatch.refresh', '2'); return true;", vec![]).await?;
+        self.client
+            .execute(
+                "localStorage.setItem('aiwatch.refresh', '2'); return true;",
+                vec![],
+            )
+            .await?;
         self.goto("/").await?;
         let bars = self.client.find_all(Locator::Css("svg.bars")).await?.len();
         if bars == 0 {
             bail!("the overview shows no uptime bars");
         }
         let before = self.states().await?;
-        self.report.push(format!("overview: {bars} uptime bar sets; states before: {}", describe(&before)));
+        self.report.push(format!(
+            "overview: {bars} uptime bar sets; states before: {}",
+            describe(&before)
+        ));
         self.tooltip_on_focus().await?;
         self.shoot("overview-desktop").await?;
-        let first = before.first().map(|(name, _)| name.clone()).context("no service on the overview")?;
+        let first = before
+            .first()
+            .map(|(name, _)| name.clone())
+            .context("no service on the overview")?;
         self.goto(&format!("/services/{first}")).await?;
-        self.client.find(Locator::Css("svg.chart")).await.context("the service page draws a latency chart")?;
+        self.client
+            .find(Locator::Css("svg.chart"))
+            .await
+            .context("the service page draws a latency chart")?;
         self.goto("/").await?;
 
         make_down();
@@ -176,12 +216,25 @@ impl Suite {
             }
             if started.elapsed() > DOWN_WITHIN {
                 self.shoot("overview-timeout").await?;
-                bail!("no service was shown as down within {DOWN_WITHIN:?} of make_down; states: {}", describe(&now));
+                bail!(
+                    "no service was shown as down within {DOWN_WITHIN:?} of make_down; states: {}",
+                    describe(&now)
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        self.report.push(format!("{} shown as {} {:.1?} after make_down, refreshed in place", down.0, down.1, started.elapsed()));
-        let headline = self.client.find(Locator::Css("#headline")).await?.text().await?;
+        self.report.push(format!(
+            "{} shown as {} {:.1?} after make_down, refreshed in place",
+            down.0,
+            down.1,
+            started.elapsed()
+        ));
+        let headline = self
+            .client
+            .find(Locator::Css("#headline"))
+            .await?
+            .text()
+            .await?;
         if !headline.contains("trouble") {
             bail!("the headline does not say there is trouble: {headline}");
         }
@@ -189,15 +242,27 @@ impl Suite {
 
         let service_path = format!("/services/{}", down.0);
         self.goto(&service_path).await?;
-        let pill = self.client.find(Locator::Css(".pagehead .pill")).await?.text().await?;
+        let pill = self
+            .client
+            .find(Locator::Css(".pagehead .pill"))
+            .await?
+            .text()
+            .await?;
         if !is_down(&pill) {
             bail!("{service_path} shows {pill}, not down");
         }
-        self.client.find(Locator::Css("svg.bars")).await.context("the service page has its uptime bars")?;
+        self.client
+            .find(Locator::Css("svg.bars"))
+            .await
+            .context("the service page has its uptime bars")?;
         self.shoot("service-desktop").await?;
         self.goto("/incidents").await?;
         self.shoot("incidents-desktop").await?;
-        self.goto(&format!("/just-me?service={}&symptom=login-loop&symptom=access-denied", down.0)).await?;
+        self.goto(&format!(
+            "/just-me?service={}&symptom=login-loop&symptom=access-denied",
+            down.0
+        ))
+        .await?;
         self.shoot("just-me-desktop").await?;
 
         self.viewport(PHONE).await?;
@@ -221,7 +286,12 @@ impl Suite {
         let list = value.as_array().context("a list of states")?;
         Ok(list
             .iter()
-            .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_owned(), pair.get(1)?.as_str()?.trim().to_owned())))
+            .filter_map(|pair| {
+                Some((
+                    pair.get(0)?.as_str()?.to_owned(),
+                    pair.get(1)?.as_str()?.trim().to_owned(),
+                ))
+            })
             .collect())
     }
 
@@ -231,15 +301,23 @@ impl Suite {
             .client
             .execute("const b = document.querySelector('svg.bars'); b.focus(); const t = document.getElementById('aiw-tip'); return t && !t.hidden ? t.textContent : null;", vec![])
             .await?;
-        let text = text.as_str().context("focusing an uptime bar shows no tooltip")?.to_owned();
+        let text = text
+            .as_str()
+            .context("focusing an uptime bar shows no tooltip")?
+            .to_owned();
         self.report.push(format!("tooltip on focus: {text}"));
-        self.client.execute("document.activeElement.blur(); return true;", vec![]).await?;
+        self.client
+            .execute("document.activeElement.blur(); return true;", vec![])
+            .await?;
         Ok(())
     }
 
     async fn goto(&mut self, path: &str) -> Result<()> {
         let url = format!("{}{path}", self.base_url);
-        self.client.goto(&url).await.with_context(|| format!("load {url}"))?;
+        self.client
+            .goto(&url)
+            .await
+            .with_context(|| format!("load {url}"))?;
         self.client.wait().for_element(Locator::Css("main")).await?;
         self.collect_logs().await
     }
@@ -247,11 +325,22 @@ impl Suite {
     /// Sizes the window so that the page's viewport is exactly `width × height`.
     async fn viewport(&self, (width, height): (u32, u32)) -> Result<()> {
         self.client.set_window_size(width, height).await?;
-        let inner = self.client.execute("return [window.innerWidth, window.innerHeight];", vec![]).await?;
-        let (iw, ih) = (inner[0].as_u64().unwrap_or(0) as i64, inner[1].as_u64().unwrap_or(0) as i64);
+        let inner = self
+            .client
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await?;
+        let (iw, ih) = (
+            inner[0].as_u64().unwrap_or(0) as i64,
+            inner[1].as_u64().unwrap_or(0) as i64,
+        );
         let (dw, dh) = (i64::from(width) - iw, i64::from(height) - ih);
         if dw != 0 || dh != 0 {
-            self.client.set_window_size((i64::from(width) + dw).max(100) as u32, (i64::from(height) + dh).max(100) as u32).await?;
+            self.client
+                .set_window_size(
+                    (i64::from(width) + dw).max(100) as u32,
+                    (i64::from(height) + dh).max(100) as u32,
+                )
+                .await?;
         }
         Ok(())
     }
@@ -261,29 +350,56 @@ impl Suite {
         let viewport = self.client.screenshot().await?;
         std::fs::write(self.artifacts.join(format!("{name}.png")), viewport)?;
         let size = self.client.execute("return [window.innerWidth, window.innerHeight, document.documentElement.scrollHeight];", vec![]).await?;
-        let (w, h, full) = (size[0].as_u64().unwrap_or(0) as u32, size[1].as_u64().unwrap_or(0) as u32, size[2].as_u64().unwrap_or(0) as u32);
+        let (w, h, full) = (
+            size[0].as_u64().unwrap_or(0) as u32,
+            size[1].as_u64().unwrap_or(0) as u32,
+            size[2].as_u64().unwrap_or(0) as u32,
+        );
         if full > h {
             self.viewport((w, full.min(8000))).await?;
             let whole = self.client.screenshot().await?;
             std::fs::write(self.artifacts.join(format!("{name}-full.png")), whole)?;
             self.viewport((w, h)).await?;
         }
-        self.report.push(format!("screenshot {}", self.artifacts.join(format!("{name}.png")).display()));
+        self.report.push(format!(
+            "screenshot {}",
+            self.artifacts.join(format!("{name}.png")).display()
+        ));
         Ok(())
     }
 
     /// Moves the browser's console errors and requested URLs out of chromedriver's buffers.
     async fn collect_logs(&mut self) -> Result<()> {
-        let page = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-        let console = self.client.issue_cmd(GetLog("browser")).await.context("read the console log")?;
+        let page = self
+            .client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let console = self
+            .client
+            .issue_cmd(GetLog("browser"))
+            .await
+            .context("read the console log")?;
         for entry in console.as_array().into_iter().flatten() {
             if entry["level"] == "SEVERE" {
-                self.console.push((page.clone(), entry["message"].as_str().unwrap_or_default().to_owned()));
+                self.console.push((
+                    page.clone(),
+                    entry["message"].as_str().unwrap_or_default().to_owned(),
+                ));
             }
         }
-        let performance = self.client.issue_cmd(GetLog("performance")).await.context("read the network log")?;
+        let performance = self
+            .client
+            .issue_cmd(GetLog("performance"))
+            .await
+            .context("read the network log")?;
         for entry in performance.as_array().into_iter().flatten() {
-            let Ok(message) = serde_json::from_str::<Value>(entry["message"].as_str().unwrap_or_default()) else { continue };
+            let Ok(message) =
+                serde_json::from_str::<Value>(entry["message"].as_str().unwrap_or_default())
+            else {
+                continue;
+            };
             if message["message"]["method"] == "Network.requestWillBeSent" {
                 if let Some(url) = message["message"]["params"]["request"]["url"].as_str() {
                     self.requests.push(url.to_owned());
@@ -297,7 +413,12 @@ impl Suite {
         let foreign: Vec<&String> = self
             .requests
             .iter()
-            .filter(|u| !(u.starts_with(&format!("{}/", self.base_url)) || u.as_str() == self.base_url || u.starts_with("data:") || u.starts_with("about:")))
+            .filter(|u| {
+                !(u.starts_with(&format!("{}/", self.base_url))
+                    || u.as_str() == self.base_url
+                    || u.starts_with("data:")
+                    || u.starts_with("about:"))
+            })
             .collect();
         if self.requests.is_empty() {
             bail!("the network log recorded no requests; cannot tell where the pages went");
@@ -308,7 +429,11 @@ impl Suite {
         if !self.console.is_empty() {
             bail!("the console has errors: {:?}", self.console);
         }
-        self.report.push(format!("{} requests, all to {}; no console errors", self.requests.len(), self.base_url));
+        self.report.push(format!(
+            "{} requests, all to {}; no console errors",
+            self.requests.len(),
+            self.base_url
+        ));
         Ok(())
     }
 }
@@ -318,5 +443,9 @@ fn is_down(state: &str) -> bool {
 }
 
 fn describe(states: &[(String, String)]) -> String {
-    states.iter().map(|(n, s)| format!("{n}={s}")).collect::<Vec<_>>().join(", ")
+    states
+        .iter()
+        .map(|(n, s)| format!("{n}={s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -39,11 +39,18 @@ pub fn run(args: &[&str]) -> Result<()> {
         if only.is_none() || only == Some("browser") {
             let api = &world.service("openai-api").server;
             crate::browser::run(&serve.base_url, &artifacts, || {
-                api.route("GET", "/v1/models", canned::openai_error(500, "server_error", None, "boom"));
+                api.route(
+                    "GET",
+                    "/v1/models",
+                    canned::openai_error(500, "server_error", None, "boom"),
+                );
             })
             .await?;
         }
-        println!("e2e: all suites passed; artifacts in {}", artifacts.display());
+        println!(
+            "e2e: all suites passed; artifacts in {}",
+            artifacts.display()
+        );
         Ok(())
     })
 }
@@ -98,14 +105,27 @@ async fn world() -> World {
     let api = world.api("openai-api", "api.openai.test", "/v1").await;
     api.route("GET", "/v1/models", canned::openai_models());
     api.route("POST", "/v1/chat/completions", canned::openai_stream(true));
-    let api = world.api("anthropic-api", "api.anthropic.test", "/v1").await;
+    let api = world
+        .api("anthropic-api", "api.anthropic.test", "/v1")
+        .await;
     api.route("GET", "/v1/models", canned::anthropic_models());
-    world.web("chatgpt", "chatgpt.test").await.route("GET", "/", canned::web_home());
-    for (service, host) in [("openai-api", "status.openai.test"), ("chatgpt", "status.openai.test"), ("anthropic-api", "status.anthropic.test")] {
+    world
+        .web("chatgpt", "chatgpt.test")
+        .await
+        .route("GET", "/", canned::web_home());
+    for (service, host) in [
+        ("openai-api", "status.openai.test"),
+        ("chatgpt", "status.openai.test"),
+        ("anthropic-api", "status.anthropic.test"),
+    ] {
         world
             .status_page(service, host)
             .await
-            .set_summary(&summary_operational(&["Chat Completions", "Conversations", "Claude API (api.anthropic.com)"]));
+            .set_summary(&summary_operational(&[
+                "Chat Completions",
+                "Conversations",
+                "Claude API (api.anthropic.com)",
+            ]));
     }
     world
 }
@@ -115,16 +135,24 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_serve(binary: &Path, world: &World) -> Result<Serve> {
-    let config = world
-        .config_toml()
-        .replacen("[defaults]\n", "[defaults]\ninterval = \"1s\"\nfailures_to_open = 2\n", 1);
+    let config = world.config_toml().replacen(
+        "[defaults]\n",
+        "[defaults]\ninterval = \"1s\"\nfailures_to_open = 2\n",
+        1,
+    );
     let config_path = world.dir().join("e2e.toml");
     std::fs::write(&config_path, config)?;
     let port = free_port()?;
     let child = Command::new(binary)
         .arg("--config")
         .arg(&config_path)
-        .args(["serve", "openai-api", "anthropic-api", "chatgpt", "--listen"])
+        .args([
+            "serve",
+            "openai-api",
+            "anthropic-api",
+            "chatgpt",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--db")
         .arg(world.dir().join("e2e.db"))
@@ -162,12 +190,22 @@ pub fn http_get(base_url: &str, path: &str) -> Result<(u16, String)> {
     let authority = base_url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -184,24 +222,36 @@ fn promtool(base_url: &str, artifacts: &Path) -> Result<()> {
         .stdin(std::fs::File::open(&path)?)
         .output()
         .context("run promtool")?;
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     if !output.status.success() || !said.trim().is_empty() {
         bail!("promtool check metrics rejected /metrics:\n{said}");
     }
-    println!("e2e promtool: /metrics passes `promtool check metrics` ({} lines)", body.lines().count());
+    println!(
+        "e2e promtool: /metrics passes `promtool check metrics` ({} lines)",
+        body.lines().count()
+    );
     Ok(())
 }
 
 /// Undoes chunked transfer encoding when the server used it.
 fn dechunk(body: &str) -> String {
-    let looks_chunked = body.lines().next().is_some_and(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit()));
+    let looks_chunked = body
+        .lines()
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit()));
     if !looks_chunked {
         return body.to_owned();
     }
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || after.len() < n {
             break;
         }

@@ -267,17 +267,15 @@ impl Catalog {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.iter().any(|s| s.name.as_str() == name)
+        self.services.contains_key(name)
     }
 
     /// Finds a service by name; a miss names the closest matches.
     pub fn get(&self, name: &str) -> Result<&Service, UnknownService> {
-        self.iter()
-            .find(|s| s.name.as_str() == name)
-            .ok_or_else(|| UnknownService {
-                name: name.to_owned(),
-                suggestions: self.closest_names(name),
-            })
+        self.services.get(name).ok_or_else(|| UnknownService {
+            name: name.to_owned(),
+            suggestions: self.closest_names(name),
+        })
     }
 
     fn closest_names(&self, name: &str) -> Vec<String> {

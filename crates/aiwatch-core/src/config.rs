@@ -318,16 +318,14 @@ impl Config {
             successes_to_close: d.successes_to_close.unwrap_or(fallback.successes_to_close),
             control_url: d.control_url.unwrap_or(fallback.control_url),
         };
-        let server = raw
-            .server
-            .map_or_else(ServerConfig::default, |s| {
-                let fallback = ServerConfig::default();
-                ServerConfig {
-                    listen: s.listen.unwrap_or(fallback.listen),
-                    database: s.database,
-                    raw_retention: s.raw_retention.unwrap_or(fallback.raw_retention),
-                }
-            });
+        let server = raw.server.map_or_else(ServerConfig::default, |s| {
+            let fallback = ServerConfig::default();
+            ServerConfig {
+                listen: s.listen.unwrap_or(fallback.listen),
+                database: s.database,
+                raw_retention: s.raw_retention.unwrap_or(fallback.raw_retention),
+            }
+        });
 
         let mut seen = HashSet::new();
         let mut services = Vec::with_capacity(raw.service.len());

@@ -62,7 +62,11 @@ where
         .uri(outgoing.target)
         .header("host", outgoing.host)
         .header("user-agent", concat!("aiwatch/", env!("CARGO_PKG_VERSION")));
-    if !outgoing.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("accept")) {
+    if !outgoing
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
+    {
         builder = builder.header("accept", "*/*");
     }
     for (name, value) in outgoing.headers {

@@ -35,12 +35,13 @@
   live.className = 'vh';
   live.setAttribute('aria-live', 'polite');
 
+  // A bar covers days x / 4 to (x + width + 1) / 4; its text is its title without the dates.
   function dayInfo(svg, i) {
-    var rects = svg.querySelectorAll('rect[data-i]');
+    var rects = svg.querySelectorAll('rect:not(.cur)');
     for (var k = 0; k < rects.length; k++) {
-      var start = +rects[k].getAttribute('data-i');
-      var n = +(rects[k].getAttribute('data-n') || 1);
-      if (i >= start && i < start + n) return rects[k].getAttribute('data-t');
+      var start = +rects[k].getAttribute('x') / 4;
+      var n = (+rects[k].getAttribute('width') + 1) / 4;
+      if (i >= start && i < start + n) return rects[k]._text || '';
     }
     return 'no data';
   }
@@ -52,7 +53,7 @@
   }
 
   function showDay(svg, i, announce) {
-    var days = +svg.getAttribute('data-days');
+    var days = svg._days;
     i = Math.max(0, Math.min(days - 1, i));
     svg._day = i;
     var box = svg.getBoundingClientRect();
@@ -89,9 +90,13 @@
   function enhanceBars(root) {
     root.querySelectorAll('svg.bars').forEach(function (svg) {
       // The script's tooltip replaces the native one; the image keeps its full aria-label.
-      svg.querySelectorAll('title').forEach(function (t) { t.remove(); });
+      svg.querySelectorAll('title').forEach(function (t) {
+        var text = t.textContent;
+        t.parentNode._text = text.slice(text.indexOf(': ') + 2);
+        t.remove();
+      });
       svg.setAttribute('tabindex', '0');
-      var days = +svg.getAttribute('data-days');
+      var days = svg._days = (+svg.viewBox.baseVal.width + 1) / 4;
       var at = function (e) {
         var box = svg.getBoundingClientRect();
         return Math.floor((e.clientX - box.left) / box.width * (days * 4 - 1) / 4);

@@ -309,6 +309,7 @@ async fn history(
         .to_owned();
     let default_span = match granularity.as_str() {
         "day" => Duration::days(90),
+        "hour" => Duration::days(7),
         _ => Duration::hours(24),
     };
     let range = range(&params, default_span)?;
@@ -344,7 +345,7 @@ async fn history(
             ))
         }
         other => Err(ApiError::bad_request(format!(
-            "`granularity` must be raw, minute or day, not `{other}`"
+            "`granularity` must be raw, minute, hour or day, not `{other}`"
         ))),
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::engine::{Engine, EngineOptions, OfficialNow};
 use crate::metrics::Metrics;
 use crate::scheduler::{self, Job, Limits};
-use crate::writer::{Retention, Writer};
+use crate::writer::Writer;
 use crate::Error;
 
 /// Everything `serve` is made of.
@@ -29,7 +29,7 @@ pub struct DaemonConfig {
     pub store: Arc<dyn Store>,
     pub engine: EngineOptions,
     pub limits: Limits,
-    pub retention: Retention,
+    pub retention: aiwatch_store::Retention,
     pub poll: PollerOptions,
 }
 
@@ -46,12 +46,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     started: impl FnOnce(Running) + Send,
 ) -> Result<(), Error> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(config.services.len()));
     let writer = Writer::start(config.store.clone(), metrics.clone(), config.retention);
     let checker = Checker::new(config.check.clone()).map_err(|e| Error::Setup(e.to_string()))?;
     let ctx = checker.context().clone();
     let engine = Arc::new(Engine::new(
-        config.services.clone(),
+        config.services,
         checker,
         config.keys,
         config.store.clone(),
@@ -69,7 +69,7 @@ pub async fn run(
     // covers, and a periodic tick notices pages that went stale without a poll.
     let poller = Arc::new(Poller::new(
         ctx,
-        PollTarget::from_services(&config.services),
+        PollTarget::from_services(&engine.services),
         config.poll,
     ));
     let poll_task = {

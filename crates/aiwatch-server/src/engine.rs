@@ -73,7 +73,9 @@ pub struct Engine {
     writer: Writer,
     control: tokio::sync::Mutex<ControlCache>,
     official: RwLock<HashMap<ServiceName, OfficialNow>>,
-    latest: RwLock<HashMap<ServiceName, Verdict>>,
+    /// The latest check's evidence per service; the verdict is classified when asked for, so
+    /// the hot path pays for one classification per face, not two.
+    latest: RwLock<HashMap<ServiceName, Arc<(CheckEvidence, DateTime<Utc>)>>>,
     pub options: EngineOptions,
     pub started_at: DateTime<Utc>,
     ready: AtomicBool,
@@ -229,27 +231,6 @@ impl Engine {
             );
         }
 
-        let official = self.official_of(&service.name);
-        let evidence = CheckEvidence {
-            control: None,
-            web: probes.web.clone(),
-            api: probes.api.clone(),
-            stream: probes.stream.clone(),
-            official: match (&official.view, &official.unavailable) {
-                (Some(view), _) => OfficialOutcome::View(view.clone()),
-                (None, Some(error)) => OfficialOutcome::Unavailable {
-                    error: error.clone(),
-                },
-                (None, None) => OfficialOutcome::NotConfigured,
-            },
-            budget: self.options.timeout,
-        };
-        let verdict = classify(service, &evidence, now);
-        self.latest
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(service.name.clone(), verdict);
-
         for report in [&probes.web, &probes.api].into_iter().flatten() {
             let t = &report.timings;
             for (phase, d) in [
@@ -260,16 +241,23 @@ impl Engine {
                 ("total", t.total),
             ] {
                 if let Some(d) = d {
-                    self.metrics
-                        .phase_seconds
-                        .get_or_create(&crate::metrics::PhaseLabels {
-                            service: service.name.to_string(),
-                            phase: phase.to_owned(),
-                        })
-                        .observe(d.as_secs_f64());
+                    self.metrics.observe_phase(service.name.as_str(), phase, d);
                 }
             }
         }
+        let evidence = CheckEvidence {
+            control: None,
+            web: probes.web,
+            api: probes.api,
+            stream: probes.stream,
+            // The official view is joined when the verdict is asked for.
+            official: OfficialOutcome::NotConfigured,
+            budget: self.options.timeout,
+        };
+        self.latest
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.name.clone(), Arc::new((evidence, now)));
         self.ingest(observations, now);
     }
 
@@ -385,12 +373,27 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The diagnosis of the latest check, with the official view as it is now.
     pub fn latest_verdict(&self, service: &ServiceName) -> Option<Verdict> {
-        self.latest
+        let latest = self
+            .latest
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(service)
-            .cloned()
+            .cloned()?;
+        let definition = self.services.iter().find(|s| &s.name == service)?;
+        let (evidence, at) = &*latest;
+        let mut evidence = evidence.clone();
+        let official = self.official_of(service);
+        evidence.official = match (official.view, official.unavailable) {
+            (Some(view), _) => OfficialOutcome::View(view),
+            (None, Some(error)) => OfficialOutcome::Unavailable { error },
+            (None, None) if definition.status.is_some() => OfficialOutcome::Unavailable {
+                error: "official status not read yet".into(),
+            },
+            (None, None) => OfficialOutcome::NotConfigured,
+        };
+        Some(classify(definition, &evidence, *at))
     }
 
     /// Current states of every key, with since and a human description.

@@ -91,7 +91,9 @@ pub async fn run<F, Fut>(
         .iter()
         .enumerate()
         .map(|(i, j)| {
-            let first = j.first_due.unwrap_or_else(|| j.interval.mul_f64(fastrand::f64()));
+            let first = j
+                .first_due
+                .unwrap_or_else(|| j.interval.mul_f64(fastrand::f64()));
             Reverse((start + first.min(j.interval), i))
         })
         .collect();
@@ -186,10 +188,12 @@ mod tests {
             Job {
                 interval: Duration::from_secs(10),
                 host: "a".into(),
+                first_due: None,
             },
             Job {
                 interval: Duration::from_secs(30),
                 host: "b".into(),
+                first_due: None,
             },
         ];
         run(
@@ -221,11 +225,13 @@ mod tests {
             .map(|_| Job {
                 interval: Duration::from_secs(5),
                 host: "hung".into(),
+                first_due: None,
             })
             .collect();
         jobs.push(Job {
             interval: Duration::from_secs(5),
             host: "fine".into(),
+            first_due: None,
         });
         let limits = Limits {
             per_host: 2,
@@ -263,6 +269,7 @@ mod tests {
         let jobs = vec![Job {
             interval: Duration::from_millis(100),
             host: "a".into(),
+            first_due: None,
         }];
         let limits = Limits {
             shutdown_grace: Duration::from_secs(1),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aiwatch_core::assess::Incident;
 use aiwatch_core::observation::Observation;
-use aiwatch_store::{Granularity, SavedState, Store};
+use aiwatch_store::{Retention, SavedState, Store};
 
 use crate::metrics::Metrics;
 
@@ -27,24 +27,6 @@ pub enum WriteOp {
     States(Vec<SavedState>),
     /// Write everything pending, checkpoint, then answer.
     Flush(SyncSender<()>),
-}
-
-/// How long raw observations and minute rollups are kept.
-#[derive(Clone, Copy, Debug)]
-pub struct Retention {
-    pub raw: chrono::Duration,
-    pub minute_rollups: chrono::Duration,
-    pub day_rollups: chrono::Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            raw: chrono::Duration::days(7),
-            minute_rollups: chrono::Duration::days(30),
-            day_rollups: chrono::Duration::days(aiwatch_store::DAY_ROLLUP_RETENTION_DAYS),
-        }
-    }
 }
 
 /// The handle the engine sends work through.
@@ -180,10 +162,9 @@ fn write_loop(store: &dyn Store, metrics: &Metrics, rx: Receiver<WriteOp>, reten
         }
         if last_prune.elapsed() > Duration::from_secs(3600) {
             last_prune = Instant::now();
-            let now = chrono::Utc::now();
-            let _ = store.prune_raw(now - retention.raw);
-            let _ = store.prune_rollups(Granularity::Minute, now - retention.minute_rollups);
-            let _ = store.prune_rollups(Granularity::Day, now - retention.day_rollups);
+            if let Err(e) = store.prune(&retention, chrono::Utc::now()) {
+                tracing::error!(error = %e, "pruning old data failed");
+            }
         }
     }
 }

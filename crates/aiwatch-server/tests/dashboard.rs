@@ -16,8 +16,8 @@ use aiwatch_core::{Catalog, Cause, Config, Service};
 use aiwatch_probe::{CheckOptions, Checker, DnsChoice, ProxySettings};
 use aiwatch_server::engine::{Engine, EngineOptions, OfficialNow};
 use aiwatch_server::metrics::Metrics;
-use aiwatch_server::writer::{Retention, Writer};
-use aiwatch_store::{SqliteStore, Store};
+use aiwatch_server::writer::Writer;
+use aiwatch_store::{Retention, SqliteStore, Store};
 use aiwatch_testkit::{canned, summary_operational, World};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -30,7 +30,7 @@ const IMG: &str = "<img src=x onerror=alert(1)>";
 /// An engine over an in-memory store; `checks` says how its checker reaches services.
 fn engine_with(services: Vec<Service>, checks: CheckOptions) -> Arc<Engine> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("in-memory store"));
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(0));
     let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
     let checker = Checker::new(checks).expect("checker");
     let options = EngineOptions {
@@ -323,7 +323,7 @@ async fn overview_shows_each_service_with_official_view_beside_own_probes() {
         "one set of uptime bars per service"
     );
     assert!(
-        body.contains("Uptime over the last 90 days"),
+        body.contains("Uptime, last 90 days"),
         "the bars carry a text equivalent"
     );
     assert!(

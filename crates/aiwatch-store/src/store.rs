@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::histogram::{HealthCounts, LatencyHistogram};
 
+/// How long day rollups are kept by default.
+pub const DAY_ROLLUP_RETENTION_DAYS: i64 = 400;
+
 /// How long each kind of row is kept; [`Store::prune`] applies it.
 ///
 /// The defaults suit a laptop-sized deployment (tens of keys). Rows per key and day: raw =
@@ -31,7 +34,7 @@ impl Default for Retention {
             raw: chrono::Duration::days(14),
             minute: chrono::Duration::days(8),
             hour: chrono::Duration::days(95),
-            day: chrono::Duration::days(400),
+            day: chrono::Duration::days(DAY_ROLLUP_RETENTION_DAYS),
         }
     }
 }

@@ -13,7 +13,8 @@ use aiwatch_core::observation::{Health, Observation, PhaseMs, Source};
 use aiwatch_core::Cause;
 use aiwatch_store::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 use aiwatch_store::{
-    Error, Granularity, IncidentQuery, SavedState, Selector, SqliteStore, Store, TimeRange,
+    Error, Granularity, IncidentQuery, Pruned, Retention, SavedState, Selector, SqliteStore, Store,
+    TimeRange,
 };
 use chrono::Duration;
 use common::{at, incident, key, name, obs, series};
@@ -565,7 +566,7 @@ fn late_observations_land_in_their_own_buckets() {
 }
 
 #[test]
-fn pruned_minute_rollups_fall_back_to_day_rollups() {
+fn pruned_tiers_fall_back_to_coarser_rollups() {
     let store = SqliteStore::open_in_memory().unwrap();
     let t0 = at("2025-03-01T00:00:00Z");
     store
@@ -573,20 +574,39 @@ fn pruned_minute_rollups_fall_back_to_day_rollups() {
             (Health::Up, Some(90.0))
         }))
         .unwrap();
-    let range = TimeRange::new(t0 + Duration::hours(12), t0 + Duration::hours(60));
+    let total = |store: &SqliteStore| {
+        let range = TimeRange::new(
+            t0 + Duration::minutes(12 * 60 + 30),
+            t0 + Duration::hours(60),
+        );
+        store.uptime(&openai(), range, None).unwrap().counts.total()
+    };
+    // 12:30 on day 1 to 12:00 on day 3, one observation a minute.
+    assert_eq!(total(&store), 2850);
     assert_eq!(
-        store.uptime(&openai(), range, None).unwrap().counts.total(),
-        48 * 60
+        store
+            .rollups(&openai(), all_time(), Granularity::Hour)
+            .unwrap()
+            .len(),
+        72
     );
-    let deleted = store
-        .prune_rollups(Granularity::Minute, t0 + Duration::days(1))
-        .unwrap();
-    assert_eq!(deleted, 1440);
-    // The head (12:00–24:00 of day 1) now comes from day 1's rollup, whole.
+
+    // Minutes of day 1 gone: the head's partial hour (12:30–13:00) is read whole from its hour.
     assert_eq!(
-        store.uptime(&openai(), range, None).unwrap().counts.total(),
-        48 * 60 + 12 * 60
+        store
+            .prune_rollups(Granularity::Minute, t0 + Duration::days(1))
+            .unwrap(),
+        1440
     );
+    assert_eq!(total(&store), 2850 + 30);
+    // Hours of day 1 gone too: day 1 is read whole from its day rollup.
+    assert_eq!(
+        store
+            .prune_rollups(Granularity::Hour, t0 + Duration::days(1))
+            .unwrap(),
+        24
+    );
+    assert_eq!(total(&store), 3 * 1440 - 720);
     // Day rollups go by their own cut-off.
     assert_eq!(
         store
@@ -601,6 +621,34 @@ fn pruned_minute_rollups_fall_back_to_day_rollups() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_retention_policy_prunes_every_tier() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let t0 = at("2025-01-01T00:00:00Z");
+    store
+        .insert_observations(&series(t0, Duration::hours(1), 100 * 24, |_| {
+            (Health::Up, Some(90.0))
+        }))
+        .unwrap();
+    let now = t0 + Duration::days(100);
+    let pruned = store.prune(&Retention::default(), now).unwrap();
+    // Raw 14 days, minute 8 days, hour 95 days, day 400 days; one observation an hour.
+    assert_eq!(
+        pruned,
+        Pruned {
+            raw: 86 * 24,
+            minute: 92 * 24,
+            hour: 5 * 24,
+            day: 0,
+        }
+    );
+    // 90-day uptime still counts every hour of the 90 days.
+    let up = store
+        .uptime(&openai(), TimeRange::last(Duration::days(90), now), None)
+        .unwrap();
+    assert_eq!(up.counts.total(), 90 * 24);
 }
 
 #[test]

@@ -13,36 +13,14 @@ const PITCH: usize = 4;
 const BAR: usize = 3;
 const BARS_HEIGHT: usize = 30;
 
-/// Icons and bar patterns, once per page; everything else refers to them by id. Icons are
-/// decorative (a word always goes with them); each tone has its own shape so that state never
-/// rests on color alone.
+/// The bar patterns, once per page; the uptime bars of every service refer to them by id.
 pub fn sprite() -> Markup {
     html! {
-        svg.sprite aria-hidden="true" focusable="false" {
+        svg.sprite aria-hidden="true" {
             defs {
-                symbol id="i-ok" viewBox="0 0 16 16" {
-                    circle cx="8" cy="8" r="7.5" fill="currentColor" {}
-                    path d="M4.6 8.3l2.2 2.2 4.6-4.8" fill="none" stroke="#fff" stroke-width="1.9" stroke-linecap="round" stroke-linejoin="round" {}
-                }
-                symbol id="i-warn" viewBox="0 0 16 16" {
-                    path d="M8 .8l7.6 13.6H.4z" fill="currentColor" stroke="currentColor" stroke-linejoin="round" {}
-                    path d="M8 5.6v4.2M8 12.2v.3" stroke="#fff" stroke-width="1.9" stroke-linecap="round" {}
-                }
-                symbol id="i-bad" viewBox="0 0 16 16" {
-                    rect x=".5" y=".5" width="15" height="15" rx="3.5" fill="currentColor" {}
-                    path d="M5.2 5.2l5.6 5.6M10.8 5.2l-5.6 5.6" stroke="#fff" stroke-width="1.9" stroke-linecap="round" {}
-                }
-                symbol id="i-maint" viewBox="0 0 16 16" {
-                    circle cx="8" cy="8" r="7.5" fill="currentColor" {}
-                    path d="M8 3.8V8l2.8 1.8" fill="none" stroke="#fff" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" {}
-                }
-                symbol id="i-unk" viewBox="0 0 16 16" {
-                    circle cx="8" cy="8" r="6.8" fill="none" stroke="currentColor" stroke-width="1.4" stroke-dasharray="2.6 1.6" {}
-                    path d="M6.2 6.3a1.9 1.9 0 1 1 2.6 1.8c-.5.2-.8.6-.8 1.1v.4M8 11.4v.2" fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" {}
-                }
                 @for (id, class) in [("b-ok", "f-ok"), ("b-unk", "f-unk")] {
                     pattern id=(id) width=(PITCH) height=(BARS_HEIGHT) patternUnits="userSpaceOnUse" {
-                        rect width=(BAR) height=(BARS_HEIGHT) rx="0.8" class=(class) {}
+                        rect width=(BAR) height=(BARS_HEIGHT) class=(class) {}
                     }
                 }
             }
@@ -98,7 +76,7 @@ pub fn uptime_bars(days: &[Day], overall: Option<f64>) -> Markup {
         .collect();
     let no_data = days.iter().filter(|d| d.mark == Mark::NoData).count();
     let mut label = format!(
-        "Uptime over the last {} days: {}.",
+        "Uptime, last {} days: {}.",
         days.len(),
         overall.map_or_else(|| "no data".to_owned(), present::percent)
     );
@@ -128,20 +106,18 @@ pub fn uptime_bars(days: &[Day], overall: Option<f64>) -> Markup {
         .unwrap_or_default();
     html! {
         svg.bars viewBox={"0 0 " (width) " " (BARS_HEIGHT)} preserveAspectRatio="none" role="img"
-            aria-label=(label) data-start=(start) data-days=(days.len()) {
+            aria-label=(label) data-start=(start) {
             @for run in runs(days) {
                 @let first = &run.days[0];
                 @let x = run.first * PITCH;
                 @let (y, h) = bar_geometry(first.mark);
                 @if run.days.len() == 1 && !(first.is_clean() || first.mark == Mark::NoData) {
-                    rect x=(x) y=(y) width=(BAR) height=(h) rx="0.8" class={"f-" (first.mark.class())}
-                        data-i=(run.first) data-t=(first.text()) {
+                    rect x=(x) y=(y) width=(BAR) height=(h) class={"f-" (first.mark.class())} {
                         title { (present::day(first.start)) ": " (first.text()) }
                     }
                 } @else {
                     @let last = &run.days[run.days.len() - 1];
-                    rect x=(x) y=(y) width=(run.days.len() * PITCH - (PITCH - BAR)) height=(h)
-                        fill={"url(#b-" (first.mark.class()) ")"} data-i=(run.first) data-n=(run.days.len()) data-t=(first.text()) {
+                    rect x=(x) y=(y) width=(run.days.len() * PITCH - (PITCH - BAR)) height=(h) fill={"url(#b-" (first.mark.class()) ")"} {
                         title {
                             (present::day(first.start))
                             @if run.days.len() > 1 { " – " (present::day(last.start)) }
@@ -154,36 +130,41 @@ pub fn uptime_bars(days: &[Day], overall: Option<f64>) -> Markup {
     }
 }
 
-/// A latency sparkline (values oldest first), as a decorative line beside the figure it shows.
+/// The line under the uptime bars: the uptime in figures (the ends are labelled by the stylesheet).
+pub fn bars_axis(uptime: Option<f64>) -> Markup {
+    html! {
+        p.axis aria-hidden="true" {
+            span { (uptime.map_or_else(|| "no data".to_owned(), |u| format!("{} uptime", present::percent(u)))) }
+        }
+    }
+}
+
+/// A latency sparkline (values oldest first), beside the figure it shows. Coordinates are whole
+/// pixels and the path uses implicit line-tos, so 48 points cost ~250 bytes.
 pub fn sparkline(values: &[f32], label: &str) -> Markup {
-    const W: f32 = 100.0;
-    const H: f32 = 24.0;
+    const W: f32 = 96.0;
+    const H: f32 = 28.0;
     let max = values.iter().copied().fold(0.0f32, f32::max).max(1.0);
     let step = if values.len() > 1 {
         W / (values.len() - 1) as f32
     } else {
         0.0
     };
-    let mut d = String::with_capacity(values.len() * 9);
+    let mut d = String::with_capacity(values.len() * 6);
     let mut last = None;
     for (i, v) in values.iter().enumerate() {
-        let x = i as f32 * step;
-        let y = H - 2.0 - (v / max) * (H - 4.0);
-        d.push_str(&format!(
-            "{}{:.1} {:.1}",
-            if i == 0 { "M" } else { "L" },
-            x,
-            y
-        ));
+        let x = (i as f32 * step).round();
+        let y = (H - 3.0 - (v / max) * (H - 6.0)).round();
+        d.push_str(&format!("{}{x} {y}", if i == 0 { "M" } else { " " }));
         last = Some((x, y));
     }
     html! {
-        svg.spark viewBox="0 0 100 24" preserveAspectRatio="none" role="img" aria-label=(label) {
+        svg.spark viewBox="0 0 96 28" role="img" aria-label=(label) {
             @if values.len() > 1 {
                 path d=(d) {}
             }
             @if let Some((x, y)) = last {
-                circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2" {}
+                circle cx=(x) cy=(y) r="2.5" {}
             }
         }
     }

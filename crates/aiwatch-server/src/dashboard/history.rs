@@ -79,7 +79,7 @@ impl Day {
             n => present::plural(n, "incident", "incidents"),
         };
         match self.mark {
-            Mark::NoData if self.incidents == 0 => uptime,
+            Mark::Ok | Mark::NoData if self.incidents == 0 => uptime,
             Mark::Ok | Mark::NoData => format!("{uptime} · {incidents}"),
             mark => format!("{uptime} · {incidents} · {}", mark.word()),
         }

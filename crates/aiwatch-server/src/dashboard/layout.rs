@@ -86,12 +86,13 @@ pub fn page(p: &Page<'_>, main: Markup) -> Markup {
     }
 }
 
-/// A content security policy that keeps every request on this origin.
-const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+/// A content security policy that keeps every request on this origin (`data:` images are the
+/// stylesheet's icon masks).
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The same, for the embeddable widget: any page may frame it.
-const CSP_EMBEDDABLE: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+const CSP_EMBEDDABLE: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
     form-action 'none'; base-uri 'none'; frame-ancestors *";
 
 /// An HTML response with the dashboard's security headers; never cached, the status is live.

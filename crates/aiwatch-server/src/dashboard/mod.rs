@@ -8,6 +8,7 @@
 
 pub mod assets;
 pub mod badge;
+pub mod cache;
 pub mod charts;
 pub mod history;
 pub mod incidents;
@@ -34,7 +35,10 @@ type Shared = Arc<Engine>;
 /// The dashboard's routes, merged into `api::app`.
 pub fn routes() -> Router<Shared> {
     Router::new()
-        .route("/", get(overview::handler))
+        .route(
+            "/",
+            get(overview::handler).layer(axum::Extension(Arc::new(cache::HistoryCache::new()))),
+        )
         .route("/services/{name}", get(service::handler))
         .route("/incidents", get(incidents::handler))
         .route("/just-me", just_me::method_router())

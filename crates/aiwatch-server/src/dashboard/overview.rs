@@ -7,13 +7,16 @@ use aiwatch_core::assess::{Incident, Key, State};
 use aiwatch_core::observation::{Health, LOCAL_REGION};
 use aiwatch_core::official::{Maintenance, MaintenanceStatus, OfficialSignal};
 use aiwatch_core::Service;
-use aiwatch_store::{Granularity, IncidentQuery, Selector, TimeRange};
-use axum::extract::State as AxumState;
+use aiwatch_store::{IncidentQuery, Selector, TimeRange};
+use std::sync::Arc;
+
+use axum::extract::{Extension, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
 use maud::{html, Markup};
 
+use super::cache::{History, HistoryCache};
 use super::history::{self, Day, DAYS};
 use super::layout::{self, Nav, Page};
 use super::present::{self, Tone};
@@ -21,7 +24,7 @@ use super::{charts, Shared};
 use crate::engine::{Engine, OfficialNow};
 
 /// How many recent checks the sparkline draws.
-pub const SPARK_POINTS: usize = 48;
+pub const SPARK_POINTS: usize = 32;
 
 /// Everything the overview shows, read in one go.
 pub struct Overview {
@@ -206,36 +209,33 @@ pub fn maintenances(official: &[(String, String, OfficialNow)]) -> Vec<Upcoming>
     out
 }
 
-/// Reads what the overview needs: live state from the engine, history from the store.
-pub fn gather(engine: &Engine, now: DateTime<Utc>) -> Result<Overview, aiwatch_store::Error> {
+/// Puts the overview together: live state from the engine, history from a [`History`] read
+/// from the store (see `cache`).
+pub fn gather(engine: &Engine, history: &History, now: DateTime<Utc>) -> Overview {
     let states = engine.states();
-    let first = history::first_day(now, DAYS);
-    let incidents = incidents_since(engine, first)?;
-    let range = TimeRange::new(first, now);
+    let mut incidents: HashMap<String, Vec<Incident>> = HashMap::new();
+    for incident in with_open(history.incidents.clone(), engine.open_incidents()) {
+        incidents
+            .entry(incident.key.service.to_string())
+            .or_default()
+            .push(incident);
+    }
     let mut services = Vec::with_capacity(engine.services.len());
     let mut official_all = Vec::with_capacity(engine.services.len());
     for service in &engine.services {
+        let name = service.name.to_string();
         let components = components_of(&states, service);
         let worst = components.iter().max_by_key(|c| rank(c.state));
         let state = worst.map_or(State::Unknown, |c| c.state);
-        let rollups = engine.store.rollups(
-            &Selector::service(service.name.clone()),
-            range,
-            Granularity::Day,
-        )?;
         let own: Vec<&Incident> = incidents
-            .get(service.name.as_str())
+            .get(&name)
             .map(|v| v.iter().collect())
             .unwrap_or_default();
-        let days = history::days(&rollups, &own, now, DAYS);
+        let rollups = history.rollups.get(&name).map_or(&[][..], Vec::as_slice);
+        let days = history::days(rollups, &own, now, DAYS);
         let official = engine.official_of(&service.name);
-        official_all.push((
-            service.name.to_string(),
-            service.title.clone(),
-            official.clone(),
-        ));
+        official_all.push((name.clone(), service.title.clone(), official.clone()));
         services.push(Row {
-            name: service.name.to_string(),
             title: service.title.clone(),
             state,
             since: worst.and_then(|c| c.since),
@@ -243,24 +243,34 @@ pub fn gather(engine: &Engine, now: DateTime<Utc>) -> Result<Overview, aiwatch_s
             has_status_page: service.status.is_some(),
             uptime: history::overall(&days),
             days,
-            latency: recent_latencies(engine, service, main_component(service), now, SPARK_POINTS)?,
+            latency: history.latency.get(&name).cloned().unwrap_or_default(),
             open_incidents: own.iter().filter(|i| i.is_open()).count(),
             components,
+            name,
         });
     }
-    Ok(Overview {
+    Overview {
         site: engine.options.page_name.clone(),
         now,
         maintenances: maintenances(&official_all),
         services,
-    })
+    }
 }
 
 /// `GET /`.
-pub async fn handler(AxumState(engine): AxumState<Shared>) -> Response {
-    super::blocking(&engine, |engine| match gather(engine, Utc::now()) {
-        Ok(overview) => layout::html_response(StatusCode::OK, render(&overview)),
-        Err(e) => super::store_failed(engine, &e),
+pub async fn handler(
+    AxumState(engine): AxumState<Shared>,
+    Extension(cache): Extension<Arc<HistoryCache>>,
+) -> Response {
+    let shared = engine.clone();
+    super::blocking(&engine, move |engine| {
+        let now = Utc::now();
+        match cache.get(&shared, now) {
+            Ok(history) => {
+                layout::html_response(StatusCode::OK, render(&gather(engine, &history, now)))
+            }
+            Err(e) => super::store_failed(engine, &e),
+        }
     })
     .await
 }
@@ -315,13 +325,13 @@ pub fn comparison(
         .map_or(OfficialSignal::Unknown, |v| v.signal);
     html! {
         p.cmp {
-            span.side {
-                span.k { "Official: " }
-                span class={"v t-" (official_tone.class())} { (official_text) }
+            span {
+                "Official: "
+                b class={"t-" (official_tone.class())} { (official_text) }
             }
-            span.side {
-                span.k { "Our probes: " }
-                span class={"v t-" (Tone::of(own).class())} { (present::probes_word(own)) }
+            span {
+                "Our probes: "
+                b class={"t-" (Tone::of(own).class())} { (present::probes_word(own)) }
                 @if let Some(since) = since.filter(|_| own != State::Operational && own != State::Unknown) {
                     " since " (present::time(since, now)) " (" (present::duration(now - since)) ")"
                 }
@@ -478,10 +488,11 @@ fn service_row(row: &Row, now: DateTime<Utc>) -> Markup {
             } @else {
                 ul.comps aria-label="Components" {
                     @for c in &row.components {
-                        li title=(c.description) {
+                        @let word = present::state_word(c.state).to_lowercase();
+                        li title=[(c.description != word).then_some(&c.description)] {
                             span.cn { (c.component) }
                             (present::icon(Tone::of(c.state)))
-                            span class={"cs t-" (Tone::of(c.state).class())} { (present::state_word(c.state).to_lowercase()) }
+                            b class={"t-" (Tone::of(c.state).class())} { (word) }
                             @if c.regions > 1 { span.sub { " (worst of " (c.regions) " regions)" } }
                         }
                     }
@@ -491,11 +502,7 @@ fn service_row(row: &Row, now: DateTime<Utc>) -> Markup {
             div.hist {
                 div.barsbox {
                     (charts::uptime_bars(&row.days, row.uptime))
-                    p.axis aria-hidden="true" {
-                        span { (DAYS) " days ago" }
-                        span.up { (row.uptime.map_or_else(|| "no data".to_owned(), |u| format!("{} uptime", present::percent(u)))) }
-                        span { "today" }
-                    }
+                    (charts::bars_axis(row.uptime))
                 }
                 (latency_box(&row.latency))
             }

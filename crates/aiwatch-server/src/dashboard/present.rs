@@ -41,17 +41,6 @@ impl Tone {
             Tone::Unknown => "unk",
         }
     }
-
-    /// The id of the icon in the page's sprite.
-    pub fn icon_id(self) -> &'static str {
-        match self {
-            Tone::Ok => "#i-ok",
-            Tone::Warn => "#i-warn",
-            Tone::Bad => "#i-bad",
-            Tone::Maint => "#i-maint",
-            Tone::Unknown => "#i-unk",
-        }
-    }
 }
 
 /// The word for a state, capitalized for a label.
@@ -87,10 +76,11 @@ pub fn probes_word(state: State) -> &'static str {
     }
 }
 
-/// The icon of a tone (decorative: a word always goes with it).
+/// The icon of a tone: a shape drawn by the stylesheet, decorative (a word always goes with
+/// it), and different for each tone so that state never rests on color alone.
 pub fn icon(tone: Tone) -> Markup {
     html! {
-        svg class={"i t-" (tone.class())} aria-hidden="true" focusable="false" { use href=(tone.icon_id()) {} }
+        i class={"i i-" (tone.class())} {}
     }
 }
 

@@ -68,8 +68,9 @@ impl Range {
     fn resolution(self) -> (Granularity, Duration) {
         match self {
             Range::Day => (Granularity::Minute, Duration::minutes(15)),
-            Range::Week => (Granularity::Minute, Duration::hours(2)),
-            Range::Month | Range::Quarter => (Granularity::Day, Duration::days(1)),
+            Range::Week => (Granularity::Hour, Duration::hours(2)),
+            Range::Month => (Granularity::Hour, Duration::hours(6)),
+            Range::Quarter => (Granularity::Day, Duration::days(1)),
         }
     }
 }
@@ -631,11 +632,7 @@ pub fn render(d: &Detail) -> Markup {
             h2 #uptime-title { "Uptime, last " (DAYS) " days" }
             div.barsbox.wide {
                 (charts::uptime_bars(&d.days, d.uptime_90))
-                p.axis aria-hidden="true" {
-                    span { (DAYS) " days ago" }
-                    span.up { (d.uptime_90.map_or_else(|| "no data".to_owned(), |u| format!("{} uptime", present::percent(u)))) }
-                    span { "today" }
-                }
+                (charts::bars_axis(d.uptime_90))
             }
         }
         section aria-labelledby="diag-title" {

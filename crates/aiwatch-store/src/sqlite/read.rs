@@ -1,12 +1,13 @@
 //! The read half of `SqliteStore`: raw history, rollups, uptime and percentiles over merged
 //! rollups, incidents and saved states.
 //!
-//! Raw observations and minute rollups are indexed time first (minute, then series), so that
-//! the rows one batch writes are neighbours — the write path then touches a few hundred pages
-//! per commit instead of one per series, which is what keeps 10,000 keys fast. Reads of one
-//! series therefore seek minute by minute (a recursive CTE enumerates the minutes, clamped to
-//! where data exists), in chunks, newest first when a limit applies. Day rollups are series
-//! first: a 90-day read is one short range.
+//! Raw observations, minute and hour rollups are indexed time first (bucket, then series), so
+//! that the rows one batch writes are neighbours — the write path then touches a few hundred
+//! pages per commit instead of one per series, which is what keeps 10,000 keys fast. Reads of
+//! one series therefore seek bucket by bucket (a recursive CTE enumerates the buckets, clamped
+//! to where data exists), raw rows in chunks, newest first when a limit applies. Day rollups are
+//! series first: a 90-day read is one short range. A range is read as whole days, then whole
+//! hours, then minutes, so no read seeks more than ~2 × (23 + 59) buckets per series.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -18,13 +19,14 @@ use aiwatch_core::{Cause, ServiceName};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::write::{histogram_columns, MINUTE_PRUNED_BEFORE};
+use super::write::{histogram_columns, pruned_before_key, rollup_table};
 use super::{from_ms, to_ms};
 use crate::error::{Error, Result};
 use crate::histogram::{HealthCounts, LatencyHistogram, BUCKETS};
 use crate::store::{Granularity, IncidentQuery, Rollup, SavedState, Selector, TimeRange, Uptime};
 
 const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
 
 /// One matching (service, component, region).
@@ -206,8 +208,8 @@ pub(crate) fn observations(
 }
 
 /// `SELECT [start_ms,] sums… [GROUP BY start_ms]` over one series' rollups in `[?2, ?3)`,
-/// `?4` an optional source. Day rollups are a range of the series-first key; minute rollups
-/// are looked up minute by minute (`?2` must be minute-aligned).
+/// `?4` an optional source. Day rollups are a range of the series-first key; minute and hour
+/// rollups are looked up bucket by bucket (`?2` must be aligned to the bucket).
 fn rollup_select_sql(granularity: Granularity, grouped: bool) -> String {
     let hist: Vec<String> = histogram_columns().map(|c| format!("sum(r.{c})")).collect();
     let (lead, tail) = if grouped {
@@ -220,34 +222,36 @@ fn rollup_select_sql(granularity: Granularity, grouped: bool) -> String {
          sum(r.lat_count), sum(r.lat_sum_us), min(r.lat_min_us), max(r.lat_max_us), {}",
         hist.join(", ")
     );
+    let table = rollup_table(granularity);
     match granularity {
         Granularity::Day => format!(
-            "{sums} FROM rollup_day r WHERE r.series_id = ?1 AND r.start_ms >= ?2 \
+            "{sums} FROM {table} r WHERE r.series_id = ?1 AND r.start_ms >= ?2 \
              AND r.start_ms < ?3 AND (?4 IS NULL OR r.source = ?4){tail}"
         ),
-        Granularity::Minute => format!(
-            "WITH RECURSIVE m(t) AS \
-             (SELECT ?2 UNION ALL SELECT t + 60000 FROM m WHERE t + 60000 < ?3) \
-             {sums} FROM m CROSS JOIN rollup_minute r \
-             WHERE r.start_ms = m.t AND r.series_id = ?1 AND (?4 IS NULL OR r.source = ?4){tail}"
-        ),
+        Granularity::Minute | Granularity::Hour => {
+            let step = granularity.millis();
+            format!(
+                "WITH RECURSIVE m(t) AS \
+                 (SELECT ?2 UNION ALL SELECT t + {step} FROM m WHERE t + {step} < ?3) \
+                 {sums} FROM m CROSS JOIN {table} r \
+                 WHERE r.start_ms = m.t AND r.series_id = ?1 AND (?4 IS NULL OR r.source = ?4)\
+                 {tail}"
+            )
+        }
     }
 }
 
-static GROUPED_MINUTE: LazyLock<String> =
-    LazyLock::new(|| rollup_select_sql(Granularity::Minute, true));
-static GROUPED_DAY: LazyLock<String> = LazyLock::new(|| rollup_select_sql(Granularity::Day, true));
-static TOTAL_MINUTE: LazyLock<String> =
-    LazyLock::new(|| rollup_select_sql(Granularity::Minute, false));
-static TOTAL_DAY: LazyLock<String> = LazyLock::new(|| rollup_select_sql(Granularity::Day, false));
+/// `[granularity][grouped]`, in `Granularity::ALL` order.
+static ROLLUP_SQL: LazyLock<[[String; 2]; 3]> = LazyLock::new(|| {
+    Granularity::ALL.map(|g| [false, true].map(|grouped| rollup_select_sql(g, grouped)))
+});
 
 fn rollup_sql(granularity: Granularity, grouped: bool) -> &'static str {
-    match (granularity, grouped) {
-        (Granularity::Minute, true) => &GROUPED_MINUTE,
-        (Granularity::Day, true) => &GROUPED_DAY,
-        (Granularity::Minute, false) => &TOTAL_MINUTE,
-        (Granularity::Day, false) => &TOTAL_DAY,
-    }
+    let g = Granularity::ALL
+        .iter()
+        .position(|&x| x == granularity)
+        .unwrap_or(0);
+    &ROLLUP_SQL[g][usize::from(grouped)]
 }
 
 /// Decodes `start, counts…, latency…, buckets…` as selected by `rollup_select_sql`. Sums over no
@@ -295,85 +299,132 @@ fn ceil_to(ms: i64, unit: i64) -> i64 {
     -floor_to(-ms, unit)
 }
 
-/// Splits a range into whole UTC days (day rollups) and the partial days at either end (minute
-/// rollups). Where minute rollups were pruned, a partial day is read from its day rollup whole.
-fn spans(range: TimeRange, minute_pruned_before_ms: i64) -> Vec<Span> {
+/// A half-open `[from, to)` in ms.
+type Interval = (i64, i64);
+
+/// Splits `[from, to)` at `unit` boundaries: the whole units inside it, and the partial units at
+/// either end (each inside one unit).
+fn split(from: i64, to: i64, unit: i64) -> (Option<Interval>, Vec<Interval>) {
+    let head_end = ceil_to(from, unit);
+    let tail_start = floor_to(to, unit);
+    if head_end > tail_start {
+        // Both ends inside one unit.
+        return (None, vec![(from, to)]);
+    }
+    let whole = (head_end < tail_start).then_some((head_end, tail_start));
+    let mut partial = Vec::new();
+    if from < head_end {
+        partial.push((from, head_end));
+    }
+    if tail_start < to {
+        partial.push((tail_start, to));
+    }
+    (whole, partial)
+}
+
+/// How far each tier has been pruned (ms; `i64::MIN` when never).
+#[derive(Clone, Copy, Debug)]
+struct PrunedBefore {
+    minute: i64,
+    hour: i64,
+}
+
+/// Splits a range (its start rounded down to the minute) into whole UTC days read from day
+/// rollups, whole hours from hour rollups and the minutes left at either end from minute
+/// rollups. Where a finer tier was pruned, the enclosing hour or day is read whole instead.
+fn spans(range: TimeRange, pruned: PrunedBefore) -> Vec<Span> {
     let from = floor_to(to_ms(range.from), MINUTE_MS);
     let to = to_ms(range.to);
     if to <= from {
         return Vec::new();
     }
-    let day_from = ceil_to(from, DAY_MS);
-    let day_to = floor_to(to, DAY_MS);
-    let minute = |a: i64, b: i64| {
-        if a < minute_pruned_before_ms {
-            Span {
-                granularity: Granularity::Day,
-                from_ms: floor_to(a, DAY_MS),
-                to_ms: ceil_to(b, DAY_MS),
-            }
-        } else {
-            Span {
-                granularity: Granularity::Minute,
-                from_ms: a,
-                to_ms: b,
+    let span = |granularity, (from_ms, to_ms)| Span {
+        granularity,
+        from_ms,
+        to_ms,
+    };
+    let mut out = Vec::new();
+    let (days, partial_days) = split(from, to, DAY_MS);
+    if let Some(days) = days {
+        out.push(span(Granularity::Day, days));
+    }
+    for (a, b) in partial_days {
+        if a < pruned.hour {
+            let day = floor_to(a, DAY_MS);
+            out.push(span(Granularity::Day, (day, day + DAY_MS)));
+            continue;
+        }
+        let (hours, partial_hours) = split(a, b, HOUR_MS);
+        if let Some(hours) = hours {
+            out.push(span(Granularity::Hour, hours));
+        }
+        for (c, d) in partial_hours {
+            if c < pruned.minute {
+                let hour = floor_to(c, HOUR_MS);
+                out.push(span(Granularity::Hour, (hour, hour + HOUR_MS)));
+            } else {
+                out.push(span(Granularity::Minute, (c, d)));
             }
         }
-    };
-    if day_from >= day_to {
-        return vec![minute(from, to)];
     }
-    let mut out = Vec::new();
-    if from < day_from {
-        out.push(minute(from, day_from));
-    }
-    out.push(Span {
-        granularity: Granularity::Day,
-        from_ms: day_from,
-        to_ms: day_to,
-    });
-    if day_to < to {
-        out.push(minute(day_to, to));
-    }
+    out.sort_by_key(|s| s.from_ms);
     out
 }
 
-fn minute_pruned_before(conn: &Connection) -> Result<i64> {
-    let v: Option<i64> = conn
-        .query_row(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
-            [MINUTE_PRUNED_BEFORE],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(v.unwrap_or(i64::MIN))
+fn pruned_before(conn: &Connection) -> Result<PrunedBefore> {
+    let mut stmt = conn.prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?;
+    let mut get = |g| -> Result<i64> {
+        let v: Option<i64> = stmt
+            .query_row([pruned_before_key(g)], |r| r.get(0))
+            .optional()?;
+        Ok(v.unwrap_or(i64::MIN))
+    };
+    Ok(PrunedBefore {
+        minute: get(Granularity::Minute)?,
+        hour: get(Granularity::Hour)?,
+    })
 }
 
-/// The first and last minute rollup start (ms), if any.
-fn minute_extent(conn: &Connection) -> Result<Option<(i64, i64)>> {
+/// The first and last bucket start (ms) of a time-first rollup table, if any.
+fn table_extent(conn: &Connection, granularity: Granularity) -> Result<Option<(i64, i64)>> {
+    let table = rollup_table(granularity);
     extent(
         conn,
-        "SELECT min(start_ms) FROM rollup_minute",
-        "SELECT max(start_ms) FROM rollup_minute",
+        &format!("SELECT min(start_ms) FROM {table}"),
+        &format!("SELECT max(start_ms) FROM {table}"),
     )
 }
 
-/// Narrows a span to the stored rows' extent, so minute walks never enumerate empty eras;
+/// Where the time-first tiers hold data, to clamp bucket walks.
+#[derive(Clone, Copy, Debug)]
+struct Extents {
+    minute: Option<(i64, i64)>,
+    hour: Option<(i64, i64)>,
+}
+
+fn extents(conn: &Connection) -> Result<Extents> {
+    Ok(Extents {
+        minute: table_extent(conn, Granularity::Minute)?,
+        hour: table_extent(conn, Granularity::Hour)?,
+    })
+}
+
+/// Narrows a span to the stored rows' extent, so bucket walks never enumerate empty eras;
 /// `None` when nothing can be in it.
-fn clamp_span(span: Span, minute_extent: Option<(i64, i64)>) -> Option<Span> {
-    match span.granularity {
-        Granularity::Day => Some(span),
-        Granularity::Minute => {
-            let (first, last) = minute_extent?;
-            let from_ms = span.from_ms.max(first);
-            let to_ms = span.to_ms.min(last + MINUTE_MS);
-            (from_ms < to_ms).then_some(Span {
-                from_ms,
-                to_ms,
-                ..span
-            })
-        }
-    }
+fn clamp_span(span: Span, extents: Extents) -> Option<Span> {
+    let extent = match span.granularity {
+        Granularity::Day => return (span.from_ms < span.to_ms).then_some(span),
+        Granularity::Minute => extents.minute,
+        Granularity::Hour => extents.hour,
+    };
+    let (first, last) = extent?;
+    let from_ms = span.from_ms.max(first);
+    let to_ms = span.to_ms.min(last + span.granularity.millis());
+    (from_ms < to_ms).then_some(Span {
+        from_ms,
+        to_ms,
+        ..span
+    })
 }
 
 /// Totals of one series over a range, merged from its spans.
@@ -404,10 +455,10 @@ fn series_totals(
 
 /// The spans of a range, clamped to stored data.
 fn read_spans(conn: &Connection, range: TimeRange) -> Result<Vec<Span>> {
-    let extent = minute_extent(conn)?;
-    Ok(spans(range, minute_pruned_before(conn)?)
+    let extents = extents(conn)?;
+    Ok(spans(range, pruned_before(conn)?)
         .into_iter()
-        .filter_map(|s| clamp_span(s, extent))
+        .filter_map(|s| clamp_span(s, extents))
         .collect())
 }
 
@@ -423,13 +474,13 @@ pub(crate) fn rollups(
             from_ms: floor_to(to_ms(range.from), granularity.millis()),
             to_ms: to_ms(range.to),
         },
-        minute_extent(conn)?,
+        extents(conn)?,
     );
     let Some(Span {
         from_ms: from,
         to_ms: to,
         ..
-    }) = span.filter(|s| s.from_ms < s.to_ms)
+    }) = span
     else {
         return Ok(Vec::new());
     };
@@ -701,6 +752,8 @@ mod tests {
             RAW_BY_MINUTES,
             rollup_sql(Granularity::Minute, true),
             rollup_sql(Granularity::Minute, false),
+            rollup_sql(Granularity::Hour, true),
+            rollup_sql(Granularity::Hour, false),
             rollup_sql(Granularity::Day, true),
             rollup_sql(Granularity::Day, false),
             LAST_AT,
@@ -735,32 +788,81 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const NEVER: PrunedBefore = PrunedBefore {
+        minute: i64::MIN,
+        hour: i64::MIN,
+    };
+
+    fn shape(spans: &[Span]) -> Vec<(Granularity, String, String)> {
+        spans
+            .iter()
+            .map(|s| {
+                (
+                    s.granularity,
+                    from_ms(s.from_ms).unwrap().format("%dT%H:%M").to_string(),
+                    from_ms(s.to_ms).unwrap().format("%dT%H:%M").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn g(granularity: Granularity, from: &str, to: &str) -> (Granularity, String, String) {
+        (granularity, from.into(), to.into())
+    }
+
     #[test]
-    fn a_range_splits_into_whole_days_and_minute_edges() {
-        let r = TimeRange::new(at("2025-01-01T12:00:30Z"), at("2025-01-04T06:00:00Z"));
-        let got = spans(r, i64::MIN);
-        let g: Vec<_> = got.iter().map(|s| s.granularity).collect();
+    fn a_range_splits_into_days_hours_and_minutes() {
+        use Granularity::*;
+        let r = TimeRange::new(at("2025-01-01T12:34:30Z"), at("2025-01-04T06:07:00Z"));
         assert_eq!(
-            g,
-            [Granularity::Minute, Granularity::Day, Granularity::Minute]
+            shape(&spans(r, NEVER)),
+            [
+                g(Minute, "01T12:34", "01T13:00"),
+                g(Hour, "01T13:00", "02T00:00"),
+                g(Day, "02T00:00", "04T00:00"),
+                g(Hour, "04T00:00", "04T06:00"),
+                g(Minute, "04T06:00", "04T06:07"),
+            ]
         );
-        assert_eq!(got[0].from_ms, to_ms(at("2025-01-01T12:00:00Z")));
-        assert_eq!(got[0].to_ms, to_ms(at("2025-01-02T00:00:00Z")));
-        assert_eq!(got[1].to_ms, to_ms(at("2025-01-04T00:00:00Z")));
-        assert_eq!(got[2].to_ms, to_ms(r.to));
-
-        let inside = spans(
-            TimeRange::new(at("2025-01-01T01:00:00Z"), at("2025-01-01T02:00:00Z")),
-            i64::MIN,
+        // Inside one hour; across midnight without a whole day or hour.
+        let inside = TimeRange::new(at("2025-01-01T01:10:00Z"), at("2025-01-01T01:20:00Z"));
+        assert_eq!(
+            shape(&spans(inside, NEVER)),
+            [g(Minute, "01T01:10", "01T01:20")]
         );
-        assert_eq!(inside.len(), 1);
-        assert_eq!(inside[0].granularity, Granularity::Minute);
-
-        // Minute rollups pruned up to Jan 3: the head day is read whole from its day rollup.
-        let pruned = spans(r, to_ms(at("2025-01-03T00:00:00Z")));
-        assert_eq!(pruned[0].granularity, Granularity::Day);
-        assert_eq!(pruned[0].from_ms, to_ms(at("2025-01-01T00:00:00Z")));
-        assert_eq!(pruned[0].to_ms, pruned[1].from_ms);
-        assert_eq!(pruned[2].granularity, Granularity::Minute);
+        let midnight = TimeRange::new(at("2025-01-01T23:30:00Z"), at("2025-01-02T00:30:00Z"));
+        assert_eq!(
+            shape(&spans(midnight, NEVER)),
+            [
+                g(Minute, "01T23:30", "02T00:00"),
+                g(Minute, "02T00:00", "02T00:30"),
+            ]
+        );
+        // Minute rollups pruned up to Jan 3: the head's partial hour is read from its hour.
+        let pruned = PrunedBefore {
+            minute: to_ms(at("2025-01-03T00:00:00Z")),
+            hour: i64::MIN,
+        };
+        assert_eq!(
+            shape(&spans(r, pruned))[..2],
+            [
+                g(Hour, "01T12:00", "01T13:00"),
+                g(Hour, "01T13:00", "02T00:00"),
+            ]
+        );
+        // Hour rollups pruned too: the head's partial day is read from its day.
+        let pruned = PrunedBefore {
+            minute: to_ms(at("2025-01-03T00:00:00Z")),
+            hour: to_ms(at("2025-01-02T00:00:00Z")),
+        };
+        assert_eq!(
+            shape(&spans(r, pruned)),
+            [
+                g(Day, "01T00:00", "02T00:00"),
+                g(Day, "02T00:00", "04T00:00"),
+                g(Hour, "04T00:00", "04T06:00"),
+                g(Minute, "04T06:00", "04T06:07"),
+            ]
+        );
     }
 }

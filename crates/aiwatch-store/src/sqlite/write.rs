@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use aiwatch_core::assess::Incident;
 use aiwatch_core::observation::{Health, Observation, Source};
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, CachedStatement, TransactionBehavior};
 
 use super::{to_ms, Writer};
 use crate::error::{Error, Result};
@@ -257,8 +257,18 @@ impl Writer {
                         (*start, *series, source.as_str())
                     });
                 }
+                // Each variant's statement is looked up once per batch, not once per row (the
+                // statement cache hashes the whole SQL text).
+                let mut stmts: Vec<Option<CachedStatement<'_>>> = std::iter::repeat_with(|| None)
+                    .take(variants.len())
+                    .collect();
                 for (key, agg) in &rows {
-                    upsert_rollup(&tx, variants, g == Granularity::Day, key, agg)?;
+                    let variant = variant_of(&agg.latency);
+                    let stmt = match &mut stmts[variant] {
+                        Some(stmt) => stmt,
+                        slot => slot.insert(tx.prepare_cached(&variants[variant])?),
+                    };
+                    upsert_rollup(stmt, variant, g == Granularity::Day, key, agg)?;
                 }
             }
         }
@@ -376,22 +386,25 @@ impl Writer {
     }
 }
 
+/// Which UPSERT variant a bucket's histogram needs (see [`UPSERT_ROLLUP`]).
+fn variant_of(latency: &LatencyHistogram) -> usize {
+    let mut used = latency.buckets.iter().enumerate().filter(|(_, n)| **n > 0);
+    match (used.next(), used.next()) {
+        (None, _) => BUCKETS,
+        (Some((b, _)), None) => b,
+        _ => BUCKETS + 1,
+    }
+}
+
 fn upsert_rollup(
-    tx: &rusqlite::Transaction<'_>,
-    variants: &[String],
+    stmt: &mut CachedStatement<'_>,
+    variant: usize,
     is_day: bool,
     &(series_id, source, start): &BucketKey,
     agg: &Aggregate,
 ) -> rusqlite::Result<()> {
     let c = &agg.counts;
     let l = &agg.latency;
-    let mut used = l.buckets.iter().enumerate().filter(|(_, n)| **n > 0);
-    let variant = match (used.next(), used.next()) {
-        (None, _) => BUCKETS,
-        (Some((b, _)), None) => b,
-        _ => BUCKETS + 1,
-    };
-    let mut stmt = tx.prepare_cached(&variants[variant])?;
     stmt.raw_bind_parameter(1, series_id)?;
     stmt.raw_bind_parameter(2, start)?;
     stmt.raw_bind_parameter(3, source.as_str())?;

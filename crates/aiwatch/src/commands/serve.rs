@@ -11,8 +11,8 @@ use aiwatch_probe::poller::PollerOptions;
 use aiwatch_probe::{CheckOptions, DnsChoice, ProxySettings};
 use aiwatch_server::engine::EngineOptions;
 use aiwatch_server::scheduler::Limits;
-use aiwatch_server::writer::Retention;
 use aiwatch_server::DaemonConfig;
+use aiwatch_store::Retention;
 use aiwatch_store::SqliteStore;
 use anyhow::Context;
 
