@@ -28,6 +28,9 @@ type Verifier = Option<Arc<aiwatch_probe::tls::ExpectedVerifier>>;
 /// How long a control-probe result is trusted before it is asked again.
 const CONTROL_TTL: Duration = Duration::from_secs(10);
 
+/// A service's latest check: its evidence and when it ran.
+type LatestCheck = (CheckEvidence, DateTime<Utc>);
+
 /// What the official page currently says about one service.
 #[derive(Clone, Debug, Default)]
 pub struct OfficialNow {
@@ -75,7 +78,7 @@ pub struct Engine {
     official: RwLock<HashMap<ServiceName, OfficialNow>>,
     /// The latest check's evidence per service; the verdict is classified when asked for, so
     /// the hot path pays for one classification per face, not two.
-    latest: RwLock<HashMap<ServiceName, Arc<(CheckEvidence, DateTime<Utc>)>>>,
+    latest: RwLock<HashMap<ServiceName, Arc<LatestCheck>>>,
     pub options: EngineOptions,
     pub started_at: DateTime<Utc>,
     ready: AtomicBool,

@@ -213,11 +213,63 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4, which every scraper and `promtool`
+    /// read): the OpenMetrics encoding with counter families named after their `_total`
+    /// samples and without the OpenMetrics-only `# EOF` / `# UNIT` lines.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        let mut open_metrics = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        let _ = encode(&mut open_metrics, &self.registry);
+        to_prometheus_text(&open_metrics)
+    }
+}
+
+/// Rewrites OpenMetrics text into the Prometheus text format.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_after_their_total_samples() {
+        let metrics = Metrics::new(1);
+        metrics.skipped.inc();
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE aiwatch_schedule_skipped_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP aiwatch_schedule_skipped_total "),
+            "{text}"
+        );
+        assert!(text.contains("aiwatch_schedule_skipped_total 1"), "{text}");
+        assert!(!text.contains("# EOF"));
     }
 }

@@ -100,10 +100,7 @@ pub async fn run<F, Fut>(
     let mut in_flight = JoinSet::new();
     tokio::pin!(shutdown);
 
-    loop {
-        let Some(Reverse((due, _))) = queue.peek().copied() else {
-            break;
-        };
+    while let Some(Reverse((due, _))) = queue.peek().copied() {
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(due) => {}

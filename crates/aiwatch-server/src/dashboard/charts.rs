@@ -250,16 +250,22 @@ pub fn latency_chart(points: &[LatencyPoint], label: &str, now: DateTime<Utc>) -
     let p50 = |p: &LatencyPoint| p.p50;
     let p95 = |p: &LatencyPoint| p.p95;
     let ticks = [0.0, 0.25, 0.5, 0.75, 1.0];
-    let labels: Vec<(f64, String)> = match (points.first(), points.last()) {
+    let labels: Vec<(f64, String, &str)> = match (points.first(), points.last()) {
         (Some(first), Some(last)) if points.len() > 1 => {
             let mid = &points[points.len() / 2];
             [
-                (0, first),
-                (points.len() / 2, mid),
-                (points.len() - 1, last),
+                (0, first, "start"),
+                (points.len() / 2, mid, "middle"),
+                (points.len() - 1, last, "end"),
             ]
             .into_iter()
-            .map(|(i, p)| (x_of(i), axis_time(p.start, first.start, last.start, now)))
+            .map(|(i, p, anchor)| {
+                (
+                    x_of(i),
+                    axis_time(p.start, first.start, last.start, now),
+                    anchor,
+                )
+            })
             .collect()
         }
         _ => Vec::new(),
@@ -271,8 +277,8 @@ pub fn latency_chart(points: &[LatencyPoint], label: &str, now: DateTime<Utc>) -
                 line.grid x1=(LEFT) x2=(W - 8.0) y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) {}
                 text.ylabel x=(LEFT - 6.0) y=(format!("{:.1}", y + 4.0)) text-anchor="end" { (present::ms(t * ceiling)) }
             }
-            @for (x, text) in &labels {
-                text.xlabel x=(format!("{x:.1}")) y=(H - 6.0) text-anchor="middle" { (text) }
+            @for (x, text, anchor) in &labels {
+                text.xlabel x=(format!("{x:.1}")) y=(H - 6.0) text-anchor=(anchor) { (text) }
             }
             path.p95 d=(line(&p95)) {}
             path.p50 d=(line(&p50)) {}

@@ -331,7 +331,9 @@ pub fn comparison(
             }
             span {
                 "Our probes: "
-                b class={"t-" (Tone::of(own).class())} { (present::probes_word(own)) }
+                b class={"t-" (Tone::of(own).class())} {
+                    @if own == State::Unknown && since.is_none() { "not checked yet" } @else { (present::probes_word(own)) }
+                }
                 @if let Some(since) = since.filter(|_| own != State::Operational && own != State::Unknown) {
                     " since " (present::time(since, now)) " (" (present::duration(now - since)) ")"
                 }

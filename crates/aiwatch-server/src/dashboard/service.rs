@@ -81,6 +81,8 @@ pub struct Phases {
     pub latest_at: DateTime<Utc>,
     /// Medians of each phase over `checks` recent checks.
     pub median: PhaseMs,
+    /// Median of what the total spent beyond the phases (reading the answer).
+    pub median_transfer: Option<f32>,
     pub checks: usize,
 }
 
@@ -182,6 +184,14 @@ fn phases_of(
             first_byte: pick(|p| p.first_byte),
             total: pick(|p| p.total),
         },
+        median_transfer: median_of(timed.iter().map(|o| {
+            let p = &o.phases;
+            let phases = [p.dns, p.connect, p.tls, p.first_byte]
+                .iter()
+                .flatten()
+                .sum::<f32>();
+            p.total.map(|t| (t - phases).max(0.0))
+        })),
         checks: timed.len(),
     }))
 }
@@ -383,7 +393,12 @@ fn outcome_tone(outcome: Outcome) -> (Tone, &'static str) {
 
 /// The latest diagnosis: summary, who is affected, the evidence layer by layer, the advice.
 pub fn diagnosis(verdict: &Verdict, now: DateTime<Utc>) -> Markup {
-    let tone = status_tone(verdict.status);
+    // A fault on this side says nothing good about the service: never show it green.
+    let tone = if verdict.scope.is_users_side() {
+        Tone::Warn
+    } else {
+        status_tone(verdict.status)
+    };
     html! {
         div class={"diag d-" (tone.class())} {
             p.verdict {
@@ -391,7 +406,7 @@ pub fn diagnosis(verdict: &Verdict, now: DateTime<Utc>) -> Markup {
                 strong { (verdict.summary) }
             }
             dl.facts {
-                div { dt { "Status" } dd { (status_word(verdict.status)) } }
+                div { dt { "Service" } dd { (status_word(verdict.status)) } }
                 div { dt { "Affects" } dd { (scope_words(verdict.scope)) } }
                 div { dt { "Cause" } dd { code { (verdict.cause.as_str()) } } }
                 div { dt { "Checked" } dd { (present::time(verdict.checked_at, now)) } }
@@ -487,6 +502,7 @@ fn phase_table(p: &Phases, now: DateTime<Utc>) -> Markup {
             "connect" => p.median.connect,
             "TLS" => p.median.tls,
             "first byte" => p.median.first_byte,
+            "transfer" => p.median_transfer,
             _ => None,
         }
     };
