@@ -166,7 +166,7 @@ pub fn gather(
         .filter(|i| service.is_none_or(|s| &i.key.service == s))
         .collect();
     let mut incidents = overview::with_open(stored, open);
-    incidents.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+    incidents.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
     incidents.truncate(LIMIT);
     let mut official_all = Vec::new();
     let mut official_open: Vec<(String, String, official::Incident)> = Vec::new();

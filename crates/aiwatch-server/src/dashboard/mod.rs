@@ -70,6 +70,10 @@ pub(crate) fn not_found(engine: &Engine) -> Response {
 }
 
 /// The watched service called `name`, or the HTML 404 page with close names to try.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the 404 page handlers return as is; it is built once per bad request"
+)]
 pub(crate) fn find_service<'a>(engine: &'a Engine, name: &str) -> Result<&'a Service, Response> {
     engine
         .services

@@ -295,7 +295,7 @@ pub fn gather(
             .collect();
         incidents = overview::with_open(stored, open);
     }
-    incidents.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+    incidents.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
     Ok(Detail {
         site: engine.options.page_name.clone(),
         now,
