@@ -318,3 +318,69 @@ fn version_prints_and_exits_zero() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("aiwatch "));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_stored() {
+    let world = healthy_world().await;
+    let config = world.write_config();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let db = world.dir().join("serve.db");
+    let bin = assert_cmd::cargo::cargo_bin("aiwatch");
+    let mut child = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "openai-api", "--listen"])
+        .arg(addr.to_string())
+        .arg("--db")
+        .arg(&db)
+        .arg("--dns-server")
+        .arg(world.dns.addr().to_string())
+        .arg("--ca-file")
+        .arg(world.public_ca_path())
+        .env_remove("HTTPS_PROXY")
+        .env_remove("HTTP_PROXY")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = async {
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out).await;
+                if out.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), ready)
+        .await
+        .expect("serve becomes ready");
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exited.code(), Some(0), "SIGTERM is a clean stop");
+    assert!(db.is_file(), "the database was created and flushed");
+    assert!(
+        !world.dir().join("serve.db-wal").exists()
+            || std::fs::metadata(world.dir().join("serve.db-wal"))
+                .unwrap()
+                .len()
+                == 0,
+        "the WAL was checkpointed on shutdown"
+    );
+}
