@@ -78,14 +78,42 @@ impl ChromeDriver {
         };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(15) {
-            if crate::e2e::http_get(&driver.url, "/status")
-                .is_ok_and(|(_, body)| body.contains("\"ready\":true"))
-            {
+            if driver.ready() {
                 return Ok(driver);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("chromedriver did not become ready on {}", driver.url)
+    }
+}
+
+impl ChromeDriver {
+    /// Whether `/status` says ready. chromedriver keeps connections open, so the answer is read
+    /// until it says so rather than to the end.
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let authority = self.url.trim_start_matches("http://");
+        let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let request =
+            format!("GET /status HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("\"ready\":true") {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -299,7 +327,7 @@ impl Suite {
     async fn tooltip_on_focus(&mut self) -> Result<()> {
         let text = self
             .client
-            .execute("const b = document.querySelector('svg.bars'); b.focus(); const t = document.getElementById('aiw-tip'); return t && !t.hidden ? t.textContent : null;", vec![])
+            .execute("const b = document.querySelector('svg.bars'); b.focus(); const t = document.getElementById('aiw-tip'); return t && !t.hidden ? t.innerText.replace(/\\s+/g, ' ') : null;", vec![])
             .await?;
         let text = text
             .as_str()
@@ -400,10 +428,18 @@ impl Suite {
             else {
                 continue;
             };
-            if message["message"]["method"] == "Network.requestWillBeSent" {
-                if let Some(url) = message["message"]["params"]["request"]["url"].as_str() {
-                    self.requests.push(url.to_owned());
-                }
+            if message["message"]["method"] != "Network.requestWillBeSent" {
+                continue;
+            }
+            // Only what our pages asked for: the browser's own pages (its start page) load
+            // chrome:// resources that are none of the dashboard's doing.
+            let params = &message["message"]["params"];
+            let document = params["documentURL"].as_str().unwrap_or_default();
+            if !document.starts_with(&self.base_url) {
+                continue;
+            }
+            if let Some(url) = params["request"]["url"].as_str() {
+                self.requests.push(url.to_owned());
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ use aiwatch_core::{Catalog, Cause, Service, ServiceName};
 use aiwatch_probe::{CheckOptions, Checker, DnsChoice, ProxySettings};
 use aiwatch_server::dashboard::cache::History;
 use aiwatch_server::dashboard::overview;
+use aiwatch_server::dashboard::service::{self as service_page, Range};
 use aiwatch_server::engine::{Engine, EngineOptions, OfficialNow};
 use aiwatch_server::metrics::Metrics;
 use aiwatch_server::writer::Writer;
@@ -297,6 +298,17 @@ fn bench(c: &mut Criterion) {
             overview::render(&overview::gather(&engine, &history, Utc::now())).into_string()
         })
     });
+    let service = engine.services[3].clone();
+    for range in [Range::Day, Range::Quarter] {
+        group.bench_function(format!("service page, range {}", range.code()), |b| {
+            b.iter(|| {
+                service_page::render(
+                    &service_page::gather(&engine, &service, range, Utc::now()).unwrap(),
+                )
+                .into_string()
+            })
+        });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -19,7 +19,7 @@ use crate::engine::Engine;
 const FRESH: Duration = Duration::seconds(5);
 /// A history older than this (or from another day) is read again before the page is served;
 /// between the two, the old one is served while a new one is read in the background.
-const STALE: Duration = Duration::seconds(120);
+const STALE: Duration = Duration::seconds(60);
 
 /// What the overview reads from the store, at one moment.
 pub struct History {

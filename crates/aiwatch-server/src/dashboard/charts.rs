@@ -1,4 +1,4 @@
-//! The dashboard's charts, drawn as SVG on the server: the icon sprite, the per-day uptime
+//! The dashboard's charts, drawn as SVG on the server: the bar patterns, the per-day uptime
 //! bars, the latency sparkline, the p50/p95 latency chart and the phase breakdown bar.
 
 use aiwatch_core::observation::PhaseMs;
@@ -249,7 +249,8 @@ pub fn latency_chart(points: &[LatencyPoint], label: &str, now: DateTime<Utc>) -
     };
     let p50 = |p: &LatencyPoint| p.p50;
     let p95 = |p: &LatencyPoint| p.p95;
-    let ticks = [0.0, 0.25, 0.5, 0.75, 1.0];
+    // Fifths of a 1-, 2- or 5-based ceiling are round numbers too.
+    let ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
     let labels: Vec<(f64, String, &str)> = match (points.first(), points.last()) {
         (Some(first), Some(last)) if points.len() > 1 => {
             let mid = &points[points.len() / 2];

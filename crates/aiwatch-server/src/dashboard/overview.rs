@@ -442,7 +442,9 @@ pub fn maintenance_list(list: &[Upcoming], now: DateTime<Utc>) -> Markup {
 }
 
 /// The sparkline with its figure.
-pub fn latency_box(latency: &[f32]) -> Markup {
+/// The sparkline of the latest answered checks; while the service fails, the figure says so
+/// instead of showing the last good latency.
+pub fn latency_box(latency: &[f32], state: State) -> Markup {
     let latest = latency.last().copied();
     let median = median(latency);
     let label = match (latest, median) {
@@ -458,7 +460,9 @@ pub fn latency_box(latency: &[f32]) -> Markup {
         div.lat {
             (charts::sparkline(latency, &label))
             span.latv {
-                @if let Some(l) = latest { (present::ms(f64::from(l))) } @else { "—" }
+                @if state == State::Outage { "failing" }
+                @else if let Some(l) = latest { (present::ms(f64::from(l))) }
+                @else { "—" }
             }
         }
     }
@@ -506,7 +510,7 @@ fn service_row(row: &Row, now: DateTime<Utc>) -> Markup {
                     (charts::uptime_bars(&row.days, row.uptime))
                     (charts::bars_axis(row.uptime))
                 }
-                (latency_box(&row.latency))
+                (latency_box(&row.latency, row.state))
             }
         }
     }

@@ -138,7 +138,9 @@ pub fn percent(ratio: f64) -> String {
 
 /// A latency: "87 ms", "1.24 s".
 pub fn ms(value: f64) -> String {
-    if value >= 1000.0 {
+    if value == 0.0 {
+        "0".into()
+    } else if value >= 1000.0 {
         format!("{:.2} s", value / 1000.0)
     } else if value >= 10.0 {
         format!("{value:.0} ms")

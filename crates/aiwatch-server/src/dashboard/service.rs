@@ -479,7 +479,7 @@ fn region_matrix(d: &Detail) -> Markup {
                                             td title=(description) {
                                                 (present::state_pill(*state))
                                                 @if let Some(since) = since { span.sub { " since " (present::time(*since, d.now)) } }
-                                                span.desc { (description) }
+                                                @if description.as_str() != present::state_word(*state).to_lowercase() { span.desc { (description) } }
                                             }
                                         }
                                         None => { td.none { "—" } }
