@@ -5,42 +5,13 @@ use aiwatch_testkit::{canned, DnsAnswer, World};
 use assert_cmd::Command;
 use serde_json::Value;
 
-/// The binary with a scrubbed environment: no proxies, no real keys, no colors.
-fn aiwatch() -> Command {
-    let mut cmd = Command::cargo_bin("aiwatch").expect("the aiwatch binary is built");
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "NO_PROXY",
-        "no_proxy",
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "GEMINI_API_KEY",
-        "MISTRAL_API_KEY",
-        "GROQ_API_KEY",
-        "DEEPSEEK_API_KEY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
+mod common;
 
-/// `aiwatch check` pointed at the world: its config, its DNS server, its "public" CA.
+use common::{aiwatch, in_world};
+
+/// `aiwatch check` pointed at the world.
 fn check_in(world: &World) -> Command {
-    let config = world.write_config();
-    let mut cmd = aiwatch();
-    cmd.current_dir(world.dir())
-        .arg("--config")
-        .arg(config)
-        .arg("check")
-        .arg("--dns-server")
-        .arg(world.dns.addr().to_string())
-        .arg("--ca-file")
-        .arg(world.public_ca_path());
-    cmd
+    in_world(world, "check")
 }
 
 async fn healthy_world() -> World {

@@ -8,37 +8,14 @@ use serde_json::{json, Value};
 
 const CLAUDE_API: &str = "Claude API (api.anthropic.com)";
 
-/// The binary with a scrubbed environment: no proxies, no colors.
-fn aiwatch() -> Command {
-    let mut cmd = Command::cargo_bin("aiwatch").expect("the aiwatch binary is built");
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
+mod common;
 
-/// `aiwatch status` pointed at the world: its config, its DNS server, its "public" CA.
+use common::in_world;
+
+/// `aiwatch status` pointed at the world, with a short budget.
 fn status_in(world: &World) -> Command {
-    let config = world.write_config();
-    let mut cmd = aiwatch();
-    cmd.current_dir(world.dir())
-        .arg("--config")
-        .arg(config)
-        .arg("status")
-        .arg("--timeout")
-        .arg("3s")
-        .arg("--dns-server")
-        .arg(world.dns.addr().to_string())
-        .arg("--ca-file")
-        .arg(world.public_ca_path());
+    let mut cmd = in_world(world, "status");
+    cmd.arg("--timeout").arg("3s");
     cmd
 }
 
