@@ -75,3 +75,52 @@ pub fn read_keys(catalog: &Catalog) -> HashMap<ServiceName, ApiKey> {
         })
         .collect()
 }
+
+/// The services named on the command line, in order and without repeats; all of `everything`
+/// when none are named. Unknown names are usage errors with close suggestions.
+pub fn select_services(
+    catalog: &Catalog,
+    names: &[String],
+    everything: impl FnOnce() -> Vec<aiwatch_core::Service>,
+) -> anyhow::Result<Vec<aiwatch_core::Service>> {
+    if names.is_empty() {
+        return Ok(everything());
+    }
+    let mut chosen: Vec<aiwatch_core::Service> = Vec::new();
+    for name in names {
+        let service = catalog.get(name).map_err(|e| exit::usage(e.to_string()))?;
+        if !chosen.iter().any(|s| s.name == service.name) {
+            chosen.push(service.clone());
+        }
+    }
+    Ok(chosen)
+}
+
+/// `--timeout`, or the config's budget when it is not given.
+pub fn timeout(raw: Option<&str>, config: &Config) -> anyhow::Result<std::time::Duration> {
+    match raw {
+        Some(raw) => aiwatch_core::config::parse_duration(raw)
+            .map_err(|e| exit::usage(format!("--timeout: {e}"))),
+        None => Ok(config.defaults.timeout),
+    }
+}
+
+/// `--dns-server` as a resolver choice, after checking that every `--ca-file` exists.
+pub fn network(
+    dns_server: Option<&str>,
+    ca_files: &[PathBuf],
+) -> anyhow::Result<aiwatch_probe::DnsChoice> {
+    for path in ca_files {
+        if !path.is_file() {
+            return Err(exit::usage(format!(
+                "--ca-file: {} does not exist",
+                path.display()
+            )));
+        }
+    }
+    match dns_server {
+        Some(raw) => aiwatch_probe::DnsChoice::parse_server(raw)
+            .map_err(|e| exit::usage(format!("--dns-server: {e}"))),
+        None => Ok(aiwatch_probe::DnsChoice::System),
+    }
+}

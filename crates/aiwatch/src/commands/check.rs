@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aiwatch_core::classify::classify;
-use aiwatch_core::config::parse_duration;
 use aiwatch_core::verdict::Fault;
-use aiwatch_core::{Service, Verdict};
-use aiwatch_probe::{CheckOptions, Checker, DnsChoice, ProxySettings};
+use aiwatch_core::Verdict;
+use aiwatch_probe::{CheckOptions, Checker, ProxySettings};
 use anyhow::Context;
 
 use crate::cli::CheckArgs;
@@ -25,39 +24,11 @@ pub fn run(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
-    let services: Vec<Service> = if args.services.is_empty() {
+    let services = load::select_services(&loaded.catalog, &args.services, || {
         loaded.catalog.iter().cloned().collect()
-    } else {
-        let mut chosen = Vec::new();
-        for name in &args.services {
-            let service = loaded
-                .catalog
-                .get(name)
-                .map_err(|e| exit::usage(e.to_string()))?;
-            if !chosen.iter().any(|s: &Service| s.name == service.name) {
-                chosen.push(service.clone());
-            }
-        }
-        chosen
-    };
-    let timeout = match &args.timeout {
-        Some(raw) => parse_duration(raw).map_err(|e| exit::usage(format!("--timeout: {e}")))?,
-        None => loaded.config.defaults.timeout,
-    };
-    let dns = match &args.dns_server {
-        Some(raw) => {
-            DnsChoice::parse_server(raw).map_err(|e| exit::usage(format!("--dns-server: {e}")))?
-        }
-        None => DnsChoice::System,
-    };
-    for path in &args.ca_file {
-        if !path.is_file() {
-            return Err(exit::usage(format!(
-                "--ca-file: {} does not exist",
-                path.display()
-            )));
-        }
-    }
+    })?;
+    let timeout = load::timeout(args.timeout.as_deref(), &loaded.config)?;
+    let dns = load::network(args.dns_server.as_deref(), &args.ca_file)?;
     let proxies = ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?;
     let options = CheckOptions {
         timeout,

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use aiwatch_core::assess::AssessConfig;
-use aiwatch_core::Service;
 use aiwatch_probe::poller::PollerOptions;
-use aiwatch_probe::{CheckOptions, DnsChoice, ProxySettings};
+use aiwatch_probe::{CheckOptions, ProxySettings};
 use aiwatch_server::engine::EngineOptions;
 use aiwatch_server::scheduler::Limits;
 use aiwatch_server::DaemonConfig;
@@ -43,26 +42,10 @@ fn database_path(args: &ServeArgs, configured: Option<&str>) -> anyhow::Result<P
 
 pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
-    let services: Vec<Service> = if args.services.is_empty() {
+    let services = load::select_services(&loaded.catalog, &args.services, || {
         loaded.catalog.iter().cloned().collect()
-    } else {
-        args.services
-            .iter()
-            .map(|name| {
-                loaded
-                    .catalog
-                    .get(name)
-                    .cloned()
-                    .map_err(|e| exit::usage(e.to_string()))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let dns = match &args.dns_server {
-        Some(raw) => {
-            DnsChoice::parse_server(raw).map_err(|e| exit::usage(format!("--dns-server: {e}")))?
-        }
-        None => DnsChoice::System,
-    };
+    })?;
+    let dns = load::network(args.dns_server.as_deref(), &args.ca_file)?;
     let listen = args.listen.unwrap_or(loaded.config.server.listen);
     let db = database_path(args, loaded.config.server.database.as_deref())?;
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {

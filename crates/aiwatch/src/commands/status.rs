@@ -12,19 +12,18 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aiwatch_core::config::parse_duration;
 use aiwatch_core::official::{
     Component, ComponentStatus, Impact, Incident, IncidentStatus, IncidentUpdate, Indicator,
     Maintenance, MaintenanceStatus, OfficialSignal, OfficialStatus,
 };
 use aiwatch_core::service::StatusSource;
 use aiwatch_core::verdict::Fault;
-use aiwatch_core::{Catalog, Service};
+use aiwatch_core::Service;
 use aiwatch_probe::dns::Dns;
 use aiwatch_probe::layered::ProbeContext;
 use aiwatch_probe::poller::{PollTarget, Poller, PollerOptions, SourceState};
 use aiwatch_probe::tls::Trust;
-use aiwatch_probe::{DnsChoice, ProxySettings};
+use aiwatch_probe::ProxySettings;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,25 +45,16 @@ pub fn run(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
-    let services = select(&loaded.catalog, &args.services)?;
-    let timeout = match &args.timeout {
-        Some(raw) => parse_duration(raw).map_err(|e| exit::usage(format!("--timeout: {e}")))?,
-        None => loaded.config.defaults.timeout,
-    };
-    let dns = match &args.dns_server {
-        Some(raw) => {
-            DnsChoice::parse_server(raw).map_err(|e| exit::usage(format!("--dns-server: {e}")))?
-        }
-        None => DnsChoice::System,
-    };
-    for path in &args.ca_file {
-        if !path.is_file() {
-            return Err(exit::usage(format!(
-                "--ca-file: {} does not exist",
-                path.display()
-            )));
-        }
-    }
+    let services = load::select_services(&loaded.catalog, &args.services, || {
+        loaded
+            .catalog
+            .iter()
+            .filter(|s| s.status.is_some())
+            .cloned()
+            .collect()
+    })?;
+    let timeout = load::timeout(args.timeout.as_deref(), &loaded.config)?;
+    let dns = load::network(args.dns_server.as_deref(), &args.ca_file)?;
     let proxies = ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?;
     let targets = PollTarget::from_services(services.iter());
 
@@ -139,24 +129,6 @@ pub fn run(
 }
 
 /// The services asked for, or every service with a status page; unknown names are usage errors.
-fn select(catalog: &Catalog, names: &[String]) -> anyhow::Result<Vec<Service>> {
-    if names.is_empty() {
-        return Ok(catalog
-            .iter()
-            .filter(|s| s.status.is_some())
-            .cloned()
-            .collect());
-    }
-    let mut chosen: Vec<Service> = Vec::new();
-    for name in names {
-        let service = catalog.get(name).map_err(|e| exit::usage(e.to_string()))?;
-        if !chosen.iter().any(|s| s.name == service.name) {
-            chosen.push(service.clone());
-        }
-    }
-    Ok(chosen)
-}
-
 fn progress_bar(pages: usize) -> ProgressBar {
     let bar = ProgressBar::new(pages as u64);
     bar.set_style(
