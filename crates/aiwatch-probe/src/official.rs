@@ -48,14 +48,7 @@ pub async fn fetch_official(
             STATUS_BODY_CAP / (1024 * 1024)
         ));
     }
-    let parsed = match source {
-        StatusSource::Statuspage(_) => status::parse_statuspage_summary(&probed.body),
-        StatusSource::GoogleCloud(_) => {
-            status::parse_google_cloud_incidents(&probed.body, products)
-        }
-        StatusSource::Feed(_) => status::parse_feed(&probed.body),
-    };
-    parsed.map_err(|e| format!("{url}: {e}"))
+    status::parse(source, &probed.body, products).map_err(|e| format!("{url}: {e}"))
 }
 
 /// One sentence on where a probe stopped, for a status page that could not be read.

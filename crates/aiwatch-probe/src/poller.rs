@@ -646,19 +646,6 @@ fn size_text(bytes: usize) -> String {
     }
 }
 
-/// Parses a body in the format its source names.
-pub fn parse_page(
-    source: &StatusSource,
-    body: &[u8],
-    products: &[String],
-) -> Result<OfficialStatus, crate::Error> {
-    match source {
-        StatusSource::Statuspage(_) => status::parse_statuspage_summary(body),
-        StatusSource::GoogleCloud(_) => status::parse_google_cloud_incidents(body, products),
-        StatusSource::Feed(_) => status::parse_feed(body),
-    }
-}
-
 // === The poller ===
 
 /// Polls a set of status pages, each on its own schedule, and publishes their states.
@@ -784,7 +771,7 @@ impl Poller {
                 body,
                 validators,
                 content_type,
-            }) => match parse_page(&target.source, &body, &target.products) {
+            }) => match status::parse(&target.source, &body, &target.products) {
                 Ok(page) => Outcome::Read(page, validators),
                 Err(error) => Outcome::Failed {
                     reason: match content_type {

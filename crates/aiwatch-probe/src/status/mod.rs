@@ -55,3 +55,17 @@ fn newest_first(updates: &mut [aiwatch_core::official::IncidentUpdate]) {
         updates.sort_by_key(|u| std::cmp::Reverse(u.created_at));
     }
 }
+
+/// Parses a status page in the format its source says it is in.
+pub fn parse(
+    source: &aiwatch_core::service::StatusSource,
+    body: &[u8],
+    products: &[String],
+) -> Result<aiwatch_core::official::OfficialStatus, crate::Error> {
+    use aiwatch_core::service::StatusSource;
+    match source {
+        StatusSource::Statuspage(_) => parse_statuspage_summary(body),
+        StatusSource::GoogleCloud(_) => parse_google_cloud_incidents(body, products),
+        StatusSource::Feed(_) => parse_feed(body),
+    }
+}
