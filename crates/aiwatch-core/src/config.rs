@@ -91,10 +91,54 @@ pub struct ServiceEntry {
     pub interval: Option<Duration>,
 }
 
+/// `[gateway]`: where the failover proxy listens, whom it serves and how hard it tries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
+    /// The variable holding the comma-separated keys clients must present.
     pub client_keys_env: String,
+    /// Request bodies above this size are refused with 413.
+    pub max_request_bytes: usize,
+    /// The whole request's deadline, across every attempt.
+    pub request_timeout: Duration,
+    /// An upstream's default budget to answer (response headers), per attempt.
+    pub upstream_timeout: Duration,
+    /// A stream that sends nothing for this long has stalled.
+    pub stream_stall: Duration,
+    /// Attempts one request may make across upstreams (the first counts).
+    pub max_attempts: u32,
+    /// Consecutive failures that trip an upstream's breaker.
+    pub failures_to_trip: u32,
+    /// How often a tripped upstream is tried with canaries.
+    pub canary_interval: Duration,
+    /// Canaries in a row that must pass before a tripped upstream gets traffic back.
+    pub canaries_to_close: u32,
+    /// The share (percent) a recovered upstream gets at each ramp step; the last is 100.
+    pub ramp: Vec<u8>,
+    /// How long each ramp step lasts without failures before the next.
+    pub ramp_step: Duration,
+    /// Tokens canaries may spend per upstream per hour.
+    pub canary_tokens_per_hour: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            client_keys_env: "AIWATCH_GATEWAY_KEYS".to_owned(),
+            max_request_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(300),
+            upstream_timeout: Duration::from_secs(60),
+            stream_stall: Duration::from_secs(30),
+            max_attempts: 3,
+            failures_to_trip: 3,
+            canary_interval: Duration::from_secs(15),
+            canaries_to_close: 2,
+            ramp: vec![10, 50, 100],
+            ramp_step: Duration::from_secs(30),
+            canary_tokens_per_hour: 2_000,
+        }
+    }
 }
 
 /// A model alias and its ordered upstreams.
@@ -104,10 +148,16 @@ pub struct Route {
     pub upstreams: Vec<Upstream>,
 }
 
+/// One upstream of a route: a service of the catalog and the model to ask it for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub service: ServiceName,
     pub model: String,
+    /// Overrides `[gateway] upstream_timeout` for this upstream.
+    pub timeout: Option<Duration>,
+    /// Share of first attempts. By default the first upstream takes all (1) and the others
+    /// stand by (0) for failover; weights on several upstreams split traffic between them.
+    pub weight: u32,
 }
 
 // === raw, as written in the file ===
@@ -176,13 +226,73 @@ struct RawGateway {
     listen: Option<SocketAddr>,
     #[serde(default, deserialize_with = "env_name")]
     client_keys_env: Option<String>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    max_request_bytes: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    request_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    upstream_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    stream_stall: Option<Duration>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    failures_to_trip: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    canary_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    canaries_to_close: Option<u32>,
+    #[serde(default, deserialize_with = "ramp")]
+    ramp: Option<Vec<u8>>,
+    #[serde(default, deserialize_with = "duration")]
+    ramp_step: Option<Duration>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    canary_tokens_per_hour: Option<u32>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     model: String,
-    upstreams: Vec<Spanned<String>>,
+    upstreams: Vec<Spanned<RawUpstream>>,
+}
+
+/// `"service:model"`, or `{ upstream = "service:model", timeout = "20s", weight = 2 }`.
+enum RawUpstream {
+    Short(String),
+    Full(RawUpstreamTable),
+}
+
+impl<'de> Deserialize<'de> for RawUpstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawUpstream;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"service:model\" or { upstream = \"service:model\", timeout = \"20s\", weight = 1 }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawUpstream, E> {
+                Ok(RawUpstream::Short(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawUpstream, A::Error> {
+                RawUpstreamTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawUpstream::Full)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTable {
+    upstream: String,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    weight: Option<u32>,
 }
 
 struct ValidName(ServiceName);
@@ -229,6 +339,20 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error
         .ok_or_else(|| {
             serde::de::Error::custom(format!("{n} is out of range; use a whole number from 1 up"))
         })
+}
+
+fn ramp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let steps = Vec::<i64>::deserialize(d)?;
+    let valid = !steps.is_empty()
+        && steps.iter().all(|s| (1..=100).contains(s))
+        && steps.windows(2).all(|w| w[0] < w[1])
+        && steps.last() == Some(&100);
+    if !valid {
+        return Err(serde::de::Error::custom(
+            "a ramp is rising percentages that end at 100, like [10, 50, 100]",
+        ));
+    }
+    Ok(Some(steps.into_iter().map(|s| s as u8).collect()))
 }
 
 fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -371,13 +495,27 @@ impl Config {
             });
         }
 
-        let gateway = raw.gateway.map(|g| GatewayConfig {
-            listen: g
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000))),
-            client_keys_env: g
-                .client_keys_env
-                .unwrap_or_else(|| "AIWATCH_GATEWAY_KEYS".to_owned()),
+        let gateway = raw.gateway.map(|g| {
+            let fallback = GatewayConfig::default();
+            GatewayConfig {
+                listen: g.listen.unwrap_or(fallback.listen),
+                client_keys_env: g.client_keys_env.unwrap_or(fallback.client_keys_env),
+                max_request_bytes: g
+                    .max_request_bytes
+                    .map_or(fallback.max_request_bytes, |n| n as usize),
+                request_timeout: g.request_timeout.unwrap_or(fallback.request_timeout),
+                upstream_timeout: g.upstream_timeout.unwrap_or(fallback.upstream_timeout),
+                stream_stall: g.stream_stall.unwrap_or(fallback.stream_stall),
+                max_attempts: g.max_attempts.unwrap_or(fallback.max_attempts),
+                failures_to_trip: g.failures_to_trip.unwrap_or(fallback.failures_to_trip),
+                canary_interval: g.canary_interval.unwrap_or(fallback.canary_interval),
+                canaries_to_close: g.canaries_to_close.unwrap_or(fallback.canaries_to_close),
+                ramp: g.ramp.unwrap_or(fallback.ramp),
+                ramp_step: g.ramp_step.unwrap_or(fallback.ramp_step),
+                canary_tokens_per_hour: g
+                    .canary_tokens_per_hour
+                    .map_or(fallback.canary_tokens_per_hour, u64::from),
+            }
         });
 
         let known =
@@ -409,9 +547,22 @@ impl Config {
                 ));
             }
             let mut upstreams = Vec::with_capacity(r.upstreams.len());
-            for up in r.upstreams {
+            let explicit_weights = r
+                .upstreams
+                .iter()
+                .any(|u| matches!(u.get_ref(), RawUpstream::Full(t) if t.weight.is_some()));
+            for (position, up) in r.upstreams.into_iter().enumerate() {
                 let up_span = up.span();
-                let raw_up = up.into_inner();
+                let (raw_up, timeout, weight) = match up.into_inner() {
+                    RawUpstream::Short(s) => (s, None, None),
+                    RawUpstream::Full(t) => (t.upstream, t.timeout, t.weight),
+                };
+                // Without weights the first upstream takes all traffic and the rest stand by.
+                let weight = match weight {
+                    Some(w) => w,
+                    None if !explicit_weights && position == 0 => 1,
+                    None => 0,
+                };
                 let (service, model) = raw_up
                     .split_once(':')
                     .filter(|(s, m)| !s.is_empty() && !m.is_empty())
@@ -437,7 +588,19 @@ impl Config {
                 upstreams.push(Upstream {
                     service,
                     model: model.to_owned(),
+                    timeout,
+                    weight,
                 });
+            }
+            if upstreams.iter().all(|u| u.weight == 0) {
+                return Err(locate(
+                    text,
+                    Some(span),
+                    format!(
+                        "route `{}` gives every upstream weight 0: none would get traffic",
+                        r.model
+                    ),
+                ));
             }
             routes.push(Route {
                 model: r.model,
@@ -610,6 +773,64 @@ mod tests {
         assert!(e.message.contains("environment variable"), "{e}");
         let e = err("[defaults\n");
         assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn gateway_settings_and_upstream_tables_parse() {
+        let config = Config::parse(
+            r#"
+[gateway]
+listen = "127.0.0.1:4100"
+stream_stall = "5s"
+ramp = [25, 100]
+
+[[route]]
+model = "smart"
+upstreams = [
+  { upstream = "openai-api:gpt-4o-mini", timeout = "20s", weight = 3 },
+  { upstream = "anthropic-api:claude-3-5-haiku-latest", weight = 1 },
+  "ollama:llama3.2",
+]
+
+[[route]]
+model = "cheap"
+upstreams = ["groq-api:llama-3.1-8b-instant", "ollama:llama3.2"]
+"#,
+        )
+        .expect("valid");
+        let gateway = config.gateway.expect("gateway table");
+        assert_eq!(gateway.listen.port(), 4100);
+        assert_eq!(gateway.stream_stall, Duration::from_secs(5));
+        assert_eq!(gateway.ramp, vec![25, 100]);
+        assert_eq!(gateway.max_attempts, 3, "unset keys keep their defaults");
+        let smart = &config.routes[0].upstreams;
+        assert_eq!(smart[0].timeout, Some(Duration::from_secs(20)));
+        assert_eq!(
+            smart.iter().map(|u| u.weight).collect::<Vec<_>>(),
+            vec![3, 1, 0]
+        );
+        let cheap = &config.routes[1].upstreams;
+        assert_eq!(
+            cheap.iter().map(|u| u.weight).collect::<Vec<_>>(),
+            vec![1, 0],
+            "without weights the first upstream takes the traffic and the rest stand by"
+        );
+    }
+
+    #[test]
+    fn bad_gateway_values_name_their_field() {
+        let e = err("[gateway]\nramp = [50, 10]\n");
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("rising percentages"), "{e}");
+        let e = err(
+            "[[route]]\nmodel = \"x\"\nupstreams = [{ upstream = \"ollama:m\", wieght = 2 }]\n",
+        );
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("wieght"), "{e}");
+        let e = err(
+            "[[route]]\nmodel = \"x\"\nupstreams = [{ upstream = \"ollama:m\", weight = 0 }]\n",
+        );
+        assert!(e.message.contains("weight 0"), "{e}");
     }
 
     #[test]

@@ -164,7 +164,98 @@ pub fn openai_stream(complete: bool) -> Reply {
     openai_headers(Reply::sse(events, STREAM_GAP, complete))
 }
 
+/// 200 `POST /v1/chat/completions` (not streamed): one choice saying `text`, finish "stop",
+/// with `usage`.
+pub fn openai_chat_completion(text: &str) -> Reply {
+    openai_headers(Reply::json(200, openai_chat_completion_body(text)))
+}
+
+/// The body of [`openai_chat_completion`], for fakes that answer dynamically.
+pub fn openai_chat_completion_body(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-AaWtestCompletion01",
+        "object": "chat.completion",
+        "created": 1_733_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_0ba0d124f1",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": 12,
+            "completion_tokens": 9,
+            "total_tokens": 21,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}
+        }
+    })
+}
+
+/// A complete Chat Completions stream whose last content-less chunk carries `usage`, as
+/// OpenAI sends it when the request sets `stream_options.include_usage`.
+pub fn openai_stream_with_usage() -> Reply {
+    let head = json!({
+        "id": "chatcmpl-AaWtestStream0001", "object": "chat.completion.chunk",
+        "created": 1_733_000_000, "model": "gpt-4o-mini-2024-07-18"
+    });
+    let chunk = |delta: Value, finish: Value| {
+        let mut frame = head.clone();
+        frame["choices"] =
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+        frame["usage"] = Value::Null;
+        format!("data: {frame}")
+    };
+    let mut usage = head.clone();
+    usage["choices"] = json!([]);
+    usage["usage"] = json!({"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21});
+    let events = vec![
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({"content": "Hello"}), Value::Null),
+        chunk(json!({"content": "! How can I help?"}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        format!("data: {usage}"),
+        "data: [DONE]".to_owned(),
+    ];
+    openai_headers(Reply::sse(events, STREAM_GAP, true))
+}
+
+/// 200 `POST /v1/embeddings`: one 8-dimensional embedding per input, with `usage`.
+pub fn openai_embeddings(inputs: usize) -> Reply {
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0023, -0.0093, 0.0158, -0.0028, 0.0107, -0.0041, 0.0071, -0.0005]}))
+        .collect();
+    openai_headers(Reply::json(
+        200,
+        json!({
+            "object": "list",
+            "data": data,
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 8, "total_tokens": 8}
+        }),
+    ))
+}
+
 // === Anthropic ===
+
+/// 200 `POST /v1/messages` (not streamed): one text block saying `text`, stop "end_turn".
+pub fn anthropic_message(text: &str) -> Reply {
+    anthropic_headers(Reply::json(
+        200,
+        json!({
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-3-5-haiku-20241022",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 12, "output_tokens": 9}
+        }),
+    ))
+}
 
 /// Adds the headers every Anthropic API response carries.
 fn anthropic_headers(reply: Reply) -> Reply {
