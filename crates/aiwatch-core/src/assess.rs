@@ -110,7 +110,7 @@ impl AssessConfig {
     }
 
     /// The latency above which a canary counts as slow, given a baseline.
-    fn slow_above(&self, baseline_ms: f64) -> f64 {
+    pub fn slow_above(&self, baseline_ms: f64) -> f64 {
         (baseline_ms * self.latency_factor).max(baseline_ms + self.latency_slack_ms)
     }
 }
@@ -648,11 +648,26 @@ fn canary_failure(
     baseline: Option<f64>,
     config: &AssessConfig,
 ) -> Option<String> {
-    if obs.complete == Some(false) {
+    canary_shortfall(
+        obs.complete,
+        obs.phases.total.map(f64::from),
+        baseline,
+        config,
+    )
+}
+
+/// The recovery validation the monitor and the gateway share: a successful canary still fails
+/// when its answer was cut off or it was slow against the baseline. `None` means it passed.
+pub fn canary_shortfall(
+    complete: Option<bool>,
+    total_ms: Option<f64>,
+    baseline_ms: Option<f64>,
+    config: &AssessConfig,
+) -> Option<String> {
+    if complete == Some(false) {
         return Some("truncated answer".to_owned());
     }
-    if let (Some(total), Some(base)) = (obs.phases.total, baseline) {
-        let total = f64::from(total);
+    if let (Some(total), Some(base)) = (total_ms, baseline_ms) {
         if total > config.slow_above(base) {
             return Some(format!("slow: {} vs baseline {}", ms(total), ms(base)));
         }

@@ -12,9 +12,11 @@ pub mod evidence;
 pub mod network;
 pub mod observation;
 pub mod official;
+pub mod prometheus_text;
 pub mod secret;
 pub mod service;
 pub mod signatures;
+pub mod spike;
 pub mod verdict;
 
 pub use catalog::{Catalog, UnknownService};

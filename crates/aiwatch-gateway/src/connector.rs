@@ -1,0 +1,120 @@
+//! Opens connections to an upstream the way the monitor's probes do — the same resolver,
+//! proxy settings and TLS trust — for a pooled hyper client, and refuses to send a key
+//! through intercepted TLS.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aiwatch_core::evidence::{ProbeReport, Purpose};
+use aiwatch_probe::layered::{open, Io, ProbeContext};
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::client::WebPkiServerVerifier;
+use tokio::time::Instant;
+
+/// A hyper connector for one upstream service.
+#[derive(Clone)]
+pub struct UpstreamConnector {
+    ctx: ProbeContext,
+    expected_ca: Option<Arc<WebPkiServerVerifier>>,
+    carries_key: bool,
+    timeout: Duration,
+}
+
+impl UpstreamConnector {
+    pub fn new(
+        ctx: ProbeContext,
+        expected_ca: Option<Arc<WebPkiServerVerifier>>,
+        carries_key: bool,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            ctx,
+            expected_ca,
+            carries_key,
+            timeout,
+        }
+    }
+}
+
+/// An opened upstream connection, as hyper wants it.
+pub struct UpstreamIo {
+    inner: TokioIo<Box<dyn Io>>,
+    proxied: bool,
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        Connected::new().proxy(self.proxied)
+    }
+}
+
+impl Read for UpstreamIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl Write for UpstreamIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = UpstreamIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let url = uri.to_string();
+            let mut report = ProbeReport::new(Purpose::Api, &url, "");
+            let deadline = Instant::now() + this.timeout;
+            let opened = open(&this.ctx, &mut report, &url, this.expected_ca, deadline)
+                .await
+                .ok_or_else(|| io::Error::other(failure_text(&report)))?;
+            if opened.intercepted && this.carries_key {
+                return Err(io::Error::other(
+                    "TLS to the upstream is intercepted; its key was not sent through it",
+                ));
+            }
+            Ok(UpstreamIo {
+                proxied: opened.target.starts_with("http://"),
+                inner: TokioIo::new(opened.io),
+            })
+        })
+    }
+}
+
+/// Which layer failed, in the words the monitor uses.
+fn failure_text(report: &ProbeReport) -> String {
+    aiwatch_probe::official::failure_text(report)
+}

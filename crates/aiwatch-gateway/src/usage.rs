@@ -1,0 +1,251 @@
+//! Usage accounting: requests and tokens per gateway key and upstream, taken from each
+//! answer's `usage`, and a spike flag per key when its tokens per minute leave their normal.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use aiwatch_core::spike::{detect, Spike, SpikeRule};
+use serde::Serialize;
+
+use crate::auth::KeyLabel;
+
+/// Minutes of per-key history the spike baseline looks at.
+const HISTORY_MINUTES: usize = 60;
+
+/// Tokens one answer used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+impl Tokens {
+    /// Reads an OpenAI-shaped `usage` object (`prompt_tokens`, `completion_tokens`).
+    pub fn from_usage(usage: &serde_json::Value) -> Option<Tokens> {
+        let get = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
+        let prompt = get("prompt_tokens");
+        let completion = get("completion_tokens");
+        if prompt.is_none() && completion.is_none() {
+            return None;
+        }
+        Some(Tokens {
+            prompt: prompt.unwrap_or(0),
+            completion: completion.unwrap_or(0),
+        })
+    }
+
+    pub fn total(self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+}
+
+/// Totals of one key at one upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub requests: u64,
+    /// Answers that came without a `usage` object.
+    pub without_usage: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct KeyMinutes {
+    /// (minute, tokens) for the minutes that saw traffic, oldest first.
+    minutes: VecDeque<(u64, u64)>,
+}
+
+impl KeyMinutes {
+    fn add(&mut self, minute: u64, tokens: u64) {
+        match self.minutes.back_mut() {
+            Some((m, t)) if *m == minute => *t = t.saturating_add(tokens),
+            _ => self.minutes.push_back((minute, tokens)),
+        }
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(m, _)| minute.saturating_sub(*m) > HISTORY_MINUTES as u64)
+        {
+            self.minutes.pop_front();
+        }
+    }
+
+    /// Earlier minutes (quiet ones count as 0) and the current one.
+    fn history(&self, minute: u64) -> (Vec<f64>, f64) {
+        let first = self.minutes.front().map_or(minute, |(m, _)| *m);
+        let start = first.max(minute.saturating_sub(HISTORY_MINUTES as u64));
+        let mut history = Vec::new();
+        for m in start..minute {
+            let tokens = self
+                .minutes
+                .iter()
+                .find(|(at, _)| *at == m)
+                .map_or(0, |(_, t)| *t);
+            history.push(tokens as f64);
+        }
+        let current = self
+            .minutes
+            .back()
+            .filter(|(m, _)| *m == minute)
+            .map_or(0, |(_, t)| *t);
+        (history, current as f64)
+    }
+}
+
+/// One key's line in the usage report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KeyUsage {
+    pub key: String,
+    pub upstreams: BTreeMap<String, Totals>,
+    pub tokens_this_minute: u64,
+    /// Set when this minute's tokens are far above the key's normal: a leaked key or a
+    /// runaway script.
+    pub spike: Option<Spike>,
+}
+
+/// The ledger of everything served.
+#[derive(Debug)]
+pub struct Ledger {
+    rule: SpikeRule,
+    totals: BTreeMap<(KeyLabel, String), Totals>,
+    minutes: BTreeMap<KeyLabel, KeyMinutes>,
+}
+
+impl Ledger {
+    pub fn new(rule: SpikeRule) -> Self {
+        Self {
+            rule,
+            totals: BTreeMap::new(),
+            minutes: BTreeMap::new(),
+        }
+    }
+
+    /// Records one answer; returns a spike if this key is now spiking.
+    pub fn record(
+        &mut self,
+        key: KeyLabel,
+        upstream: &str,
+        tokens: Option<Tokens>,
+        minute: u64,
+    ) -> Option<Spike> {
+        let totals = self.totals.entry((key, upstream.to_owned())).or_default();
+        totals.requests += 1;
+        match tokens {
+            Some(t) => {
+                totals.prompt_tokens = totals.prompt_tokens.saturating_add(t.prompt);
+                totals.completion_tokens = totals.completion_tokens.saturating_add(t.completion);
+            }
+            None => totals.without_usage += 1,
+        }
+        let minutes = self.minutes.entry(key).or_default();
+        minutes.add(minute, tokens.map_or(0, Tokens::total));
+        let (history, current) = minutes.history(minute);
+        detect(&history, current, &self.rule)
+    }
+
+    /// Every key's totals and spike state at `minute`.
+    pub fn report(&self, minute: u64) -> Vec<KeyUsage> {
+        let mut out: BTreeMap<KeyLabel, KeyUsage> = BTreeMap::new();
+        for ((key, upstream), totals) in &self.totals {
+            let entry = out.entry(*key).or_insert_with(|| {
+                let (history, current) = self
+                    .minutes
+                    .get(key)
+                    .map_or((Vec::new(), 0.0), |m| m.history(minute));
+                KeyUsage {
+                    key: key.to_string(),
+                    upstreams: BTreeMap::new(),
+                    tokens_this_minute: current as u64,
+                    spike: detect(&history, current, &self.rule),
+                }
+            });
+            entry.upstreams.insert(upstream.clone(), totals.clone());
+        }
+        out.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> Ledger {
+        Ledger::new(SpikeRule {
+            factor: 10.0,
+            min_increase: 1_000.0,
+            min_history: 5,
+        })
+    }
+
+    fn tokens(total: u64) -> Option<Tokens> {
+        Some(Tokens {
+            prompt: total / 2,
+            completion: total - total / 2,
+        })
+    }
+
+    #[test]
+    fn totals_are_kept_per_key_and_upstream() {
+        let mut l = ledger();
+        l.record(KeyLabel(1), "openai-api:gpt-4o-mini", tokens(30), 0);
+        l.record(KeyLabel(1), "openai-api:gpt-4o-mini", None, 0);
+        l.record(KeyLabel(2), "ollama:llama3.2", tokens(10), 0);
+        let report = l.report(0);
+        assert_eq!(report.len(), 2);
+        let first = &report[0].upstreams["openai-api:gpt-4o-mini"];
+        assert_eq!(first.requests, 2);
+        assert_eq!(first.without_usage, 1);
+        assert_eq!(first.prompt_tokens + first.completion_tokens, 30);
+    }
+
+    #[test]
+    fn a_runaway_key_is_flagged_and_a_steady_one_is_not() {
+        let mut l = ledger();
+        for minute in 0..20 {
+            assert!(l.record(KeyLabel(1), "up", tokens(500), minute).is_none());
+            assert!(l.record(KeyLabel(2), "up", tokens(500), minute).is_none());
+        }
+        let mut spike = None;
+        for _ in 0..100 {
+            spike = l.record(KeyLabel(1), "up", tokens(500), 20);
+        }
+        let spike = spike.expect("key-1 spikes");
+        assert_eq!(spike.baseline, 500.0);
+        let report = l.report(20);
+        assert!(report[0].spike.is_some());
+        assert!(report[1].spike.is_none());
+    }
+
+    #[test]
+    fn quiet_minutes_count_as_zero_in_the_baseline() {
+        let mut l = ledger();
+        l.record(KeyLabel(1), "up", tokens(100), 0);
+        for _ in 0..3 {
+            l.record(KeyLabel(1), "up", tokens(1_000), 30);
+        }
+        assert!(
+            l.report(30)[0].spike.is_some(),
+            "29 quiet minutes make 3,000 unusual"
+        );
+    }
+
+    #[test]
+    fn usage_objects_are_read_leniently() {
+        let usage =
+            serde_json::json!({"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21});
+        assert_eq!(
+            Tokens::from_usage(&usage),
+            Some(Tokens {
+                prompt: 12,
+                completion: 9
+            })
+        );
+        assert_eq!(Tokens::from_usage(&serde_json::json!({"x": 1})), None);
+        assert_eq!(
+            Tokens::from_usage(&serde_json::json!({"prompt_tokens": 8, "total_tokens": 8})),
+            Some(Tokens {
+                prompt: 8,
+                completion: 0
+            })
+        );
+    }
+}
