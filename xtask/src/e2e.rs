@@ -25,6 +25,10 @@ impl Drop for Serve {
 
 pub fn run(args: &[&str]) -> Result<()> {
     let only = args.first().copied();
+    // The gateway suites need neither the browser nor promtool nor `aiwatch serve`.
+    if let Some(suite @ ("sdk" | "local-model")) = only {
+        return crate::e2e_gateway::run(suite);
+    }
     install(&["prometheus", "chromium", "chromium-driver"])?;
     let binary = build()?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -46,6 +50,10 @@ pub fn run(args: &[&str]) -> Result<()> {
                 );
             })
             .await?;
+        }
+        if only.is_none() {
+            crate::e2e_gateway::sdk(&binary).await?;
+            crate::e2e_gateway::local_model(&binary).await?;
         }
         println!(
             "e2e: all suites passed; artifacts in {}",

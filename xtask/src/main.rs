@@ -4,6 +4,7 @@ mod bench_check;
 mod bench_serve;
 mod browser;
 mod e2e;
+mod e2e_gateway;
 
 use anyhow::{bail, Result};
 

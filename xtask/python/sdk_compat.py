@@ -1,0 +1,332 @@
+"""The official `openai` Python SDK against a running `aiwatch gateway`, one phase at a time.
+
+`cargo xtask e2e sdk` starts loopback fakes of the upstreams and the gateway, then runs
+`python sdk_compat.py PHASE` once per phase, changing how the fakes behave in between:
+
+- `basics`: every upstream healthy; chat (plain and streamed), embeddings, the model list, an
+  Anthropic upstream through the translation, and how errors reach the SDK.
+- `failover`: the primaries of three routes start failing after two good answers (503, a hang,
+  Anthropic's 529); every request must still succeed, via the next upstream.
+
+Environment: AIWATCH_GATEWAY_URL (the gateway's base URL ending in /v1), AIWATCH_GATEWAY_KEY
+(a client key it accepts), AIWATCH_ROUTES (the route aliases, comma-separated).
+
+Each check runs even after another failed; the last line is "N passed, N failed" and the exit
+code is 1 when any failed.
+"""
+
+import os
+import sys
+import time
+import traceback
+
+import openai
+
+BASE_URL = os.environ["AIWATCH_GATEWAY_URL"]
+KEY = os.environ["AIWATCH_GATEWAY_KEY"]
+ROUTES = sorted(os.environ["AIWATCH_ROUTES"].split(","))
+
+# What the fakes say (see xtask/src/e2e_gateway/sdk.rs).
+OPENAI_TEXT = "Hello from fake-openai"
+CLAUDE_TEXT = "Hello from fake-claude"
+BACKUP_TEXT = "Hello from fake-backup"
+SLOW_TEXT = "Hello from fake-slow"
+BUSY_TEXT = "Hello from fake-busy"
+STREAM_TEXT = "Hello! How can I help?"
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Say hello."},
+]
+
+CHECKS = {}
+
+
+def check(phase):
+    def register(function):
+        CHECKS.setdefault(phase, []).append(function)
+        return function
+
+    return register
+
+
+def client(key=KEY, timeout=30.0):
+    # No SDK retries: every status the gateway sends must reach the test as it is.
+    return openai.OpenAI(base_url=BASE_URL, api_key=key, max_retries=0, timeout=timeout)
+
+
+def expect_equal(what, got, want):
+    assert got == want, f"{what}: expected {want!r}, got {got!r}"
+
+
+def collect(stream):
+    """Text, last finish_reason, usage and chunk count of a chat stream."""
+    text, finish, usage, chunks = "", None, None, 0
+    for chunk in stream:
+        chunks += 1
+        expect_equal("chunk object", chunk.object, "chat.completion.chunk")
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.finish_reason is not None:
+                finish = choice.finish_reason
+    return text, finish, usage, chunks
+
+
+def chat(model, stream=False, **extra):
+    """One chat completion through the gateway: (headers, text, finish_reason, usage)."""
+    raw = client().chat.completions.with_raw_response.create(
+        model=model, messages=MESSAGES, stream=stream, **extra
+    )
+    if stream:
+        text, finish, usage, _ = collect(raw.parse())
+    else:
+        completion = raw.parse()
+        expect_equal("object", completion.object, "chat.completion")
+        expect_equal("choices", len(completion.choices), 1)
+        choice = completion.choices[0]
+        expect_equal("role", choice.message.role, "assistant")
+        text, finish, usage = choice.message.content, choice.finish_reason, completion.usage
+    return raw.headers, text, finish, usage
+
+
+def expect_error_shape(error):
+    """The body of an error is OpenAI's: {"error": {"message", "type", "param", "code"}}."""
+    body = error.body
+    assert isinstance(body, dict), f"error body is not a JSON object: {body!r}"
+    for key in ("message", "type", "param", "code"):
+        assert key in body, f"error body lacks {key!r}: {body!r}"
+    assert isinstance(body["message"], str) and body["message"], f"empty message: {body!r}"
+
+
+# === basics ===
+
+
+@check("basics")
+def chat_not_streamed():
+    headers, text, finish, usage = chat("smart")
+    expect_equal("x-aiwatch-upstream", headers.get("x-aiwatch-upstream"), "fake-openai:gpt-4o-mini")
+    expect_equal("x-aiwatch-attempts", headers.get("x-aiwatch-attempts"), "1")
+    expect_equal("text", text, OPENAI_TEXT)
+    expect_equal("finish_reason", finish, "stop")
+    expect_equal("usage", (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens), (12, 9, 21))
+
+
+@check("basics")
+def chat_streamed():
+    raw = client().chat.completions.with_raw_response.create(model="smart", messages=MESSAGES, stream=True)
+    expect_equal("x-aiwatch-upstream", raw.headers.get("x-aiwatch-upstream"), "fake-openai:gpt-4o-mini")
+    assert raw.headers.get("content-type", "").startswith("text/event-stream"), raw.headers.get("content-type")
+    text, finish, usage, chunks = collect(raw.parse())
+    expect_equal("streamed text", text, STREAM_TEXT)
+    expect_equal("finish_reason", finish, "stop")
+    assert chunks >= 4, f"only {chunks} chunks"
+    expect_equal("usage without include_usage", usage, None)
+
+
+@check("basics")
+def chat_streamed_with_usage():
+    stream = client().chat.completions.create(
+        model="smart", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    text, finish, usage, _ = collect(stream)
+    expect_equal("streamed text", text, STREAM_TEXT)
+    expect_equal("finish_reason", finish, "stop")
+    assert usage is not None, "no usage chunk although stream_options.include_usage was set"
+    expect_equal("total_tokens", usage.total_tokens, 21)
+
+
+@check("basics")
+def chat_streamed_with_the_context_manager():
+    # The SDK's `with` form closes the response whatever happens.
+    with client().chat.completions.create(model="smart", messages=MESSAGES, stream=True) as stream:
+        text, finish, _, _ = collect(stream)
+    expect_equal("streamed text", text, STREAM_TEXT)
+    expect_equal("finish_reason", finish, "stop")
+
+
+@check("basics")
+def embeddings():
+    raw = client().embeddings.with_raw_response.create(model="embed", input=["alpha", "beta"])
+    expect_equal(
+        "x-aiwatch-upstream", raw.headers.get("x-aiwatch-upstream"), "fake-openai:text-embedding-3-small"
+    )
+    result = raw.parse()
+    expect_equal("object", result.object, "list")
+    expect_equal("embeddings", [e.index for e in result.data], [0, 1])
+    for item in result.data:
+        expect_equal("dimensions", len(item.embedding), 8)
+        assert all(isinstance(x, float) for x in item.embedding), item.embedding
+    expect_equal("usage.total_tokens", result.usage.total_tokens, 8)
+    single = client().embeddings.create(model="embed", input="alpha", encoding_format="float")
+    expect_equal("embeddings of one string", len(single.data), 1)
+
+
+@check("basics")
+def models_list_shows_the_aliases():
+    models = list(client().models.list())
+    expect_equal("model ids", sorted(m.id for m in models), ROUTES)
+    for model in models:
+        expect_equal("object", model.object, "model")
+
+
+@check("basics")
+def anthropic_upstream_not_streamed():
+    headers, text, finish, usage = chat("claude", max_tokens=64)
+    expect_equal(
+        "x-aiwatch-upstream", headers.get("x-aiwatch-upstream"), "fake-claude:claude-3-5-haiku-latest"
+    )
+    expect_equal("text", text, CLAUDE_TEXT)
+    expect_equal("finish_reason (end_turn)", finish, "stop")
+    expect_equal("usage", (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens), (12, 9, 21))
+
+
+@check("basics")
+def anthropic_upstream_streamed():
+    raw = client().chat.completions.with_raw_response.create(model="claude", messages=MESSAGES, stream=True)
+    expect_equal(
+        "x-aiwatch-upstream", raw.headers.get("x-aiwatch-upstream"), "fake-claude:claude-3-5-haiku-latest"
+    )
+    text, finish, _, _ = collect(raw.parse())
+    expect_equal("streamed text", text, STREAM_TEXT)
+    expect_equal("finish_reason (end_turn)", finish, "stop")
+
+
+@check("basics")
+def wrong_gateway_key_is_an_authentication_error():
+    try:
+        client(key="sk-not-a-gateway-key").chat.completions.create(model="smart", messages=MESSAGES)
+    except openai.AuthenticationError as error:
+        expect_equal("status", error.status_code, 401)
+        expect_error_shape(error)
+        return
+    raise AssertionError("a wrong gateway key was accepted")
+
+
+@check("basics")
+def unknown_model_is_not_found():
+    # OpenAI answers an unknown model with 404 `model_not_found`; a gateway should too.
+    try:
+        client().chat.completions.create(model="no-such-alias", messages=MESSAGES)
+    except openai.NotFoundError as error:
+        expect_error_shape(error)
+        assert "no-such-alias" in error.body["message"], f"the message names no model: {error.body}"
+        return
+    except openai.APIStatusError as error:
+        raise AssertionError(
+            f"expected 404 (openai.NotFoundError), got {error.status_code} "
+            f"{type(error).__name__}: {error.body}"
+        ) from None
+    raise AssertionError("an unknown model alias was answered")
+
+
+@check("basics")
+def upstream_400_passes_through_and_is_not_retried():
+    try:
+        client().chat.completions.create(model="strict", messages=MESSAGES)
+    except openai.BadRequestError as error:
+        expect_error_shape(error)
+        expect_equal("type", error.body["type"], "invalid_request_error")
+        expect_equal("param", error.body["param"], "messages")
+        assert "context length" in error.body["message"], error.body
+        attempts = error.response.headers.get("x-aiwatch-attempts")
+        if attempts is not None:
+            expect_equal("x-aiwatch-attempts", attempts, "1")
+        return
+    except openai.APIStatusError as error:
+        raise AssertionError(
+            f"expected 400 (openai.BadRequestError), got {error.status_code} "
+            f"{type(error).__name__}: {error.body}"
+        ) from None
+    raise AssertionError("a request the upstream refused with 400 was answered")
+
+
+@check("basics")
+def stream_broken_midway_never_finishes_cleanly():
+    text, finish = "", None
+    try:
+        stream = client().chat.completions.create(model="fragile", messages=MESSAGES, stream=True)
+        for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+    except openai.APIError as error:
+        # A broken connection (APIConnectionError) or an error event in the stream: either
+        # tells the caller that the answer is incomplete.
+        assert finish is None, f"a finish_reason {finish!r} came before the error"
+        print(f"    (the SDK raised {type(error).__name__}: {error}; text so far {text!r})")
+        return
+    raise AssertionError(
+        f"the stream ended without an error although the upstream broke off "
+        f"(text {text!r}, finish_reason {finish!r})"
+    )
+
+
+# === failover ===
+
+
+def failover(route, primary, backup, primary_text, backup_text, requests=6):
+    """Sends `requests` requests, alternating plain and streamed; the primary answers the first
+    two and then fails. Every one must succeed; the first two via `primary`, the rest via
+    `backup`; the first after the switch took two attempts."""
+    seen = []
+    for n in range(requests):
+        stream = n % 2 == 1
+        started = time.monotonic()
+        headers, text, finish, _ = chat(route, stream=stream, max_tokens=64)
+        took = time.monotonic() - started
+        upstream, attempts = headers.get("x-aiwatch-upstream"), headers.get("x-aiwatch-attempts")
+        seen.append((upstream, attempts, round(took, 2)))
+        expected = primary if n < 2 else backup
+        expect_equal(f"request {n + 1} upstream (so far {seen})", upstream, expected)
+        if stream:
+            want = STREAM_TEXT
+        else:
+            want = primary_text if n < 2 else backup_text
+        expect_equal(f"request {n + 1} text", text, want)
+        expect_equal(f"request {n + 1} finish_reason", finish, "stop")
+    expect_equal(f"attempts of the first request after the switch ({seen})", seen[2][1], "2")
+    print(f"    {route}: (upstream, attempts, seconds) = {seen}")
+
+
+@check("failover")
+def primary_starts_answering_503():
+    failover("smart", "fake-openai:gpt-4o-mini", "fake-claude:claude-3-5-haiku-latest", OPENAI_TEXT, CLAUDE_TEXT)
+
+
+@check("failover")
+def primary_starts_hanging():
+    failover("steady", "fake-slow:gpt-4o-mini", "fake-backup:gpt-4o-mini", SLOW_TEXT, BACKUP_TEXT)
+
+
+@check("failover")
+def anthropic_primary_starts_answering_529():
+    failover("busy", "fake-busy:claude-3-5-haiku-latest", "fake-backup:gpt-4o", BUSY_TEXT, BACKUP_TEXT)
+
+
+def main():
+    phase = sys.argv[1] if len(sys.argv) > 1 else ""
+    if phase not in CHECKS:
+        sys.exit(f"usage: sdk_compat.py {{{'|'.join(CHECKS)}}}")
+    print(f"openai {openai.__version__} against {BASE_URL}, phase {phase}")
+    passed, failed = 0, 0
+    for function in CHECKS[phase]:
+        started = time.monotonic()
+        try:
+            function()
+        except Exception as error:  # noqa: BLE001 - every failure is reported, then the next runs
+            failed += 1
+            took = time.monotonic() - started
+            print(f"FAIL {function.__name__} ({took:.2f} s): {type(error).__name__}: {error}")
+            detail = traceback.format_exc().rstrip().splitlines()
+            print("\n".join("    " + line for line in detail[-8:]))
+        else:
+            passed += 1
+            print(f"ok   {function.__name__} ({time.monotonic() - started:.2f} s)")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
