@@ -48,7 +48,7 @@ pub fn detect(history: &[f64], current: f64, rule: &SpikeRule) -> Option<Spike> 
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    let baseline = if sorted.len() % 2 == 0 {
+    let baseline = if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]

@@ -161,7 +161,7 @@ impl Breaker {
     pub fn available(&self, now: Instant) -> bool {
         matches!(self.phase, Phase::Closed | Phase::Ramping)
             && !self.monitor_outage
-            && !self.cooling_until.is_some_and(|t| now < t)
+            && self.cooling_until.is_none_or(|t| now >= t)
     }
 
     /// A request it served completely.

@@ -2,11 +2,23 @@
 //! upstream of its model's route and fails over, invisibly to the client, when one fails.
 
 pub mod anthropic;
+pub mod app;
 pub mod auth;
 pub mod breaker;
+pub mod budget;
+pub mod canary;
 pub mod connector;
 pub mod error;
+pub mod gateway;
+pub mod metrics;
+pub mod proxy;
+pub mod relay;
+pub mod server;
 pub mod sse;
+pub mod upstream;
 pub mod usage;
 
+pub use app::app;
 pub use error::{ApiError, Error};
+pub use gateway::{Gateway, GatewaySetup};
+pub use server::run;

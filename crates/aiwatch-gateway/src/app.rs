@@ -1,0 +1,300 @@
+//! The gateway's HTTP surface: the OpenAI-compatible endpoints, the admin view of upstream
+//! health and usage, and `/metrics`. Every refusal is an OpenAI-shaped error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use crate::auth::{presented_key, KeyLabel};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::proxy::{forward, Forward};
+use crate::upstream::Endpoint;
+
+/// A client has this long to send its whole request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gateway's router.
+pub fn app(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
+        .route("/admin/upstreams", get(admin_upstreams))
+        .route("/admin/usage", get(admin_usage))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gw)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("unknown_url"),
+        "unknown endpoint; this gateway serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        Some("method_not_allowed"),
+        "this endpoint does not take that method",
+    )
+}
+
+fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<KeyLabel, ApiError> {
+    let Some(presented) = presented_key(headers) else {
+        gw.metrics.reject("unauthorized");
+        return Err(ApiError::unauthorized(
+            "no gateway key: send it as `Authorization: Bearer <key>` (the OpenAI SDKs do, from api_key)",
+        ));
+    };
+    gw.client_keys.check(presented).ok_or_else(|| {
+        gw.metrics.reject("unauthorized");
+        ApiError::unauthorized("this gateway key is not valid")
+    })
+}
+
+async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
+    handle(gw, Endpoint::ChatCompletions, request).await
+}
+
+async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
+    handle(gw, Endpoint::Embeddings, request).await
+}
+
+async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, request: Request<Body>) -> Response {
+    let received = Instant::now();
+    match parse(&gw, endpoint, request, received).await {
+        Ok(forwarded) => {
+            let Some(route) = gw.routes.get(&forwarded.alias) else {
+                return unknown_model(&gw, &forwarded.alias).into_response();
+            };
+            forward(gw.clone(), route, forwarded).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn parse(
+    gw: &Gateway,
+    endpoint: Endpoint,
+    request: Request<Body>,
+    received: Instant,
+) -> Result<Forward, ApiError> {
+    let key = authorize(gw, request.headers())?;
+    let cap = gw.settings.max_request_bytes;
+    let body = Limited::new(request.into_body(), cap);
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        Err(_) => {
+            gw.metrics.reject("slow_client");
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                Some("request_timeout"),
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            gw.metrics.reject("too_large");
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                Some("request_too_large"),
+                format!("the request body is larger than this gateway's limit of {cap} bytes (max_request_bytes)"),
+            ));
+        }
+        Ok(Err(e)) => {
+            gw.metrics.reject("bad_request");
+            return Err(ApiError::invalid_request(format!(
+                "the request body could not be read: {e}"
+            )));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let body: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
+        gw.metrics.reject("bad_request");
+        ApiError::invalid_request(format!(
+            "the request body is not a JSON object ({e}); send the same JSON you would send to OpenAI"
+        ))
+    })?;
+    let alias = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(_) => {
+            gw.metrics.reject("bad_request");
+            return Err(ApiError::invalid_request(
+                "`model` must be a string: one of this gateway's route names",
+            )
+            .with_param("model"));
+        }
+        None => {
+            gw.metrics.reject("bad_request");
+            return Err(ApiError::invalid_request(format!(
+                "you must provide a model parameter; this gateway serves: {}",
+                gw.aliases.join(", ")
+            ))
+            .with_param("model"));
+        }
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            gw.metrics.reject("bad_request");
+            return Err(
+                ApiError::invalid_request("`stream` must be true or false").with_param("stream")
+            );
+        }
+    };
+    if endpoint == Endpoint::ChatCompletions && !body.get("messages").is_some_and(Value::is_array) {
+        gw.metrics.reject("bad_request");
+        return Err(
+            ApiError::invalid_request("`messages` must be an array of messages")
+                .with_param("messages"),
+        );
+    }
+    if endpoint == Endpoint::Embeddings && body.get("input").is_none() {
+        gw.metrics.reject("bad_request");
+        return Err(ApiError::invalid_request("`input` is required").with_param("input"));
+    }
+    if !gw.routes.contains_key(&alias) {
+        return Err(unknown_model(gw, &alias));
+    }
+    Ok(Forward {
+        key,
+        endpoint,
+        alias,
+        body,
+        stream,
+        received,
+    })
+}
+
+fn unknown_model(gw: &Gateway, alias: &str) -> ApiError {
+    gw.metrics.reject("unknown_model");
+    let suggestions = gw.suggest(alias);
+    let hint = match suggestions.as_slice() {
+        [] => String::new(),
+        [one] => format!(" Did you mean `{one}`?"),
+        many => format!(" Did you mean one of: {}?", many.join(", ")),
+    };
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("model_not_found"),
+        format!(
+            "The model `{alias}` does not exist on this gateway; it serves: {}.{hint}",
+            gw.aliases.join(", ")
+        ),
+    )
+    .with_param("model")
+}
+
+fn model_object(gw: &Gateway, alias: &str) -> Value {
+    json!({"id": alias, "object": "model", "created": gw.started_unix, "owned_by": "aiwatch-gateway"})
+}
+
+async fn models(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&gw, &headers)?;
+    let data: Vec<Value> = gw.aliases.iter().map(|a| model_object(&gw, a)).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+async fn model(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&gw, &headers)?;
+    if gw.routes.contains_key(&id) {
+        Ok(Json(model_object(&gw, &id)))
+    } else {
+        Err(unknown_model(&gw, &id))
+    }
+}
+
+/// Every upstream's breaker: state, share, reason and when it is tried next.
+async fn admin_upstreams(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&gw, &headers)?;
+    let now = Instant::now();
+    let upstreams: Vec<Value> = gw
+        .upstreams
+        .iter()
+        .map(|up| {
+            let view = up.breaker.lock().map(|mut b| {
+                b.tick(now);
+                b.view(now)
+            });
+            let routes: Vec<&str> = gw
+                .aliases
+                .iter()
+                .filter(|a| {
+                    gw.routes[a.as_str()]
+                        .entries
+                        .iter()
+                        .any(|e| std::ptr::eq(&gw.upstreams[e.upstream], up))
+                })
+                .map(String::as_str)
+                .collect();
+            let mut value = json!({
+                "upstream": up.id,
+                "service": up.service.name.as_str(),
+                "model": up.model,
+                "routes": routes,
+                "baseline_ttft_ms": up.baseline_ms(),
+            });
+            if let (Ok(view), Some(obj)) = (view, value.as_object_mut()) {
+                if let Ok(Value::Object(fields)) = serde_json::to_value(view) {
+                    obj.extend(fields);
+                }
+            }
+            value
+        })
+        .collect();
+    Ok(Json(json!({"upstreams": upstreams})))
+}
+
+/// Usage per gateway key and upstream, with the spike flag.
+async fn admin_usage(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&gw, &headers)?;
+    let report = gw
+        .ledger
+        .lock()
+        .map(|l| l.report(gw.minute()))
+        .unwrap_or_default();
+    Ok(Json(json!({"keys": report})))
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        gw.metrics.encode(),
+    )
+}

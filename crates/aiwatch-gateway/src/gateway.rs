@@ -1,0 +1,214 @@
+//! Builds the running gateway from the config: its routes, one pooled client and breaker per
+//! upstream, the key check, metrics and the usage ledger.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiwatch_core::config::{Config, GatewayConfig};
+use aiwatch_core::secret::ApiKey;
+use aiwatch_core::service::{ServiceKind, ServiceName};
+use aiwatch_core::spike::SpikeRule;
+use aiwatch_core::Catalog;
+use aiwatch_probe::{CheckOptions, Checker};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+use crate::auth::ClientKeys;
+use crate::breaker::{Breaker, BreakerConfig};
+use crate::connector::UpstreamConnector;
+use crate::metrics::{Metrics, UpstreamLabels};
+use crate::upstream::UpstreamState;
+use crate::usage::Ledger;
+use crate::Error;
+
+/// How long an idle pooled connection to an upstream is kept.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+/// The longest a connection (DNS, TCP, proxy, TLS) to an upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the gateway is made of.
+pub struct GatewaySetup {
+    pub config: Config,
+    pub catalog: Catalog,
+    /// Upstream keys, read from the variables the services name.
+    pub keys: HashMap<ServiceName, ApiKey>,
+    pub client_keys: ClientKeys,
+    /// Resolver, proxies and extra roots, as for `check`.
+    pub network: CheckOptions,
+    /// The monitor's view, when the gateway runs inside `serve`.
+    pub monitor: Option<tokio::sync::watch::Receiver<crate::canary::MonitorView>>,
+}
+
+/// One upstream of a route, with the route's own weight and timeout for it.
+#[derive(Clone, Debug)]
+pub struct RouteEntry {
+    pub upstream: usize,
+    pub weight: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteTable {
+    pub alias: String,
+    pub entries: Vec<RouteEntry>,
+}
+
+/// The running gateway, shared by every request.
+pub struct Gateway {
+    pub settings: GatewayConfig,
+    pub routes: HashMap<String, RouteTable>,
+    /// Aliases in config order, for `/v1/models`.
+    pub aliases: Vec<String>,
+    pub upstreams: Vec<UpstreamState>,
+    pub client_keys: ClientKeys,
+    pub metrics: Metrics,
+    pub ledger: Mutex<Ledger>,
+    pub retry_budget: Mutex<crate::budget::RetryBudget>,
+    pub started: Instant,
+    /// The unix time at `started`, for `created` fields.
+    pub started_unix: i64,
+    pub checker: Checker,
+    pub monitor: Option<tokio::sync::watch::Receiver<crate::canary::MonitorView>>,
+}
+
+impl Gateway {
+    pub fn new(setup: GatewaySetup) -> Result<Arc<Gateway>, Error> {
+        let GatewaySetup {
+            config,
+            catalog,
+            keys,
+            client_keys,
+            network,
+            monitor,
+        } = setup;
+        let settings = config.gateway.clone().unwrap_or_default();
+        if config.routes.is_empty() {
+            return Err(Error::Setup(
+                "the config has no [[route]]: the gateway would have nothing to serve; add one like\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"openai-api:gpt-4o-mini\", \"ollama:llama3.2\"]".into(),
+            ));
+        }
+        if client_keys.is_empty() {
+            return Err(Error::Setup(format!(
+                "no gateway keys: set {} to one or more comma-separated keys clients must present",
+                settings.client_keys_env
+            )));
+        }
+        let checker = Checker::new(network).map_err(|e| Error::Setup(e.to_string()))?;
+        let breaker_config = BreakerConfig::from_gateway(&settings);
+        let metrics = Metrics::new();
+        let mut upstreams: Vec<UpstreamState> = Vec::new();
+        let mut routes = HashMap::new();
+        let mut aliases = Vec::new();
+        for route in &config.routes {
+            let mut entries = Vec::new();
+            for up in &route.upstreams {
+                let id = format!("{}:{}", up.service, up.model);
+                let index = match upstreams.iter().position(|u| u.id == id) {
+                    Some(i) => i,
+                    None => {
+                        let service = catalog
+                            .get(up.service.as_str())
+                            .map_err(|e| Error::Setup(e.to_string()))?
+                            .clone();
+                        if service.kind == ServiceKind::Http || service.api_base.is_none() {
+                            return Err(Error::Setup(format!(
+                                "route `{}`: service `{}` has no API (kind http or no api_base); the gateway can only forward to an API",
+                                route.model, service.name
+                            )));
+                        }
+                        let key = keys.get(&service.name).cloned();
+                        if key.is_none() && !service.local {
+                            if let Some(var) = &service.api_key_env {
+                                tracing::warn!(upstream = %id, variable = %var, "no API key in the environment; the upstream will likely refuse requests");
+                            }
+                        }
+                        let expected_ca = checker
+                            .expected_verifier(&service)
+                            .map_err(|e| Error::Setup(e.to_string()))?;
+                        let connector = UpstreamConnector::new(
+                            checker.context().clone(),
+                            expected_ca.clone(),
+                            key.is_some(),
+                            CONNECT_TIMEOUT,
+                        );
+                        let client = Client::builder(TokioExecutor::new())
+                            .pool_idle_timeout(POOL_IDLE)
+                            .pool_timer(TokioTimer::new())
+                            .build(connector);
+                        metrics
+                            .upstream_share
+                            .get_or_create(&UpstreamLabels {
+                                upstream: id.clone(),
+                            })
+                            .set(100);
+                        metrics
+                            .breaker_state
+                            .get_or_create(&UpstreamLabels {
+                                upstream: id.clone(),
+                            })
+                            .set(0);
+                        upstreams.push(UpstreamState {
+                            id,
+                            service,
+                            model: up.model.clone(),
+                            key,
+                            client,
+                            expected_ca,
+                            breaker: Mutex::new(Breaker::new(breaker_config.clone())),
+                            baseline: Mutex::new(VecDeque::new()),
+                            canary_spend: Mutex::new((0, 0)),
+                            canary_running: AtomicBool::new(false),
+                        });
+                        upstreams.len() - 1
+                    }
+                };
+                entries.push(RouteEntry {
+                    upstream: index,
+                    weight: up.weight,
+                    timeout: up.timeout.unwrap_or(settings.upstream_timeout),
+                });
+            }
+            aliases.push(route.model.clone());
+            routes.insert(
+                route.model.clone(),
+                RouteTable {
+                    alias: route.model.clone(),
+                    entries,
+                },
+            );
+        }
+        let started_unix = chrono::Utc::now().timestamp();
+        Ok(Arc::new(Gateway {
+            settings,
+            routes,
+            aliases,
+            upstreams,
+            client_keys,
+            metrics,
+            ledger: Mutex::new(Ledger::new(SpikeRule::default())),
+            retry_budget: Mutex::new(crate::budget::RetryBudget::default()),
+            started: Instant::now(),
+            started_unix,
+            checker,
+            monitor,
+        }))
+    }
+
+    /// Unix seconds now, from the gateway's monotonic clock.
+    pub fn unix_now(&self) -> i64 {
+        self.started_unix + self.started.elapsed().as_secs() as i64
+    }
+
+    /// Minutes since start, the usage ledger's clock.
+    pub fn minute(&self) -> u64 {
+        self.started.elapsed().as_secs() / 60
+    }
+
+    /// Close matches for an unknown alias.
+    pub fn suggest(&self, alias: &str) -> Vec<String> {
+        aiwatch_core::catalog::closest_names(alias, self.aliases.iter().map(String::as_str))
+    }
+}

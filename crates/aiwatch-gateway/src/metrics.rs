@@ -1,0 +1,225 @@
+//! The gateway's Prometheus metrics: requests, failovers, latency it adds, upstream latency,
+//! time to first token, tokens, breaker states, canaries and usage spikes.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub upstream: String,
+    /// ok, client_error, truncated, failed, cancelled.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    pub route: String,
+    pub from: String,
+    /// The cause code of the failure that moved the request on.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteUpstreamLabels {
+    pub route: String,
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub route: String,
+    pub upstream: String,
+    pub key: String,
+    /// in (prompt) or out (completion).
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryLabels {
+    pub upstream: String,
+    /// passed or failed.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// unauthorized, bad_request, unknown_model, too_large, slow_client.
+    pub reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 25 µs .. ~3.4 s: the gateway's own overhead sits at the bottom, upstreams higher.
+    Histogram::new(exponential_buckets(0.000_025, 2.5, 14))
+}
+
+fn upstream_histogram() -> Histogram {
+    // 5 ms .. ~5 min.
+    Histogram::new(exponential_buckets(0.005, 2.5, 13))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub failovers: Family<FailoverLabels, Counter>,
+    pub added_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub upstream_latency: Family<RouteUpstreamLabels, Histogram, fn() -> Histogram>,
+    pub time_to_first_token: Family<RouteUpstreamLabels, Histogram, fn() -> Histogram>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub breaker_state: Family<UpstreamLabels, Gauge>,
+    pub upstream_share: Family<UpstreamLabels, Gauge>,
+    pub canaries: Family<CanaryLabels, Counter>,
+    pub canary_tokens: Family<UpstreamLabels, Counter>,
+    pub usage_spike: Family<KeyLabels, Gauge>,
+    pub rejected: Family<RejectLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "aiwatch_gateway_requests",
+            "Requests answered, by route, the upstream that answered and the outcome",
+            requests.clone(),
+        );
+        let failovers = Family::<FailoverLabels, Counter>::default();
+        registry.register(
+            "aiwatch_gateway_failovers",
+            "Requests moved from an upstream to the next, by the cause of the failure",
+            failovers.clone(),
+        );
+        let added_latency =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "aiwatch_gateway_added_latency_seconds",
+            "Time a request spent in the gateway itself, upstream waits excluded",
+            added_latency.clone(),
+        );
+        let upstream_latency =
+            Family::<RouteUpstreamLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                upstream_histogram,
+            );
+        registry.register(
+            "aiwatch_gateway_upstream_latency_seconds",
+            "Time an upstream took to answer (whole body when not streamed, headers when streamed)",
+            upstream_latency.clone(),
+        );
+        let time_to_first_token =
+            Family::<RouteUpstreamLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                upstream_histogram,
+            );
+        registry.register(
+            "aiwatch_gateway_time_to_first_token_seconds",
+            "Time from sending a streamed request to its first token",
+            time_to_first_token.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "aiwatch_gateway_tokens",
+            "Tokens used, from the answers' usage, by gateway key and direction",
+            tokens.clone(),
+        );
+        let breaker_state = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "aiwatch_gateway_breaker_state",
+            "Breaker state per upstream: 0 closed, 1 open, 2 validating, 3 ramping",
+            breaker_state.clone(),
+        );
+        let upstream_share = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "aiwatch_gateway_upstream_share_percent",
+            "Percent of its configured share an upstream takes now",
+            upstream_share.clone(),
+        );
+        let canaries = Family::<CanaryLabels, Counter>::default();
+        registry.register(
+            "aiwatch_gateway_canaries",
+            "Validation canaries run against tripped upstreams",
+            canaries.clone(),
+        );
+        let canary_tokens = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "aiwatch_gateway_canary_tokens",
+            "Tokens canaries spent (at most, as budgeted)",
+            canary_tokens.clone(),
+        );
+        let usage_spike = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "aiwatch_gateway_usage_spike",
+            "1 while a gateway key's tokens per minute are far above its normal",
+            usage_spike.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "aiwatch_gateway_rejected",
+            "Requests refused before any upstream was asked",
+            rejected.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            failovers,
+            added_latency,
+            upstream_latency,
+            time_to_first_token,
+            tokens,
+            breaker_state,
+            upstream_share,
+            canaries,
+            canary_tokens,
+            usage_spike,
+            rejected,
+        }
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectLabels { reason }).inc();
+    }
+
+    pub fn observe_added(&self, route: &str, added: Duration) {
+        self.added_latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(added.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut open_metrics = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut open_metrics, &self.registry);
+        aiwatch_core::prometheus_text::from_open_metrics(&open_metrics)
+    }
+}

@@ -1,0 +1,788 @@
+//! Forwards one client request: tries the route's upstreams in the order their health
+//! allows, fails over on connect errors, timeouts, 5xx, 429 and 529 before the first byte,
+//! hands 4xx caused by the request back as they are, and relays streams while watching them
+//! for stalls and missing finish markers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiwatch_core::cause::Cause;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::time::{timeout_at, Instant};
+
+use crate::anthropic::{self, StreamTranslator};
+use crate::auth::KeyLabel;
+use crate::breaker::{attempt_order, Transition};
+use crate::error::ApiError;
+use crate::gateway::{Gateway, RouteEntry, RouteTable};
+use crate::metrics::{FailoverLabels, KeyLabels, RequestLabels, RouteUpstreamLabels, TokenLabels};
+use crate::relay::{error_event, stream_error_event, Dialect, StreamFault, StreamRelay};
+use crate::upstream::{judge, Endpoint, UpstreamState, Verdict};
+use crate::usage::Tokens;
+use aiwatch_core::service::ServiceKind;
+
+/// A whole (not streamed) answer may be at most this large.
+const ANSWER_CAP: usize = 32 * 1024 * 1024;
+/// An error answer is read up to this size to tell why it failed.
+const ERROR_CAP: usize = 64 * 1024;
+/// A stream may carry at most this much in all.
+const STREAM_CAP: usize = 256 * 1024 * 1024;
+
+/// One request as the handler parsed it.
+pub struct Forward {
+    pub key: KeyLabel,
+    pub endpoint: Endpoint,
+    pub alias: String,
+    pub body: Map<String, Value>,
+    pub stream: bool,
+    pub received: Instant,
+}
+
+/// Why one attempt failed, for the breaker, the metrics and the client's last error.
+#[derive(Clone, Debug)]
+struct Failure {
+    cause: Cause,
+    reason: String,
+    retry_after: Option<Duration>,
+    /// The gateway's own deadline ran out (504 rather than 502).
+    timed_out: bool,
+}
+
+enum Attempt {
+    /// A complete answer, or a stream whose first token arrived.
+    Answered(Response),
+    /// The request is at fault; the client gets the upstream's answer.
+    ClientFault(Response),
+    Failed(Failure),
+}
+
+/// Forwards `request` along its route; always answers.
+pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> Response {
+    if let Ok(mut budget) = gw.retry_budget.lock() {
+        budget.deposit();
+    }
+    let deadline = request.received + gw.settings.request_timeout;
+    let order = plan(&gw, route);
+    let mut tried: Vec<String> = Vec::new();
+    let mut attempts = 0u32;
+    let mut waited = Duration::ZERO;
+    let mut last: Option<Failure> = None;
+    for index in order {
+        let entry = &route.entries[index];
+        let up = &gw.upstreams[entry.upstream];
+        if !up.supports(request.endpoint) {
+            continue;
+        }
+        if attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
+            break;
+        }
+        if attempts > 0 {
+            let granted = gw
+                .retry_budget
+                .lock()
+                .map(|mut b| b.withdraw(Instant::now()))
+                .unwrap_or(false);
+            if !granted {
+                tried.push("retry budget spent".into());
+                break;
+            }
+        }
+        attempts += 1;
+        let started = Instant::now();
+        let outcome = attempt(&gw, route, entry, up, &request, deadline).await;
+        waited += started.elapsed();
+        match outcome {
+            Attempt::Answered(mut response) | Attempt::ClientFault(mut response) => {
+                tried.push(format!("{}={}", up.id, response.status().as_u16()));
+                set_trace_headers(response.headers_mut(), &up.id, attempts, &tried);
+                let added = request.received.elapsed().saturating_sub(waited);
+                gw.metrics.observe_added(&route.alias, added);
+                return response;
+            }
+            Attempt::Failed(failure) => {
+                tracing::warn!(route = %route.alias, upstream = %up.id, cause = failure.cause.as_str(), reason = %failure.reason, "upstream failed; moving on");
+                tried.push(format!("{}={}", up.id, failure.cause.as_str()));
+                gw.metrics
+                    .failovers
+                    .get_or_create(&FailoverLabels {
+                        route: route.alias.clone(),
+                        from: up.id.clone(),
+                        reason: failure.cause.as_str(),
+                    })
+                    .inc();
+                record_failure(&gw, up, &failure);
+                last = Some(failure);
+            }
+        }
+    }
+    gw.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.alias.clone(),
+            upstream: "none".into(),
+            outcome: "failed",
+        })
+        .inc();
+    let error = match &last {
+        Some(f) if f.timed_out && attempts == 1 => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            Some("upstream_timeout"),
+            format!("route `{}`: {}", route.alias, f.reason),
+        ),
+        Some(f) if f.cause == Cause::RateLimited && attempts == 1 => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            Some("rate_limit_exceeded"),
+            format!("route `{}`: {}", route.alias, f.reason),
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            Some("all_upstreams_failed"),
+            format!(
+                "every upstream of `{}` failed ({} tried): {}",
+                route.alias,
+                attempts,
+                if tried.is_empty() {
+                    "none could serve this request".to_owned()
+                } else {
+                    tried.join("; ")
+                }
+            ),
+        ),
+    };
+    let mut response = error.into_response();
+    set_trace_headers(response.headers_mut(), "none", attempts, &tried);
+    response
+}
+
+/// The order this request tries the route's upstreams in.
+fn plan(gw: &Gateway, route: &RouteTable) -> Vec<usize> {
+    let now = Instant::now();
+    let mut weights = Vec::with_capacity(route.entries.len());
+    let mut shares = Vec::with_capacity(route.entries.len());
+    let mut available = Vec::with_capacity(route.entries.len());
+    for entry in &route.entries {
+        let up = &gw.upstreams[entry.upstream];
+        let (share, ok) = match up.breaker.lock() {
+            Ok(mut b) => {
+                if let Some(t) = b.tick(now) {
+                    note_transition(gw, up, &t);
+                }
+                (b.share(now), b.available(now))
+            }
+            Err(_) => (1.0, true),
+        };
+        weights.push(entry.weight);
+        shares.push(share);
+        available.push(ok);
+    }
+    attempt_order(&weights, &shares, &available, fastrand::f64())
+}
+
+fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tried: &[String]) {
+    if let Ok(v) = HeaderValue::from_str(upstream) {
+        headers.insert("x-aiwatch-upstream", v);
+    }
+    headers.insert("x-aiwatch-attempts", HeaderValue::from(attempts));
+    if let Ok(v) = HeaderValue::from_str(&tried.join("; ")) {
+        headers.insert("x-aiwatch-tried", v);
+    }
+}
+
+fn record_failure(gw: &Gateway, up: &UpstreamState, failure: &Failure) {
+    let transition = up.breaker.lock().ok().and_then(|mut b| {
+        b.on_failure(Instant::now(), failure.reason.clone(), failure.retry_after)
+    });
+    if let Some(t) = transition {
+        note_transition(gw, up, &t);
+    }
+}
+
+fn record_success(gw: &Gateway, up: &UpstreamState) {
+    if let Ok(mut b) = up.breaker.lock() {
+        b.on_success();
+    }
+    let _ = gw;
+}
+
+/// Logs a breaker change and updates its gauges.
+pub fn note_transition(gw: &Gateway, up: &UpstreamState, transition: &Transition) {
+    match transition {
+        Transition::Tripped { reason } => {
+            tracing::warn!(upstream = %up.id, %reason, "breaker tripped: no traffic until canaries pass")
+        }
+        Transition::Validated => tracing::info!(upstream = %up.id, "canary passed"),
+        Transition::RampedTo { percent } => {
+            tracing::info!(upstream = %up.id, percent, "validated; ramping traffic back")
+        }
+        Transition::Closed => tracing::info!(upstream = %up.id, "back at its full share"),
+    }
+    if let Ok(b) = up.breaker.lock() {
+        let view = b.view(Instant::now());
+        let labels = crate::metrics::UpstreamLabels {
+            upstream: up.id.clone(),
+        };
+        gw.metrics
+            .breaker_state
+            .get_or_create(&labels)
+            .set(view.state.gauge());
+        gw.metrics
+            .upstream_share
+            .get_or_create(&labels)
+            .set(i64::from(view.share_percent));
+    }
+}
+
+async fn attempt(
+    gw: &Arc<Gateway>,
+    route: &RouteTable,
+    entry: &RouteEntry,
+    up: &UpstreamState,
+    request: &Forward,
+    deadline: Instant,
+) -> Attempt {
+    let request_to_upstream = match up.request(request.endpoint, &request.body, request.stream) {
+        Ok(r) => r,
+        // The body cannot be said in this upstream's dialect: the request is at fault.
+        Err(message) => {
+            return Attempt::ClientFault(ApiError::invalid_request(message).into_response());
+        }
+    };
+    let sent = Instant::now();
+    let answer_by = deadline.min(sent + entry.timeout);
+    let response = match timeout_at(answer_by, up.client.request(request_to_upstream)).await {
+        Err(_) => {
+            return Attempt::Failed(Failure {
+                cause: Cause::SlowResponses,
+                reason: format!("no answer within {}", secs(answer_by - sent)),
+                retry_after: None,
+                timed_out: true,
+            })
+        }
+        Ok(Err(e)) => {
+            return Attempt::Failed(Failure {
+                cause: Cause::ProviderError,
+                reason: error_chain(&e),
+                retry_after: None,
+                timed_out: false,
+            })
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let labels = RouteUpstreamLabels {
+        route: route.alias.clone(),
+        upstream: up.id.clone(),
+    };
+    if !status.is_success() {
+        let (parts, body) = response.into_parts();
+        let bytes = read_capped(
+            body,
+            ERROR_CAP,
+            answer_by.min(Instant::now() + Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_or_default();
+        return match judge(status.as_u16(), &parts.headers, &bytes) {
+            Verdict::ClientFault => {
+                count(gw, route, up, "client_error");
+                Attempt::ClientFault(client_error(up, status, &bytes))
+            }
+            Verdict::Failover {
+                cause,
+                reason,
+                retry_after,
+            } => Attempt::Failed(Failure {
+                cause,
+                reason,
+                retry_after,
+                timed_out: false,
+            }),
+        };
+    }
+    if request.stream && request.endpoint == Endpoint::ChatCompletions {
+        return stream(gw, route, up, request, response, sent, deadline, labels).await;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match read_capped(body, ANSWER_CAP, answer_by).await {
+        Ok(b) => b,
+        Err(reason) => {
+            return Attempt::Failed(Failure {
+                cause: Cause::TruncatedResponses,
+                reason,
+                retry_after: None,
+                timed_out: Instant::now() >= answer_by,
+            })
+        }
+    };
+    let upstream_time = sent.elapsed();
+    let (body, tokens) = match answer_body(up, request.endpoint, &bytes, gw.unix_now()) {
+        Ok(answer) => answer,
+        Err(reason) => {
+            return Attempt::Failed(Failure {
+                cause: Cause::ProviderError,
+                reason,
+                retry_after: None,
+                timed_out: false,
+            })
+        }
+    };
+    gw.metrics
+        .upstream_latency
+        .get_or_create(&labels)
+        .observe(upstream_time.as_secs_f64());
+    record_success(gw, up);
+    count(gw, route, up, "ok");
+    account(gw, route, up, request.key, tokens);
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    copy_request_id(&parts.headers, headers);
+    Attempt::Answered(response)
+}
+
+/// The client's body for a 2xx answer, in OpenAI's shape, and its usage. Garbage is a failure.
+fn answer_body(
+    up: &UpstreamState,
+    endpoint: Endpoint,
+    bytes: &Bytes,
+    now_unix: i64,
+) -> Result<(Bytes, Option<Tokens>), String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the answer is not JSON ({e})"))?;
+    if up.service.kind == ServiceKind::Anthropic {
+        let translated =
+            anthropic::from_messages_response(&value, now_unix).map_err(|e| e.to_string())?;
+        let tokens = translated.get("usage").and_then(Tokens::from_usage);
+        return Ok((Bytes::from(translated.to_string()), tokens));
+    }
+    let expected = match endpoint {
+        Endpoint::ChatCompletions => "choices",
+        Endpoint::Embeddings => "data",
+    };
+    if !value.get(expected).is_some_and(Value::is_array) {
+        return Err(format!("the answer has no `{expected}`"));
+    }
+    let tokens = value.get("usage").and_then(Tokens::from_usage);
+    Ok((bytes.clone(), tokens))
+}
+
+/// The upstream's 4xx, as an OpenAI error the client's SDK understands.
+fn client_error(up: &UpstreamState, status: StatusCode, bytes: &[u8]) -> Response {
+    let (status, body) = if up.service.kind == ServiceKind::Anthropic {
+        let (code, body) = anthropic::error_to_openai(status.as_u16(), bytes);
+        (StatusCode::from_u16(code).unwrap_or(status), body)
+    } else {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(v) if v.get("error").is_some() => (status, v),
+            _ => (
+                status,
+                ApiError::new(
+                    status,
+                    "invalid_request_error",
+                    None,
+                    format!("the upstream refused the request with {status}"),
+                )
+                .body(),
+            ),
+        }
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn copy_request_id(from: &HeaderMap, to: &mut HeaderMap) {
+    if let Some(id) = from.get("x-request-id").or_else(|| from.get("request-id")) {
+        to.insert("x-upstream-request-id", id.clone());
+    }
+}
+
+fn count(gw: &Gateway, route: &RouteTable, up: &UpstreamState, outcome: &'static str) {
+    gw.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.alias.clone(),
+            upstream: up.id.clone(),
+            outcome,
+        })
+        .inc();
+}
+
+fn account(
+    gw: &Gateway,
+    route: &RouteTable,
+    up: &UpstreamState,
+    key: KeyLabel,
+    tokens: Option<Tokens>,
+) {
+    if let Some(t) = tokens {
+        for (direction, n) in [("in", t.prompt), ("out", t.completion)] {
+            gw.metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    route: route.alias.clone(),
+                    upstream: up.id.clone(),
+                    key: key.to_string(),
+                    direction,
+                })
+                .inc_by(n);
+        }
+    }
+    let spike = gw
+        .ledger
+        .lock()
+        .ok()
+        .and_then(|mut l| l.record(key, &up.id, tokens, gw.minute()));
+    let gauge = gw.metrics.usage_spike.get_or_create(&KeyLabels {
+        key: key.to_string(),
+    });
+    match spike {
+        Some(s) => {
+            if gauge.set(1) == 0 {
+                tracing::warn!(key = %key, baseline = s.baseline, current = s.current, "usage spike: tokens per minute far above this key's normal");
+            }
+        }
+        None => {
+            gauge.set(0);
+        }
+    }
+}
+
+/// Reads a body up to `cap` bytes before `deadline`.
+async fn read_capped(mut body: Incoming, cap: usize, deadline: Instant) -> Result<Bytes, String> {
+    let read = async {
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("the answer broke off: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > cap {
+                    return Err(format!(
+                        "the answer is larger than {} MiB",
+                        cap / (1024 * 1024)
+                    ));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(out))
+    };
+    timeout_at(deadline, read)
+        .await
+        .unwrap_or_else(|_| Err("the answer did not finish in time".to_owned()))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+// === streams ===
+
+/// Reads an upstream stream piece by piece under the stall limit and the deadline.
+struct StreamReader {
+    body: Incoming,
+    relay: StreamRelay,
+    stall: Duration,
+    deadline: Instant,
+    last_token: Instant,
+    seen: usize,
+    first_token: Option<Instant>,
+}
+
+enum Piece {
+    Data {
+        out: String,
+    },
+    End {
+        out: String,
+    },
+    Fault {
+        event: String,
+        reason: String,
+        cause: Cause,
+    },
+}
+
+impl StreamReader {
+    async fn next(&mut self) -> Piece {
+        loop {
+            let stall_at = self.last_token + self.stall;
+            let wait_until = stall_at.min(self.deadline);
+            match timeout_at(wait_until, self.body.frame()).await {
+                Err(_) => {
+                    let (code, reason) = if Instant::now() >= self.deadline {
+                        (
+                            "request_timeout",
+                            "the request's deadline passed mid-stream".to_owned(),
+                        )
+                    } else {
+                        (
+                            "stream_stalled",
+                            format!("the stream stalled: no token for {}", secs(self.stall)),
+                        )
+                    };
+                    return Piece::Fault {
+                        event: stream_error_event(
+                            code,
+                            &format!("{reason}; the answer is incomplete"),
+                        ),
+                        reason,
+                        cause: Cause::SlowResponses,
+                    };
+                }
+                Ok(None) => {
+                    return match self.relay.finish() {
+                        Ok(r) => Piece::End { out: r.out },
+                        Err(fault) => fault_piece(&fault),
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    return fault_piece(&StreamFault::Upstream(format!("the stream broke: {e}")))
+                }
+                Ok(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    self.seen += data.len();
+                    if self.seen > STREAM_CAP {
+                        return fault_piece(&StreamFault::Garbage(
+                            "the stream passed its size cap".into(),
+                        ));
+                    }
+                    match self.relay.feed(&data) {
+                        Ok(r) => {
+                            if r.token {
+                                self.last_token = Instant::now();
+                                self.first_token.get_or_insert(self.last_token);
+                            }
+                            if r.out.is_empty() {
+                                continue;
+                            }
+                            return Piece::Data { out: r.out };
+                        }
+                        Err(fault) => return fault_piece(&fault),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fault_piece(fault: &StreamFault) -> Piece {
+    Piece::Fault {
+        event: error_event(fault),
+        reason: fault.to_string(),
+        cause: match fault {
+            StreamFault::Truncated => Cause::TruncatedResponses,
+            _ => Cause::ProviderError,
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    gw: &Arc<Gateway>,
+    route: &RouteTable,
+    up: &UpstreamState,
+    request: &Forward,
+    response: hyper::Response<Incoming>,
+    sent: Instant,
+    deadline: Instant,
+    labels: RouteUpstreamLabels,
+) -> Attempt {
+    let (parts, body) = response.into_parts();
+    let is_sse = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    if !is_sse {
+        let bytes = read_capped(
+            body,
+            ERROR_CAP,
+            deadline.min(Instant::now() + Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_or_default();
+        let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        return Attempt::Failed(Failure {
+            cause: Cause::ProviderError,
+            reason: format!("asked for a stream, got something else: {said}"),
+            retry_after: None,
+            timed_out: false,
+        });
+    }
+    upstream_latency(gw, &labels, sent);
+    let client_wants_usage = request
+        .body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let dialect = if up.service.kind == ServiceKind::Anthropic {
+        Dialect::Anthropic(Box::new(StreamTranslator::new(gw.unix_now())))
+    } else {
+        Dialect::OpenAi
+    };
+    let mut reader = StreamReader {
+        body,
+        relay: StreamRelay::new(dialect, client_wants_usage),
+        stall: gw.settings.stream_stall,
+        deadline,
+        last_token: sent,
+        seen: 0,
+        first_token: None,
+    };
+    // Hold the answer until its first token: until then, a failure can still move the
+    // request to the next upstream without the client seeing anything.
+    let mut held = String::new();
+    let mut ended = false;
+    while reader.first_token.is_none() && !ended {
+        match reader.next().await {
+            Piece::Data { out } => held.push_str(&out),
+            Piece::End { out } => {
+                held.push_str(&out);
+                ended = true;
+            }
+            Piece::Fault { reason, cause, .. } => {
+                return Attempt::Failed(Failure {
+                    cause,
+                    reason,
+                    retry_after: None,
+                    timed_out: false,
+                })
+            }
+        }
+    }
+    if let Some(first) = reader.first_token {
+        let ttft = first.saturating_duration_since(sent);
+        gw.metrics
+            .time_to_first_token
+            .get_or_create(&labels)
+            .observe(ttft.as_secs_f64());
+        up.record_ttft(ttft.as_secs_f64() * 1000.0);
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let _ = tx.send(Bytes::from(held)).await;
+    let outcome = Outcome {
+        gw: gw.clone(),
+        route: route.alias.clone(),
+        upstream: up.id.clone(),
+        key: request.key,
+    };
+    if ended {
+        outcome.finish(reader.relay.tokens(), None);
+    } else {
+        tokio::spawn(pump(reader, tx, outcome));
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    copy_request_id(&parts.headers, headers);
+    Attempt::Answered(response)
+}
+
+fn upstream_latency(gw: &Gateway, labels: &RouteUpstreamLabels, sent: Instant) {
+    gw.metrics
+        .upstream_latency
+        .get_or_create(labels)
+        .observe(sent.elapsed().as_secs_f64());
+}
+
+/// What a relayed stream's end is recorded against.
+struct Outcome {
+    gw: Arc<Gateway>,
+    route: String,
+    upstream: String,
+    key: KeyLabel,
+}
+
+impl Outcome {
+    /// `fault` is `Some` when the answer was cut off (or the client left).
+    fn finish(&self, tokens: Option<Tokens>, fault: Option<(&'static str, Option<Failure>)>) {
+        let Some(up) = self.gw.upstreams.iter().find(|u| u.id == self.upstream) else {
+            return;
+        };
+        let Some(route) = self.gw.routes.get(&self.route) else {
+            return;
+        };
+        match fault {
+            None => {
+                record_success(&self.gw, up);
+                count(&self.gw, route, up, "ok");
+            }
+            Some((outcome, failure)) => {
+                count(&self.gw, route, up, outcome);
+                if let Some(failure) = failure {
+                    record_failure(&self.gw, up, &failure);
+                }
+            }
+        }
+        account(&self.gw, route, up, self.key, tokens);
+    }
+}
+
+/// Relays the rest of a committed stream; a failure now ends the client's stream with an
+/// error event and is recorded as a truncated answer — never replayed elsewhere.
+async fn pump(mut reader: StreamReader, tx: mpsc::Sender<Bytes>, outcome: Outcome) {
+    loop {
+        tokio::select! {
+            piece = reader.next() => match piece {
+                Piece::Data { out } => {
+                    if tx.send(Bytes::from(out)).await.is_err() {
+                        outcome.finish(reader.relay.tokens(), Some(("cancelled", None)));
+                        return;
+                    }
+                }
+                Piece::End { out } => {
+                    let _ = tx.send(Bytes::from(out)).await;
+                    outcome.finish(reader.relay.tokens(), None);
+                    return;
+                }
+                Piece::Fault { event, reason, cause } => {
+                    tracing::warn!(upstream = %outcome.upstream, %reason, "stream cut off after the client got part of it");
+                    let _ = tx.send(Bytes::from(event)).await;
+                    outcome.finish(
+                        reader.relay.tokens(),
+                        Some(("truncated", Some(Failure { cause, reason, retry_after: None, timed_out: false }))),
+                    );
+                    return;
+                }
+            },
+            () = tx.closed() => {
+                outcome.finish(reader.relay.tokens(), Some(("cancelled", None)));
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! One upstream — a catalog service and a model — and how to talk to it: the URL and body of
+//! each call in its family's dialect, and what its answers mean for failover.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiwatch_core::cause::Cause;
+use aiwatch_core::secret::ApiKey;
+use aiwatch_core::service::{Service, ServiceKind};
+use aiwatch_core::signatures::{api_cause, detect_markers, ProviderError};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use rustls::client::WebPkiServerVerifier;
+use serde_json::{Map, Value};
+
+use crate::anthropic;
+use crate::breaker::Breaker;
+use crate::connector::UpstreamConnector;
+
+/// Latencies kept for an upstream's baseline.
+const BASELINE_WINDOW: usize = 50;
+
+/// What a client asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// A running upstream: its service, its model, its pooled client and its health.
+pub struct UpstreamState {
+    /// `service:model`, as the config writes it.
+    pub id: String,
+    pub service: Service,
+    pub model: String,
+    pub key: Option<ApiKey>,
+    pub client: Client<UpstreamConnector, Full<Bytes>>,
+    pub expected_ca: Option<Arc<WebPkiServerVerifier>>,
+    pub breaker: Mutex<Breaker>,
+    /// Recent times to first token of streamed answers, in milliseconds: the canaries' norm.
+    pub baseline: Mutex<VecDeque<f64>>,
+    /// (hour, tokens) canaries spent in that hour.
+    pub canary_spend: Mutex<(u64, u64)>,
+    /// A canary is running.
+    pub canary_running: std::sync::atomic::AtomicBool,
+}
+
+impl UpstreamState {
+    /// The OpenAI-compatible base of the service's API.
+    fn openai_base(&self) -> String {
+        let base = self
+            .service
+            .api_base
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        match self.service.kind {
+            // Ollama's OpenAI-compatible API sits under /v1 of its native one.
+            ServiceKind::Ollama if !base.ends_with("/v1") => format!("{base}/v1"),
+            ServiceKind::Gemini => format!("{base}/openai"),
+            _ => base.to_owned(),
+        }
+    }
+
+    /// Can it serve this kind of call at all?
+    pub fn supports(&self, endpoint: Endpoint) -> bool {
+        !(endpoint == Endpoint::Embeddings && self.service.kind == ServiceKind::Anthropic)
+    }
+
+    /// The request for this upstream, from the client's parsed body.
+    pub fn request(
+        &self,
+        endpoint: Endpoint,
+        body: &Map<String, Value>,
+        stream: bool,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let (url, json) = match (self.service.kind, endpoint) {
+            (ServiceKind::Anthropic, Endpoint::ChatCompletions) => {
+                let base = self
+                    .service
+                    .api_base
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim_end_matches('/');
+                let translated =
+                    anthropic::to_messages_request(&Value::Object(body.clone()), &self.model)
+                        .map_err(|e| e.to_string())?;
+                (format!("{base}/messages"), translated)
+            }
+            (kind, endpoint) => {
+                let mut body = body.clone();
+                body.insert("model".into(), Value::String(self.model.clone()));
+                // OpenAI sends usage at the end of a stream only when asked; the gateway
+                // needs it for accounting and drops the extra chunk if the client did not ask.
+                if stream && kind == ServiceKind::Openai && endpoint == Endpoint::ChatCompletions {
+                    let options = body
+                        .entry("stream_options")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Some(options) = options.as_object_mut() {
+                        options.insert("include_usage".into(), Value::Bool(true));
+                    }
+                }
+                (
+                    format!("{}{}", self.openai_base(), endpoint.path()),
+                    Value::Object(body),
+                )
+            }
+        };
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header("content-type", "application/json")
+            .header(
+                "user-agent",
+                concat!("aiwatch-gateway/", env!("CARGO_PKG_VERSION")),
+            );
+        builder = builder.header(
+            "accept",
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        );
+        let kind = match self.service.kind {
+            // Gemini's OpenAI-compatible endpoint takes the key as a bearer token.
+            ServiceKind::Gemini => ServiceKind::Openai,
+            other => other,
+        };
+        for (name, value) in aiwatch_probe::api::auth_headers(kind, self.key.as_ref()) {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(Full::new(Bytes::from(json.to_string())))
+            .map_err(|e| format!("cannot build the request to {url}: {e}"))
+    }
+
+    /// Adds a healthy time to first token to the baseline.
+    pub fn record_ttft(&self, ms: f64) {
+        if let Ok(mut baseline) = self.baseline.lock() {
+            if baseline.len() == BASELINE_WINDOW {
+                baseline.pop_front();
+            }
+            baseline.push_back(ms);
+        }
+    }
+
+    /// The median healthy time to first token, once there are a few.
+    pub fn baseline_ms(&self) -> Option<f64> {
+        let baseline = self.baseline.lock().ok()?;
+        if baseline.len() < 3 {
+            return None;
+        }
+        let mut sorted: Vec<f64> = baseline.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        Some(sorted[sorted.len() / 2])
+    }
+}
+
+/// What an upstream's non-2xx answer means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The request itself is at fault (400, 413, content filter): the client gets the answer
+    /// as is, and no other upstream is asked.
+    ClientFault,
+    /// The upstream (or the gateway's account there) failed: try the next one.
+    Failover {
+        cause: Cause,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Judges a non-2xx answer by its status, headers and (capped) body.
+pub fn judge(status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let markers = detect_markers(status, header("content-type"), header("cf-mitigated"), body);
+    let error = ProviderError::parse(status, body);
+    let cause = api_cause(status, error.as_ref(), &markers, true);
+    let retry_after = header("retry-after").and_then(parse_retry_after);
+    let detail = error
+        .as_ref()
+        .and_then(|e| e.message.clone().or_else(|| e.kind.clone()))
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    let reason = format!("{status} ({}){detail}", cause.as_str());
+    let client_fault = match status {
+        // The account or the gateway's own config at that provider, not the request.
+        401 | 402 | 403 | 404 | 408 | 409 | 429 => false,
+        400..=499 => !matches!(
+            cause,
+            Cause::AuthInvalid
+                | Cause::QuotaExhausted
+                | Cause::BotChallenge
+                | Cause::RegionUnsupported
+        ),
+        _ => false,
+    };
+    if client_fault {
+        Verdict::ClientFault
+    } else {
+        Verdict::Failover {
+            cause,
+            reason,
+            retry_after,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the form APIs use); dates are left to the breaker's own timing.
+fn parse_retry_after(raw: &str) -> Option<Duration> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn requests_at_fault_are_passed_back_not_retried() {
+        let body = br#"{"error":{"message":"This model's maximum context length is 128000 tokens","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        assert_eq!(judge(400, &HeaderMap::new(), body), Verdict::ClientFault);
+        assert_eq!(
+            judge(413, &HeaderMap::new(), b"too large"),
+            Verdict::ClientFault
+        );
+    }
+
+    #[test]
+    fn overload_rate_limits_and_outages_fail_over_with_retry_after() {
+        let v = judge(
+            429,
+            &headers(&[("retry-after", "7")]),
+            br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+        );
+        let Verdict::Failover {
+            cause, retry_after, ..
+        } = v
+        else {
+            panic!("a 429 fails over")
+        };
+        assert_eq!(cause, Cause::RateLimited);
+        assert_eq!(retry_after, Some(Duration::from_secs(7)));
+        let v = judge(
+            529,
+            &HeaderMap::new(),
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        assert!(matches!(
+            v,
+            Verdict::Failover {
+                cause: Cause::ProviderOverloaded,
+                ..
+            }
+        ));
+        assert!(matches!(
+            judge(502, &HeaderMap::new(), b"<html>bad gateway</html>"),
+            Verdict::Failover { .. }
+        ));
+    }
+
+    #[test]
+    fn account_problems_fail_over_because_another_provider_can_serve() {
+        for status in [401, 403, 404] {
+            assert!(
+                matches!(
+                    judge(status, &HeaderMap::new(), b"{}"),
+                    Verdict::Failover { .. }
+                ),
+                "{status}"
+            );
+        }
+        let spend = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
+        assert!(matches!(
+            judge(400, &HeaderMap::new(), spend),
+            Verdict::Failover {
+                cause: Cause::QuotaExhausted,
+                ..
+            }
+        ));
+    }
+}
