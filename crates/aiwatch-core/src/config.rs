@@ -99,6 +99,8 @@ pub struct GatewayConfig {
     pub client_keys_env: String,
     /// Request bodies above this size are refused with 413.
     pub max_request_bytes: usize,
+    /// A client must send its request headers, and then its body, within this time.
+    pub client_timeout: Duration,
     /// The whole request's deadline, across every attempt.
     pub request_timeout: Duration,
     /// An upstream's default budget to answer (response headers), per attempt.
@@ -127,6 +129,7 @@ impl Default for GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
             client_keys_env: "AIWATCH_GATEWAY_KEYS".to_owned(),
             max_request_bytes: 4 * 1024 * 1024,
+            client_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(300),
             upstream_timeout: Duration::from_secs(60),
             stream_stall: Duration::from_secs(30),
@@ -228,6 +231,8 @@ struct RawGateway {
     client_keys_env: Option<String>,
     #[serde(default, deserialize_with = "at_least_one")]
     max_request_bytes: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    client_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     request_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
@@ -503,6 +508,7 @@ impl Config {
                 max_request_bytes: g
                     .max_request_bytes
                     .map_or(fallback.max_request_bytes, |n| n as usize),
+                client_timeout: g.client_timeout.unwrap_or(fallback.client_timeout),
                 request_timeout: g.request_timeout.unwrap_or(fallback.request_timeout),
                 upstream_timeout: g.upstream_timeout.unwrap_or(fallback.upstream_timeout),
                 stream_stall: g.stream_stall.unwrap_or(fallback.stream_stall),

@@ -2,7 +2,6 @@
 //! health and usage, and `/metrics`. Every refusal is an OpenAI-shaped error.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,9 +18,6 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::proxy::{forward, Forward};
 use crate::upstream::Endpoint;
-
-/// A client has this long to send its whole request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The gateway's router.
 pub fn app(gw: Arc<Gateway>) -> Router {
@@ -100,7 +96,8 @@ async fn parse(
     let key = authorize(gw, request.headers())?;
     let cap = gw.settings.max_request_bytes;
     let body = Limited::new(request.into_body(), cap);
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+    let client_timeout = gw.settings.client_timeout;
+    let bytes = match tokio::time::timeout(client_timeout, body.collect()).await {
         Err(_) => {
             gw.metrics.reject("slow_client");
             return Err(ApiError::new(
@@ -108,8 +105,8 @@ async fn parse(
                 "invalid_request_error",
                 Some("request_timeout"),
                 format!(
-                    "the request body did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
+                    "the request body did not arrive within {} s (client_timeout)",
+                    client_timeout.as_secs_f64()
                 ),
             ));
         }

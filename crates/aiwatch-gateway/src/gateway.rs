@@ -35,6 +35,7 @@ pub struct GatewaySetup {
     pub catalog: Catalog,
     /// Upstream keys, read from the variables the services name.
     pub keys: HashMap<ServiceName, ApiKey>,
+    /// The keys clients must present; with none, every request is refused.
     pub client_keys: ClientKeys,
     /// Resolver, proxies and extra roots, as for `check`.
     pub network: CheckOptions,
@@ -89,12 +90,6 @@ impl Gateway {
             return Err(Error::Setup(
                 "the config has no [[route]]: the gateway would have nothing to serve; add one like\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"openai-api:gpt-4o-mini\", \"ollama:llama3.2\"]".into(),
             ));
-        }
-        if client_keys.is_empty() {
-            return Err(Error::Setup(format!(
-                "no gateway keys: set {} to one or more comma-separated keys clients must present",
-                settings.client_keys_env
-            )));
         }
         let checker = Checker::new(network).map_err(|e| Error::Setup(e.to_string()))?;
         let breaker_config = BreakerConfig::from_gateway(&settings);

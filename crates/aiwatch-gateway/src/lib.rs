@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod budget;
 pub mod canary;
 pub mod connector;
+pub mod drill;
 pub mod error;
 pub mod gateway;
 pub mod metrics;

@@ -17,8 +17,6 @@ use crate::canary;
 use crate::gateway::Gateway;
 use crate::Error;
 
-/// A client has this long to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight get this long to finish after shutdown.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -34,7 +32,7 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(gw.settings.client_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

@@ -41,6 +41,15 @@ pub enum Command {
     /// Keep watching: scheduled probes and official pages, incidents, history, JSON API,
     /// Statuspage-compatible API and Prometheus metrics.
     Serve(ServeArgs),
+    /// The OpenAI-compatible failover gateway: point SDKs at it, and requests go to the first
+    /// healthy upstream of their model's route.
+    Gateway(GatewayArgs),
+    /// Failover drill: which upstream of a route would carry traffic right now, and is the
+    /// local plan B installed and able to run?
+    #[command(
+        after_help = "Exit codes: 0 some upstream is ready, 2 none is; 64 usage error, 78 config error."
+    )]
+    Drill(DrillArgs),
     /// List the catalog: built-in services plus those from the config file.
     Services(ServicesArgs),
     /// Work with the config file.
@@ -126,6 +135,42 @@ pub struct ServeArgs {
     /// Trust this extra root CA (PEM); chains that need it are reported as intercepted.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
+}
+
+/// How the gateway and the drill reach upstreams.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub dns_server: Option<String>,
+
+    /// Trust this extra root CA (PEM); keys are never sent through TLS that needs it.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to serve on (default: the config's [gateway] listen, else 127.0.0.1:4000).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The route (model alias) to drill.
+    #[arg(value_name = "ROUTE")]
+    pub route: String,
+
+    /// Print JSON instead of the report.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Args)]

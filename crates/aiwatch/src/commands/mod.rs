@@ -2,7 +2,9 @@
 
 mod check;
 mod config;
-mod serve;
+mod drill;
+mod gateway;
+pub mod serve;
 mod services;
 mod status;
 
@@ -16,6 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
         Command::Status(args) => status::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
         Command::Serve(args) => serve::run(cli.config.as_deref(), &args),
+        Command::Gateway(args) => gateway::run(cli.config.as_deref(), &args),
+        Command::Drill(args) => drill::run(cli.config.as_deref(), &args),
         Command::Services(args) => services::run(cli.config.as_deref(), &args),
         Command::Config(ConfigCommand::Check { file }) => {
             config::check(file.as_deref().or(cli.config.as_deref()))

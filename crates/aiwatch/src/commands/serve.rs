@@ -108,7 +108,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
 }
 
 /// Logs go to stderr, `RUST_LOG` picks the level (info by default).
-fn tracing_subscriber_init() {
+pub fn tracing_subscriber_init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -118,7 +118,7 @@ fn tracing_subscriber_init() {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
