@@ -559,9 +559,7 @@ impl StreamReader {
                         Err(fault) => fault_piece(&fault),
                     }
                 }
-                Ok(Some(Err(e))) => {
-                    return fault_piece(&StreamFault::Upstream(format!("the stream broke: {e}")))
-                }
+                Ok(Some(Err(e))) => return fault_piece(&StreamFault::Broken(e.to_string())),
                 Ok(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
@@ -596,7 +594,7 @@ fn fault_piece(fault: &StreamFault) -> Piece {
         event: error_event(fault),
         reason: fault.to_string(),
         cause: match fault {
-            StreamFault::Truncated => Cause::TruncatedResponses,
+            StreamFault::Truncated | StreamFault::Broken(_) => Cause::TruncatedResponses,
             _ => Cause::ProviderError,
         },
     }

@@ -28,6 +28,8 @@ pub enum StreamFault {
     Garbage(String),
     #[error("the upstream's stream ended without its finish marker")]
     Truncated,
+    #[error("the upstream's stream broke off: {0}")]
+    Broken(String),
 }
 
 /// What one piece of upstream stream gave.
@@ -220,7 +222,7 @@ fn clip(text: &str) -> String {
 /// official SDKs raise it as an API error, so a cut-off answer never looks complete.
 pub fn error_event(fault: &StreamFault) -> String {
     let code = match fault {
-        StreamFault::Truncated => "stream_truncated",
+        StreamFault::Truncated | StreamFault::Broken(_) => "stream_truncated",
         StreamFault::Garbage(_) => "upstream_garbage",
         StreamFault::Upstream(_) => "upstream_error",
     };
