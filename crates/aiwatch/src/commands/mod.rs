@@ -3,7 +3,7 @@
 mod check;
 mod config;
 mod drill;
-mod gateway;
+pub mod gateway;
 pub mod serve;
 mod services;
 mod status;

@@ -15,7 +15,10 @@ use aiwatch_store::Retention;
 use aiwatch_store::SqliteStore;
 use anyhow::Context;
 
+use aiwatch_gateway::canary::MonitorView;
+
 use crate::cli::ServeArgs;
+use crate::commands::gateway;
 use crate::exit;
 use crate::load;
 
@@ -90,6 +93,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let with_gateway = loaded.config.gateway.is_some() && !loaded.config.routes.is_empty();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -100,11 +104,73 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             listener.local_addr()?,
             db.display()
         );
-        aiwatch_server::run(listener, config, shutdown_signal(), |_| {})
-            .await
-            .map_err(|e| exit::config(e.to_string()))
+        // With [gateway] and routes, the gateway runs too, fed by the monitor's view.
+        let (monitor_tx, monitor_rx) = tokio::sync::watch::channel(MonitorView::new());
+        if with_gateway {
+            let network = crate::cli::NetworkArgs {
+                dns_server: args.dns_server.clone(),
+                ca_file: args.ca_file.clone(),
+            };
+            let gateway = gateway::build(&loaded, &network, Some(monitor_rx), true)?;
+            let gateway_listen = gateway.settings.listen;
+            let gateway_listener = tokio::net::TcpListener::bind(gateway_listen)
+                .await
+                .map_err(|e| {
+                    exit::config(format!("[gateway] cannot listen on {gateway_listen}: {e}"))
+                })?;
+            eprintln!(
+                "aiwatch serve: gateway on http://{} ({} routes)",
+                gateway_listener.local_addr()?,
+                gateway.aliases.len()
+            );
+            tokio::spawn(async move {
+                if let Err(e) =
+                    aiwatch_gateway::run(gateway_listener, gateway, shutdown_signal()).await
+                {
+                    tracing::error!(error = %e, "the gateway stopped");
+                }
+            });
+        }
+        aiwatch_server::run(listener, config, shutdown_signal(), move |running| {
+            if with_gateway {
+                tokio::spawn(feed_monitor_view(running.engine, monitor_tx));
+            }
+        })
+        .await
+        .map_err(|e| exit::config(e.to_string()))
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the gateway which services the monitor sees in an outage, every few seconds.
+async fn feed_monitor_view(
+    engine: Arc<aiwatch_server::engine::Engine>,
+    view: tokio::sync::watch::Sender<MonitorView>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let mut outages = MonitorView::new();
+        for (key, state, since, text) in engine.states() {
+            if state == aiwatch_core::assess::State::Outage {
+                let since = since
+                    .map(|s| format!(" since {}", s.format("%H:%M UTC")))
+                    .unwrap_or_default();
+                outages.insert(
+                    key.service.clone(),
+                    format!("{}{since}: {text}", key.component),
+                );
+            }
+        }
+        view.send_if_modified(|current| {
+            let changed = *current != outages;
+            *current = outages;
+            changed
+        });
+        if view.is_closed() {
+            return;
+        }
+    }
 }
 
 /// Logs go to stderr, `RUST_LOG` picks the level (info by default).
