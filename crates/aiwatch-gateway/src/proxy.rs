@@ -105,6 +105,16 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                 set_trace_headers(response.headers_mut(), &up.id, attempts, &tried);
                 let added = request.received.elapsed().saturating_sub(waited);
                 gw.metrics.observe_added(&route.alias, added);
+                tracing::debug!(
+                    route = %route.alias,
+                    upstream = %up.id,
+                    key = %request.key,
+                    status = response.status().as_u16(),
+                    attempts,
+                    stream = request.stream,
+                    ms = request.received.elapsed().as_secs_f64() * 1000.0,
+                    "answered"
+                );
                 return response;
             }
             Attempt::Failed(failure) => {
