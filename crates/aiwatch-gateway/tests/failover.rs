@@ -578,3 +578,38 @@ async fn the_monitors_outage_skips_an_upstream_before_any_request_pays() {
     assert_eq!(answer.header("x-aiwatch-attempts"), "1");
     assert!(h.chats_seen("primary").is_empty());
 }
+
+#[tokio::test]
+async fn ollama_is_reached_through_its_openai_compatible_v1() {
+    let upstreams = [FakeUpstream {
+        name: "primary",
+        kind: "openai",
+    }];
+    let ollama = aiwatch_testkit::FakeServer::start(None).await;
+    ollama.route(
+        "POST",
+        "/v1/chat/completions",
+        healthy_openai("from ollama"),
+    );
+    let extra = format!(
+        "\n[[service]]\nname = \"ollama\"\napi_base = \"http://{}\"",
+        ollama.addr()
+    );
+    let routes = "[[route]]\nmodel = \"smart\"\nupstreams = [\"primary:gpt-4o-mini\", \"ollama:llama3.2\"]\n";
+    let h = start(&upstreams, &extra, routes).await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/chat/completions",
+        canned::openai_503_overloaded(),
+    );
+    let answer = h.chat("smart", false).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("x-aiwatch-upstream"), "ollama:llama3.2");
+    let seen = &ollama.requests()[0];
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "a local server gets no key"
+    );
+}
