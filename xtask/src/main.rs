@@ -1,6 +1,7 @@
 //! Developer tasks as code: `cargo xtask bench …` measures aiwatch against loopback fakes.
 
 mod bench_check;
+mod bench_gateway;
 mod bench_serve;
 mod browser;
 mod e2e;
@@ -18,10 +19,11 @@ fn main() -> Result<()> {
     {
         ["bench", "check", rest @ ..] => bench_check::run(rest),
         ["bench", "serve", rest @ ..] => bench_serve::run(rest),
+        ["bench", "gateway", rest @ ..] => bench_gateway::run(rest),
         ["e2e", rest @ ..] => e2e::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask e2e [promtool|browser]\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser"
+                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask e2e [promtool|browser]\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser"
             );
             bail!("unknown task: {}", args.join(" "))
         }
