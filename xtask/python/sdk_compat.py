@@ -7,6 +7,8 @@
   Anthropic upstream through the translation, and how errors reach the SDK.
 - `failover`: the primaries of three routes start failing after two good answers (503, a hang,
   Anthropic's 529); every request must still succeed, via the next upstream.
+- `recovered`: the primaries are healthy again and their breakers closed: traffic is back on
+  them, in one attempt.
 
 Environment: AIWATCH_GATEWAY_URL (the gateway's base URL ending in /v1), AIWATCH_GATEWAY_KEY
 (a client key it accepts), AIWATCH_ROUTES (the route aliases, comma-separated).
@@ -15,6 +17,7 @@ Each check runs even after another failed; the last line is "N passed, N failed"
 code is 1 when any failed.
 """
 
+import asyncio
 import os
 import sys
 import time
@@ -172,6 +175,37 @@ def models_list_shows_the_aliases():
 
 
 @check("basics")
+def models_retrieve():
+    expect_equal("retrieved id", client().models.retrieve("smart").id, "smart")
+    try:
+        client().models.retrieve("no-such-alias")
+    except openai.NotFoundError as error:
+        expect_error_shape(error)
+        return
+    raise AssertionError("GET /v1/models/no-such-alias was answered")
+
+
+@check("basics")
+def async_client_streams():
+    async def run():
+        async_client = openai.AsyncOpenAI(base_url=BASE_URL, api_key=KEY, max_retries=0, timeout=30.0)
+        try:
+            stream = await async_client.chat.completions.create(model="smart", messages=MESSAGES, stream=True)
+            text, finish = "", None
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    text += choice.delta.content or ""
+                    finish = choice.finish_reason or finish
+            return text, finish
+        finally:
+            await async_client.close()
+
+    text, finish = asyncio.run(run())
+    expect_equal("streamed text", text, STREAM_TEXT)
+    expect_equal("finish_reason", finish, "stop")
+
+
+@check("basics")
 def anthropic_upstream_not_streamed():
     headers, text, finish, usage = chat("claude", max_tokens=64)
     expect_equal(
@@ -263,6 +297,31 @@ def stream_broken_midway_never_finishes_cleanly():
     )
 
 
+@check("basics")
+def stalled_stream_is_ended_with_an_error():
+    # The upstream sends "Hel", "lo" and then nothing; the gateway's stall limit is 3 s, the
+    # SDK's own timeout 30 s: the gateway must end the stream with an error well before.
+    started, text, finish = time.monotonic(), "", None
+    try:
+        stream = client().chat.completions.create(model="stalling", messages=MESSAGES, stream=True)
+        for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+    except openai.APITimeoutError:
+        raise AssertionError(
+            f"the SDK's own 30 s timeout fired: the gateway did not end a stalled stream "
+            f"(text so far {text!r})"
+        ) from None
+    except openai.APIError as error:
+        took = time.monotonic() - started
+        assert finish is None, f"a finish_reason {finish!r} came before the error"
+        assert took < 15, f"the stalled stream was ended only after {took:.1f} s"
+        print(f"    (after {took:.1f} s the SDK raised {type(error).__name__}: {error}; text so far {text!r})")
+        return
+    raise AssertionError(f"a stalled stream ended without an error (text {text!r}, finish_reason {finish!r})")
+
+
 # === failover ===
 
 
@@ -303,6 +362,25 @@ def primary_starts_hanging():
 @check("failover")
 def anthropic_primary_starts_answering_529():
     failover("busy", "fake-busy:claude-3-5-haiku-latest", "fake-backup:gpt-4o", BUSY_TEXT, BACKUP_TEXT)
+
+
+# === recovered ===
+
+
+@check("recovered")
+def traffic_returns_to_the_healed_primaries():
+    for route, primary, primary_text in [
+        ("smart", "fake-openai:gpt-4o-mini", OPENAI_TEXT),
+        ("steady", "fake-slow:gpt-4o-mini", SLOW_TEXT),
+        ("busy", "fake-busy:claude-3-5-haiku-latest", BUSY_TEXT),
+    ]:
+        for n in range(3):
+            stream = n % 2 == 1
+            headers, text, finish, _ = chat(route, stream=stream, max_tokens=64)
+            expect_equal(f"{route} request {n + 1} upstream", headers.get("x-aiwatch-upstream"), primary)
+            expect_equal(f"{route} request {n + 1} attempts", headers.get("x-aiwatch-attempts"), "1")
+            expect_equal(f"{route} request {n + 1} text", text, STREAM_TEXT if stream else primary_text)
+            expect_equal(f"{route} request {n + 1} finish_reason", finish, "stop")
 
 
 def main():

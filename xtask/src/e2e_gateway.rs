@@ -310,12 +310,13 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `aiwatch gateway --config config --listen 127.0.0.1:0` with the client key and
-    /// `env` (the upstreams' keys) and waits until it says where it listens. Its stdout and
+    /// Starts `aiwatch gateway --config config --listen 127.0.0.1:0 args…` with the client key
+    /// and `env` (the upstreams' keys) and waits until it says where it listens. Its stdout and
     /// stderr go to `log`.
     async fn start(
         binary: &Path,
         config: &Path,
+        args: &[&str],
         env: &[(&str, &str)],
         log: &Path,
     ) -> Result<Gateway> {
@@ -326,10 +327,12 @@ impl Gateway {
             .arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env(
                 CLIENT_KEYS_ENV,
                 format!("{CLIENT_KEY},sk-aiwatch-e2e-other"),
             )
+            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -5,13 +5,19 @@
 //! for users. The route's two cloud upstreams fail — `fake-openai` answers 503 to everything,
 //! `fake-claude` refuses connections — so a streamed chat through the gateway with the `openai`
 //! SDK must be answered by the local model, and `aiwatch drill` must report exactly that.
+//!
+//! The cloud fakes look like the cloud: names in a fake DNS (`api.openai.test`,
+//! `api.anthropic.test`) and HTTPS with certificates from a test CA that the config declares
+//! as their `ca_file`; only the local model is on a loopback URL, so only it is local to
+//! aiwatch.
 
 use std::fs::File;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use aiwatch_testkit::{canned, closed_port, FakeServer};
+use aiwatch_testkit::{canned, closed_port, DnsAnswer, FakeDns, FakeServer, TestCa};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
@@ -26,6 +32,9 @@ const LOCAL_MODEL: &str = "smollm2";
 const MODEL_START: Duration = Duration::from_secs(120);
 /// How long the chat through the gateway and the drill may take each.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+/// Where the cloud fakes are, as far as aiwatch can tell.
+const OPENAI_HOST: &str = "api.openai.test";
+const ANTHROPIC_HOST: &str = "api.anthropic.test";
 
 pub async fn local_model(binary: &Path) -> Result<()> {
     require_subcommand(binary, "gateway")?;
@@ -50,21 +59,30 @@ pub async fn local_model(binary: &Path) -> Result<()> {
     }
 
     // The cloud: one overloaded, one refusing connections.
-    let openai = FakeServer::start(None).await;
+    let dir = tempfile::tempdir()?;
+    let dns = FakeDns::start().await;
+    let ca = TestCa::new("Test Public Root", "aiwatch test");
+    let ca_path = ca.write_pem(dir.path(), "public-root.pem");
+    let openai = FakeServer::start(Some(&ca.issue(&[OPENAI_HOST]))).await;
     openai.fallback(canned::openai_503_overloaded());
-    let claude = closed_port();
+    let claude_port = closed_port().port();
+    for host in [OPENAI_HOST, ANTHROPIC_HOST] {
+        dns.set(host, DnsAnswer::Addresses(vec![Ipv4Addr::LOCALHOST.into()]));
+    }
     let config_text = format!(
         r#"[[service]]
 name = "fake-openai"
 kind = "openai"
-api_base = "http://{openai}/v1"
+api_base = "{openai}/v1"
 api_key_env = "FAKE_OPENAI_KEY"
+ca_file = "{ca}"
 
 [[service]]
 name = "fake-claude"
 kind = "anthropic"
-api_base = "http://{claude}/v1"
+api_base = "https://{ANTHROPIC_HOST}:{claude_port}/v1"
 api_key_env = "FAKE_ANTHROPIC_KEY"
+ca_file = "{ca}"
 
 [[service]]
 name = "local-llm"
@@ -85,19 +103,27 @@ upstreams = [
     {{ upstream = "local-llm:{LOCAL_MODEL}", timeout = "120s" }},
 ]
 "#,
-        openai = openai.addr(),
+        openai = openai.url(OPENAI_HOST),
+        ca = ca_path.display(),
         local = llama.url,
     );
-    let dir = tempfile::tempdir()?;
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, &config_text)?;
     std::fs::copy(&config, artifacts.join("gateway.toml"))?;
+    let dns_server = dns.addr().to_string();
+    let network = ["--dns-server", dns_server.as_str()];
     let keys = [
         ("FAKE_OPENAI_KEY", "sk-fake-openai-e2e"),
         ("FAKE_ANTHROPIC_KEY", "sk-ant-fake-e2e"),
     ];
-    let mut gateway =
-        Gateway::start(binary, &config, &keys, &artifacts.join("gateway.log")).await?;
+    let mut gateway = Gateway::start(
+        binary,
+        &config,
+        &network,
+        &keys,
+        &artifacts.join("gateway.log"),
+    )
+    .await?;
 
     let mut failures = Vec::new();
     let local_upstream = format!("local-llm:{LOCAL_MODEL}");
@@ -122,7 +148,7 @@ upstreams = [
     }
     gateway.still_running()?;
 
-    match drill(binary, &config, &keys, &artifacts).await {
+    match drill(binary, &config, &network, &keys, &artifacts).await {
         Ok(report) => {
             let problems = check_drill(&report, &local_upstream);
             if problems.is_empty() {
@@ -200,6 +226,7 @@ impl LlamaServer {
 async fn drill(
     binary: &Path,
     config: &Path,
+    args: &[&str],
     keys: &[(&str, &str)],
     artifacts: &Path,
 ) -> Result<Value> {
@@ -207,6 +234,7 @@ async fn drill(
     command
         .args(["drill", "smart", "--json", "--config"])
         .arg(config)
+        .args(args)
         .envs(keys.iter().copied())
         .stdin(Stdio::null());
     super::without_proxies(&mut command);
@@ -236,66 +264,139 @@ async fn drill(
 
 /// What the drill's report gets wrong: the two cloud upstreams must be not ready with reasons,
 /// the local one ready with its installed models listed and the route's model among them.
+///
+/// The report is `aiwatch drill ROUTE --json` (`aiwatch_gateway::drill::DrillReport`):
+/// `{"route", "carrier": "service:model" | null, "upstreams": [{"upstream", "service", "model",
+/// "local", "ready", "status", "time_to_first_token_ms", "total_ms", "reason", "local_models":
+/// null | {"reachable", "installed": [{"name", "size_bytes"}], "model_installed",
+/// "model_size_bytes", "free_memory_bytes", "fits_in_memory", "note"}}]}`.
 fn check_drill(report: &Value, local_upstream: &str) -> Vec<String> {
     let mut problems = Vec::new();
+    let mut expect = |what: String, got: &Value, ok: bool| {
+        if !ok {
+            problems.push(format!("{what}, got {got}"));
+        }
+    };
+    expect(
+        "route should be \"smart\"".into(),
+        &report["route"],
+        report["route"] == "smart",
+    );
+    expect(
+        format!("carrier should be {local_upstream:?}"),
+        &report["carrier"],
+        report["carrier"] == local_upstream,
+    );
+    let order = [
+        "fake-openai:gpt-4o-mini",
+        "fake-claude:claude-3-5-haiku-latest",
+        local_upstream,
+    ];
     let upstreams = report["upstreams"].as_array().cloned().unwrap_or_default();
-    if upstreams.len() != 3 {
-        problems.push(format!(
-            "`upstreams` has {} entries, expected 3",
-            upstreams.len()
-        ));
-    }
-    let find = |name: &str| {
+    let names: Vec<&str> = upstreams
+        .iter()
+        .filter_map(|u| u["upstream"].as_str())
+        .collect();
+    expect(
+        format!("upstreams should be {order:?} in the route's order"),
+        &report["upstreams"],
+        names == order,
+    );
+    let entry = |name: &str| {
         upstreams
             .iter()
             .find(|u| u["upstream"] == name)
             .cloned()
             .unwrap_or(Value::Null)
     };
-    for cloud in [
-        "fake-openai:gpt-4o-mini",
-        "fake-claude:claude-3-5-haiku-latest",
+    // The refused connection may be named as such or as a failure to connect.
+    for (cloud, why) in [
+        ("fake-openai:gpt-4o-mini", &["503"][..]),
+        (
+            "fake-claude:claude-3-5-haiku-latest",
+            &["refused", "connect"][..],
+        ),
     ] {
-        let entry = find(cloud);
-        if entry.is_null() {
-            problems.push(format!("{cloud} is missing"));
-            continue;
-        }
-        if entry["ready"] != Value::Bool(false) {
-            problems.push(format!(
-                "{cloud}: ready is {}, expected false",
-                entry["ready"]
-            ));
-        }
-        if entry["reason"].as_str().is_none_or(str::is_empty) {
-            problems.push(format!("{cloud}: no reason given"));
-        }
+        let up = entry(cloud);
+        expect(
+            format!("{cloud}: ready should be false"),
+            &up["ready"],
+            up["ready"] == false,
+        );
+        expect(
+            format!("{cloud}: local should be false"),
+            &up["local"],
+            up["local"] == false,
+        );
+        let reason = up["reason"].as_str().unwrap_or_default().to_lowercase();
+        expect(
+            format!("{cloud}: the reason should say one of {why:?}"),
+            &up["reason"],
+            why.iter().any(|w| reason.contains(w)),
+        );
+        expect(
+            format!("{cloud}: no local_models for a cloud upstream"),
+            &up["local_models"],
+            up["local_models"].is_null(),
+        );
     }
-    let local = find(local_upstream);
-    if local.is_null() {
-        problems.push(format!("{local_upstream} is missing"));
-    } else {
-        if local["ready"] != Value::Bool(true) {
-            problems.push(format!(
-                "{local_upstream}: ready is {}, expected true",
-                local["ready"]
-            ));
-        }
-        let installed: Vec<&str> = local["installed_models"]
-            .as_array()
-            .map(|m| m.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if !installed.contains(&LOCAL_MODEL) {
-            problems.push(format!(
-                "{local_upstream}: installed models {installed:?} lack {LOCAL_MODEL}"
-            ));
-        }
-        if local["model_installed"] != Value::Bool(true) {
-            problems.push(format!(
-                "{local_upstream}: model_installed is {}, expected true",
-                local["model_installed"]
-            ));
-        }
-    }
+    expect(
+        "fake-openai: status should be 503".into(),
+        &entry(order[0])["status"],
+        entry(order[0])["status"] == 503,
+    );
+    let local = entry(local_upstream);
+    expect(
+        format!("{local_upstream}: ready should be true"),
+        &local["ready"],
+        local["ready"] == true,
+    );
+    expect(
+        format!("{local_upstream}: local should be true"),
+        &local["local"],
+        local["local"] == true,
+    );
+    expect(
+        format!("{local_upstream}: no reason when ready"),
+        &local["reason"],
+        local["reason"].is_null(),
+    );
+    expect(
+        format!("{local_upstream}: a time to first token"),
+        &local["time_to_first_token_ms"],
+        local["time_to_first_token_ms"].is_number(),
+    );
+    let models = &local["local_models"];
+    expect(
+        format!("{local_upstream}: local_models.reachable should be true"),
+        &models["reachable"],
+        models["reachable"] == true,
+    );
+    let installed: Vec<&str> = models["installed"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["name"].as_str()).collect())
+        .unwrap_or_default();
+    expect(
+        format!("{local_upstream}: installed models should include {LOCAL_MODEL}"),
+        &models["installed"],
+        installed.contains(&LOCAL_MODEL),
+    );
+    expect(
+        format!("{local_upstream}: model_installed should be true"),
+        &models["model_installed"],
+        models["model_installed"] == true,
+    );
+    expect(
+        format!("{local_upstream}: model_size_bytes (llama.cpp reports meta.size)"),
+        &models["model_size_bytes"],
+        models["model_size_bytes"]
+            .as_u64()
+            .is_some_and(|n| n > 1_000_000),
+    );
+    expect(
+        format!("{local_upstream}: a 135M model fits in memory"),
+        &models["fits_in_memory"],
+        models["fits_in_memory"] == true,
+    );
     problems
 }

@@ -5,7 +5,9 @@
 //! the errors an SDK user sees; then the fakes check what the gateway sent them (their own keys,
 //! the upstream model names, Anthropic's request shape, no retry after a 400). Phase `failover`
 //! makes three primaries fail after two good answers — 503, a hang, Anthropic's 529 — and every
-//! request must still succeed via the next upstream; `/admin/upstreams` must then show them.
+//! request must still succeed via the next upstream; `/admin/upstreams` must then show them
+//! tripped. Then the primaries heal, canaries close their breakers, and phase `recovered`
+//! finds the traffic back on them.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +29,8 @@ const CLIENT_MARK: &str = "Say hello.";
 /// How long one phase's script may run.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The route aliases of the config, sorted.
-const ROUTES: [&str; 7] = [
-    "busy", "claude", "embed", "fragile", "smart", "steady", "strict",
+const ROUTES: [&str; 8] = [
+    "busy", "claude", "embed", "fragile", "smart", "stalling", "steady", "strict",
 ];
 
 pub async fn sdk(binary: &Path) -> Result<()> {
@@ -43,6 +45,7 @@ pub async fn sdk(binary: &Path) -> Result<()> {
     let mut gateway = Gateway::start(
         binary,
         &config,
+        &[],
         &[
             ("FAKE_OPENAI_KEY", OPENAI_KEY),
             ("FAKE_ANTHROPIC_KEY", ANTHROPIC_KEY),
@@ -105,6 +108,25 @@ pub async fn sdk(binary: &Path) -> Result<()> {
     );
     gateway.still_running()?;
 
+    fakes.heal();
+    let recovered = wait_until_recovered(&gateway.url).await;
+    let closed = recovered.is_ok();
+    phase("breakers close after the primaries heal", recovered);
+    if closed {
+        let back = venv
+            .run(
+                "sdk_compat.py",
+                &["recovered"],
+                &env,
+                PHASE_TIMEOUT,
+                &artifacts.join("recovered.txt"),
+            )
+            .await
+            .map(drop);
+        phase("phase recovered (python)", back);
+    }
+    gateway.still_running()?;
+
     if !failures.is_empty() {
         bail!(
             "e2e sdk: {} of the steps failed (logs in {}):\n- {}",
@@ -145,6 +167,8 @@ struct Fakes {
     picky: FakeServer,
     /// `fake-cut`: the only upstream of `fragile`; its streams break off before the finish.
     cut: FakeServer,
+    /// `fake-stall`: the only upstream of `stalling`; its streams go silent after one token.
+    stall: FakeServer,
 }
 
 impl Fakes {
@@ -157,6 +181,7 @@ impl Fakes {
             backup: FakeServer::start(None).await,
             picky: FakeServer::start(None).await,
             cut: FakeServer::start(None).await,
+            stall: FakeServer::start(None).await,
         };
         for server in [
             &fakes.openai,
@@ -164,6 +189,7 @@ impl Fakes {
             &fakes.backup,
             &fakes.picky,
             &fakes.cut,
+            &fakes.stall,
         ] {
             server.route("GET", "/v1/models", canned::openai_models());
         }
@@ -192,6 +218,7 @@ impl Fakes {
                 }
             }),
         );
+        fakes.stall.route("POST", CHAT, stalling_stream());
         fakes
     }
 
@@ -210,6 +237,7 @@ impl Fakes {
             ("fake-backup", &self.backup),
             ("fake-picky", &self.picky),
             ("fake-cut", &self.cut),
+            ("fake-stall", &self.stall),
         ] {
             config.push_str(&service(name, "openai", server, "FAKE_OPENAI_KEY"));
         }
@@ -219,9 +247,11 @@ impl Fakes {
         config.push_str(
             r#"[gateway]
 client_keys_env = "AIWATCH_GATEWAY_KEYS"
-stream_stall = "10s"
+stream_stall = "3s"
 upstream_timeout = "10s"
 request_timeout = "60s"
+canary_interval = "1s"
+ramp_step = "1s"
 
 [[route]]
 model = "smart"
@@ -250,6 +280,10 @@ upstreams = ["fake-picky:gpt-4o-mini", "fake-backup:gpt-4.1-mini"]
 [[route]]
 model = "fragile"
 upstreams = ["fake-cut:gpt-4o-mini"]
+
+[[route]]
+model = "stalling"
+upstreams = ["fake-stall:gpt-4o-mini"]
 "#,
         );
         config
@@ -279,6 +313,14 @@ upstreams = ["fake-cut:gpt-4o-mini"]
         );
     }
 
+    /// The three primaries answer well again.
+    fn heal(&self) {
+        self.openai.route("POST", CHAT, openai_chat(OPENAI_TEXT));
+        self.slow.route("POST", CHAT, openai_chat(SLOW_TEXT));
+        self.busy
+            .route("POST", MESSAGES, anthropic_messages(BUSY_TEXT));
+    }
+
     /// After phase `basics`: what the gateway sent upstream.
     fn verify_requests(&self) -> Result<()> {
         let mut problems = Vec::new();
@@ -290,6 +332,7 @@ upstreams = ["fake-cut:gpt-4o-mini"]
             ("fake-backup", &self.backup),
             ("fake-picky", &self.picky),
             ("fake-cut", &self.cut),
+            ("fake-stall", &self.stall),
         ];
         for (name, server) in all {
             for seen in server.requests() {
@@ -318,7 +361,7 @@ upstreams = ["fake-cut:gpt-4o-mini"]
         }
 
         let models = |server: &FakeServer, path: &str| -> Vec<String> {
-            client_requests(server, path)
+            posts(server, path)
                 .iter()
                 .map(|s| body(s)["model"].as_str().unwrap_or("(none)").to_owned())
                 .collect()
@@ -400,12 +443,20 @@ fn from_client(seen: &Seen) -> bool {
     String::from_utf8_lossy(&seen.body).contains(CLIENT_MARK)
 }
 
-/// The POSTs to `path` that came from clients.
-fn client_requests(server: &FakeServer, path: &str) -> Vec<Seen> {
+/// Every POST to `path`.
+fn posts(server: &FakeServer, path: &str) -> Vec<Seen> {
     server
         .requests()
         .into_iter()
-        .filter(|s| s.method == "POST" && s.path_only() == path && from_client(s))
+        .filter(|s| s.method == "POST" && s.path_only() == path)
+        .collect()
+}
+
+/// The POSTs to `path` that came from clients.
+fn client_requests(server: &FakeServer, path: &str) -> Vec<Seen> {
+    posts(server, path)
+        .into_iter()
+        .filter(from_client)
         .collect()
 }
 
@@ -482,6 +533,28 @@ fn embeddings() -> Reply {
     })
 }
 
+/// A Chat Completions stream that sends its first token, then nothing for a minute.
+fn stalling_stream() -> Reply {
+    let chunk = |delta: Value| {
+        let frame = json!({
+            "id": "chatcmpl-AaWtestStall00001",
+            "object": "chat.completion.chunk",
+            "created": 1_733_000_000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]
+        });
+        format!("data: {frame}")
+    };
+    Reply::sse(
+        vec![
+            chunk(json!({"role": "assistant", "content": "Hel"})),
+            chunk(json!({"content": "lo"})),
+        ],
+        Duration::from_secs(60),
+        true,
+    )
+}
+
 /// 400 `context_length_exceeded`, as OpenAI refuses a conversation that is too long.
 fn context_length_exceeded() -> Reply {
     Reply::json(
@@ -514,31 +587,137 @@ fn fail_after(n: usize, ok: Reply, fail: Reply) -> Reply {
     })
 }
 
-/// After the failover phase, the admin view must show that the three primaries failed.
-async fn admin_after_failover(gateway: &str, artifacts: &Path) -> Result<()> {
-    let url = format!("{gateway}/admin/upstreams");
-    let (status, text) = super::http_get(&url, Some(CLIENT_KEY)).await?;
-    std::fs::write(artifacts.join("admin-upstreams.json"), &text)?;
+/// Every upstream of the config, as the gateway names them (`service:model`).
+const UPSTREAMS: [&str; 11] = [
+    "fake-backup:gpt-4.1-mini",
+    "fake-backup:gpt-4o",
+    "fake-backup:gpt-4o-mini",
+    "fake-busy:claude-3-5-haiku-latest",
+    "fake-claude:claude-3-5-haiku-latest",
+    "fake-cut:gpt-4o-mini",
+    "fake-stall:gpt-4o-mini",
+    "fake-openai:gpt-4o-mini",
+    "fake-openai:text-embedding-3-small",
+    "fake-picky:gpt-4o-mini",
+    "fake-slow:gpt-4o-mini",
+];
+/// The primaries that fail in phase `failover`, and what the reason for tripping must name.
+const FAILING: [(&str, &str); 3] = [
+    ("fake-openai:gpt-4o-mini", "503"),
+    ("fake-slow:gpt-4o-mini", ""),
+    ("fake-busy:claude-3-5-haiku-latest", "529"),
+];
+/// Their backups, which must stay closed.
+const BACKUPS: [&str; 3] = [
+    "fake-claude:claude-3-5-haiku-latest",
+    "fake-backup:gpt-4o-mini",
+    "fake-backup:gpt-4o",
+];
+/// How long tripped breakers may take to close once their upstreams are healthy again:
+/// canaries every second, two to close, ramp steps of a second — but a canary that was sent
+/// while `fake-slow` hung waits out the gateway's own canary budget (20 s) first.
+const RECOVERY: Duration = Duration::from_secs(60);
+
+/// The breakers as `GET /admin/upstreams` shows them: `{"upstreams": [{"upstream",
+/// "service", "model", "routes", "state", "share_percent", "consecutive_failures", "reason",
+/// "canary_passes", "next_try_in_s", …}]}`.
+async fn breakers(gateway: &str) -> Result<Vec<Value>> {
+    let (status, text) =
+        super::http_get(&format!("{gateway}/admin/upstreams"), Some(CLIENT_KEY)).await?;
     if status != 200 {
         bail!("GET /admin/upstreams answered {status}: {text}");
     }
     let admin: Value = serde_json::from_str(&text)
         .with_context(|| format!("/admin/upstreams is not JSON: {text}"))?;
-    println!("e2e sdk: /admin/upstreams after failover: {admin}");
+    admin["upstreams"]
+        .as_array()
+        .cloned()
+        .with_context(|| format!("/admin/upstreams has no `upstreams` array: {text}"))
+}
+
+fn breaker<'a>(list: &'a [Value], upstream: &str) -> &'a Value {
+    static MISSING: Value = Value::Null;
+    list.iter()
+        .find(|b| b["upstream"] == upstream)
+        .unwrap_or(&MISSING)
+}
+
+/// After phase `failover`: the admin view needs a client key and shows the three primaries
+/// tripped (open, no share, the reason) and their backups closed.
+async fn admin_after_failover(gateway: &str, artifacts: &Path) -> Result<()> {
     let mut problems = Vec::new();
-    for upstream in [
-        "fake-openai:gpt-4o-mini",
-        "fake-slow:gpt-4o-mini",
-        "fake-busy:claude-3-5-haiku-latest",
-        "fake-claude:claude-3-5-haiku-latest",
-        "fake-backup:gpt-4o-mini",
-    ] {
-        if !text.contains(upstream) && !text.contains(upstream.split(':').next().unwrap_or("")) {
-            problems.push(format!("{upstream} is not listed"));
+    let (status, _) = super::http_get(&format!("{gateway}/admin/upstreams"), None).await?;
+    if status != 401 {
+        problems.push(format!(
+            "GET /admin/upstreams without a key answered {status}, expected 401"
+        ));
+    }
+    let list = breakers(gateway).await?;
+    std::fs::write(
+        artifacts.join("admin-upstreams.json"),
+        serde_json::to_string_pretty(&list)?,
+    )?;
+    let mut ids: Vec<&str> = list.iter().filter_map(|b| b["upstream"].as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = UPSTREAMS;
+    expected.sort_unstable();
+    if ids != expected {
+        problems.push(format!("lists {ids:?}, expected {expected:?}"));
+    }
+    for (upstream, why) in FAILING {
+        let b = breaker(&list, upstream);
+        let reason = b["reason"].as_str().unwrap_or_default();
+        if b["state"] != "open" || b["share_percent"] != 0 || reason.is_empty() {
+            problems.push(format!(
+                "{upstream} should be open with share 0 and a reason: {b}"
+            ));
+        }
+        if !reason.contains(why) {
+            problems.push(format!(
+                "{upstream}: the reason should name {why}: {reason:?}"
+            ));
+        }
+    }
+    for upstream in BACKUPS {
+        let b = breaker(&list, upstream);
+        if b["state"] != "closed" || b["share_percent"] != 100 {
+            problems.push(format!("{upstream} should be closed with share 100: {b}"));
         }
     }
     if !problems.is_empty() {
-        bail!("{} in {admin}", problems.join("; "));
+        bail!("{}", problems.join("\n  "));
     }
+    println!(
+        "e2e sdk: /admin/upstreams shows the three primaries tripped and their backups closed"
+    );
     Ok(())
+}
+
+/// Waits until canaries have closed the three tripped breakers again and their share is back
+/// to 100%.
+async fn wait_until_recovered(gateway: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let list = breakers(gateway).await?;
+        let pending: Vec<&Value> = FAILING
+            .iter()
+            .map(|(upstream, _)| breaker(&list, upstream))
+            .filter(|b| b["state"] != "closed" || b["share_percent"] != 100)
+            .collect();
+        if pending.is_empty() {
+            println!(
+                "e2e sdk: the breakers closed {:.1} s after the primaries healed",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > RECOVERY {
+            let pending: Vec<String> = pending.iter().map(ToString::to_string).collect();
+            bail!(
+                "not closed at 100% {RECOVERY:?} after the primaries healed:\n  {}",
+                pending.join("\n  ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
