@@ -1,6 +1,6 @@
 //! `cargo xtask e2e sdk`: the official `openai` Python SDK against `aiwatch gateway`.
 //!
-//! Seven loopback fakes stand for the upstreams of seven routes. Phase `basics` (all healthy)
+//! Eight loopback fakes stand for the upstreams of eight routes. Phase `basics` (all healthy)
 //! covers chat plain and streamed, embeddings, the model list, the Anthropic translation and
 //! the errors an SDK user sees; then the fakes check what the gateway sent them (their own keys,
 //! the upstream model names, Anthropic's request shape, no retry after a 400). Phase `failover`
@@ -61,9 +61,9 @@ pub async fn sdk(binary: &Path) -> Result<()> {
         ("AIWATCH_ROUTES", routes.as_str()),
     ];
     println!(
-        "e2e sdk: gateway at {}, config {}",
+        "e2e sdk: gateway at {}, config in {}",
         gateway.url,
-        config.display()
+        artifacts.join("gateway.toml").display()
     );
 
     // A failed phase does not stop the suite: the next ones may tell more.
