@@ -23,7 +23,7 @@ use crate::upstream::UpstreamState;
 
 /// Tokens one streamed canary may cost at most: a dozen of prompt, five of answer, margin.
 pub const CANARY_TOKENS: u64 = 24;
-/// One canary's whole budget.
+/// One canary's whole budget at most (less when the upstream's own timeout is shorter).
 const CANARY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Services the monitor sees in an outage, with a short why.
@@ -106,7 +106,7 @@ pub fn apply_monitor(gw: &Gateway, view: &MonitorView) {
 
 /// One canary: `Ok` when the upstream is well enough to take traffic again.
 async fn canary(gw: &Gateway, up: &UpstreamState) -> Result<(), String> {
-    let deadline = Instant::now() + CANARY_TIMEOUT;
+    let deadline = Instant::now() + CANARY_TIMEOUT.min(up.timeout);
     // The free call first: while it fails, no tokens are spent.
     if let Some(call) = aiwatch_probe::api::list_models(&up.service, up.key.as_ref()) {
         let mut builder = Request::get(&call.url);

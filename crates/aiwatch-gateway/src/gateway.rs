@@ -150,6 +150,7 @@ impl Gateway {
                             service,
                             model: up.model.clone(),
                             key,
+                            timeout: up.timeout.unwrap_or(settings.upstream_timeout),
                             client,
                             expected_ca,
                             breaker: Mutex::new(Breaker::new(breaker_config.clone())),
@@ -160,10 +161,12 @@ impl Gateway {
                         upstreams.len() - 1
                     }
                 };
+                let timeout = up.timeout.unwrap_or(settings.upstream_timeout);
+                upstreams[index].timeout = upstreams[index].timeout.min(timeout);
                 entries.push(RouteEntry {
                     upstream: index,
                     weight: up.weight,
-                    timeout: up.timeout.unwrap_or(settings.upstream_timeout),
+                    timeout,
                 });
             }
             aliases.push(route.model.clone());

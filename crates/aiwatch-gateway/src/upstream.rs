@@ -46,6 +46,8 @@ pub struct UpstreamState {
     pub service: Service,
     pub model: String,
     pub key: Option<ApiKey>,
+    /// The shortest answer budget its routes give it; canaries get no more.
+    pub timeout: Duration,
     pub client: Client<UpstreamConnector, Full<Bytes>>,
     pub expected_ca: Option<Arc<WebPkiServerVerifier>>,
     pub breaker: Mutex<Breaker>,

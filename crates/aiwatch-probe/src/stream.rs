@@ -157,7 +157,10 @@ pub async fn streamed_completion(
     let (url, body) = request(service.kind, base, model);
     let mut scratch = ProbeReport::new(aiwatch_core::evidence::Purpose::Api, &url, "");
     let Some(opened) = open(ctx, &mut scratch, &url, expected_ca, deadline).await else {
-        evidence.error = Some("could not connect for the streamed completion".into());
+        evidence.error = Some(format!(
+            "could not connect: {}",
+            crate::official::failure_text(&scratch)
+        ));
         return evidence;
     };
     if opened.intercepted && key.is_some() {
