@@ -731,6 +731,7 @@ fn start_litellm(
         .args(["--telemetry", "False"])
         .current_dir(dir)
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("PYTHONUNBUFFERED", "1")
         .env("LITELLM_LOG", "ERROR")
         .env("LITELLM_TELEMETRY", "False")
         .env("DISABLE_ADMIN_UI", "True")
@@ -749,7 +750,9 @@ fn start_litellm(
         proc,
         "/v1/chat/completions",
         vec![("Authorization".into(), format!("Bearer {LITELLM_KEY}"))],
-        Duration::from_secs(120),
+        // Each worker imports LiteLLM on its own: 20 s on an idle 2-core machine, over 2 min
+        // on a busy one.
+        Duration::from_secs(300),
     )
 }
 
@@ -1881,7 +1884,10 @@ impl Report {
                         s.retried,
                         run.kill_at,
                         at(s.first_affected),
-                        span(s.first_affected, s.settled),
+                        match (s.first_affected, s.settled) {
+                            (Some(_), None) => "never: the primary was still tried".to_owned(),
+                            (a, b) => span(a, b),
+                        },
                         run.restart_at,
                         after(s.first_back),
                         after(s.full_back),
