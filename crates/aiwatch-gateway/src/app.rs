@@ -290,6 +290,26 @@ async fn admin_usage(
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    let now = Instant::now();
+    for up in &gw.upstreams {
+        let Ok(view) = up.breaker.lock().map(|mut b| {
+            b.tick(now);
+            b.view(now)
+        }) else {
+            continue;
+        };
+        let labels = crate::metrics::UpstreamLabels {
+            upstream: up.id.clone(),
+        };
+        gw.metrics
+            .breaker_state
+            .get_or_create(&labels)
+            .set(view.state.gauge());
+        gw.metrics
+            .upstream_share
+            .get_or_create(&labels)
+            .set(i64::from(view.share_percent));
+    }
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         gw.metrics.encode(),

@@ -52,7 +52,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                 Err(_) => (None, false),
             };
             if let Some(t) = transition {
-                note_transition(&gw, up, &t);
+                note_transition(up, &t);
             }
             if due && !up.canary_running.swap(true, Ordering::AcqRel) {
                 let gw = gw.clone();
@@ -74,7 +74,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                         .ok()
                         .and_then(|mut b| b.on_canary(Instant::now(), result));
                     if let Some(t) = transition {
-                        note_transition(&gw, up, &t);
+                        note_transition(up, &t);
                     }
                     up.canary_running.store(false, Ordering::Release);
                 });
@@ -99,7 +99,7 @@ pub fn apply_monitor(gw: &Gateway, view: &MonitorView) {
             .ok()
             .and_then(|mut b| b.on_monitor(now, outage));
         if let Some(t) = transition {
-            note_transition(gw, up, &t);
+            note_transition(up, &t);
         }
     }
 }

@@ -128,7 +128,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                         reason: failure.cause.as_str(),
                     })
                     .inc();
-                record_failure(&gw, up, &failure);
+                record_failure(up, &failure);
                 last = Some(failure);
             }
         }
@@ -183,15 +183,17 @@ fn plan(gw: &Gateway, route: &RouteTable) -> Vec<usize> {
     let mut available = Vec::with_capacity(route.entries.len());
     for entry in &route.entries {
         let up = &gw.upstreams[entry.upstream];
-        let (share, ok) = match up.breaker.lock() {
+        // The transition is logged after the lock is released: never log under it.
+        let (share, ok, transition) = match up.breaker.lock() {
             Ok(mut b) => {
-                if let Some(t) = b.tick(now) {
-                    note_transition(gw, up, &t);
-                }
-                (b.share(now), b.available(now))
+                let transition = b.tick(now);
+                (b.share(now), b.available(now), transition)
             }
-            Err(_) => (1.0, true),
+            Err(_) => (1.0, true, None),
         };
+        if let Some(t) = transition {
+            note_transition(up, &t);
+        }
         weights.push(entry.weight);
         shares.push(share);
         available.push(ok);
@@ -209,24 +211,24 @@ fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tri
     }
 }
 
-fn record_failure(gw: &Gateway, up: &UpstreamState, failure: &Failure) {
+fn record_failure(up: &UpstreamState, failure: &Failure) {
     let transition = up.breaker.lock().ok().and_then(|mut b| {
         b.on_failure(Instant::now(), failure.reason.clone(), failure.retry_after)
     });
     if let Some(t) = transition {
-        note_transition(gw, up, &t);
+        note_transition(up, &t);
     }
 }
 
-fn record_success(gw: &Gateway, up: &UpstreamState) {
+fn record_success(up: &UpstreamState) {
     if let Ok(mut b) = up.breaker.lock() {
         b.on_success();
     }
-    let _ = gw;
 }
 
-/// Logs a breaker change and updates its gauges.
-pub fn note_transition(gw: &Gateway, up: &UpstreamState, transition: &Transition) {
+/// Logs a breaker change. Takes no lock, so it may be called anywhere; the gauges are read
+/// from the breakers when `/metrics` is scraped.
+pub fn note_transition(up: &UpstreamState, transition: &Transition) {
     match transition {
         Transition::Tripped { reason } => {
             tracing::warn!(upstream = %up.id, %reason, "breaker tripped: no traffic until canaries pass")
@@ -236,20 +238,6 @@ pub fn note_transition(gw: &Gateway, up: &UpstreamState, transition: &Transition
             tracing::info!(upstream = %up.id, percent, "validated; ramping traffic back")
         }
         Transition::Closed => tracing::info!(upstream = %up.id, "back at its full share"),
-    }
-    if let Ok(b) = up.breaker.lock() {
-        let view = b.view(Instant::now());
-        let labels = crate::metrics::UpstreamLabels {
-            upstream: up.id.clone(),
-        };
-        gw.metrics
-            .breaker_state
-            .get_or_create(&labels)
-            .set(view.state.gauge());
-        gw.metrics
-            .upstream_share
-            .get_or_create(&labels)
-            .set(i64::from(view.share_percent));
     }
 }
 
@@ -351,7 +339,7 @@ async fn attempt(
         .upstream_latency
         .get_or_create(&labels)
         .observe(upstream_time.as_secs_f64());
-    record_success(gw, up);
+    record_success(up);
     count(gw, route, up, "ok");
     account(gw, route, up, request.key, tokens);
     let mut response = Response::new(Body::from(body));
@@ -746,13 +734,13 @@ impl Outcome {
         };
         match fault {
             None => {
-                record_success(&self.gw, up);
+                record_success(up);
                 count(&self.gw, route, up, "ok");
             }
             Some((outcome, failure)) => {
                 count(&self.gw, route, up, outcome);
                 if let Some(failure) = failure {
-                    record_failure(&self.gw, up, &failure);
+                    record_failure(up, &failure);
                 }
             }
         }

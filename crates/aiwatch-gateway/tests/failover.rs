@@ -613,3 +613,53 @@ async fn ollama_is_reached_through_its_openai_compatible_v1() {
         "a local server gets no key"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_that_ends_during_a_request_keeps_the_gateway_serving() {
+    // Canaries validate quickly; the ramp ends 100 ms later, long before the canary loop's
+    // next tick, so a request is the first to see it end. A deadlock would stop the runtime's
+    // workers (and any timeout on them), so a watchdog thread ends the test instead.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = finished.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        if !watched.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("the gateway stopped serving: deadlocked");
+            std::process::exit(101);
+        }
+    });
+    let h = two_upstreams(
+        "failures_to_trip = 1\ncanary_interval = \"400ms\"\ncanaries_to_close = 1\nramp = [50, 100]\nramp_step = \"100ms\"",
+    )
+    .await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/chat/completions",
+        Reply::sequence(vec![
+            canned::openai_503_overloaded(),
+            healthy_openai("from primary"),
+        ]),
+    );
+    assert_eq!(
+        h.chat("smart", false).await.header("x-aiwatch-upstream"),
+        "secondary:backup-model"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut primary_answers = 0;
+    while primary_answers < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the primary never came back"
+        );
+        let answer = h.chat("smart", false).await;
+        assert_eq!(answer.status, 200);
+        if answer.header("x-aiwatch-upstream") == "primary:gpt-4o-mini" {
+            primary_answers += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        h.admin("/admin/upstreams").await["upstreams"][0]["state"],
+        "closed"
+    );
+}
