@@ -39,7 +39,20 @@ impl Spike {
 
 /// Compares `current` with the median of `history` (earlier periods of the same length).
 pub fn detect(history: &[f64], current: f64, rule: &SpikeRule) -> Option<Spike> {
-    if history.len() < rule.min_history.max(1) || !current.is_finite() {
+    exceeds(baseline(history, rule)?, current, rule)
+}
+
+/// Is `current` a spike over an already computed `baseline`?
+pub fn exceeds(baseline: f64, current: f64, rule: &SpikeRule) -> Option<Spike> {
+    let spiking = current.is_finite()
+        && current > baseline * rule.factor
+        && current > baseline + rule.min_increase;
+    spiking.then_some(Spike { baseline, current })
+}
+
+/// The median of `history`, once there is enough of it to judge by.
+pub fn baseline(history: &[f64], rule: &SpikeRule) -> Option<f64> {
+    if history.len() < rule.min_history.max(1) {
         return None;
     }
     let mut sorted: Vec<f64> = history.iter().copied().filter(|v| v.is_finite()).collect();
@@ -48,13 +61,11 @@ pub fn detect(history: &[f64], current: f64, rule: &SpikeRule) -> Option<Spike> 
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    let baseline = if sorted.len().is_multiple_of(2) {
+    Some(if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]
-    };
-    let spiking = current > baseline * rule.factor && current > baseline + rule.min_increase;
-    spiking.then_some(Spike { baseline, current })
+    })
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::auth::{presented_key, KeyLabel};
+use crate::body::RequestBody;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::proxy::{forward, Forward};
@@ -127,51 +128,50 @@ async fn parse(
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let body: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
+    let body = RequestBody::parse(&bytes).map_err(|e| {
         gw.metrics.reject("bad_request");
         ApiError::invalid_request(format!(
             "the request body is not a JSON object ({e}); send the same JSON you would send to OpenAI"
         ))
     })?;
-    let alias = match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+    let bad = |message: &str, param: &'static str| {
+        gw.metrics.reject("bad_request");
+        ApiError::invalid_request(message).with_param(param)
+    };
+    let alias = match body.parsed::<String>("model") {
+        Some(Ok(m)) if !m.is_empty() => m,
         Some(_) => {
-            gw.metrics.reject("bad_request");
-            return Err(ApiError::invalid_request(
+            return Err(bad(
                 "`model` must be a string: one of this gateway's route names",
-            )
-            .with_param("model"));
+                "model",
+            ))
         }
         None => {
-            gw.metrics.reject("bad_request");
-            return Err(ApiError::invalid_request(format!(
-                "you must provide a model parameter; this gateway serves: {}",
-                gw.aliases.join(", ")
+            return Err(bad(
+                &format!(
+                    "you must provide a model parameter; this gateway serves: {}",
+                    gw.aliases.join(", ")
+                ),
+                "model",
             ))
-            .with_param("model"));
         }
     };
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            gw.metrics.reject("bad_request");
-            return Err(
-                ApiError::invalid_request("`stream` must be true or false").with_param("stream")
-            );
-        }
+    let stream = match body.parsed::<Option<bool>>("stream") {
+        None | Some(Ok(None)) => false,
+        Some(Ok(Some(b))) => b,
+        Some(Err(())) => return Err(bad("`stream` must be true or false", "stream")),
     };
-    if endpoint == Endpoint::ChatCompletions && !body.get("messages").is_some_and(Value::is_array) {
-        gw.metrics.reject("bad_request");
-        return Err(
-            ApiError::invalid_request("`messages` must be an array of messages")
-                .with_param("messages"),
-        );
+    if endpoint == Endpoint::ChatCompletions && !body.is_array("messages") {
+        return Err(bad("`messages` must be an array of messages", "messages"));
     }
-    if endpoint == Endpoint::Embeddings && body.get("input").is_none() {
-        gw.metrics.reject("bad_request");
-        return Err(ApiError::invalid_request("`input` is required").with_param("input"));
+    if endpoint == Endpoint::Embeddings && body.raw("input").is_none() {
+        return Err(bad("`input` is required", "input"));
     }
+    let client_wants_usage = body
+        .parsed::<Value>("stream_options")
+        .and_then(Result::ok)
+        .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
+        .unwrap_or(false);
     if !gw.routes.contains_key(&alias) {
         return Err(unknown_model(gw, &alias));
     }
@@ -181,6 +181,7 @@ async fn parse(
         alias,
         body,
         stream,
+        client_wants_usage,
         received,
     })
 }

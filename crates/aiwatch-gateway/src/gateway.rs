@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::auth::ClientKeys;
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::connector::UpstreamConnector;
-use crate::metrics::{Metrics, UpstreamLabels};
+use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics, UpstreamLabels};
 use crate::upstream::UpstreamState;
 use crate::usage::Ledger;
 use crate::Error;
@@ -49,12 +49,14 @@ pub struct RouteEntry {
     pub upstream: usize,
     pub weight: u32,
     pub timeout: Duration,
+    pub metrics: Arc<EntryMetrics>,
 }
 
 #[derive(Clone, Debug)]
 pub struct RouteTable {
     pub alias: String,
     pub entries: Vec<RouteEntry>,
+    pub metrics: RouteMetrics,
 }
 
 /// The running gateway, shared by every request.
@@ -66,6 +68,8 @@ pub struct Gateway {
     pub upstreams: Vec<UpstreamState>,
     pub client_keys: ClientKeys,
     pub metrics: Metrics,
+    /// The usage-spike gauge of each gateway key, by position from key-1.
+    pub spike_gauges: Vec<Gauge>,
     pub ledger: Mutex<Ledger>,
     pub retry_budget: Mutex<crate::budget::RetryBudget>,
     pub started: Instant,
@@ -167,6 +171,11 @@ impl Gateway {
                     upstream: index,
                     weight: up.weight,
                     timeout,
+                    metrics: Arc::new(metrics.entry(
+                        &route.model,
+                        &upstreams[index].id,
+                        client_keys.len(),
+                    )),
                 });
             }
             aliases.push(route.model.clone());
@@ -175,11 +184,14 @@ impl Gateway {
                 RouteTable {
                     alias: route.model.clone(),
                     entries,
+                    metrics: metrics.route(&route.model),
                 },
             );
         }
         let started_unix = chrono::Utc::now().timestamp();
+        let spike_gauges = metrics.spike_gauges(client_keys.len());
         Ok(Arc::new(Gateway {
+            spike_gauges,
             settings,
             routes,
             aliases,

@@ -4,6 +4,7 @@
 pub mod anthropic;
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod breaker;
 pub mod budget;
 pub mod canary;

@@ -1,13 +1,11 @@
 //! The gateway's Prometheus metrics: requests, failovers, latency it adds, upstream latency,
 //! time to first token, tokens, breaker states, canaries and usage spikes.
 
-use std::time::Duration;
-
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -78,6 +76,27 @@ fn latency_histogram() -> Histogram {
 fn upstream_histogram() -> Histogram {
     // 5 ms .. ~5 min.
     Histogram::new(exponential_buckets(0.005, 2.5, 13))
+}
+
+/// A route's own handles.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    pub added_latency: Histogram,
+    /// Requests no upstream could answer.
+    pub failed: Counter,
+}
+
+/// One upstream's handles within one route.
+#[derive(Debug)]
+pub struct EntryMetrics {
+    pub ok: Counter,
+    pub client_error: Counter,
+    pub truncated: Counter,
+    pub cancelled: Counter,
+    pub upstream_latency: Histogram,
+    pub time_to_first_token: Histogram,
+    /// (in, out) per gateway key, by position from key-1.
+    pub tokens: Vec<(Counter, Counter)>,
 }
 
 pub struct Metrics {
@@ -207,12 +226,78 @@ impl Metrics {
         self.rejected.get_or_create(&RejectLabels { reason }).inc();
     }
 
-    pub fn observe_added(&self, route: &str, added: Duration) {
-        self.added_latency
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
+    /// The handles one route's requests update, made once so a request allocates no labels.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            added_latency: self
+                .added_latency
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
+            failed: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_owned(),
+                    upstream: "none".to_owned(),
+                    outcome: "failed",
+                })
+                .clone(),
+        }
+    }
+
+    /// The handles of one upstream within one route, with token counters per gateway key.
+    pub fn entry(&self, route: &str, upstream: &str, keys: usize) -> EntryMetrics {
+        let outcome = |outcome: &'static str| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_owned(),
+                    upstream: upstream.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        let labels = RouteUpstreamLabels {
+            route: route.to_owned(),
+            upstream: upstream.to_owned(),
+        };
+        let tokens = (1..=keys)
+            .map(|k| {
+                let counter = |direction: &'static str| {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            route: route.to_owned(),
+                            upstream: upstream.to_owned(),
+                            key: format!("key-{k}"),
+                            direction,
+                        })
+                        .clone()
+                };
+                (counter("in"), counter("out"))
             })
-            .observe(added.as_secs_f64());
+            .collect();
+        EntryMetrics {
+            ok: outcome("ok"),
+            client_error: outcome("client_error"),
+            truncated: outcome("truncated"),
+            cancelled: outcome("cancelled"),
+            upstream_latency: self.upstream_latency.get_or_create(&labels).clone(),
+            time_to_first_token: self.time_to_first_token.get_or_create(&labels).clone(),
+            tokens,
+        }
+    }
+
+    /// The usage-spike gauge of each gateway key, by position.
+    pub fn spike_gauges(&self, keys: usize) -> Vec<Gauge> {
+        (1..=keys)
+            .map(|k| {
+                self.usage_spike
+                    .get_or_create(&KeyLabels {
+                        key: format!("key-{k}"),
+                    })
+                    .clone()
+            })
+            .collect()
     }
 
     /// The Prometheus text exposition.

@@ -14,16 +14,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
 use crate::anthropic::{self, StreamTranslator};
 use crate::auth::KeyLabel;
+use crate::body::RequestBody;
 use crate::breaker::{attempt_order, Transition};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
-use crate::metrics::{FailoverLabels, KeyLabels, RequestLabels, RouteUpstreamLabels, TokenLabels};
+use crate::metrics::{EntryMetrics, FailoverLabels};
 use crate::relay::{error_event, stream_error_event, Dialect, StreamFault, StreamRelay};
 use crate::upstream::{judge, Endpoint, UpstreamState, Verdict};
 use crate::usage::Tokens;
@@ -41,8 +42,10 @@ pub struct Forward {
     pub key: KeyLabel,
     pub endpoint: Endpoint,
     pub alias: String,
-    pub body: Map<String, Value>,
+    pub body: RequestBody,
     pub stream: bool,
+    /// The client asked for the usage chunk at the end of a stream.
+    pub client_wants_usage: bool,
     pub received: Instant,
 }
 
@@ -97,14 +100,14 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
         }
         attempts += 1;
         let started = Instant::now();
-        let outcome = attempt(&gw, route, entry, up, &request, deadline).await;
+        let outcome = attempt(&gw, entry, up, &request, deadline).await;
         waited += started.elapsed();
         match outcome {
             Attempt::Answered(mut response) | Attempt::ClientFault(mut response) => {
                 tried.push(format!("{}={}", up.id, response.status().as_u16()));
                 set_trace_headers(response.headers_mut(), &up.id, attempts, &tried);
                 let added = request.received.elapsed().saturating_sub(waited);
-                gw.metrics.observe_added(&route.alias, added);
+                route.metrics.added_latency.observe(added.as_secs_f64());
                 tracing::debug!(
                     route = %route.alias,
                     upstream = %up.id,
@@ -133,14 +136,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
             }
         }
     }
-    gw.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.alias.clone(),
-            upstream: "none".into(),
-            outcome: "failed",
-        })
-        .inc();
+    route.metrics.failed.inc();
     let error = match &last {
         Some(f) if f.timed_out && attempts == 1 => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -243,7 +239,6 @@ pub fn note_transition(up: &UpstreamState, transition: &Transition) {
 
 async fn attempt(
     gw: &Arc<Gateway>,
-    route: &RouteTable,
     entry: &RouteEntry,
     up: &UpstreamState,
     request: &Forward,
@@ -278,10 +273,6 @@ async fn attempt(
         Ok(Ok(response)) => response,
     };
     let status = response.status();
-    let labels = RouteUpstreamLabels {
-        route: route.alias.clone(),
-        upstream: up.id.clone(),
-    };
     if !status.is_success() {
         let (parts, body) = response.into_parts();
         let bytes = read_capped(
@@ -293,7 +284,7 @@ async fn attempt(
         .unwrap_or_default();
         return match judge(status.as_u16(), &parts.headers, &bytes) {
             Verdict::ClientFault => {
-                count(gw, route, up, "client_error");
+                entry.metrics.client_error.inc();
                 Attempt::ClientFault(client_error(up, status, &bytes))
             }
             Verdict::Failover {
@@ -309,7 +300,7 @@ async fn attempt(
         };
     }
     if request.stream && request.endpoint == Endpoint::ChatCompletions {
-        return stream(gw, route, up, request, response, sent, deadline, labels).await;
+        return stream(gw, entry, up, request, response, sent, deadline).await;
     }
     let (parts, body) = response.into_parts();
     let bytes = match read_capped(body, ANSWER_CAP, answer_by).await {
@@ -335,13 +326,13 @@ async fn attempt(
             })
         }
     };
-    gw.metrics
+    entry
+        .metrics
         .upstream_latency
-        .get_or_create(&labels)
         .observe(upstream_time.as_secs_f64());
     record_success(up);
-    count(gw, route, up, "ok");
-    account(gw, route, up, request.key, tokens);
+    entry.metrics.ok.inc();
+    account(gw, &entry.metrics, up, request.key, tokens);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -357,22 +348,47 @@ fn answer_body(
     bytes: &Bytes,
     now_unix: i64,
 ) -> Result<(Bytes, Option<Tokens>), String> {
+    if up.service.kind != ServiceKind::Anthropic {
+        return peek_answer(endpoint, bytes);
+    }
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("the answer is not JSON ({e})"))?;
-    if up.service.kind == ServiceKind::Anthropic {
-        let translated =
-            anthropic::from_messages_response(&value, now_unix).map_err(|e| e.to_string())?;
-        let tokens = translated.get("usage").and_then(Tokens::from_usage);
-        return Ok((Bytes::from(translated.to_string()), tokens));
+    let translated =
+        anthropic::from_messages_response(&value, now_unix).map_err(|e| e.to_string())?;
+    let tokens = translated.get("usage").and_then(Tokens::from_usage);
+    Ok((Bytes::from(translated.to_string()), tokens))
+}
+
+/// Checks an OpenAI-shaped answer is the API's JSON and reads its usage, without building a
+/// tree of it: the body goes to the client byte for byte.
+fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Tokens>), String> {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
     }
-    let expected = match endpoint {
-        Endpoint::ChatCompletions => "choices",
-        Endpoint::Embeddings => "data",
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        choices: Option<Vec<IgnoredAny>>,
+        data: Option<Vec<IgnoredAny>>,
+        usage: Option<Usage>,
+    }
+    let peek: Peek = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the answer is not the API's JSON ({e})"))?;
+    let (present, expected) = match endpoint {
+        Endpoint::ChatCompletions => (peek.choices.is_some(), "choices"),
+        Endpoint::Embeddings => (peek.data.is_some(), "data"),
     };
-    if !value.get(expected).is_some_and(Value::is_array) {
+    if !present {
         return Err(format!("the answer has no `{expected}`"));
     }
-    let tokens = value.get("usage").and_then(Tokens::from_usage);
+    let tokens = peek.usage.and_then(|u| {
+        (u.prompt_tokens.is_some() || u.completion_tokens.is_some()).then(|| Tokens {
+            prompt: u.prompt_tokens.unwrap_or(0),
+            completion: u.completion_tokens.unwrap_or(0),
+        })
+    });
     Ok((bytes.clone(), tokens))
 }
 
@@ -405,45 +421,27 @@ fn copy_request_id(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-fn count(gw: &Gateway, route: &RouteTable, up: &UpstreamState, outcome: &'static str) {
-    gw.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.alias.clone(),
-            upstream: up.id.clone(),
-            outcome,
-        })
-        .inc();
-}
-
 fn account(
     gw: &Gateway,
-    route: &RouteTable,
+    metrics: &EntryMetrics,
     up: &UpstreamState,
     key: KeyLabel,
     tokens: Option<Tokens>,
 ) {
-    if let Some(t) = tokens {
-        for (direction, n) in [("in", t.prompt), ("out", t.completion)] {
-            gw.metrics
-                .tokens
-                .get_or_create(&TokenLabels {
-                    route: route.alias.clone(),
-                    upstream: up.id.clone(),
-                    key: key.to_string(),
-                    direction,
-                })
-                .inc_by(n);
-        }
+    if let (Some(t), Some((tokens_in, tokens_out))) =
+        (tokens, metrics.tokens.get(key.0.saturating_sub(1)))
+    {
+        tokens_in.inc_by(t.prompt);
+        tokens_out.inc_by(t.completion);
     }
     let spike = gw
         .ledger
         .lock()
         .ok()
         .and_then(|mut l| l.record(key, &up.id, tokens, gw.minute()));
-    let gauge = gw.metrics.usage_spike.get_or_create(&KeyLabels {
-        key: key.to_string(),
-    });
+    let Some(gauge) = gw.spike_gauges.get(key.0.saturating_sub(1)) else {
+        return;
+    };
     match spike {
         Some(s) => {
             if gauge.set(1) == 0 {
@@ -598,16 +596,14 @@ fn fault_piece(fault: &StreamFault) -> Piece {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn stream(
     gw: &Arc<Gateway>,
-    route: &RouteTable,
+    entry: &RouteEntry,
     up: &UpstreamState,
     request: &Forward,
     response: hyper::Response<Incoming>,
     sent: Instant,
     deadline: Instant,
-    labels: RouteUpstreamLabels,
 ) -> Attempt {
     let (parts, body) = response.into_parts();
     let is_sse = parts
@@ -631,13 +627,11 @@ async fn stream(
             timed_out: false,
         });
     }
-    upstream_latency(gw, &labels, sent);
-    let client_wants_usage = request
-        .body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    entry
+        .metrics
+        .upstream_latency
+        .observe(sent.elapsed().as_secs_f64());
+    let client_wants_usage = request.client_wants_usage;
     let dialect = if up.service.kind == ServiceKind::Anthropic {
         Dialect::Anthropic(Box::new(StreamTranslator::new(gw.unix_now())))
     } else {
@@ -675,9 +669,9 @@ async fn stream(
     }
     if let Some(first) = reader.first_token {
         let ttft = first.saturating_duration_since(sent);
-        gw.metrics
+        entry
+            .metrics
             .time_to_first_token
-            .get_or_create(&labels)
             .observe(ttft.as_secs_f64());
         up.record_ttft(ttft.as_secs_f64() * 1000.0);
     }
@@ -685,8 +679,8 @@ async fn stream(
     let _ = tx.send(Bytes::from(held)).await;
     let outcome = Outcome {
         gw: gw.clone(),
-        route: route.alias.clone(),
-        upstream: up.id.clone(),
+        metrics: entry.metrics.clone(),
+        upstream: entry.upstream,
         key: request.key,
     };
     if ended {
@@ -708,43 +702,39 @@ async fn stream(
     Attempt::Answered(response)
 }
 
-fn upstream_latency(gw: &Gateway, labels: &RouteUpstreamLabels, sent: Instant) {
-    gw.metrics
-        .upstream_latency
-        .get_or_create(labels)
-        .observe(sent.elapsed().as_secs_f64());
-}
-
 /// What a relayed stream's end is recorded against.
 struct Outcome {
     gw: Arc<Gateway>,
-    route: String,
-    upstream: String,
+    metrics: Arc<EntryMetrics>,
+    /// The upstream's index in the gateway.
+    upstream: usize,
     key: KeyLabel,
 }
 
 impl Outcome {
+    const CANCELLED: &'static str = "cancelled";
+
     /// `fault` is `Some` when the answer was cut off (or the client left).
     fn finish(&self, tokens: Option<Tokens>, fault: Option<(&'static str, Option<Failure>)>) {
-        let Some(up) = self.gw.upstreams.iter().find(|u| u.id == self.upstream) else {
-            return;
-        };
-        let Some(route) = self.gw.routes.get(&self.route) else {
+        let Some(up) = self.gw.upstreams.get(self.upstream) else {
             return;
         };
         match fault {
             None => {
                 record_success(up);
-                count(&self.gw, route, up, "ok");
+                self.metrics.ok.inc();
             }
             Some((outcome, failure)) => {
-                count(&self.gw, route, up, outcome);
+                match outcome {
+                    Outcome::CANCELLED => self.metrics.cancelled.inc(),
+                    _ => self.metrics.truncated.inc(),
+                };
                 if let Some(failure) = failure {
                     record_failure(up, &failure);
                 }
             }
         }
-        account(&self.gw, route, up, self.key, tokens);
+        account(&self.gw, &self.metrics, up, self.key, tokens);
     }
 }
 

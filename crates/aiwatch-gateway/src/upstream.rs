@@ -17,6 +17,7 @@ use rustls::client::WebPkiServerVerifier;
 use serde_json::{Map, Value};
 
 use crate::anthropic;
+use crate::body::RequestBody;
 use crate::breaker::Breaker;
 use crate::connector::UpstreamConnector;
 
@@ -85,7 +86,7 @@ impl UpstreamState {
     pub fn request(
         &self,
         endpoint: Endpoint,
-        body: &Map<String, Value>,
+        body: &RequestBody,
         stream: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
         let (url, json) = match (self.service.kind, endpoint) {
@@ -96,27 +97,28 @@ impl UpstreamState {
                     .as_deref()
                     .unwrap_or_default()
                     .trim_end_matches('/');
-                let translated =
-                    anthropic::to_messages_request(&Value::Object(body.clone()), &self.model)
-                        .map_err(|e| e.to_string())?;
-                (format!("{base}/messages"), translated)
+                let translated = anthropic::to_messages_request(&body.to_value(), &self.model)
+                    .map_err(|e| e.to_string())?;
+                (
+                    format!("{base}/messages"),
+                    translated.to_string().into_bytes(),
+                )
             }
             (kind, endpoint) => {
-                let mut body = body.clone();
-                body.insert("model".into(), Value::String(self.model.clone()));
                 // OpenAI sends usage at the end of a stream only when asked; the gateway
                 // needs it for accounting and drops the extra chunk if the client did not ask.
+                let mut extra = Vec::new();
                 if stream && kind == ServiceKind::Openai && endpoint == Endpoint::ChatCompletions {
-                    let options = body
-                        .entry("stream_options")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Some(options) = options.as_object_mut() {
-                        options.insert("include_usage".into(), Value::Bool(true));
-                    }
+                    let mut options = match body.parsed::<Value>("stream_options") {
+                        Some(Ok(Value::Object(map))) => map,
+                        _ => Map::new(),
+                    };
+                    options.insert("include_usage".into(), Value::Bool(true));
+                    extra.push(("stream_options", Value::Object(options).to_string()));
                 }
                 (
                     format!("{}{}", self.openai_base(), endpoint.path()),
-                    Value::Object(body),
+                    body.with_model(&self.model, &extra),
                 )
             }
         };
@@ -145,7 +147,7 @@ impl UpstreamState {
             builder = builder.header(name, value);
         }
         builder
-            .body(Full::new(Bytes::from(json.to_string())))
+            .body(Full::new(Bytes::from(json)))
             .map_err(|e| format!("cannot build the request to {url}: {e}"))
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use aiwatch_core::spike::{detect, Spike, SpikeRule};
+use aiwatch_core::spike::{baseline, exceeds, Spike, SpikeRule};
 use serde::Serialize;
 
 use crate::auth::KeyLabel;
@@ -52,6 +52,8 @@ pub struct Totals {
 struct KeyMinutes {
     /// (minute, tokens) for the minutes that saw traffic, oldest first.
     minutes: VecDeque<(u64, u64)>,
+    /// The baseline of the earlier minutes, computed once per minute.
+    baseline: Option<(u64, Option<f64>)>,
 }
 
 impl KeyMinutes {
@@ -67,6 +69,25 @@ impl KeyMinutes {
         {
             self.minutes.pop_front();
         }
+    }
+
+    /// A spike at `minute`, judging this minute's tokens against the earlier ones.
+    fn spike(&mut self, minute: u64, rule: &SpikeRule) -> Option<Spike> {
+        let base = match self.baseline {
+            Some((at, base)) if at == minute => base,
+            _ => {
+                let (history, _) = self.history(minute);
+                let base = baseline(&history, rule);
+                self.baseline = Some((minute, base));
+                base
+            }
+        };
+        let current = self
+            .minutes
+            .back()
+            .filter(|(m, _)| *m == minute)
+            .map_or(0, |(_, t)| *t);
+        exceeds(base?, current as f64, rule)
     }
 
     /// Earlier minutes (quiet ones count as 0) and the current one.
@@ -106,7 +127,8 @@ pub struct KeyUsage {
 #[derive(Debug)]
 pub struct Ledger {
     rule: SpikeRule,
-    totals: BTreeMap<(KeyLabel, String), Totals>,
+    /// Per key, per upstream.
+    totals: BTreeMap<KeyLabel, BTreeMap<String, Totals>>,
     minutes: BTreeMap<KeyLabel, KeyMinutes>,
 }
 
@@ -127,7 +149,12 @@ impl Ledger {
         tokens: Option<Tokens>,
         minute: u64,
     ) -> Option<Spike> {
-        let totals = self.totals.entry((key, upstream.to_owned())).or_default();
+        let of_key = self.totals.entry(key).or_default();
+        // Looked up by reference first: the upstream's name is copied only the first time.
+        if !of_key.contains_key(upstream) {
+            of_key.insert(upstream.to_owned(), Totals::default());
+        }
+        let totals = of_key.get_mut(upstream)?;
         totals.requests += 1;
         match tokens {
             Some(t) => {
@@ -138,14 +165,17 @@ impl Ledger {
         }
         let minutes = self.minutes.entry(key).or_default();
         minutes.add(minute, tokens.map_or(0, Tokens::total));
-        let (history, current) = minutes.history(minute);
-        detect(&history, current, &self.rule)
+        minutes.spike(minute, &self.rule)
     }
 
     /// Every key's totals and spike state at `minute`.
     pub fn report(&self, minute: u64) -> Vec<KeyUsage> {
         let mut out: BTreeMap<KeyLabel, KeyUsage> = BTreeMap::new();
-        for ((key, upstream), totals) in &self.totals {
+        for (key, upstream, totals) in self
+            .totals
+            .iter()
+            .flat_map(|(k, ups)| ups.iter().map(move |(u, t)| (k, u, t)))
+        {
             let entry = out.entry(*key).or_insert_with(|| {
                 let (history, current) = self
                     .minutes
@@ -155,7 +185,8 @@ impl Ledger {
                     key: key.to_string(),
                     upstreams: BTreeMap::new(),
                     tokens_this_minute: current as u64,
-                    spike: detect(&history, current, &self.rule),
+                    spike: baseline(&history, &self.rule)
+                        .and_then(|b| exceeds(b, current, &self.rule)),
                 }
             });
             entry.upstreams.insert(upstream.clone(), totals.clone());

@@ -1,0 +1,184 @@
+//! A client's JSON request body as its top-level fields, each kept as the JSON text the client
+//! sent: read once without building a tree, and written again for each upstream with the
+//! model replaced — the hot path of every request.
+
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The top-level fields of a JSON object, in the client's order.
+#[derive(Debug)]
+pub struct RequestBody {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+struct Fields;
+
+impl<'de> Visitor<'de> for Fields {
+    type Value = Vec<(String, Box<RawValue>)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(String, Box<RawValue>)> = Vec::with_capacity(8);
+        while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+            // A repeated key keeps its last value, as JSON parsers do.
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => fields.push((key, value)),
+            }
+        }
+        Ok(fields)
+    }
+}
+
+impl RequestBody {
+    /// Parses a JSON object; anything else is an error whose text names the problem.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let fields = de.deserialize_map(Fields).map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        Ok(Self { fields })
+    }
+
+    /// The raw JSON text of a field.
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.get())
+    }
+
+    /// A field parsed as `T`; `None` when absent, `Err` when it is not a `T`.
+    pub fn parsed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<Result<T, ()>> {
+        self.raw(key)
+            .map(|raw| serde_json::from_str(raw).map_err(|_| ()))
+    }
+
+    /// Is the field a JSON array?
+    pub fn is_array(&self, key: &str) -> bool {
+        self.raw(key)
+            .is_some_and(|r| r.trim_start().starts_with('['))
+    }
+
+    /// The body with `model` replaced and `extra` fields (raw JSON) set, as bytes to send.
+    pub fn with_model(&self, model: &str, extra: &[(&str, String)]) -> Vec<u8> {
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + model.len() + 16);
+        out.push(b'{');
+        let mut first = true;
+        let mut put = |out: &mut Vec<u8>, key: &str, raw: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            out.extend_from_slice(raw.as_bytes());
+        };
+        let model_json = Value::String(model.to_owned()).to_string();
+        put(&mut out, "model", &model_json);
+        for (key, value) in &self.fields {
+            if key == "model" || extra.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            put(&mut out, key, value.get());
+        }
+        for (key, raw) in extra {
+            put(&mut out, key, raw);
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// The whole body as a JSON tree, for translations into another dialect.
+    pub fn to_value(&self) -> Value {
+        let map = self
+            .fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::from_str(v.get()).ok()?)))
+            .collect();
+        Value::Object(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_is_replaced_and_everything_else_kept_verbatim() {
+        let body = RequestBody::parse(
+            br#"{"model":"smart","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"temperature":0.2}"#,
+        )
+        .expect("an object");
+        let out = body.with_model("gpt-4o-mini", &[]);
+        let value: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(value["model"], "gpt-4o-mini");
+        assert_eq!(value["messages"][0]["content"], "hé \"x\"");
+        assert_eq!(value["temperature"], 0.2);
+        assert!(String::from_utf8_lossy(&out).contains(r#""content":"h\u00e9 \"x\"""#));
+    }
+
+    #[test]
+    fn extra_fields_replace_the_clients() {
+        let body = RequestBody::parse(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
+        )
+        .expect("an object");
+        let out = body.with_model(
+            "x",
+            &[("stream_options", r#"{"include_usage":true}"#.into())],
+        );
+        let value: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        assert_eq!(value["stream"], true);
+    }
+
+    #[test]
+    fn fields_are_read_and_typed() {
+        let body = RequestBody::parse(br#"{"model":"m","stream":"yes","messages":[],"model":"n"}"#)
+            .expect("an object");
+        assert_eq!(
+            body.parsed::<String>("model"),
+            Some(Ok("n".to_owned())),
+            "the last repeat wins"
+        );
+        assert_eq!(body.parsed::<bool>("stream"), Some(Err(())));
+        assert!(body.is_array("messages"));
+        assert_eq!(body.to_value()["model"], "n");
+    }
+
+    #[test]
+    fn non_objects_and_trailing_garbage_are_refused() {
+        assert!(RequestBody::parse(b"[1,2]").is_err());
+        assert!(RequestBody::parse(b"{\"a\":1} x").is_err());
+        assert!(RequestBody::parse(b"{\"a\":").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_object_survives_the_round_trip(
+            entries in proptest::collection::btree_map("[a-z]{1,6}", proptest::num::i64::ANY, 0..6)
+        ) {
+            let value = serde_json::to_vec(&entries).expect("serializes");
+            let body = RequestBody::parse(&value).expect("an object");
+            let out: Value = serde_json::from_slice(&body.with_model("m", &[])).expect("valid JSON");
+            for (k, v) in &entries {
+                if k != "model" {
+                    proptest::prop_assert_eq!(&out[k], &Value::from(*v));
+                }
+            }
+            proptest::prop_assert_eq!(&out["model"], &Value::from("m"));
+        }
+    }
+}
