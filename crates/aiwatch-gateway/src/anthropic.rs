@@ -71,6 +71,20 @@ pub fn to_messages_request(openai: &Value, model: &str) -> Result<Value, Transla
         .ok_or_else(|| invalid("the request body must be a JSON object"))?;
 
     check_n(req.get("n"))?;
+    // What Messages cannot promise is refused, so the gateway tries an upstream that can.
+    if req
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+        == Some("json_schema")
+    {
+        return Err(unsupported(
+            "`response_format` json_schema (structured outputs)".to_owned(),
+        ));
+    }
+    if req.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported("`logprobs`".to_owned()));
+    }
     let max_tokens = max_tokens(req)?;
 
     let raw_messages = match req.get("messages") {
@@ -95,8 +109,12 @@ pub fn to_messages_request(openai: &Value, model: &str) -> Result<Value, Transla
     for field in ["temperature", "top_p"] {
         match req.get(field) {
             None | Some(Value::Null) => {}
-            Some(value @ Value::Number(_)) => {
-                out.insert(field.into(), value.clone());
+            // OpenAI takes temperatures up to 2, Anthropic up to 1.
+            Some(Value::Number(n)) => {
+                let value = n
+                    .as_f64()
+                    .map_or(Value::Number(n.clone()), |v| Value::from(v.clamp(0.0, 1.0)));
+                out.insert(field.into(), value);
             }
             Some(_) => return Err(invalid(format!("`{field}` must be a number"))),
         }
@@ -631,7 +649,8 @@ fn translate_tools(req: &Map<String, Value>) -> Result<Option<ToolConfig>, Trans
     let mut choice = match req.get("tool_choice") {
         None | Some(Value::Null) => None,
         Some(Value::String(mode)) => match mode.as_str() {
-            "none" => return Ok(None),
+            // Tools stay defined (earlier tool calls in the history need them); none is used.
+            "none" => Some(json!({ "type": "none" })),
             "auto" => Some(json!({ "type": "auto" })),
             "required" => Some(json!({ "type": "any" })),
             other => {
@@ -956,7 +975,12 @@ pub fn error_to_openai(status: u16, body: &[u8]) -> (u16, Value) {
         400..=599 => status,
         _ => kind.default_status(),
     };
-    (out_status, openai_error_body(kind, &message))
+    let mut body = openai_error_body(kind, &message);
+    // OpenAI's code for the same failure, which SDK users already handle.
+    if message.to_ascii_lowercase().contains("prompt is too long") {
+        body["error"]["code"] = Value::from("context_length_exceeded");
+    }
+    (out_status, body)
 }
 
 /// Reads `error.type` and `error.message` from an Anthropic error body; None when the body has neither.
@@ -1643,14 +1667,37 @@ mod tests {
     }
 
     #[test]
-    fn tool_choice_none_drops_tools() {
+    fn tool_choice_none_keeps_tools_and_uses_none() {
         let out = translate(json!({
             "messages": [user("x")],
             "tools": [{ "type": "function", "function": { "name": "f" } }],
             "tool_choice": "none",
         }));
-        assert!(out.get("tools").is_none());
-        assert!(out.get("tool_choice").is_none());
+        assert_eq!(out["tools"][0]["name"], "f");
+        assert_eq!(out["tool_choice"], json!({ "type": "none" }));
+    }
+
+    #[test]
+    fn what_messages_cannot_promise_is_refused_and_temperatures_fit_its_range() {
+        let schema = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}});
+        assert!(matches!(
+            translate_err(json!({ "messages": [user("x")], "response_format": schema })),
+            TranslateError::Unsupported(_)
+        ));
+        assert!(matches!(
+            translate_err(json!({ "messages": [user("x")], "logprobs": true })),
+            TranslateError::Unsupported(_)
+        ));
+        let out = translate(json!({ "messages": [user("x")], "temperature": 1.7 }));
+        assert_eq!(out["temperature"], 1.0);
+    }
+
+    #[test]
+    fn a_prompt_too_long_is_a_context_length_error() {
+        let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        let (status, out) = error_to_openai(400, body);
+        assert_eq!(status, 400);
+        assert_eq!(out["error"]["code"], "context_length_exceeded");
     }
 
     #[test]

@@ -243,10 +243,7 @@ async fn admin_upstreams(
         .upstreams
         .iter()
         .map(|up| {
-            let view = up.breaker.lock().map(|mut b| {
-                b.tick(now);
-                b.view(now)
-            });
+            let view = up.tick_view(now);
             let routes: Vec<&str> = gw
                 .aliases
                 .iter()
@@ -265,7 +262,7 @@ async fn admin_upstreams(
                 "routes": routes,
                 "baseline_ttft_ms": up.baseline_ms(),
             });
-            if let (Ok(view), Some(obj)) = (view, value.as_object_mut()) {
+            if let Some(obj) = value.as_object_mut() {
                 if let Ok(Value::Object(fields)) = serde_json::to_value(view) {
                     obj.extend(fields);
                 }
@@ -293,12 +290,7 @@ async fn admin_usage(
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let now = Instant::now();
     for up in &gw.upstreams {
-        let Ok(view) = up.breaker.lock().map(|mut b| {
-            b.tick(now);
-            b.view(now)
-        }) else {
-            continue;
-        };
+        let view = up.tick_view(now);
         let labels = crate::metrics::UpstreamLabels {
             upstream: up.id.clone(),
         };

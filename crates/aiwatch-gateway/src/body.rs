@@ -2,11 +2,15 @@
 //! sent: read once without building a tree, and written again for each upstream with the
 //! model replaced — the hot path of every request.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+/// No API request has more top-level fields than this.
+const MAX_FIELDS: usize = 1024;
 
 /// The top-level fields of a JSON object, in the client's order.
 #[derive(Debug)]
@@ -25,11 +29,37 @@ impl<'de> Visitor<'de> for Fields {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: Vec<(String, Box<RawValue>)> = Vec::with_capacity(8);
+        // Requests have a dozen fields; the index is built only if one has many, so a body
+        // with thousands of keys costs linear time, not quadratic.
+        let mut index: Option<HashMap<String, usize>> = None;
         while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+            if fields.len() >= MAX_FIELDS {
+                return Err(serde::de::Error::custom(format!(
+                    "more than {MAX_FIELDS} top-level fields"
+                )));
+            }
+            if fields.len() == 16 && index.is_none() {
+                index = Some(
+                    fields
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (k.clone(), i))
+                        .collect(),
+                );
+            }
             // A repeated key keeps its last value, as JSON parsers do.
-            match fields.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => fields.push((key, value)),
+            let existing = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => fields.iter().position(|(k, _)| *k == key),
+            };
+            match existing {
+                Some(i) => fields[i].1 = value,
+                None => {
+                    if let Some(index) = &mut index {
+                        index.insert(key.clone(), fields.len());
+                    }
+                    fields.push((key, value));
+                }
             }
         }
         Ok(fields)
@@ -156,6 +186,19 @@ mod tests {
         assert_eq!(body.parsed::<bool>("stream"), Some(Err(())));
         assert!(body.is_array("messages"));
         assert_eq!(body.to_value()["model"], "n");
+    }
+
+    #[test]
+    fn many_keys_are_refused_quickly_and_repeats_resolved_by_index() {
+        let many: String = (0..200_000).map(|i| format!("\"k{i}\":1,")).collect();
+        let body = format!("{{{many}\"model\":\"m\"}}");
+        let started = std::time::Instant::now();
+        assert!(RequestBody::parse(body.as_bytes()).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let repeats: String = (0..500).map(|i| format!("\"k{}\":{i},", i % 50)).collect();
+        let body = RequestBody::parse(format!("{{{repeats}\"model\":\"m\"}}").as_bytes())
+            .expect("an object");
+        assert_eq!(body.parsed::<i64>("k49"), Some(Ok(499)));
     }
 
     #[test]

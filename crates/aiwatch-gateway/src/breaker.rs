@@ -157,6 +157,13 @@ impl Breaker {
         }
     }
 
+    /// How long the provider's Retry-After still asks the gateway to wait, if it does.
+    pub fn cooling_left(&self, now: Instant) -> Option<Duration> {
+        self.cooling_until
+            .filter(|t| *t > now)
+            .map(|t| t.saturating_duration_since(now))
+    }
+
     /// May it take a failed-over request? Closed or ramping, and not asked to wait.
     pub fn available(&self, now: Instant) -> bool {
         matches!(self.phase, Phase::Closed | Phase::Ramping)
@@ -260,6 +267,9 @@ impl Breaker {
                     self.trip(now, reason.clone());
                     Some(Transition::Tripped { reason })
                 } else {
+                    // Passes counted before the outage do not count after it.
+                    self.phase = Phase::Open;
+                    self.canary_passes = 0;
                     self.reason = Some(reason);
                     None
                 }
@@ -303,8 +313,15 @@ impl Breaker {
 /// a tripped or ramping upstream gives up goes to the next available upstream after it, so
 /// a pure failover route ([1, 0, 0]) sends everything to the second when the first trips, and
 /// 90 % there while the first ramps at 10 %. `unit` is a uniform random number in [0, 1).
-/// When nothing is available every upstream is tried in order, as a last resort.
-pub fn attempt_order(weights: &[u32], shares: &[f64], available: &[bool], unit: f64) -> Vec<usize> {
+/// When nothing is available the upstreams `last_resort` allows (tripped, but not asked by
+/// their provider to wait) are tried in order; the order may then be empty.
+pub fn attempt_order(
+    weights: &[u32],
+    shares: &[f64],
+    available: &[bool],
+    last_resort: &[bool],
+    unit: f64,
+) -> Vec<usize> {
     let n = weights.len();
     let mut effective = vec![0.0f64; n];
     for i in 0..n {
@@ -346,7 +363,7 @@ pub fn attempt_order(weights: &[u32], shares: &[f64], available: &[bool], unit: 
         }
     }
     if order.is_empty() {
-        order.extend(0..n);
+        order.extend((0..n).filter(|&i| last_resort.get(i).copied().unwrap_or(false)));
     }
     order
 }
@@ -480,10 +497,40 @@ mod tests {
     }
 
     #[test]
+    fn canary_passes_before_a_monitor_outage_do_not_count_after_it() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config());
+        for _ in 0..3 {
+            fail(&mut b, t0);
+        }
+        b.on_canary(t0 + Duration::from_secs(10), Ok(()));
+        assert_eq!(b.phase(), Phase::Validating);
+        b.on_monitor(t0 + Duration::from_secs(11), Some("outage"));
+        b.on_monitor(t0 + Duration::from_secs(12), None);
+        assert_eq!(
+            b.on_canary(t0 + Duration::from_secs(13), Ok(())),
+            Some(Transition::Validated),
+            "validation starts over"
+        );
+    }
+
+    #[test]
     fn failover_routes_take_everything_from_a_tripped_primary() {
-        let order = attempt_order(&[1, 0, 0], &[0.0, 1.0, 1.0], &[false, true, true], 0.3);
+        let order = attempt_order(
+            &[1, 0, 0],
+            &[0.0, 1.0, 1.0],
+            &[false, true, true],
+            &[true; 3],
+            0.3,
+        );
         assert_eq!(order, vec![1, 2]);
-        let healthy = attempt_order(&[1, 0, 0], &[1.0, 1.0, 1.0], &[true, true, true], 0.99);
+        let healthy = attempt_order(
+            &[1, 0, 0],
+            &[1.0, 1.0, 1.0],
+            &[true, true, true],
+            &[true; 3],
+            0.99,
+        );
         assert_eq!(healthy, vec![0, 1, 2]);
     }
 
@@ -492,12 +539,20 @@ mod tests {
         let shares = [0.1, 1.0];
         let available = [true, true];
         let firsts: Vec<usize> = (0..100)
-            .map(|i| attempt_order(&[1, 0], &shares, &available, f64::from(i) / 100.0)[0])
+            .map(|i| {
+                attempt_order(
+                    &[1, 0],
+                    &shares,
+                    &available,
+                    &[true; 2],
+                    f64::from(i) / 100.0,
+                )[0]
+            })
             .collect();
         let to_primary = firsts.iter().filter(|&&i| i == 0).count();
         assert_eq!(to_primary, 10);
         assert_eq!(
-            attempt_order(&[1, 0], &shares, &available, 0.5),
+            attempt_order(&[1, 0], &shares, &available, &[true; 2], 0.5),
             vec![1, 0],
             "the ramping primary is still a failover target"
         );
@@ -506,7 +561,15 @@ mod tests {
     #[test]
     fn weights_split_first_attempts() {
         let firsts: Vec<usize> = (0..100)
-            .map(|i| attempt_order(&[3, 1], &[1.0, 1.0], &[true, true], f64::from(i) / 100.0)[0])
+            .map(|i| {
+                attempt_order(
+                    &[3, 1],
+                    &[1.0, 1.0],
+                    &[true, true],
+                    &[true; 2],
+                    f64::from(i) / 100.0,
+                )[0]
+            })
             .collect();
         assert_eq!(firsts.iter().filter(|&&i| i == 0).count(), 75);
     }
@@ -514,8 +577,19 @@ mod tests {
     #[test]
     fn when_everything_is_tripped_all_are_tried_in_order() {
         assert_eq!(
-            attempt_order(&[1, 0, 0], &[0.0; 3], &[false; 3], 0.5),
+            attempt_order(&[1, 0, 0], &[0.0; 3], &[false; 3], &[true; 3], 0.5),
             vec![0, 1, 2]
+        );
+        assert_eq!(
+            attempt_order(
+                &[1, 0, 0],
+                &[0.0; 3],
+                &[false; 3],
+                &[false, true, false],
+                0.5
+            ),
+            vec![1],
+            "but never one its provider asked to wait"
         );
     }
 
@@ -529,12 +603,12 @@ mod tests {
             let n = weights.len();
             let shares: Vec<f64> = (0..n).map(|i| ((seed >> i) & 1) as f64).collect();
             let available: Vec<bool> = (0..n).map(|i| (seed >> (i + 8)) & 1 == 1).collect();
-            let order = attempt_order(&weights, &shares, &available, unit);
+            let order = attempt_order(&weights, &shares, &available, &available, unit);
             let mut seen = order.clone();
             seen.sort_unstable();
             seen.dedup();
             proptest::prop_assert_eq!(seen.len(), order.len());
-            proptest::prop_assert!(!order.is_empty());
+            proptest::prop_assert!(!order.is_empty() || available.iter().all(|a| !a));
             proptest::prop_assert!(order.iter().all(|&i| i < n));
         }
     }

@@ -47,9 +47,9 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         let now = Instant::now();
         for index in 0..gw.upstreams.len() {
             let up = &gw.upstreams[index];
-            let (transition, due) = match up.breaker.lock() {
-                Ok(mut b) => (b.tick(now), b.canary_due(now)),
-                Err(_) => (None, false),
+            let (transition, due) = {
+                let mut b = up.breaker();
+                (b.tick(now), b.canary_due(now))
             };
             if let Some(t) = transition {
                 note_transition(up, &t);
@@ -58,6 +58,8 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                 let gw = gw.clone();
                 tokio::spawn(async move {
                     let up = &gw.upstreams[index];
+                    // Cleared however the task ends, so a canary can always run again.
+                    let _running = Running(&up.canary_running);
                     let result = canary(&gw, up).await;
                     let passed = result.is_ok();
                     let labels = CanaryLabels {
@@ -68,15 +70,10 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                     if let Err(reason) = &result {
                         tracing::info!(upstream = %up.id, %reason, "canary failed");
                     }
-                    let transition = up
-                        .breaker
-                        .lock()
-                        .ok()
-                        .and_then(|mut b| b.on_canary(Instant::now(), result));
+                    let transition = up.breaker().on_canary(Instant::now(), result);
                     if let Some(t) = transition {
                         note_transition(up, &t);
                     }
-                    up.canary_running.store(false, Ordering::Release);
                 });
             }
         }
@@ -87,17 +84,22 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Clears an upstream's "canary running" flag when dropped.
+struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Trips upstreams whose service the monitor sees down, and lets canaries validate them once
 /// it no longer does.
 pub fn apply_monitor(gw: &Gateway, view: &MonitorView) {
     let now = Instant::now();
     for up in &gw.upstreams {
         let outage = view.get(&up.service.name).map(String::as_str);
-        let transition = up
-            .breaker
-            .lock()
-            .ok()
-            .and_then(|mut b| b.on_monitor(now, outage));
+        let transition = up.breaker().on_monitor(now, outage);
         if let Some(t) = transition {
             note_transition(up, &t);
         }

@@ -34,6 +34,8 @@ use aiwatch_core::service::ServiceKind;
 const ANSWER_CAP: usize = 32 * 1024 * 1024;
 /// An error answer is read up to this size to tell why it failed.
 const ERROR_CAP: usize = 64 * 1024;
+/// A stream may send at most this much before its first token.
+const HELD_CAP: usize = 1024 * 1024;
 /// A stream may carry at most this much in all.
 const STREAM_CAP: usize = 256 * 1024 * 1024;
 
@@ -78,6 +80,10 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     let mut attempts = 0u32;
     let mut waited = Duration::ZERO;
     let mut last: Option<Failure> = None;
+    let mut unexpressible: Option<String> = None;
+    let Some(order) = order else {
+        return cooling_down(gw.as_ref(), route);
+    };
     for index in order {
         let entry = &route.entries[index];
         let up = &gw.upstreams[entry.upstream];
@@ -87,6 +93,16 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
         if attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
             break;
         }
+        // A request this upstream's dialect cannot say (n > 1 for Anthropic, say) skips it:
+        // the next upstream may take it as it is.
+        let outgoing = match up.request(request.endpoint, &request.body, request.stream) {
+            Ok(r) => r,
+            Err(message) => {
+                tried.push(format!("{}=cannot take this request", up.id));
+                unexpressible.get_or_insert(message);
+                continue;
+            }
+        };
         if attempts > 0 {
             let granted = gw
                 .retry_budget
@@ -100,7 +116,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
         }
         attempts += 1;
         let started = Instant::now();
-        let outcome = attempt(&gw, entry, up, &request, deadline).await;
+        let outcome = attempt(&gw, entry, up, outgoing, &request, deadline).await;
         waited += started.elapsed();
         match outcome {
             Attempt::Answered(mut response) | Attempt::ClientFault(mut response) => {
@@ -137,7 +153,13 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
         }
     }
     route.metrics.failed.inc();
+    let retry_after = last.as_ref().and_then(|f| f.retry_after);
     let error = match &last {
+        None if attempts == 0 && unexpressible.is_some() => ApiError::invalid_request(format!(
+            "no upstream of `{}` can take this request: {}",
+            route.alias,
+            unexpressible.unwrap_or_default()
+        )),
         Some(f) if f.timed_out && attempts == 1 => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_error",
@@ -168,24 +190,63 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     };
     let mut response = error.into_response();
     set_trace_headers(response.headers_mut(), "none", attempts, &tried);
+    if let Some(wait) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(wait.as_secs().max(1)));
+    }
     response
 }
 
-/// The order this request tries the route's upstreams in.
-fn plan(gw: &Gateway, route: &RouteTable) -> Vec<usize> {
+/// Every upstream of the route asked to be left alone for a while (Retry-After): the client is
+/// told when to come back instead of the providers being sent more.
+fn cooling_down(gw: &Gateway, route: &RouteTable) -> Response {
+    let now = Instant::now();
+    let wait = route
+        .entries
+        .iter()
+        .filter_map(|e| gw.upstreams[e.upstream].breaker().cooling_left(now))
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+    route.metrics.failed.inc();
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream_error",
+        Some("upstreams_cooling_down"),
+        format!(
+            "every upstream of `{}` asked to be left alone for a while (Retry-After); retry in {} s",
+            route.alias,
+            wait.as_secs().max(1)
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(wait.as_secs().max(1)));
+    set_trace_headers(response.headers_mut(), "none", 0, &[]);
+    response
+}
+
+/// The order this request tries the route's upstreams in; `None` when every one of them is
+/// inside a provider's Retry-After.
+fn plan(gw: &Gateway, route: &RouteTable) -> Option<Vec<usize>> {
     let now = Instant::now();
     let mut weights = Vec::with_capacity(route.entries.len());
     let mut shares = Vec::with_capacity(route.entries.len());
     let mut available = Vec::with_capacity(route.entries.len());
+    let mut last_resort = Vec::with_capacity(route.entries.len());
     for entry in &route.entries {
         let up = &gw.upstreams[entry.upstream];
         // The transition is logged after the lock is released: never log under it.
-        let (share, ok, transition) = match up.breaker.lock() {
-            Ok(mut b) => {
-                let transition = b.tick(now);
-                (b.share(now), b.available(now), transition)
-            }
-            Err(_) => (1.0, true, None),
+        let (share, ok, cooling, transition) = {
+            let mut b = up.breaker();
+            let transition = b.tick(now);
+            (
+                b.share(now),
+                b.available(now),
+                b.cooling_left(now).is_some(),
+                transition,
+            )
         };
         if let Some(t) = transition {
             note_transition(up, &t);
@@ -193,8 +254,10 @@ fn plan(gw: &Gateway, route: &RouteTable) -> Vec<usize> {
         weights.push(entry.weight);
         shares.push(share);
         available.push(ok);
+        last_resort.push(!cooling);
     }
-    attempt_order(&weights, &shares, &available, fastrand::f64())
+    let order = attempt_order(&weights, &shares, &available, &last_resort, fastrand::f64());
+    (!order.is_empty()).then_some(order)
 }
 
 fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tried: &[String]) {
@@ -208,18 +271,16 @@ fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tri
 }
 
 fn record_failure(up: &UpstreamState, failure: &Failure) {
-    let transition = up.breaker.lock().ok().and_then(|mut b| {
-        b.on_failure(Instant::now(), failure.reason.clone(), failure.retry_after)
-    });
+    let transition =
+        up.breaker()
+            .on_failure(Instant::now(), failure.reason.clone(), failure.retry_after);
     if let Some(t) = transition {
         note_transition(up, &t);
     }
 }
 
 fn record_success(up: &UpstreamState) {
-    if let Ok(mut b) = up.breaker.lock() {
-        b.on_success();
-    }
+    up.breaker().on_success();
 }
 
 /// Logs a breaker change. Takes no lock, so it may be called anywhere; the gauges are read
@@ -241,16 +302,10 @@ async fn attempt(
     gw: &Arc<Gateway>,
     entry: &RouteEntry,
     up: &UpstreamState,
+    request_to_upstream: http::Request<http_body_util::Full<Bytes>>,
     request: &Forward,
     deadline: Instant,
 ) -> Attempt {
-    let request_to_upstream = match up.request(request.endpoint, &request.body, request.stream) {
-        Ok(r) => r,
-        // The body cannot be said in this upstream's dialect: the request is at fault.
-        Err(message) => {
-            return Attempt::ClientFault(ApiError::invalid_request(message).into_response());
-        }
-    };
     let sent = Instant::now();
     let answer_by = deadline.min(sent + entry.timeout);
     let response = match timeout_at(answer_by, up.client.request(request_to_upstream)).await {
@@ -363,16 +418,29 @@ fn answer_body(
 /// tree of it: the body goes to the client byte for byte.
 fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Tokens>), String> {
     use serde::de::IgnoredAny;
+    // Lenient on purpose: any type for the fields only looked at, numbers of any form.
     #[derive(serde::Deserialize)]
     struct Usage {
-        prompt_tokens: Option<u64>,
-        completion_tokens: Option<u64>,
+        #[serde(default)]
+        prompt_tokens: Option<serde_json::Number>,
+        #[serde(default)]
+        completion_tokens: Option<serde_json::Number>,
     }
     #[derive(serde::Deserialize)]
     struct Peek {
-        choices: Option<Vec<IgnoredAny>>,
-        data: Option<Vec<IgnoredAny>>,
-        usage: Option<Usage>,
+        #[serde(default)]
+        choices: Option<IgnoredAny>,
+        #[serde(default)]
+        data: Option<IgnoredAny>,
+        #[serde(default)]
+        usage: Option<IgnoredOr<Usage>>,
+    }
+    /// A usage object, or anything else (ignored).
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum IgnoredOr<T> {
+        Known(T),
+        Other(IgnoredAny),
     }
     let peek: Peek = serde_json::from_slice(bytes)
         .map_err(|e| format!("the answer is not the API's JSON ({e})"))?;
@@ -383,12 +451,19 @@ fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Token
     if !present {
         return Err(format!("the answer has no `{expected}`"));
     }
-    let tokens = peek.usage.and_then(|u| {
-        (u.prompt_tokens.is_some() || u.completion_tokens.is_some()).then(|| Tokens {
-            prompt: u.prompt_tokens.unwrap_or(0),
-            completion: u.completion_tokens.unwrap_or(0),
-        })
-    });
+    let count = |n: Option<serde_json::Number>| {
+        n.and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)))
+    };
+    let tokens = match peek.usage {
+        Some(IgnoredOr::Known(u)) => {
+            let (prompt, completion) = (count(u.prompt_tokens), count(u.completion_tokens));
+            (prompt.is_some() || completion.is_some()).then(|| Tokens {
+                prompt: prompt.unwrap_or(0),
+                completion: completion.unwrap_or(0),
+            })
+        }
+        _ => None,
+    };
     Ok((bytes.clone(), tokens))
 }
 
@@ -503,6 +578,9 @@ struct StreamReader {
     relay: StreamRelay,
     stall: Duration,
     deadline: Instant,
+    /// Until the first token the upstream has its own answer budget (a reasoning model may
+    /// think for a while); after it, `stall` between tokens.
+    first_token_by: Instant,
     last_token: Instant,
     seen: usize,
     first_token: Option<Instant>,
@@ -519,20 +597,37 @@ enum Piece {
         event: String,
         reason: String,
         cause: Cause,
+        /// The upstream is to blame (not the request's own deadline).
+        blame: bool,
+        /// The gateway's own budget ran out.
+        timed_out: bool,
     },
 }
 
 impl StreamReader {
     async fn next(&mut self) -> Piece {
         loop {
-            let stall_at = self.last_token + self.stall;
-            let wait_until = stall_at.min(self.deadline);
+            // After the finish marker nothing more is read: the answer is complete.
+            if self.relay.is_done() {
+                return Piece::End { out: String::new() };
+            }
+            let patience = match self.first_token {
+                None => self.first_token_by,
+                Some(_) => self.last_token + self.stall,
+            };
+            let wait_until = patience.min(self.deadline);
             match timeout_at(wait_until, self.body.frame()).await {
                 Err(_) => {
-                    let (code, reason) = if Instant::now() >= self.deadline {
+                    let deadline = Instant::now() >= self.deadline;
+                    let (code, reason) = if deadline {
                         (
                             "request_timeout",
-                            "the request's deadline passed mid-stream".to_owned(),
+                            "the request's deadline (request_timeout) passed mid-stream".to_owned(),
+                        )
+                    } else if self.first_token.is_none() {
+                        (
+                            "upstream_timeout",
+                            "no token within the upstream's timeout".to_owned(),
                         )
                     } else {
                         (
@@ -547,6 +642,8 @@ impl StreamReader {
                         ),
                         reason,
                         cause: Cause::SlowResponses,
+                        blame: !deadline,
+                        timed_out: true,
                     };
                 }
                 Ok(None) => {
@@ -572,6 +669,9 @@ impl StreamReader {
                                 self.last_token = Instant::now();
                                 self.first_token.get_or_insert(self.last_token);
                             }
+                            if self.relay.is_done() {
+                                return Piece::End { out: r.out };
+                            }
                             if r.out.is_empty() {
                                 continue;
                             }
@@ -589,6 +689,8 @@ fn fault_piece(fault: &StreamFault) -> Piece {
     Piece::Fault {
         event: error_event(fault),
         reason: fault.to_string(),
+        blame: true,
+        timed_out: false,
         cause: match fault {
             StreamFault::Truncated | StreamFault::Broken(_) => Cause::TruncatedResponses,
             _ => Cause::ProviderError,
@@ -642,6 +744,7 @@ async fn stream(
         relay: StreamRelay::new(dialect, client_wants_usage),
         stall: gw.settings.stream_stall,
         deadline,
+        first_token_by: deadline.min(sent + entry.timeout),
         last_token: sent,
         seen: 0,
         first_token: None,
@@ -657,14 +760,30 @@ async fn stream(
                 held.push_str(&out);
                 ended = true;
             }
-            Piece::Fault { reason, cause, .. } => {
+            Piece::Fault {
+                reason,
+                cause,
+                timed_out,
+                ..
+            } => {
                 return Attempt::Failed(Failure {
                     cause,
                     reason,
                     retry_after: None,
-                    timed_out: false,
+                    timed_out,
                 })
             }
+        }
+        if held.len() > HELD_CAP {
+            return Attempt::Failed(Failure {
+                cause: Cause::ProviderError,
+                reason: format!(
+                    "the stream sent over {} KiB without a token",
+                    HELD_CAP / 1024
+                ),
+                retry_after: None,
+                timed_out: false,
+            });
         }
     }
     if let Some(first) = reader.first_token {
@@ -741,32 +860,54 @@ impl Outcome {
 /// Relays the rest of a committed stream; a failure now ends the client's stream with an
 /// error event and is recorded as a truncated answer — never replayed elsewhere.
 async fn pump(mut reader: StreamReader, tx: mpsc::Sender<Bytes>, outcome: Outcome) {
+    // A client that stops reading holds no upstream forever: each send has the stall limit.
+    let send = |reader: &StreamReader, bytes: String| {
+        let by = reader.deadline.min(Instant::now() + reader.stall);
+        let tx = tx.clone();
+        async move {
+            matches!(
+                timeout_at(by, tx.send(Bytes::from(bytes))).await,
+                Ok(Ok(()))
+            )
+        }
+    };
     loop {
-        tokio::select! {
-            piece = reader.next() => match piece {
-                Piece::Data { out } => {
-                    if tx.send(Bytes::from(out)).await.is_err() {
-                        outcome.finish(reader.relay.tokens(), Some(("cancelled", None)));
-                        return;
-                    }
-                }
-                Piece::End { out } => {
-                    let _ = tx.send(Bytes::from(out)).await;
-                    outcome.finish(reader.relay.tokens(), None);
-                    return;
-                }
-                Piece::Fault { event, reason, cause } => {
-                    tracing::warn!(upstream = %outcome.upstream, %reason, "stream cut off after the client got part of it");
-                    let _ = tx.send(Bytes::from(event)).await;
-                    outcome.finish(
-                        reader.relay.tokens(),
-                        Some(("truncated", Some(Failure { cause, reason, retry_after: None, timed_out: false }))),
-                    );
-                    return;
-                }
-            },
+        let piece = tokio::select! {
+            piece = reader.next() => piece,
             () = tx.closed() => {
-                outcome.finish(reader.relay.tokens(), Some(("cancelled", None)));
+                outcome.finish(reader.relay.tokens(), Some((Outcome::CANCELLED, None)));
+                return;
+            }
+        };
+        match piece {
+            Piece::Data { out } => {
+                if !send(&reader, out).await {
+                    outcome.finish(reader.relay.tokens(), Some((Outcome::CANCELLED, None)));
+                    return;
+                }
+            }
+            Piece::End { out } => {
+                let _ = send(&reader, out).await;
+                outcome.finish(reader.relay.tokens(), None);
+                return;
+            }
+            Piece::Fault {
+                event,
+                reason,
+                cause,
+                blame,
+                timed_out,
+            } => {
+                tracing::warn!(upstream = outcome.upstream, %reason, "stream cut off after the client got part of it");
+                let _ = send(&reader, event).await;
+                // The request's own deadline is not the upstream's failure.
+                let failure = blame.then_some(Failure {
+                    cause,
+                    reason,
+                    retry_after: None,
+                    timed_out,
+                });
+                outcome.finish(reader.relay.tokens(), Some(("truncated", failure)));
                 return;
             }
         }

@@ -192,22 +192,22 @@ fn push_data(out: &mut String, chunk: &Value) {
     out.push_str("\n\n");
 }
 
-/// Does a chunk's delta carry part of the answer?
+/// Does a chunk's delta carry part of the answer? Anything but the role and empty values
+/// does: text, refusals, reasoning, tool and function calls, audio.
 fn has_token(delta: &Value) -> bool {
-    let text = |k: &str| {
-        delta
-            .get(k)
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
+    let Some(fields) = delta.as_object() else {
+        return false;
     };
-    text("content")
-        || text("refusal")
-        || text("reasoning_content")
-        || text("reasoning")
-        || delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty())
+    fields.iter().any(|(key, value)| {
+        key != "role"
+            && match value {
+                Value::Null => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                Value::Bool(_) | Value::Number(_) => false,
+            }
+    })
 }
 
 fn clip(text: &str) -> String {
@@ -278,6 +278,17 @@ mod tests {
         assert!(relay.is_done());
         assert_eq!(relay.tokens().map(Tokens::total), Some(5));
         assert!(relay.finish().is_ok());
+    }
+
+    #[test]
+    fn function_calls_and_audio_are_tokens_too() {
+        assert!(has_token(
+            &json!({"function_call": {"name": "get_weather", "arguments": ""}})
+        ));
+        assert!(has_token(&json!({"audio": {"id": "a1", "data": "UklGR"}})));
+        assert!(!has_token(
+            &json!({"role": "assistant", "content": "", "refusal": null})
+        ));
     }
 
     #[test]

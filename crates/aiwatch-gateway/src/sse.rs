@@ -39,6 +39,8 @@ pub struct SseParser {
     name: Option<String>,
     data: Vec<String>,
     has_data: bool,
+    /// Bytes of data in the event being read.
+    data_len: usize,
     max_line: usize,
 }
 
@@ -49,11 +51,13 @@ impl SseParser {
             name: None,
             data: Vec::new(),
             has_data: false,
+            data_len: 0,
             max_line,
         }
     }
 
-    /// Parses what `bytes` completes; the rest waits for more.
+    /// Parses what `bytes` completes; the rest waits for more. One event's data may not grow
+    /// past the line cap either.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, LineTooLong> {
         let mut events = Vec::new();
         self.pending.extend_from_slice(bytes);
@@ -66,6 +70,9 @@ impl SseParser {
             start = end + 1;
             if let Some(event) = self.line(&line) {
                 events.push(event);
+            }
+            if self.data_len > self.max_line {
+                return Err(LineTooLong(self.max_line));
             }
         }
         self.pending.drain(..start);
@@ -97,6 +104,7 @@ impl SseParser {
                 data: std::mem::take(&mut self.data).join("\n"),
             };
             self.has_data = false;
+            self.data_len = 0;
             return Some(event);
         }
         if line.starts_with(':') {
@@ -109,6 +117,7 @@ impl SseParser {
         match field {
             "event" => self.name = Some(value.to_owned()),
             "data" => {
+                self.data_len += value.len() + 1;
                 self.data.push(value.to_owned());
                 self.has_data = true;
             }
@@ -158,6 +167,13 @@ mod tests {
     fn an_endless_line_is_refused() {
         let mut p = SseParser::new(16);
         assert_eq!(p.feed(&[b'x'; 17]), Err(LineTooLong(16)));
+    }
+
+    #[test]
+    fn an_endless_event_of_short_lines_is_refused() {
+        let mut p = SseParser::new(64);
+        let many = "data: 0123456789\n".repeat(10);
+        assert_eq!(p.feed(many.as_bytes()), Err(LineTooLong(64)));
     }
 
     #[test]

@@ -61,6 +61,27 @@ pub struct UpstreamState {
 }
 
 impl UpstreamState {
+    /// The breaker, locked. A panic elsewhere while it was held leaves it usable: its state is
+    /// plain data, always consistent between calls.
+    pub fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Advances the breaker's clock and returns what the admin view shows; a transition this
+    /// reveals is logged once the lock is released.
+    pub fn tick_view(&self, now: tokio::time::Instant) -> crate::breaker::BreakerView {
+        let (transition, view) = {
+            let mut b = self.breaker();
+            (b.tick(now), b.view(now))
+        };
+        if let Some(t) = transition {
+            crate::proxy::note_transition(self, &t);
+        }
+        view
+    }
+
     /// The OpenAI-compatible base of the service's API.
     fn openai_base(&self) -> String {
         let base = self
@@ -203,6 +224,11 @@ pub fn judge(status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
     let client_fault = match status {
         // The account or the gateway's own config at that provider, not the request.
         401 | 402 | 403 | 404 | 408 | 409 | 429 => false,
+        // A 4xx that is not the API's own error (an HTML page from a proxy or a firewall in
+        // front of it) says nothing about the request.
+        // Too large is about the request whoever says it (Anthropic's comes from Cloudflare).
+        413 => true,
+        400..=499 if error.is_none() => false,
         400..=499 => !matches!(
             cause,
             Cause::AuthInvalid
@@ -252,8 +278,19 @@ mod tests {
         let body = br#"{"error":{"message":"This model's maximum context length is 128000 tokens","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
         assert_eq!(judge(400, &HeaderMap::new(), body), Verdict::ClientFault);
         assert_eq!(
-            judge(413, &HeaderMap::new(), b"too large"),
+            judge(
+                413,
+                &HeaderMap::new(),
+                b"<html>413 Request Entity Too Large</html>"
+            ),
             Verdict::ClientFault
+        );
+        assert!(
+            matches!(
+                judge(400, &HeaderMap::new(), b"<html>400 Bad Request</html>"),
+                Verdict::Failover { .. }
+            ),
+            "an HTML 400 from whatever sits in front is not the API's verdict"
         );
     }
 

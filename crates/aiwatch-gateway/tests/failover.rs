@@ -247,7 +247,8 @@ async fn a_complete_stream_is_relayed_with_its_finish_and_done() {
 
 #[tokio::test]
 async fn a_stream_that_fails_before_its_first_token_fails_over() {
-    let h = two_upstreams("stream_stall = \"300ms\"").await;
+    // Before its first token a stream has the upstream's timeout.
+    let h = two_upstreams("upstream_timeout = \"300ms\"").await;
     let role_only = format!(
         "data: {}",
         serde_json::json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -661,5 +662,123 @@ async fn a_ramp_that_ends_during_a_request_keeps_the_gateway_serving() {
     assert_eq!(
         h.admin("/admin/upstreams").await["upstreams"][0]["state"],
         "closed"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_is_complete_at_done_whatever_the_connection_does_next() {
+    let h = two_upstreams("failures_to_trip = 1").await;
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        format!(
+            "data: {}",
+            serde_json::json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    // `[DONE]`, then the connection breaks without its final chunk.
+    h.fake("primary").route(
+        "POST",
+        "/v1/chat/completions",
+        Reply::sse(
+            vec![
+                chunk(
+                    serde_json::json!({"content": "Hi"}),
+                    serde_json::Value::Null,
+                ),
+                chunk(serde_json::json!({}), serde_json::json!("stop")),
+                "data: [DONE]".to_owned(),
+            ],
+            Duration::from_millis(5),
+            false,
+        ),
+    );
+    let answer = h.chat("smart", true).await;
+    assert_eq!(
+        data_lines(&answer.body).last(),
+        Some(&"[DONE]"),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("\"error\""), "{}", answer.body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        h.admin("/admin/upstreams").await["upstreams"][0]["state"],
+        "closed",
+        "a complete answer is not a failure"
+    );
+}
+
+#[tokio::test]
+async fn a_request_one_upstream_cannot_express_goes_to_one_that_can() {
+    let upstreams = [
+        FakeUpstream {
+            name: "primary",
+            kind: "openai",
+        },
+        FakeUpstream {
+            name: "claude",
+            kind: "anthropic",
+        },
+        FakeUpstream {
+            name: "backup",
+            kind: "openai",
+        },
+    ];
+    let routes =
+        "[[route]]\nmodel = \"smart\"\nupstreams = [\"primary:a\", \"claude:c\", \"backup:b\"]\n";
+    let h = start(&upstreams, "", routes).await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/chat/completions",
+        canned::openai_503_overloaded(),
+    );
+    h.fake("claude")
+        .route("POST", "/v1/messages", healthy_anthropic("claude"));
+    h.fake("backup").route(
+        "POST",
+        "/v1/chat/completions",
+        healthy_openai("from backup"),
+    );
+    let body = r#"{"model":"smart","n":2,"messages":[{"role":"user","content":"hi"}]}"#;
+    let answer = h
+        .call("POST", "/v1/chat/completions", Some(CLIENT_KEY), body)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("x-aiwatch-upstream"), "backup:b");
+    assert!(answer
+        .header("x-aiwatch-tried")
+        .contains("claude:c=cannot take this request"));
+    assert!(h.chats_seen("claude").is_empty());
+}
+
+#[tokio::test]
+async fn when_every_upstream_asked_to_wait_the_client_is_told_when_to_come_back() {
+    let upstreams = [FakeUpstream {
+        name: "primary",
+        kind: "openai",
+    }];
+    let h = start(
+        &upstreams,
+        "",
+        "[[route]]\nmodel = \"smart\"\nupstreams = [\"primary:m\"]\n",
+    )
+    .await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/chat/completions",
+        canned::openai_rate_limited().header("retry-after", "30"),
+    );
+    let first = h.chat("smart", false).await;
+    assert_eq!(first.status, 429);
+    assert_eq!(first.header("retry-after"), "30");
+    let second = h.chat("smart", false).await;
+    assert_eq!(second.status, 503, "{}", second.body);
+    assert_eq!(second.json()["error"]["code"], "upstreams_cooling_down");
+    let wait: u64 = second.header("retry-after").parse().expect("seconds");
+    assert!((25..=30).contains(&wait), "{wait}");
+    assert_eq!(
+        h.chats_seen("primary").len(),
+        1,
+        "no request inside the provider's Retry-After"
     );
 }

@@ -152,7 +152,8 @@ async fn feed_monitor_view(
         tick.tick().await;
         let mut outages = MonitorView::new();
         for (key, state, since, text) in engine.states() {
-            if state == aiwatch_core::assess::State::Outage {
+            // Only the API matters to the gateway: a web front-end outage does not stop it.
+            if state == aiwatch_core::assess::State::Outage && key.component == "api" {
                 let since = since
                     .map(|s| format!(" since {}", s.format("%H:%M UTC")))
                     .unwrap_or_default();
