@@ -139,15 +139,7 @@ async fn canary(gw: &Gateway, up: &UpstreamState) -> Result<(), String> {
             gw.settings.canary_tokens_per_hour
         ));
     }
-    let evidence = aiwatch_probe::stream::streamed_completion(
-        gw.checker.context(),
-        &up.service,
-        &up.model,
-        up.key.as_ref(),
-        up.expected_ca.clone(),
-        deadline,
-    )
-    .await;
+    let evidence = up.tiny_stream(gw.checker.context(), deadline).await;
     if let Some(error) = evidence.error {
         return Err(format!("tiny streamed answer: {error}"));
     }

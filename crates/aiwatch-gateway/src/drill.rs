@@ -91,15 +91,7 @@ async fn drill_one(gw: &Gateway, up: &UpstreamState) -> UpstreamDrill {
     } else {
         None
     };
-    let evidence = aiwatch_probe::stream::streamed_completion(
-        gw.checker.context(),
-        &up.service,
-        &up.model,
-        up.key.as_ref(),
-        up.expected_ca.clone(),
-        deadline,
-    )
-    .await;
+    let evidence = up.tiny_stream(gw.checker.context(), deadline).await;
     let ok_status = evidence.status.is_some_and(|s| (200..300).contains(&s));
     let ready = ok_status && evidence.finished && evidence.error.is_none();
     let reason = if ready {

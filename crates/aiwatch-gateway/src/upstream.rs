@@ -82,14 +82,36 @@ impl UpstreamState {
         view
     }
 
-    /// The OpenAI-compatible base of the service's API.
-    fn openai_base(&self) -> String {
-        let base = self
-            .service
+    /// The service's API base, without a trailing slash.
+    fn api_base(&self) -> &str {
+        self.service
             .api_base
             .as_deref()
             .unwrap_or_default()
-            .trim_end_matches('/');
+            .trim_end_matches('/')
+    }
+
+    /// One tiny streamed answer (at most five tokens), as `check --deep` sends it: what the
+    /// canaries and the drill ask.
+    pub async fn tiny_stream(
+        &self,
+        ctx: &aiwatch_probe::layered::ProbeContext,
+        deadline: tokio::time::Instant,
+    ) -> aiwatch_core::evidence::StreamEvidence {
+        aiwatch_probe::stream::streamed_completion(
+            ctx,
+            &self.service,
+            &self.model,
+            self.key.as_ref(),
+            self.expected_ca.clone(),
+            deadline,
+        )
+        .await
+    }
+
+    /// The OpenAI-compatible base of the service's API.
+    fn openai_base(&self) -> String {
+        let base = self.api_base();
         match self.service.kind {
             // Ollama's OpenAI-compatible API sits under /v1 of its native one.
             ServiceKind::Ollama if !base.ends_with("/v1") => format!("{base}/v1"),
@@ -112,12 +134,7 @@ impl UpstreamState {
     ) -> Result<Request<Full<Bytes>>, String> {
         let (url, json) = match (self.service.kind, endpoint) {
             (ServiceKind::Anthropic, Endpoint::ChatCompletions) => {
-                let base = self
-                    .service
-                    .api_base
-                    .as_deref()
-                    .unwrap_or_default()
-                    .trim_end_matches('/');
+                let base = self.api_base();
                 let translated = anthropic::to_messages_request(&body.to_value(), &self.model)
                     .map_err(|e| e.to_string())?;
                 (
