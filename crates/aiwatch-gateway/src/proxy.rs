@@ -32,6 +32,8 @@ use aiwatch_core::service::ServiceKind;
 
 /// A whole (not streamed) answer may be at most this large.
 const ANSWER_CAP: usize = 32 * 1024 * 1024;
+/// A whole answer that is translated (Anthropic) may be at most this large.
+const TRANSLATED_ANSWER_CAP: usize = 8 * 1024 * 1024;
 /// An error answer is read up to this size to tell why it failed.
 const ERROR_CAP: usize = 64 * 1024;
 /// A stream may send at most this much before its first token.
@@ -358,7 +360,13 @@ async fn attempt(
         return stream(gw, entry, up, request, response, sent, deadline).await;
     }
     let (parts, body) = response.into_parts();
-    let bytes = match read_capped(body, ANSWER_CAP, answer_by).await {
+    // A translated answer becomes a JSON tree (about ten times its size): a smaller cap.
+    let cap = if up.service.kind == ServiceKind::Anthropic {
+        TRANSLATED_ANSWER_CAP
+    } else {
+        ANSWER_CAP
+    };
+    let bytes = match read_capped(body, cap, answer_by).await {
         Ok(b) => b,
         Err(reason) => {
             return Attempt::Failed(Failure {
