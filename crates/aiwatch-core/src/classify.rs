@@ -72,6 +72,13 @@ fn is_account_cause(cause: Cause) -> bool {
     )
 }
 
+/// The cause and one sentence for a probe that stopped at some layer (DNS, TCP, proxy, TLS):
+/// what the gateway says when it cannot reach an upstream.
+pub fn connection_failure(report: &ProbeReport, budget: Duration) -> (Cause, String) {
+    let finding = probe_finding(report, budget);
+    (finding.cause, finding.detail)
+}
+
 /// Reads one layered probe from the outermost layer in.
 fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
     let fail = |cause, detail: String| Finding::new(report, cause, false, detail);

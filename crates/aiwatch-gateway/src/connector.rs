@@ -18,6 +18,15 @@ use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use tokio::time::Instant;
 
+/// Why a connection to an upstream could not be opened, with the monitor's cause code
+/// (`dns_failure`, `tcp_refused`, `tls_intercepted`, …).
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct ConnectFailure {
+    pub cause: aiwatch_core::cause::Cause,
+    pub detail: String,
+}
+
 /// A hyper connector for one upstream service.
 #[derive(Clone)]
 pub struct UpstreamConnector {
@@ -96,15 +105,22 @@ impl tower_service::Service<Uri> for UpstreamConnector {
         let this = self.clone();
         Box::pin(async move {
             let url = uri.to_string();
-            let mut report = ProbeReport::new(Purpose::Api, &url, "");
+            let host = aiwatch_core::network::url_host(&url).unwrap_or_default();
+            let mut report = ProbeReport::new(Purpose::Api, &url, host);
             let deadline = Instant::now() + this.timeout;
             let opened = open(&this.ctx, &mut report, &url, this.expected_ca, deadline)
                 .await
-                .ok_or_else(|| io::Error::other(failure_text(&report)))?;
+                .ok_or_else(|| {
+                    let (cause, detail) =
+                        aiwatch_core::classify::connection_failure(&report, this.timeout);
+                    io::Error::other(ConnectFailure { cause, detail })
+                })?;
             if opened.intercepted && this.carries_key {
-                return Err(io::Error::other(
-                    "TLS to the upstream is intercepted; its key was not sent through it",
-                ));
+                return Err(io::Error::other(ConnectFailure {
+                    cause: aiwatch_core::cause::Cause::TlsIntercepted,
+                    detail: "TLS to the upstream is intercepted; its key was not sent through it"
+                        .into(),
+                }));
             }
             Ok(UpstreamIo {
                 proxied: opened.target.starts_with("http://"),
@@ -112,9 +128,4 @@ impl tower_service::Service<Uri> for UpstreamConnector {
             })
         })
     }
-}
-
-/// Which layer failed, in the words the monitor uses.
-fn failure_text(report: &ProbeReport) -> String {
-    aiwatch_probe::official::failure_text(report)
 }

@@ -83,6 +83,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     let mut waited = Duration::ZERO;
     let mut last: Option<Failure> = None;
     let mut unexpressible: Option<String> = None;
+    let mut reasons: Vec<String> = Vec::new();
     let Some(order) = order else {
         return cooling_down(gw.as_ref(), route);
     };
@@ -141,6 +142,12 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
             Attempt::Failed(failure) => {
                 tracing::warn!(route = %route.alias, upstream = %up.id, cause = failure.cause.as_str(), reason = %failure.reason, "upstream failed; moving on");
                 tried.push(format!("{}={}", up.id, failure.cause.as_str()));
+                reasons.push(format!(
+                    "{} ({}): {}",
+                    up.id,
+                    failure.cause.as_str(),
+                    failure.reason
+                ));
                 gw.metrics
                     .failovers
                     .get_or_create(&FailoverLabels {
@@ -182,7 +189,9 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                 "every upstream of `{}` failed ({} tried): {}",
                 route.alias,
                 attempts,
-                if tried.is_empty() {
+                if !reasons.is_empty() {
+                    reasons.join("; ")
+                } else if tried.is_empty() {
                     "none could serve this request".to_owned()
                 } else {
                     tried.join("; ")
@@ -320,12 +329,18 @@ async fn attempt(
             })
         }
         Ok(Err(e)) => {
+            // A connection that could not be opened says which layer failed; anything else
+            // (a connection reset mid-answer) is the provider's.
+            let (cause, reason) = match connect_failure(&e) {
+                Some(f) => (f.cause, f.detail.clone()),
+                None => (Cause::ProviderError, error_chain(&e)),
+            };
             return Attempt::Failed(Failure {
-                cause: Cause::ProviderError,
-                reason: error_chain(&e),
+                cause,
+                reason,
                 retry_after: None,
                 timed_out: false,
-            })
+            });
         }
         Ok(Ok(response)) => response,
     };
@@ -558,6 +573,28 @@ async fn read_capped(mut body: Incoming, cap: usize, deadline: Instant) -> Resul
     timeout_at(deadline, read)
         .await
         .unwrap_or_else(|_| Err("the answer did not finish in time".to_owned()))
+}
+
+/// The connector's own failure, somewhere in the client's error chain.
+fn connect_failure<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e crate::connector::ConnectFailure> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<crate::connector::ConnectFailure>() {
+            return Some(found);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(found) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<crate::connector::ConnectFailure>())
+            {
+                return Some(found);
+            }
+        }
+        current = e.source();
+    }
+    None
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

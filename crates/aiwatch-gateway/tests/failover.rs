@@ -134,6 +134,13 @@ async fn a_refused_connection_fails_over() {
     let answer = h.chat("smart", false).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.header("x-aiwatch-upstream"), "secondary:m");
+    assert!(
+        answer
+            .header("x-aiwatch-tried")
+            .contains("dead:gpt-4o-mini=tcp_refused"),
+        "the failed layer is named: {}",
+        answer.header("x-aiwatch-tried")
+    );
 }
 
 #[tokio::test]

@@ -155,7 +155,8 @@ pub async fn streamed_completion(
         return evidence;
     };
     let (url, body) = request(service.kind, base, model);
-    let mut scratch = ProbeReport::new(aiwatch_core::evidence::Purpose::Api, &url, "");
+    let host = aiwatch_core::network::url_host(&url).unwrap_or_default();
+    let mut scratch = ProbeReport::new(aiwatch_core::evidence::Purpose::Api, &url, host);
     let Some(opened) = open(ctx, &mut scratch, &url, expected_ca, deadline).await else {
         evidence.error = Some(format!(
             "could not connect: {}",
