@@ -10,16 +10,13 @@ use std::time::Duration;
 
 use aiwatch_core::assess::{canary_shortfall, AssessConfig};
 use aiwatch_core::service::ServiceName;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
 use tokio::sync::watch;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use crate::gateway::Gateway;
 use crate::metrics::{CanaryLabels, UpstreamLabels};
 use crate::proxy::note_transition;
-use crate::upstream::UpstreamState;
+use crate::upstream::{ListError, UpstreamState};
 
 /// Tokens one streamed canary may cost at most: a dozen of prompt, five of answer, margin.
 pub const CANARY_TOKENS: u64 = 24;
@@ -110,27 +107,14 @@ pub fn apply_monitor(gw: &Gateway, view: &MonitorView) {
 async fn canary(gw: &Gateway, up: &UpstreamState) -> Result<(), String> {
     let deadline = Instant::now() + CANARY_TIMEOUT.min(up.timeout);
     // The free call first: while it fails, no tokens are spent.
-    if let Some(call) = aiwatch_probe::api::list_models(&up.service, up.key.as_ref()) {
-        let mut builder = Request::get(&call.url);
-        for (name, value) in &call.ask.headers {
-            builder = builder.header(*name, value);
+    match up.list_models(deadline).await {
+        // A list that came back broken still proves the API answers.
+        Ok(_) | Err(ListError::NoApi | ListError::Incomplete) => {}
+        Err(ListError::Unreachable { label, error, .. }) => {
+            return Err(format!("{label}: {error}"))
         }
-        let request = builder
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| format!("cannot build the canary request: {e}"))?;
-        let response = timeout_at(deadline, up.client.request(request))
-            .await
-            .map_err(|_| format!("{}: no answer in time", call.label))?
-            .map_err(|e| format!("{}: {e}", call.label))?;
-        let status = response.status();
-        // Drain (capped) so the pooled connection can be reused.
-        let _ = timeout_at(
-            deadline,
-            http_body_util::Limited::new(response.into_body(), 1 << 20).collect(),
-        )
-        .await;
-        if !status.is_success() {
-            return Err(format!("{} answered {status}", call.label));
+        Err(ListError::Status { label, status }) => {
+            return Err(format!("{label} answered {status}"))
         }
     }
     if !spend(gw, up, CANARY_TOKENS) {

@@ -5,15 +5,12 @@
 use std::time::Duration;
 
 use aiwatch_core::service::ServiceKind;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use crate::gateway::Gateway;
-use crate::upstream::UpstreamState;
+use crate::upstream::{ListError, UpstreamState};
 
 /// One upstream's drill budget.
 const DRILL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -141,41 +138,24 @@ async fn local_models(up: &UpstreamState, deadline: Instant) -> LocalModels {
         fits_in_memory: None,
         note: None,
     };
-    let Some(call) = aiwatch_probe::api::list_models(&up.service, up.key.as_ref()) else {
-        report.note = Some("the service has no API base".into());
-        return report;
-    };
-    let mut builder = Request::get(&call.url);
-    for (name, value) in &call.ask.headers {
-        builder = builder.header(*name, value);
-    }
-    let Ok(request) = builder.body(Full::new(Bytes::new())) else {
-        report.note = Some(format!("{} is not a valid URL", call.url));
-        return report;
-    };
-    let body = match timeout_at(deadline, up.client.request(request)).await {
-        Ok(Ok(response)) if response.status().is_success() => {
-            match timeout_at(
-                deadline,
-                Limited::new(response.into_body(), 4 << 20).collect(),
-            )
-            .await
-            {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                _ => {
-                    report.note = Some("the model list did not arrive whole".into());
-                    return report;
-                }
-            }
-        }
-        Ok(Ok(response)) => {
-            report.note = Some(format!("{} answered {}", call.label, response.status()));
+    let body = match up.list_models(deadline).await {
+        Ok(body) => body,
+        Err(ListError::NoApi) => {
+            report.note = Some("the service has no API base".into());
             return report;
         }
-        Ok(Err(_)) | Err(_) => {
+        Err(ListError::Status { label, status }) => {
+            report.note = Some(format!("{label} answered {status}"));
+            return report;
+        }
+        Err(ListError::Incomplete) => {
+            report.note = Some("the model list did not arrive whole".into());
+            return report;
+        }
+        Err(ListError::Unreachable { url, .. }) => {
             report.note = Some(format!(
-                "nothing answers at {}: is {} running?",
-                call.url, up.service.title
+                "nothing answers at {url}: is {} running?",
+                up.service.title
             ));
             return report;
         }

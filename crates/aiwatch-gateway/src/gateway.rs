@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::auth::ClientKeys;
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::connector::UpstreamConnector;
-use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics, UpstreamLabels};
+use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics};
 use crate::upstream::UpstreamState;
 use crate::usage::Ledger;
 use crate::Error;
@@ -137,18 +137,6 @@ impl Gateway {
                             .pool_idle_timeout(POOL_IDLE)
                             .pool_timer(TokioTimer::new())
                             .build(connector);
-                        metrics
-                            .upstream_share
-                            .get_or_create(&UpstreamLabels {
-                                upstream: id.clone(),
-                            })
-                            .set(100);
-                        metrics
-                            .breaker_state
-                            .get_or_create(&UpstreamLabels {
-                                upstream: id.clone(),
-                            })
-                            .set(0);
                         upstreams.push(UpstreamState {
                             id,
                             service,

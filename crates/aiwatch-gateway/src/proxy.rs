@@ -347,13 +347,7 @@ async fn attempt(
     let status = response.status();
     if !status.is_success() {
         let (parts, body) = response.into_parts();
-        let bytes = read_capped(
-            body,
-            ERROR_CAP,
-            answer_by.min(Instant::now() + Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_or_default();
+        let bytes = error_body(body, answer_by).await;
         return match judge(status.as_u16(), &parts.headers, &bytes) {
             Verdict::ClientFault => {
                 entry.metrics.client_error.inc();
@@ -552,27 +546,28 @@ fn account(
     }
 }
 
-/// Reads a body up to `cap` bytes before `deadline`.
-async fn read_capped(mut body: Incoming, cap: usize, deadline: Instant) -> Result<Bytes, String> {
-    let read = async {
-        let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("the answer broke off: {e}"))?;
-            if let Ok(data) = frame.into_data() {
-                if out.len() + data.len() > cap {
-                    return Err(format!(
-                        "the answer is larger than {} MiB",
-                        cap / (1024 * 1024)
-                    ));
-                }
-                out.extend_from_slice(&data);
-            }
-        }
-        Ok(Bytes::from(out))
-    };
-    timeout_at(deadline, read)
+/// The start of an error answer, enough to tell why it failed; empty if it never came.
+async fn error_body(body: Incoming, deadline: Instant) -> Bytes {
+    let by = deadline.min(Instant::now() + Duration::from_secs(5));
+    aiwatch_probe::http::read_capped(body, ERROR_CAP, by)
         .await
-        .unwrap_or_else(|_| Err("the answer did not finish in time".to_owned()))
+        .map(|(bytes, _)| bytes)
+        .unwrap_or_default()
+}
+
+/// Reads a whole body up to `cap` bytes before `deadline` (the probe's capped read); a
+/// longer body is an error, not a cut one.
+async fn read_capped(body: Incoming, cap: usize, deadline: Instant) -> Result<Bytes, String> {
+    use aiwatch_probe::http::BodyError;
+    match aiwatch_probe::http::read_capped(body, cap, deadline).await {
+        Ok((bytes, false)) => Ok(bytes),
+        Ok((_, true)) => Err(format!(
+            "the answer is larger than {} MiB",
+            cap / (1024 * 1024)
+        )),
+        Err(BodyError::Timeout) => Err("the answer did not finish in time".to_owned()),
+        Err(BodyError::Broken(e)) => Err(format!("the answer broke off: {e}")),
+    }
 }
 
 /// The connector's own failure, somewhere in the client's error chain.
@@ -759,13 +754,7 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if !is_sse {
-        let bytes = read_capped(
-            body,
-            ERROR_CAP,
-            deadline.min(Instant::now() + Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_or_default();
+        let bytes = error_body(body, deadline).await;
         let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         return Attempt::Failed(Failure {
             cause: Cause::ProviderError,
@@ -848,7 +837,7 @@ async fn stream(
         key: request.key,
     };
     if ended {
-        outcome.finish(reader.relay.tokens(), None);
+        outcome.finish(reader.relay.tokens(), StreamEnd::Complete);
     } else {
         tokio::spawn(pump(reader, tx, outcome));
     }
@@ -875,24 +864,31 @@ struct Outcome {
     key: KeyLabel,
 }
 
-impl Outcome {
-    const CANCELLED: &'static str = "cancelled";
+/// How a relayed stream ended.
+enum StreamEnd {
+    /// With its finish marker.
+    Complete,
+    /// The client left (or stopped reading).
+    Cancelled,
+    /// Cut off; the failure is the upstream's unless the request's own deadline ended it.
+    Truncated(Option<Failure>),
+}
 
-    /// `fault` is `Some` when the answer was cut off (or the client left).
-    fn finish(&self, tokens: Option<Tokens>, fault: Option<(&'static str, Option<Failure>)>) {
+impl Outcome {
+    fn finish(&self, tokens: Option<Tokens>, end: StreamEnd) {
         let Some(up) = self.gw.upstreams.get(self.upstream) else {
             return;
         };
-        match fault {
-            None => {
+        match end {
+            StreamEnd::Complete => {
                 record_success(up);
                 self.metrics.ok.inc();
             }
-            Some((outcome, failure)) => {
-                match outcome {
-                    Outcome::CANCELLED => self.metrics.cancelled.inc(),
-                    _ => self.metrics.truncated.inc(),
-                };
+            StreamEnd::Cancelled => {
+                self.metrics.cancelled.inc();
+            }
+            StreamEnd::Truncated(failure) => {
+                self.metrics.truncated.inc();
                 if let Some(failure) = failure {
                     record_failure(up, &failure);
                 }
@@ -920,20 +916,20 @@ async fn pump(mut reader: StreamReader, tx: mpsc::Sender<Bytes>, outcome: Outcom
         let piece = tokio::select! {
             piece = reader.next() => piece,
             () = tx.closed() => {
-                outcome.finish(reader.relay.tokens(), Some((Outcome::CANCELLED, None)));
+                outcome.finish(reader.relay.tokens(), StreamEnd::Cancelled);
                 return;
             }
         };
         match piece {
             Piece::Data { out } => {
                 if !send(&reader, out).await {
-                    outcome.finish(reader.relay.tokens(), Some((Outcome::CANCELLED, None)));
+                    outcome.finish(reader.relay.tokens(), StreamEnd::Cancelled);
                     return;
                 }
             }
             Piece::End { out } => {
                 let _ = send(&reader, out).await;
-                outcome.finish(reader.relay.tokens(), None);
+                outcome.finish(reader.relay.tokens(), StreamEnd::Complete);
                 return;
             }
             Piece::Fault {
@@ -952,7 +948,7 @@ async fn pump(mut reader: StreamReader, tx: mpsc::Sender<Bytes>, outcome: Outcom
                     retry_after: None,
                     timed_out,
                 });
-                outcome.finish(reader.relay.tokens(), Some(("truncated", failure)));
+                outcome.finish(reader.relay.tokens(), StreamEnd::Truncated(failure));
                 return;
             }
         }

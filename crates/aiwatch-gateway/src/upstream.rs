@@ -109,6 +109,42 @@ impl UpstreamState {
         .await
     }
 
+    /// Reads the model list through the pooled client — the free call canaries start with and
+    /// the drill lists local models from.
+    pub async fn list_models(&self, deadline: tokio::time::Instant) -> Result<Bytes, ListError> {
+        let call = aiwatch_probe::api::list_models(&self.service, self.key.as_ref())
+            .ok_or(ListError::NoApi)?;
+        let unreachable = |error: String| ListError::Unreachable {
+            label: call.label.clone(),
+            url: call.url.clone(),
+            error,
+        };
+        let mut builder = Request::get(&call.url);
+        for (name, value) in &call.ask.headers {
+            builder = builder.header(*name, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(format!("cannot build the request: {e}")))?;
+        let response = tokio::time::timeout_at(deadline, self.client.request(request))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status();
+        // Read (capped) even when refused, so the pooled connection can be reused.
+        let body = aiwatch_probe::http::read_capped(response.into_body(), 4 << 20, deadline).await;
+        if !status.is_success() {
+            return Err(ListError::Status {
+                label: call.label,
+                status,
+            });
+        }
+        match body {
+            Ok((bytes, false)) => Ok(bytes),
+            _ => Err(ListError::Incomplete),
+        }
+    }
+
     /// The OpenAI-compatible base of the service's API.
     fn openai_base(&self) -> String {
         let base = self.api_base();
@@ -209,6 +245,26 @@ impl UpstreamState {
         sorted.sort_by(f64::total_cmp);
         Some(sorted[sorted.len() / 2])
     }
+}
+
+/// Why a model list could not be read.
+#[derive(Debug)]
+pub enum ListError {
+    /// The service has no API base.
+    NoApi,
+    /// No answer: the call (`GET /models`), its URL and what went wrong.
+    Unreachable {
+        label: String,
+        url: String,
+        error: String,
+    },
+    /// It answered with an error status.
+    Status {
+        label: String,
+        status: http::StatusCode,
+    },
+    /// The answer broke off, came too slowly or was too large.
+    Incomplete,
 }
 
 /// What an upstream's non-2xx answer means.
