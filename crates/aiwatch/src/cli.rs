@@ -71,14 +71,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
-    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    pub dns_server: Option<String>,
-
-    /// Trust this extra root CA (PEM), as a corporate machine would; chains that need it are
-    /// reported as intercepted.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// Also send one tiny streamed completion per API (costs a few tokens) to measure time to
     /// first token and catch cut-off answers.
@@ -104,13 +98,8 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
-    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    pub dns_server: Option<String>,
-
-    /// Trust this extra root CA (PEM), as a corporate machine would.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -128,23 +117,19 @@ pub struct ServeArgs {
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 
-    /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    pub dns_server: Option<String>,
-
-    /// Trust this extra root CA (PEM); chains that need it are reported as intercepted.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
-/// How the gateway and the drill reach upstreams.
+/// How a command reaches the network: its resolver and extra trusted roots.
 #[derive(Debug, Args)]
 pub struct NetworkArgs {
     /// Ask this DNS server instead of the system's resolver: ADDR[:PORT].
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub dns_server: Option<String>,
 
-    /// Trust this extra root CA (PEM); keys are never sent through TLS that needs it.
+    /// Trust this extra root CA (PEM), as a corporate machine would; chains that need it are
+    /// reported as intercepted, and keys are never sent through them.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
 }

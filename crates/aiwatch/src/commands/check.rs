@@ -28,12 +28,12 @@ pub fn run(
         loaded.catalog.iter().cloned().collect()
     })?;
     let timeout = load::timeout(args.timeout.as_deref(), &loaded.config)?;
-    let dns = load::network(args.dns_server.as_deref(), &args.ca_file)?;
+    let dns = load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?;
     let proxies = ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?;
     let options = CheckOptions {
         timeout,
         dns,
-        ca_files: args.ca_file.clone(),
+        ca_files: args.network.ca_file.clone(),
         control_url: (!args.no_control).then(|| loaded.config.defaults.control_url.clone()),
         deep: args.deep,
         proxies,

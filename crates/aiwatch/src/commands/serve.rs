@@ -48,7 +48,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
     let services = load::select_services(&loaded.catalog, &args.services, || {
         loaded.catalog.iter().cloned().collect()
     })?;
-    let dns = load::network(args.dns_server.as_deref(), &args.ca_file)?;
+    let dns = load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?;
     let listen = args.listen.unwrap_or(loaded.config.server.listen);
     let db = database_path(args, loaded.config.server.database.as_deref())?;
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -63,7 +63,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         check: CheckOptions {
             timeout: defaults.timeout,
             dns,
-            ca_files: args.ca_file.clone(),
+            ca_files: args.network.ca_file.clone(),
             control_url: Some(defaults.control_url.clone()),
             deep: false,
             proxies: ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?,
@@ -107,11 +107,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         // With [gateway] and routes, the gateway runs too, fed by the monitor's view.
         let (monitor_tx, monitor_rx) = tokio::sync::watch::channel(MonitorView::new());
         if with_gateway {
-            let network = crate::cli::NetworkArgs {
-                dns_server: args.dns_server.clone(),
-                ca_file: args.ca_file.clone(),
-            };
-            let gateway = gateway::build(&loaded, &network, Some(monitor_rx), true)?;
+            let gateway = gateway::build(&loaded, &args.network, Some(monitor_rx), true)?;
             let gateway_listen = gateway.settings.listen;
             let gateway_listener = tokio::net::TcpListener::bind(gateway_listen)
                 .await

@@ -54,7 +54,7 @@ pub fn run(
             .collect()
     })?;
     let timeout = load::timeout(args.timeout.as_deref(), &loaded.config)?;
-    let dns = load::network(args.dns_server.as_deref(), &args.ca_file)?;
+    let dns = load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?;
     let proxies = ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?;
     let targets = PollTarget::from_services(services.iter());
 
@@ -69,7 +69,7 @@ pub fn run(
             // One query may use at most half the budget, so a slow resolver leaves time to report.
             dns: Dns::new(&dns, timeout / 2)?,
             proxies,
-            trust: Trust::new(&args.ca_file).map_err(|e| exit::usage(e.to_string()))?,
+            trust: Trust::new(&args.network.ca_file).map_err(|e| exit::usage(e.to_string()))?,
         };
         let poller = Poller::new(
             ctx,
