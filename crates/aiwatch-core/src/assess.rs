@@ -59,10 +59,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cause::Cause;
+use crate::cause::{Cause, Status};
 use crate::config::Defaults;
-use crate::observation::{Health, Observation, Source};
-use crate::official::OfficialSignal;
+use crate::assessment::ProbeReading;
+use crate::observation::{Component, Health, Observation, Region, Source};
 use crate::service::ServiceName;
 
 /// At most this many entries are kept in an incident's timeline (the Opened entry and the
@@ -125,85 +125,28 @@ impl Default for AssessConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
     pub service: ServiceName,
-    pub component: String,
-    pub region: String,
+    pub component: Component,
+    pub region: Region,
 }
 
 impl Key {
-    pub fn new(
-        service: ServiceName,
-        component: impl Into<String>,
-        region: impl Into<String>,
-    ) -> Self {
+    pub fn new(service: ServiceName, component: Component, region: impl Into<Region>) -> Self {
         Self {
             service,
-            component: component.into(),
+            component,
             region: region.into(),
         }
     }
 
     /// The key an observation belongs to.
     pub fn of(obs: &Observation) -> Self {
-        Self::new(
-            obs.service.clone(),
-            obs.component.clone(),
-            obs.region.clone(),
-        )
+        Self::new(obs.service.clone(), obs.component, obs.region.clone())
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.service, self.component, self.region)
-    }
-}
-
-/// The assessed state of a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Operational,
-    Degraded,
-    Outage,
-    Maintenance,
-    Unknown,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Operational => "operational",
-            Self::Degraded => "degraded",
-            Self::Outage => "outage",
-            Self::Maintenance => "maintenance",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    /// Parses [`State::as_str`]'s output; anything else is `Unknown`.
-    pub fn from_str_lossy(raw: &str) -> Self {
-        match raw {
-            "operational" => Self::Operational,
-            "degraded" => Self::Degraded,
-            "outage" => Self::Outage,
-            "maintenance" => Self::Maintenance,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// The word for an incident of this severity in a sentence ("unconfirmed outage").
-    fn noun(self) -> &'static str {
-        match self {
-            Self::Degraded => "degradation",
-            Self::Outage => "outage",
-            other => other.as_str(),
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -249,7 +192,7 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     pub phase: IncidentPhase,
     /// Degraded or Outage: the worst seen.
-    pub severity: State,
+    pub severity: Status,
     /// The cause of the latest failure.
     pub cause: Cause,
     /// The official page agrees (it reports an outage or degradation for the service).
@@ -343,8 +286,8 @@ impl fmt::Display for TimelineKind {
 pub enum Event {
     StateChanged {
         key: Key,
-        from: State,
-        to: State,
+        from: Status,
+        to: Status,
         at: DateTime<Utc>,
     },
     IncidentOpened(Incident),
@@ -386,7 +329,7 @@ pub struct Assessor {
 /// What the official page last said about a service, and the keys of that service.
 #[derive(Clone, Debug)]
 struct ServiceSide {
-    signal: OfficialSignal,
+    signal: Status,
     title: Option<String>,
     keys: Vec<Key>,
 }
@@ -394,7 +337,7 @@ struct ServiceSide {
 impl Default for ServiceSide {
     fn default() -> Self {
         Self {
-            signal: OfficialSignal::Unknown,
+            signal: Status::Unknown,
             title: None,
             keys: Vec::new(),
         }
@@ -445,7 +388,7 @@ impl Baseline {
 #[derive(Clone, Debug)]
 struct KeyState {
     /// The state last reported.
-    shown: State,
+    shown: Status,
     since: Option<DateTime<Utc>>,
     /// A known (not Unknown) observation was seen since start or restore.
     observed: bool,
@@ -457,6 +400,8 @@ struct KeyState {
     run_down: bool,
     /// The cause of the latest failure.
     run_cause: Cause,
+    /// The latest probe or canary observation's health and cause.
+    last: Option<(Health, Cause)>,
     incident: Option<Incident>,
     /// Consecutive validated successes while validating.
     passes: u32,
@@ -468,7 +413,7 @@ struct KeyState {
 }
 
 impl KeyState {
-    fn new(shown: State) -> Self {
+    fn new(shown: Status) -> Self {
         Self {
             shown,
             since: None,
@@ -477,6 +422,7 @@ impl KeyState {
             failures: 0,
             run_down: false,
             run_cause: Cause::Ok,
+            last: None,
             incident: None,
             passes: 0,
             probe_baseline: Baseline::default(),
@@ -501,17 +447,17 @@ impl KeyState {
     }
 
     /// The state the counters, the incident and the official signal call for.
-    fn derive(&self, official: OfficialSignal) -> State {
+    fn derive(&self, official: Status) -> Status {
         if self.gap {
-            State::Unknown
+            Status::Unknown
         } else if let Some(incident) = &self.incident {
             incident.severity
         } else if !self.observed {
             self.shown
-        } else if self.failures > 0 && official == OfficialSignal::Maintenance {
-            State::Maintenance
+        } else if self.failures > 0 && official == Status::Maintenance {
+            Status::Maintenance
         } else {
-            State::Operational
+            Status::Operational
         }
     }
 
@@ -519,7 +465,7 @@ impl KeyState {
     fn settle(
         &mut self,
         key: &Key,
-        official: OfficialSignal,
+        official: Status,
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) {
@@ -547,8 +493,8 @@ impl KeyState {
         let mut id = format!(
             "inc-{}-{}-{}-{secs}",
             key.service,
-            slug(&key.component),
-            slug(&key.region)
+            slug(key.component.as_str()),
+            slug(key.region.as_str())
         );
         if self.opens_in_second > 1 {
             id.push_str(&format!("-{}", self.opens_in_second));
@@ -572,7 +518,7 @@ fn key_entry<'a>(
                 .or_default()
                 .keys
                 .push(key);
-            slot.insert(KeyState::new(State::Unknown))
+            slot.insert(KeyState::new(Status::Unknown))
         }
     }
 }
@@ -608,13 +554,13 @@ fn ms(value: f64) -> String {
     format!("{value:.0} ms")
 }
 
-fn official_words(signal: OfficialSignal) -> &'static str {
+fn official_words(signal: Status) -> &'static str {
     match signal {
-        OfficialSignal::Operational => "official page green",
-        OfficialSignal::Degraded => "official page reports degraded performance",
-        OfficialSignal::Outage => "official page reports an outage",
-        OfficialSignal::Maintenance => "official page reports maintenance",
-        OfficialSignal::Unknown => "official page unreadable or not polled yet",
+        Status::Operational => "official page green",
+        Status::Degraded => "official page reports degraded performance",
+        Status::Outage => "official page reports an outage",
+        Status::Maintenance => "official page reports maintenance",
+        Status::Unknown | Status::NotRunning => "no official status page has confirmed it",
     }
 }
 
@@ -627,11 +573,11 @@ fn failure_cause(cause: Cause) -> Cause {
     }
 }
 
-fn agrees(signal: OfficialSignal) -> bool {
-    matches!(signal, OfficialSignal::Outage | OfficialSignal::Degraded)
+fn agrees(signal: Status) -> bool {
+    matches!(signal, Status::Outage | Status::Degraded)
 }
 
-fn confirmed_text(signal: OfficialSignal, title: Option<&str>) -> String {
+fn confirmed_text(signal: Status, title: Option<&str>) -> String {
     match title {
         Some(title) if !title.trim().is_empty() => format!(
             "confirmed by the provider: “{}” ({})",
@@ -691,17 +637,17 @@ impl Assessor {
     /// baselines are not part of this; see [`Assessor::seed_baseline`].
     pub fn restore(
         config: AssessConfig,
-        states: Vec<(Key, State)>,
+        states: Vec<(Key, Status)>,
         open_incidents: Vec<Incident>,
     ) -> Self {
         let mut assessor = Self::new(config);
         for (key, state) in states {
-            if state == State::Maintenance {
+            if state == Status::Maintenance {
                 // The page said maintenance before the restart; assume it still does until the
                 // first official poll says otherwise.
                 let side = assessor.services.entry(key.service.clone()).or_default();
-                if side.signal == OfficialSignal::Unknown {
-                    side.signal = OfficialSignal::Maintenance;
+                if side.signal == Status::Unknown {
+                    side.signal = Status::Maintenance;
                 }
             }
             assessor.key_state(key).shown = state;
@@ -720,7 +666,7 @@ impl Assessor {
             }
             ks.last_open_secs = incident.opened_at.timestamp();
             ks.opens_in_second = 1;
-            if ks.shown != State::Unknown {
+            if ks.shown != Status::Unknown {
                 ks.shown = incident.severity;
             }
             ks.since = ks.since.or(Some(incident.opened_at));
@@ -766,10 +712,11 @@ impl Assessor {
         let key = Key::of(obs);
         let ks = key_entry(&mut self.keys, &mut self.services, key.clone());
         let side = self.services.get(&obs.service);
-        let signal = side.map_or(OfficialSignal::Unknown, |s| s.signal);
+        let signal = side.map_or(Status::Unknown, |s| s.signal);
         let title = side.and_then(|s| s.title.as_deref());
         let config = &self.config;
         let mut dirty = false;
+        ks.last = Some((obs.health, obs.cause));
 
         match obs.health {
             Health::Unknown => ks.gap = true,
@@ -783,7 +730,7 @@ impl Assessor {
                 match ks.incident.as_mut() {
                     None => {
                         if ks.failures >= config.open_after()
-                            && signal != OfficialSignal::Maintenance
+                            && signal != Status::Maintenance
                         {
                             let incident = open_incident(ks, &key, obs, signal, title, now);
                             events.push(Event::IncidentOpened(incident));
@@ -925,7 +872,7 @@ impl Assessor {
     pub fn official(
         &mut self,
         service: &ServiceName,
-        signal: OfficialSignal,
+        signal: Status,
         incident_title: Option<&str>,
         now: DateTime<Utc>,
     ) -> Vec<Event> {
@@ -946,7 +893,7 @@ impl Assessor {
                         confirmed_text(signal, incident_title),
                     );
                     events.push(Event::IncidentUpdated(incident.clone()));
-                } else if signal == OfficialSignal::Operational
+                } else if signal == Status::Operational
                     && incident.confirmed
                     && incident.phase == IncidentPhase::Open
                 {
@@ -966,13 +913,48 @@ impl Assessor {
     }
 
     /// The key's current state; Unknown for a key never seen.
-    pub fn state(&self, key: &Key) -> State {
-        self.keys.get(key).map_or(State::Unknown, |ks| ks.shown)
+    pub fn state(&self, key: &Key) -> Status {
+        self.keys.get(key).map_or(Status::Unknown, |ks| ks.shown)
+    }
+
+    /// What the own probes of a key say now, for the fusion: an open incident speaks as a
+    /// failure, a gap by its cause (the monitor cannot see, is offline, or a local runtime is
+    /// absent), a pass by whether the answer was about the account.
+    pub fn reading(&self, key: &Key, local: bool, monitor_online: bool) -> ProbeReading {
+        let Some(ks) = self.keys.get(key) else {
+            return ProbeReading::NotChecked;
+        };
+        if let Some((Health::Unknown, cause)) = ks.last {
+            return ProbeReading::of_observation(Health::Unknown, cause, local, monitor_online);
+        }
+        if let Some(incident) = &ks.incident {
+            return ProbeReading::Failing {
+                status: incident.severity,
+                cause: incident.cause,
+            };
+        }
+        match (ks.shown, ks.last) {
+            (Status::Maintenance, _) => ProbeReading::Failing {
+                status: Status::Degraded,
+                cause: ks.run_cause,
+            },
+            (_, Some((Health::Up, cause))) => {
+                ProbeReading::of_observation(Health::Up, cause, local, monitor_online)
+            }
+            // Failures below the hysteresis threshold do not count yet.
+            (_, Some(_)) => ProbeReading::Passing,
+            (Status::Operational, None) => ProbeReading::Passing,
+            (Status::Degraded | Status::Outage, None) => ProbeReading::Failing {
+                status: ks.shown,
+                cause: ks.run_cause,
+            },
+            _ => ProbeReading::NotChecked,
+        }
     }
 
     /// Every key's state and since when (None when not known, e.g. right after a restore),
     /// sorted by key.
-    pub fn states(&self) -> Vec<(Key, State, Option<DateTime<Utc>>)> {
+    pub fn states(&self) -> Vec<(Key, Status, Option<DateTime<Utc>>)> {
         let mut all: Vec<_> = self
             .keys
             .iter()
@@ -1012,7 +994,7 @@ impl Assessor {
             return "unknown — no observations yet".to_owned();
         };
         let side = self.services.get(&key.service);
-        let signal = side.map_or(OfficialSignal::Unknown, |s| s.signal);
+        let signal = side.map_or(Status::Unknown, |s| s.signal);
         let title = side.and_then(|s| s.title.as_deref());
         if ks.gap {
             return "unknown — no usable observation (the monitor's own network is down or the source is unreadable)".to_owned();
@@ -1031,17 +1013,17 @@ impl Assessor {
                     }
                     _ => format!("{what} confirmed by the provider"),
                 },
-                _ if signal == OfficialSignal::Maintenance => {
+                _ if signal == Status::Maintenance => {
                     format!("{what} — official page reports maintenance")
                 }
                 _ => format!("unconfirmed {what} — {}", official_words(signal)),
             };
         }
         match ks.shown {
-            State::Maintenance => {
+            Status::Maintenance => {
                 "maintenance announced by the provider; own checks fail meanwhile".to_owned()
             }
-            State::Unknown => "unknown — no observations yet".to_owned(),
+            Status::Unknown => "unknown — no observations yet".to_owned(),
             _ if ks.failures > 0 => format!(
                 "operational — {} of {} failed checks in a row before an incident opens ({})",
                 ks.failures,
@@ -1059,14 +1041,14 @@ fn open_incident(
     ks: &mut KeyState,
     key: &Key,
     obs: &Observation,
-    signal: OfficialSignal,
+    signal: Status,
     title: Option<&str>,
     now: DateTime<Utc>,
 ) -> Incident {
     let severity = if ks.run_down {
-        State::Outage
+        Status::Outage
     } else {
-        State::Degraded
+        Status::Degraded
     };
     let confirmed = agrees(signal);
     let mut incident = Incident {
@@ -1116,8 +1098,8 @@ fn open_incident(
 /// Applies a failed observation's severity and cause to an open incident; true if it changed.
 fn worsen(incident: &mut Incident, obs: &Observation, now: DateTime<Utc>) -> bool {
     let mut changed = false;
-    if obs.health == Health::Down && incident.severity != State::Outage {
-        incident.severity = State::Outage;
+    if obs.health == Health::Down && incident.severity != Status::Outage {
+        incident.severity = Status::Outage;
         incident.note(
             now,
             TimelineKind::Worsened,

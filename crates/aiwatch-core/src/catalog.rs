@@ -432,14 +432,14 @@ mod tests {
         catalog: &Catalog,
         service: &str,
         page: &crate::official::OfficialStatus,
-    ) -> crate::official::OfficialSignal {
+    ) -> crate::cause::Status {
         page.view_for(&catalog.get(service).unwrap().status_components)
             .signal
     }
 
     #[test]
     fn chatgpt_web_api_and_sora_are_told_apart_on_the_openai_page() {
-        use crate::official::OfficialSignal::{Degraded, Operational, Outage};
+        use crate::cause::Status::{Degraded, Operational, Outage};
         let catalog = Catalog::builtin();
         let rows = [
             ("Conversations", "operational"),
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn claude_app_api_and_claude_code_are_told_apart_on_the_anthropic_page() {
-        use crate::official::OfficialSignal::{Operational, Outage};
+        use crate::cause::Status::{Operational, Outage};
         let catalog = Catalog::builtin();
         let code_down = page(&[
             ("claude.ai", "operational"),

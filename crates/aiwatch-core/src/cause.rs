@@ -2,24 +2,108 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How the service itself is doing, as far as this check can tell.
+/// How a service (or one of its components) is doing: the one status word every surface shows.
+///
+/// It is also the official page's reduced signal and the daemon's state per key; the
+/// conversions from other vocabularies (official component statuses, Statuspage values) live
+/// here and in `official.rs`, nowhere else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Operational,
     Degraded,
     Outage,
+    /// The provider announced maintenance for it.
+    Maintenance,
+    /// A local runtime (Ollama, LM Studio) that is not running on this machine: not an outage.
+    NotRunning,
+    /// Nothing could be seen: no usable observation, or the monitor could not reach it.
     Unknown,
 }
 
 impl Status {
+    pub const ALL: [Status; 6] = [
+        Self::Operational,
+        Self::Degraded,
+        Self::Outage,
+        Self::Maintenance,
+        Self::NotRunning,
+        Self::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Operational => "operational",
             Self::Degraded => "degraded",
             Self::Outage => "outage",
+            Self::Maintenance => "maintenance",
+            Self::NotRunning => "not_running",
             Self::Unknown => "unknown",
         }
+    }
+
+    /// Parses [`Status::as_str`]'s output; anything else is `Unknown`.
+    pub fn from_str_lossy(raw: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// How bad it is, for "the worst of": operational and not-running lowest, outage highest.
+    pub fn severity(self) -> u8 {
+        match self {
+            Self::Operational | Self::NotRunning => 0,
+            Self::Unknown => 1,
+            Self::Maintenance => 2,
+            Self::Degraded => 3,
+            Self::Outage => 4,
+        }
+    }
+
+    /// The worst of several statuses; `Unknown` when there are none.
+    pub fn worst(all: impl IntoIterator<Item = Status>) -> Status {
+        all.into_iter()
+            .max_by_key(|s| s.severity())
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// Whether this status is trouble a person should look at (counted as "has trouble").
+    pub fn is_trouble(self) -> bool {
+        matches!(self, Self::Degraded | Self::Outage | Self::Maintenance)
+    }
+
+    /// Whether it is something the monitor actually saw (not unknown, not absent).
+    pub fn is_measured(self) -> bool {
+        !matches!(self, Self::Unknown | Self::NotRunning)
+    }
+
+    /// The word for an incident of this severity in a sentence ("unconfirmed outage").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Degraded => "degradation",
+            Self::NotRunning => "not running",
+            other => other.as_str(),
+        }
+    }
+
+    /// The component status of the Statuspage format for it, when the format has one:
+    /// Statuspage has neither "unknown" nor "not running", and aiwatch never maps those to a
+    /// health it did not see.
+    pub fn statuspage_component(self) -> Option<&'static str> {
+        match self {
+            Self::Operational => Some("operational"),
+            Self::Degraded => Some("degraded_performance"),
+            Self::Outage => Some("major_outage"),
+            Self::Maintenance => Some("under_maintenance"),
+            Self::NotRunning | Self::Unknown => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -82,6 +166,22 @@ pub enum Cause {
     // Neither.
     Ok,
     Unknown,
+}
+
+/// Whose side a cause sits on: the path from the vantage point, the account, the provider, or
+/// nobody's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The network between the vantage point and the provider (DNS, firewall, proxy, TLS
+    /// interception, captive portal, bot protection flagging the vantage point's address).
+    Network,
+    /// The account or key used (rejected key, quota, rate limit, region, model, permission).
+    Account,
+    /// The provider's own service.
+    Provider,
+    /// `ok` and `unknown`.
+    Neither,
 }
 
 /// Specifics that make an advice text concrete for this check.
@@ -149,6 +249,34 @@ impl Cause {
             Self::Maintenance => "maintenance",
             Self::Ok => "ok",
             Self::Unknown => "unknown",
+        }
+    }
+
+    /// Whose side this cause sits on.
+    pub fn side(self) -> Side {
+        match self {
+            Self::DnsFailure
+            | Self::DnsFiltered
+            | Self::TcpRefused
+            | Self::TcpTimeout
+            | Self::TlsIntercepted
+            | Self::TlsInvalid
+            | Self::ProxyError
+            | Self::CaptivePortal
+            | Self::BotChallenge => Side::Network,
+            Self::AuthInvalid
+            | Self::QuotaExhausted
+            | Self::RateLimited
+            | Self::RegionUnsupported
+            | Self::ModelUnavailable
+            | Self::PermissionDenied => Side::Account,
+            Self::ProviderError
+            | Self::ProviderOverloaded
+            | Self::SlowResponses
+            | Self::TruncatedResponses
+            | Self::OfficialIncident
+            | Self::Maintenance => Side::Provider,
+            Self::Ok | Self::Unknown => Side::Neither,
         }
     }
 

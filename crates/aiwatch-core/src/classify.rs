@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::assessment::{fuse, is_absence, OfficialReading, ProbeReading};
 use crate::cause::{AdviceContext, Cause, Scope, Status};
 use crate::evidence::{
     round_ms, CheckEvidence, ConnectOutcome, DnsOutcome, HttpOutcome, OfficialOutcome, ProbeReport,
     ProxyOutcome, Purpose, TlsOutcome, TlsProblem, TrustPath,
 };
-use crate::official::{OfficialSignal, OfficialView};
+use crate::official::OfficialView;
 use crate::service::Service;
 use crate::signatures::{api_cause, web_cause, BodyMarker};
 use crate::verdict::{EvidenceLine, OfficialSummary, Outcome, Verdict};
@@ -432,15 +433,6 @@ fn join<T: ToString>(items: &[T]) -> String {
         .join(", ")
 }
 
-fn status_from_signal(signal: OfficialSignal) -> Status {
-    match signal {
-        OfficialSignal::Operational => Status::Operational,
-        OfficialSignal::Degraded | OfficialSignal::Maintenance => Status::Degraded,
-        OfficialSignal::Outage => Status::Outage,
-        OfficialSignal::Unknown => Status::Unknown,
-    }
-}
-
 /// Ranks findings so the one that explains the most comes first.
 fn finding_rank(f: &Finding) -> u8 {
     match f.cause {
@@ -604,10 +596,12 @@ fn decide(
     official: &OfficialOutcome,
 ) -> Decision {
     let title = &service.title;
-    let signal = view.map_or(OfficialSignal::Unknown, |v| v.signal);
-    let official_bad = matches!(signal, OfficialSignal::Outage | OfficialSignal::Degraded)
-        || view.is_some_and(|v| !v.incidents.is_empty());
-    let official_status = status_from_signal(signal);
+    let signal = view.map_or(Status::Unknown, |v| v.signal);
+    let official_reading = match official {
+        OfficialOutcome::NotConfigured => OfficialReading::None,
+        OfficialOutcome::Unavailable { .. } => OfficialReading::Unread,
+        OfficialOutcome::View(v) => OfficialReading::Read(v.signal),
+    };
     let incident_title = view
         .and_then(|v| v.incidents.first())
         .map(|i| i.name.clone());
@@ -630,144 +624,82 @@ fn decide(
         .filter(|f| !f.reached && f.cause != Cause::Ok)
         .collect();
     let all_unreached = !findings.is_empty() && unreached.len() == findings.len();
+    let top = unreached.first().or(ranked.first()).copied();
+    let detail = top.map(|f| f.detail.clone()).unwrap_or_default();
 
-    // 1. The user's own connection is down: the neutral host fails too.
-    // A local server (Ollama, LM Studio) needs no internet, so the control host says nothing
-    // about it.
-    if let Some(c) = control.filter(|_| !service.local) {
-        if all_unreached && !c.reached && is_network_cause(c.cause) {
-            let cause = if c.cause == Cause::CaptivePortal {
-                Cause::CaptivePortal
+    // What the probes say, read the one way the daemon reads its observations too. A local
+    // server (Ollama, LM Studio) needs no internet, so the control host says nothing about it.
+    let control_down = control
+        .filter(|_| !service.local)
+        .is_some_and(|c| all_unreached && !c.reached && is_network_cause(c.cause));
+    let reading = match (unreached.first(), top.map(|f| f.cause)) {
+        _ if control_down => {
+            let c = control.map_or(Cause::Unknown, |c| c.cause);
+            let cause = if c == Cause::CaptivePortal {
+                c
             } else {
-                unreached[0].cause
+                unreached.first().map_or(c, |f| f.cause)
             };
-            let summary = if cause == Cause::CaptivePortal {
-                format!("{title} cannot be checked: this network holds traffic behind a login page ({})", c.detail)
-            } else {
-                format!("Your internet connection is the problem, not {title}: {}, and the control host fails too ({})", unreached[0].detail, c.detail)
-            };
-            return Decision {
-                status: Status::Unknown,
-                scope: Scope::Local,
+            ProbeReading::MonitorOffline(cause)
+        }
+        (Some(f), _) if service.local && is_absence(f.cause) => ProbeReading::NotRunning(f.cause),
+        (Some(f), _) => ProbeReading::Unseen(f.cause),
+        (None, None) => ProbeReading::NotChecked,
+        (None, Some(cause)) => match cause {
+            Cause::ProviderError | Cause::ProviderOverloaded => ProbeReading::Failing {
+                status: if cause == Cause::ProviderOverloaded {
+                    Status::Degraded
+                } else {
+                    Status::Outage
+                },
                 cause,
-                summary,
-                about: Some(unreached[0].clone()),
-            };
-        }
-    }
+            },
+            Cause::TruncatedResponses | Cause::SlowResponses => ProbeReading::Failing {
+                status: Status::Degraded,
+                cause,
+            },
+            Cause::BotChallenge => ProbeReading::Unseen(cause),
+            Cause::TlsIntercepted => ProbeReading::Intercepted(cause),
+            c if is_account_cause(c) => ProbeReading::Account(c),
+            Cause::Unknown => ProbeReading::Inconclusive,
+            _ => ProbeReading::Passing,
+        },
+    };
+    let assessment = fuse(reading, official_reading);
+    let mut scope = assessment.scope;
 
-    // 2. Trouble on the way to the provider.
-    if let Some(f) = unreached.first() {
-        if service.local && matches!(f.cause, Cause::TcpRefused | Cause::TcpTimeout) {
-            return Decision {
-                status: Status::Outage,
-                scope: Scope::Local,
-                cause: f.cause,
-                summary: format!("{title} is not running on this machine: {}", f.detail),
-                about: Some((*f).clone()),
-            };
+    let summary = match reading {
+        ProbeReading::MonitorOffline(Cause::CaptivePortal) => format!(
+            "{title} cannot be checked: this network holds traffic behind a login page ({})",
+            control.map(|c| c.detail.as_str()).unwrap_or_default()
+        ),
+        ProbeReading::MonitorOffline(_) => format!(
+            "Your internet connection is the problem, not {title}: {detail}, and the control host fails too ({})",
+            control.map(|c| c.detail.as_str()).unwrap_or_default()
+        ),
+        ProbeReading::NotRunning(_) => {
+            format!("{title} is not running on this machine: {detail}")
         }
-        if signal == OfficialSignal::Outage
-            && matches!(
-                f.cause,
-                Cause::TcpTimeout | Cause::TcpRefused | Cause::DnsFailure
-            )
-        {
-            return Decision {
-                status: Status::Outage,
-                scope: Scope::Global,
-                cause: Cause::OfficialIncident,
-                summary: format!(
-                    "{title} is down for everyone: {official_phrase}, and {}",
-                    f.detail
+        ProbeReading::Unseen(_) if assessment.cause == Cause::OfficialIncident => {
+            format!("{title} is down for everyone: {official_phrase}, and {detail}")
+        }
+        ProbeReading::Unseen(Cause::BotChallenge) => {
+            format!("{title}'s edge blocks you: {detail}")
+        }
+        ProbeReading::Unseen(_) => {
+            let official_note = match signal {
+                Status::Operational => format!(
+                    "; the official page says {title} is operational, so the problem is on your side"
                 ),
-                about: Some((*f).clone()),
+                Status::Unknown => String::new(),
+                _ => format!("; note that {official_phrase}"),
             };
+            format!("{title} is unreachable from here: {detail}{official_note}")
         }
-        let official_note = match signal {
-            OfficialSignal::Operational => format!(
-                "; the official page says {title} is operational, so the problem is on your side"
-            ),
-            OfficialSignal::Unknown => String::new(),
-            _ => format!("; note that {official_phrase}"),
-        };
-        return Decision {
-            status: official_status,
-            scope: Scope::Local,
-            cause: f.cause,
-            summary: format!(
-                "{title} is unreachable from here: {}{official_note}",
-                f.detail
-            ),
-            about: Some((*f).clone()),
-        };
-    }
-
-    let top = ranked.first().copied();
-    match top.map(|f| f.cause) {
-        // 3. The provider's own servers fail.
-        Some(cause @ (Cause::ProviderError | Cause::ProviderOverloaded)) => {
-            let f = top.cloned();
-            let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            let status = if cause == Cause::ProviderOverloaded && signal != OfficialSignal::Outage {
-                Status::Degraded
-            } else {
-                Status::Outage
-            };
-            let (cause, summary) = if official_bad {
-                (
-                    Cause::OfficialIncident,
-                    format!(
-                        "{title} is failing for everyone, confirmed: {official_phrase}; {detail}"
-                    ),
-                )
-            } else if signal == OfficialSignal::Operational {
-                (cause, format!("Possible unreported {title} outage: {detail}, while the official status page is green"))
-            } else {
-                (
-                    cause,
-                    format!("{title} is failing on the provider's side: {detail}"),
-                )
-            };
-            Decision {
-                status,
-                scope: Scope::Global,
-                cause,
-                summary,
-                about: f,
-            }
+        ProbeReading::Intercepted(_) => {
+            format!("{title} is reachable, but through TLS interception: {detail}")
         }
-        // 4. Reached, but the edge blocks this IP or someone reads the TLS.
-        Some(cause @ (Cause::BotChallenge | Cause::TlsIntercepted)) => {
-            let f = top.cloned();
-            let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            let status = if official_status == Status::Unknown {
-                Status::Operational
-            } else {
-                official_status
-            };
-            let summary = if cause == Cause::BotChallenge {
-                format!("{title} is up, but blocks you: {detail}")
-            } else {
-                format!("{title} is reachable, but through TLS interception: {detail}")
-            };
-            Decision {
-                status,
-                scope: Scope::Local,
-                cause,
-                summary,
-                about: f,
-            }
-        }
-        // 5. The account, not the service.
-        Some(cause) if is_account_cause(cause) => {
-            let f = top.cloned();
-            let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            let status = if official_status == Status::Unknown {
-                Status::Operational
-            } else {
-                official_status
-            };
+        ProbeReading::Account(cause) => {
             let what = match cause {
                 Cause::AuthInvalid => "your API key is rejected",
                 Cause::QuotaExhausted => "your account is out of quota",
@@ -776,112 +708,82 @@ fn decide(
                 Cause::ModelUnavailable => "the model is not available to you",
                 _ => "your key lacks permission",
             };
-            Decision {
-                status,
-                scope: Scope::Account,
-                cause,
-                summary: format!("{title} is up, but {what}: {detail}"),
-                about: f,
-            }
+            format!("{title} is up, but {what}: {detail}")
         }
-        // 6. Working, but slow or cut off.
-        Some(cause @ (Cause::TruncatedResponses | Cause::SlowResponses)) => {
-            let f = top.cloned();
-            let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            let control_slow = control.is_some_and(|c| c.cause == Cause::SlowResponses);
-            let scope = if control_slow {
-                Scope::Local
-            } else {
-                Scope::Global
-            };
-            let summary = if cause == Cause::TruncatedResponses {
-                format!("{title} answers, but cuts responses off: {detail}")
-            } else {
-                format!("{title} works but is slow: {detail}")
-            };
-            Decision {
-                status: Status::Degraded,
-                scope,
-                cause,
-                summary,
-                about: f,
-            }
+        ProbeReading::Failing { .. } if assessment.cause == Cause::OfficialIncident => {
+            format!("{title} is failing for everyone, confirmed: {official_phrase}; {detail}")
         }
-        Some(Cause::Unknown) => {
-            let f = top.cloned();
-            let detail = f.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-            Decision {
-                status: Status::Unknown,
-                scope: Scope::None,
-                cause: Cause::Unknown,
-                summary: format!("Could not tell how {title} is doing: {detail}"),
-                about: f,
-            }
+        ProbeReading::Failing { .. } if assessment.cause == Cause::Maintenance => {
+            format!("{title} is failing during a maintenance window the provider announced: {detail}")
         }
-        // 7. Every probe worked: what does the provider say?
-        _ => {
+        ProbeReading::Failing {
+            cause: Cause::TruncatedResponses,
+            ..
+        } => format!("{title} answers, but cuts responses off: {detail}"),
+        ProbeReading::Failing {
+            cause: Cause::SlowResponses,
+            ..
+        } => {
+            // A slow control host too means the slowness is this machine's connection.
+            if control.is_some_and(|c| c.cause == Cause::SlowResponses) {
+                scope = Scope::Local;
+            }
+            format!("{title} works but is slow: {detail}")
+        }
+        ProbeReading::Failing { .. } if signal == Status::Operational => format!(
+            "Possible unreported {title} outage: {detail}, while the official status page is green"
+        ),
+        ProbeReading::Failing { .. } => {
+            format!("{title} is failing on the provider's side: {detail}")
+        }
+        ProbeReading::Inconclusive => format!("Could not tell how {title} is doing: {detail}"),
+        ProbeReading::Passing | ProbeReading::NotChecked => {
             let working: Vec<&str> = findings.iter().map(|f| f.detail.as_str()).collect();
             let proof = if working.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", working.join("; "))
             };
-            match signal {
-                OfficialSignal::Outage | OfficialSignal::Degraded => Decision {
-                    status: Status::Degraded,
-                    scope: Scope::Global,
-                    cause: Cause::OfficialIncident,
-                    summary: format!("{title} works from here, but {official_phrase}{proof}"),
-                    about: top.cloned(),
-                },
-                OfficialSignal::Maintenance => Decision {
-                    status: Status::Degraded,
-                    scope: Scope::Global,
-                    cause: Cause::Maintenance,
-                    summary: format!(
-                        "{title} works from here, but is in a maintenance window{proof}"
-                    ),
-                    about: top.cloned(),
-                },
-                _ if official_bad => Decision {
-                    status: Status::Operational,
-                    scope: Scope::None,
-                    cause: Cause::Ok,
-                    summary: format!(
-                        "{title} is up{proof}; {official_phrase}, not tied to this service"
-                    ),
-                    about: top.cloned(),
-                },
-                _ if findings.is_empty() => Decision {
-                    status: official_status,
-                    scope: Scope::None,
-                    cause: if official_status == Status::Unknown {
-                        Cause::Unknown
-                    } else {
-                        Cause::Ok
-                    },
-                    summary: format!("{title} has nothing to probe; {official_phrase}"),
-                    about: None,
-                },
-                _ => Decision {
-                    status: Status::Operational,
-                    scope: Scope::None,
-                    cause: Cause::Ok,
-                    summary: format!("{title} is up{proof}"),
-                    about: top.cloned(),
-                },
+            match assessment.cause {
+                Cause::Maintenance => {
+                    format!("{title} works from here, but is in a maintenance window{proof}")
+                }
+                Cause::OfficialIncident if findings.is_empty() => {
+                    format!("{title} has nothing to probe; {official_phrase}")
+                }
+                Cause::OfficialIncident => format!(
+                    "{title} is reported down by the provider, while our probes pass: {official_phrase}{proof}"
+                ),
+                _ if findings.is_empty() && official_phrase.is_empty() => {
+                    format!("{title} has nothing to probe")
+                }
+                _ if findings.is_empty() => {
+                    format!("{title} has nothing to probe; {official_phrase}")
+                }
+                _ if view.is_some_and(|v| !v.incidents.is_empty()) => format!(
+                    "{title} is up{proof}; {official_phrase}, not tied to this service"
+                ),
+                _ => format!("{title} is up{proof}"),
             }
         }
+    };
+    Decision {
+        status: assessment.status,
+        scope,
+        cause: assessment.cause,
+        summary,
+        about: top.cloned(),
     }
 }
 
-fn signal_word(signal: OfficialSignal) -> &'static str {
+fn signal_word(signal: Status) -> &'static str {
     match signal {
-        OfficialSignal::Operational => "operational",
-        OfficialSignal::Degraded => "degraded",
-        OfficialSignal::Outage => "outage",
-        OfficialSignal::Maintenance => "under maintenance",
-        OfficialSignal::Unknown => "unknown",
+        Status::Operational => "operational",
+        Status::Degraded => "degraded",
+        Status::Outage => "outage",
+        Status::Maintenance => "under maintenance",
+        Status::NotRunning => "not running",
+        Status::Unknown => "unknown",
     }
 }
 
@@ -978,8 +880,8 @@ fn evidence_lines(
                 detail.push_str(&format!("; maintenance “{}” ({})", m.name, m.status));
             }
             let outcome = match view.signal {
-                OfficialSignal::Operational if view.incidents.is_empty() => Outcome::Ok,
-                OfficialSignal::Outage => Outcome::Fail,
+                Status::Operational if view.incidents.is_empty() => Outcome::Ok,
+                Status::Outage => Outcome::Fail,
                 _ => Outcome::Warn,
             };
             lines.push(EvidenceLine {

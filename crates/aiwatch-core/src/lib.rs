@@ -4,6 +4,7 @@
 //! its results in here as values, so every rule below is tested without I/O.
 
 pub mod assess;
+pub mod assessment;
 pub mod catalog;
 pub mod cause;
 pub mod classify;

@@ -7,8 +7,92 @@ use serde::{Deserialize, Serialize};
 use crate::cause::Cause;
 use crate::service::ServiceName;
 
-/// The vantage point a probe ran from; `local` is this machine.
+/// The name of the vantage point that is this machine.
 pub const LOCAL_REGION: &str = "local";
+
+/// A vantage point: where probes ran from (`local` is this machine; agents name theirs).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Region(String);
+
+impl Region {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// This machine.
+    pub fn local() -> Self {
+        Self(LOCAL_REGION.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Region {
+    fn default() -> Self {
+        Self::local()
+    }
+}
+
+impl From<&str> for Region {
+    fn from(name: &str) -> Self {
+        Self(name.to_owned())
+    }
+}
+
+impl From<String> for Region {
+    fn from(name: String) -> Self {
+        Self(name)
+    }
+}
+
+impl std::fmt::Display for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which face of a service an observation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    /// The API scripts and SDKs call.
+    Api,
+    /// The web front-end people open in a browser.
+    Web,
+    /// The provider's official status page, as a whole for this service.
+    Official,
+}
+
+impl Component {
+    pub const ALL: [Component; 3] = [Self::Api, Self::Web, Self::Official];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Api => "api",
+            Self::Official => "official",
+        }
+    }
+
+    /// The component with this name, if any.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+
+    /// Whether aiwatch's own probes observe it (web and API), as opposed to the official page.
+    pub fn is_probed(self) -> bool {
+        !matches!(self, Self::Official)
+    }
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where an observation came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,9 +169,8 @@ pub struct PhaseMs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub service: ServiceName,
-    /// `api`, `web`, or an official component's name.
-    pub component: String,
-    pub region: String,
+    pub component: Component,
+    pub region: Region,
     pub source: Source,
     pub at: DateTime<Utc>,
     pub health: Health,

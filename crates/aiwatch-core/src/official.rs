@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
+use crate::cause::Status;
+
 macro_rules! open_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $code:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -180,23 +182,12 @@ pub struct Maintenance {
     pub updates: Vec<IncidentUpdate>,
 }
 
-/// What the official page says about one service, reduced to what a verdict needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OfficialSignal {
-    Operational,
-    Degraded,
-    Outage,
-    Maintenance,
-    Unknown,
-}
-
 /// The part of an official page that concerns one service.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OfficialView {
     pub indicator: Option<Indicator>,
     pub description: Option<String>,
-    pub signal: OfficialSignal,
+    pub signal: Status,
     /// The components that stand for the service (all components when none are configured).
     pub components: Vec<Component>,
     /// Unresolved incidents that touch the service, or that the page does not tie to components.
@@ -216,8 +207,9 @@ impl OfficialStatus {
                         .is_some_and(|g| w.eq_ignore_ascii_case(g))
             })
         };
+        // With nothing to narrow the page by, every component of it stands for the service.
         let components: Vec<Component> = if wanted.is_empty() {
-            Vec::new()
+            self.components.clone()
         } else {
             self.components
                 .iter()
@@ -250,22 +242,24 @@ impl OfficialStatus {
         let from_components = components
             .iter()
             .map(|c| component_signal(&c.status))
-            .max_by_key(|s| signal_rank(*s));
+            .max_by_key(|s| s.severity());
         let from_indicator = self.indicator.as_ref().map(indicator_signal);
-        let mut signal = match from_components {
-            Some(s) => s,
-            None => from_indicator.unwrap_or(OfficialSignal::Unknown),
+        // A page taken whole speaks through its own roll-up, when it has one.
+        let mut signal = match (wanted.is_empty(), from_components, from_indicator) {
+            (true, _, Some(indicator)) => indicator,
+            (_, Some(s), _) => s,
+            (_, None, indicator) => indicator.unwrap_or(Status::Unknown),
         };
         if maintenances.iter().any(|m| m.status.is_active())
-            && signal == OfficialSignal::Operational
+            && signal == Status::Operational
         {
-            signal = OfficialSignal::Maintenance;
+            signal = Status::Maintenance;
         }
         // An incident tied to one of the service's components outranks a green component list
         // that has not caught up yet.
         let tied_incident = incidents.iter().any(|i| !i.components.is_empty());
-        if tied_incident && signal == OfficialSignal::Operational {
-            signal = OfficialSignal::Degraded;
+        if tied_incident && signal == Status::Operational {
+            signal = Status::Degraded;
         }
         OfficialView {
             indicator: self.indicator.clone(),
@@ -278,33 +272,23 @@ impl OfficialStatus {
     }
 }
 
-fn component_signal(status: &ComponentStatus) -> OfficialSignal {
+fn component_signal(status: &ComponentStatus) -> Status {
     match status {
-        ComponentStatus::Operational => OfficialSignal::Operational,
-        ComponentStatus::DegradedPerformance => OfficialSignal::Degraded,
-        ComponentStatus::PartialOutage | ComponentStatus::MajorOutage => OfficialSignal::Outage,
-        ComponentStatus::UnderMaintenance => OfficialSignal::Maintenance,
-        ComponentStatus::Unknown(_) => OfficialSignal::Unknown,
+        ComponentStatus::Operational => Status::Operational,
+        ComponentStatus::DegradedPerformance => Status::Degraded,
+        ComponentStatus::PartialOutage | ComponentStatus::MajorOutage => Status::Outage,
+        ComponentStatus::UnderMaintenance => Status::Maintenance,
+        ComponentStatus::Unknown(_) => Status::Unknown,
     }
 }
 
-fn indicator_signal(indicator: &Indicator) -> OfficialSignal {
+fn indicator_signal(indicator: &Indicator) -> Status {
     match indicator {
-        Indicator::None => OfficialSignal::Operational,
-        Indicator::Minor => OfficialSignal::Degraded,
-        Indicator::Major | Indicator::Critical => OfficialSignal::Outage,
-        Indicator::Maintenance => OfficialSignal::Maintenance,
-        Indicator::Unknown(_) => OfficialSignal::Unknown,
-    }
-}
-
-fn signal_rank(signal: OfficialSignal) -> u8 {
-    match signal {
-        OfficialSignal::Operational => 0,
-        OfficialSignal::Unknown => 1,
-        OfficialSignal::Maintenance => 2,
-        OfficialSignal::Degraded => 3,
-        OfficialSignal::Outage => 4,
+        Indicator::None => Status::Operational,
+        Indicator::Minor => Status::Degraded,
+        Indicator::Major | Indicator::Critical => Status::Outage,
+        Indicator::Maintenance => Status::Maintenance,
+        Indicator::Unknown(_) => Status::Unknown,
     }
 }
 
@@ -343,10 +327,10 @@ mod tests {
             ..OfficialStatus::default()
         };
         let view = page.view_for(&["claude.ai".into()]);
-        assert_eq!(view.signal, OfficialSignal::Operational);
+        assert_eq!(view.signal, Status::Operational);
         assert_eq!(view.components.len(), 1);
         let view = page.view_for(&["Console".into()]);
-        assert_eq!(view.signal, OfficialSignal::Outage);
+        assert_eq!(view.signal, Status::Outage);
     }
 
     #[test]
@@ -355,8 +339,8 @@ mod tests {
             indicator: Some(Indicator::Major),
             ..OfficialStatus::default()
         };
-        assert_eq!(page.view_for(&[]).signal, OfficialSignal::Outage);
+        assert_eq!(page.view_for(&[]).signal, Status::Outage);
         let page = OfficialStatus::default();
-        assert_eq!(page.view_for(&[]).signal, OfficialSignal::Unknown);
+        assert_eq!(page.view_for(&[]).signal, Status::Unknown);
     }
 }

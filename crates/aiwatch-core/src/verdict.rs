@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cause::{Cause, Scope, Status};
-use crate::official::{OfficialSignal, OfficialView};
+use crate::official::OfficialView;
 use crate::service::ServiceName;
 
 /// How one piece of evidence came out.
@@ -30,7 +30,7 @@ pub struct EvidenceLine {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OfficialSummary {
     pub indicator: Option<String>,
-    pub signal: OfficialSignal,
+    pub signal: Status,
     pub components: Vec<OfficialComponent>,
     pub incidents: Vec<OfficialIncident>,
     pub maintenances: Vec<OfficialMaintenance>,
@@ -127,7 +127,8 @@ impl Verdict {
         }
         match self.status {
             Status::Operational if self.cause == Cause::Ok => Fault::None,
-            Status::Operational | Status::Degraded => Fault::Degraded,
+            Status::Operational | Status::Degraded | Status::Maintenance => Fault::Degraded,
+            Status::NotRunning => Fault::User,
             Status::Outage => Fault::Provider,
             Status::Unknown => Fault::CouldNotTell,
         }

@@ -11,11 +11,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use aiwatch_core::assess::{
-    AssessConfig, Assessor, Event, Incident, IncidentPhase, Key, State, TimelineKind,
+    AssessConfig, Assessor, Event, Incident, IncidentPhase, Key, TimelineKind,
 };
-use aiwatch_core::observation::{Health, Observation, PhaseMs, Source, LOCAL_REGION};
-use aiwatch_core::official::OfficialSignal;
-use aiwatch_core::{Cause, ServiceName};
+use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
+use aiwatch_core::{Cause, ServiceName, Status};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
@@ -30,7 +29,11 @@ fn service() -> ServiceName {
 }
 
 fn key(component: &str) -> Key {
-    Key::new(service(), component, LOCAL_REGION)
+    Key::new(service(), comp(component), Region::local())
+}
+
+fn comp(name: &str) -> Component {
+    Component::parse(name).expect("a component the tests know")
 }
 
 fn config(failures_to_open: u32, successes_to_close: u32) -> AssessConfig {
@@ -52,8 +55,8 @@ fn obs(
 ) -> Observation {
     Observation {
         service: service(),
-        component: component.to_owned(),
-        region: LOCAL_REGION.to_owned(),
+        component: comp(component),
+        region: Region::local(),
         source,
         at,
         health,
@@ -70,13 +73,13 @@ fn obs(
     }
 }
 
-fn signal(raw: &str) -> OfficialSignal {
+fn signal(raw: &str) -> Status {
     match raw {
-        "operational" => OfficialSignal::Operational,
-        "degraded" => OfficialSignal::Degraded,
-        "outage" => OfficialSignal::Outage,
-        "maintenance" => OfficialSignal::Maintenance,
-        "unknown" => OfficialSignal::Unknown,
+        "operational" => Status::Operational,
+        "degraded" => Status::Degraded,
+        "outage" => Status::Outage,
+        "maintenance" => Status::Maintenance,
+        "unknown" => Status::Unknown,
         other => panic!("unknown official signal `{other}`"),
     }
 }
@@ -292,10 +295,10 @@ fn degraded_runs_open_a_degraded_incident_and_a_later_down_worsens_it() {
     degraded                     operational
     degraded                     degraded    incident_opened[opened] state:operational→degraded
     down:provider_overloaded     outage      incident_updated[worsened,cause_changed] state:degraded→outage
-    describe: unconfirmed outage — official page unreadable or not polled yet
+    describe: unconfirmed outage — no official status page has confirmed it
     wants_canary: false
     incident inc-openai-api-api-local-1740830460 open outage provider_overloaded confirmed=false
-      +0s opened: degradation after 2 failed checks in a row (slow_responses); unconfirmed degradation — official page unreadable or not polled yet
+      +0s opened: degradation after 2 failed checks in a row (slow_responses); unconfirmed degradation — no official status page has confirmed it
       +30s worsened: worsened to an outage: checks now fail outright (provider_overloaded)
       +30s cause_changed: cause changed: slow_responses → provider_overloaded
     ");
@@ -312,10 +315,10 @@ fn unknown_gaps_never_open_and_keep_the_counters_from_before() {
     unknown                      unknown
     unknown                      unknown
     down                         outage      incident_opened[opened] state:unknown→outage
-    describe: unconfirmed outage — official page unreadable or not polled yet
+    describe: unconfirmed outage — no official status page has confirmed it
     wants_canary: false
     incident inc-openai-api-api-local-1740830610 open outage provider_error confirmed=false
-      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
     ");
 }
 
@@ -405,7 +408,7 @@ fn a_slow_first_success_only_starts_validation_and_slow_canaries_keep_it_open() 
     describe: recovering: 0 of 2 canaries passed
     wants_canary: true
     incident inc-openai-api-api-local-1740830550 validating outage provider_error confirmed=false
-      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
       +30s validation_started: answers again (2100 ms); validating recovery: 2 canary checks in a row must pass
       +60s canary_failed: canary failed: slow: 2100 ms vs baseline 300 ms; count restarts (0/2)
       +90s canary_passed: canary 1/2 passed: 320 ms vs baseline 300 ms
@@ -426,7 +429,7 @@ fn truncated_answers_keep_the_incident_open() {
     describe: recovering: 1 of 2 canaries passed
     wants_canary: true
     incident inc-openai-api-api-local-1740830490 validating outage provider_error confirmed=false
-      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
       +30s validation_started: answers again (950 ms); validating recovery: 2 canary checks in a row must pass
       +60s canary_failed: canary failed: truncated answer; count restarts (0/2)
       +90s canary_passed: canary 1/2 passed: 950 ms vs baseline 900 ms
@@ -448,7 +451,7 @@ fn validated_successes_in_a_row_resolve_the_incident() {
     describe: operational
     wants_canary: false
     incident inc-openai-api-api-local-1740830550 resolved outage provider_error confirmed=false
-      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
       +30s validation_started: answers again (320 ms); validating recovery: 2 canary checks in a row must pass
       +60s canary_passed: canary 1/2 passed: 310 ms vs baseline 300 ms
       +90s canary_passed: canary 2/2 passed: 305 ms vs baseline 300 ms
@@ -477,7 +480,7 @@ fn a_failure_during_validation_restarts_the_count() {
     describe: operational
     wants_canary: false
     incident inc-openai-api-api-local-1740830550 resolved outage provider_error confirmed=false
-      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
       +30s validation_started: answers again (300 ms); validating recovery: 3 canary checks in a row must pass
       +60s canary_passed: canary 1/3 passed: 300 ms vs baseline 300 ms
       +90s canary_failed: canary failed: error: provider_error; count restarts (0/3)
@@ -501,7 +504,7 @@ fn without_a_baseline_latency_cannot_fail() {
     describe: operational
     wants_canary: false
     incident inc-openai-api-api-local-1740830430 resolved outage provider_error confirmed=false
-      +0s opened: outage after 2 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 2 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
       +30s validation_started: answers again (5000 ms); validating recovery: 1 canary check must pass
       +60s canary_passed: canary 1/1 passed: 5000 ms (no baseline yet)
       +60s resolved: recovered: 1 canary check passed; the outage lasted 1m
@@ -521,7 +524,7 @@ fn keys_are_independent() {
     describe: operational
     wants_canary: false
     incident inc-openai-api-web-local-1740830490 open outage provider_error confirmed=false
-      +0s opened: outage after 2 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 2 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
     ");
 }
 
@@ -544,7 +547,7 @@ fn restore_resumes_an_open_incident_without_opening_it_again() {
     describe: operational
     wants_canary: false
     incident inc-openai-api-api-local-1740830550 resolved outage provider_error confirmed=false
-      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — official page unreadable or not polled yet
+      +0s opened: outage after 3 failed checks in a row (provider_error): HTTP 500 from the API; unconfirmed outage — no official status page has confirmed it
       +120s validation_started: answers again (300 ms); validating recovery: 2 canary checks in a row must pass
       +180s canary_passed: canary 1/2 passed: 300 ms (no baseline yet)
       +210s canary_passed: canary 2/2 passed: 300 ms (no baseline yet)
@@ -603,13 +606,13 @@ fn events_and_incidents_serialize_with_stable_snake_case_names() {
         assert_eq!(TimelineKind::from_code(kind.as_str()), Some(kind));
     }
     for state in [
-        State::Operational,
-        State::Degraded,
-        State::Outage,
-        State::Maintenance,
-        State::Unknown,
+        Status::Operational,
+        Status::Degraded,
+        Status::Outage,
+        Status::Maintenance,
+        Status::Unknown,
     ] {
-        assert_eq!(State::from_str_lossy(state.as_str()), state);
+        assert_eq!(Status::from_str_lossy(state.as_str()), state);
     }
     assert_eq!(
         IncidentPhase::from_str_lossy("validating"),
@@ -628,7 +631,7 @@ enum Step {
         total: Option<f32>,
         complete: Option<bool>,
     },
-    Official(OfficialSignal),
+    Official(Status),
 }
 
 fn health() -> impl Strategy<Value = Health> {
@@ -660,11 +663,11 @@ fn step() -> impl Strategy<Value = Step> {
             complete,
         });
     let official = prop_oneof![
-        Just(OfficialSignal::Operational),
-        Just(OfficialSignal::Degraded),
-        Just(OfficialSignal::Outage),
-        Just(OfficialSignal::Maintenance),
-        Just(OfficialSignal::Unknown),
+        Just(Status::Operational),
+        Just(Status::Degraded),
+        Just(Status::Outage),
+        Just(Status::Maintenance),
+        Just(Status::Unknown),
     ]
     .prop_map(Step::Official);
     prop_oneof![8 => obs, 1 => official]
@@ -688,7 +691,7 @@ proptest! {
         // Per component: the known (not Unknown, not Official) observations, oldest first.
         let mut known: HashMap<String, Vec<(Health, Option<bool>)>> = HashMap::new();
         let mut open: HashMap<Key, String> = HashMap::new();
-        let mut shown: HashMap<Key, State> = HashMap::new();
+        let mut shown: HashMap<Key, Status> = HashMap::new();
         for (i, step) in steps.into_iter().enumerate() {
             let now = t0() + Duration::seconds(i as i64 * STEP_SECS);
             let events = match step {
@@ -708,7 +711,7 @@ proptest! {
             for event in events {
                 match event {
                     Event::StateChanged { key, from, to, .. } => {
-                        prop_assert_eq!(shown.get(&key).copied().unwrap_or(State::Unknown), from);
+                        prop_assert_eq!(shown.get(&key).copied().unwrap_or(Status::Unknown), from);
                         prop_assert_ne!(from, to);
                         shown.insert(key, to);
                     }
@@ -735,7 +738,7 @@ proptest! {
                         prop_assert!(passed >= n, "resolved after {} passes: {:?}", passed, kinds);
                         // The observations: the last n known ones were complete Up answers,
                         // after at least one more that started validation.
-                        let seen = &known[&incident.key.component];
+                        let seen = &known[incident.key.component.as_str()];
                         prop_assert!(seen.len() > n);
                         for (health, complete) in &seen[seen.len() - n..] {
                             prop_assert_eq!(*health, Health::Up);
@@ -746,7 +749,7 @@ proptest! {
             }
             for component in ["api", "web"] {
                 let k = key(component);
-                prop_assert_eq!(assessor.state(&k), shown.get(&k).copied().unwrap_or(State::Unknown));
+                prop_assert_eq!(assessor.state(&k), shown.get(&k).copied().unwrap_or(Status::Unknown));
                 prop_assert_eq!(assessor.incident(&k).map(|i| i.id.clone()), open.get(&k).cloned());
                 prop_assert_eq!(
                     assessor.wants_canary(&k),
@@ -762,9 +765,9 @@ proptest! {
     fn unknown_only_sequences_never_open_an_incident(
         config in config_strategy(),
         steps in proptest::collection::vec((any::<bool>(), proptest::option::of(prop_oneof![
-            Just(OfficialSignal::Operational),
-            Just(OfficialSignal::Outage),
-            Just(OfficialSignal::Maintenance),
+            Just(Status::Operational),
+            Just(Status::Outage),
+            Just(Status::Maintenance),
         ])), 0..100),
     ) {
         let mut assessor = Assessor::new(config);
@@ -778,7 +781,7 @@ proptest! {
             let o = obs(component, Source::Probe, Health::Unknown, Cause::Unknown, Some(10.0), None, now);
             events.extend(assessor.observe(&o, now));
             prop_assert!(events.is_empty(), "{:?}", events);
-            prop_assert_eq!(assessor.state(&key(component)), State::Unknown);
+            prop_assert_eq!(assessor.state(&key(component)), Status::Unknown);
         }
         prop_assert!(assessor.open_incidents().is_empty());
     }
@@ -787,7 +790,9 @@ proptest! {
 #[test]
 fn ten_thousand_keys_each_open_and_resolve_once() {
     let mut assessor = Assessor::new(config(3, 2));
-    let components: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    let services: Vec<ServiceName> = (0..10_000)
+        .map(|i| ServiceName::parse(&format!("s{i}")).expect("a valid name"))
+        .collect();
     let script = [
         (Health::Up, Some(true)),
         (Health::Down, None),
@@ -800,9 +805,9 @@ fn ten_thousand_keys_each_open_and_resolve_once() {
     let mut kinds: HashMap<&'static str, usize> = HashMap::new();
     for (step, (health, complete)) in script.into_iter().enumerate() {
         let now = t0() + Duration::seconds(step as i64 * STEP_SECS);
-        for component in &components {
-            let o = obs(
-                component,
+        for service in &services {
+            let mut o = obs(
+                "api",
                 Source::Canary,
                 health,
                 Cause::ProviderError,
@@ -810,6 +815,7 @@ fn ten_thousand_keys_each_open_and_resolve_once() {
                 complete,
                 now,
             );
+            o.service = service.clone();
             for event in assessor.observe(&o, now) {
                 *kinds.entry(event.kind()).or_default() += 1;
             }
