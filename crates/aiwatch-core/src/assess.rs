@@ -59,9 +59,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::assessment::ProbeReading;
 use crate::cause::{Cause, Status};
 use crate::config::Defaults;
-use crate::assessment::ProbeReading;
 use crate::observation::{Component, Health, Observation, Region, Source};
 use crate::service::ServiceName;
 
@@ -462,13 +462,7 @@ impl KeyState {
     }
 
     /// Reports a state change, if any.
-    fn settle(
-        &mut self,
-        key: &Key,
-        official: Status,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) {
+    fn settle(&mut self, key: &Key, official: Status, now: DateTime<Utc>, events: &mut Vec<Event>) {
         let to = self.derive(official);
         if to != self.shown {
             events.push(Event::StateChanged {
@@ -729,9 +723,7 @@ impl Assessor {
                 let passes = ks.passes;
                 match ks.incident.as_mut() {
                     None => {
-                        if ks.failures >= config.open_after()
-                            && signal != Status::Maintenance
-                        {
+                        if ks.failures >= config.open_after() && signal != Status::Maintenance {
                             let incident = open_incident(ks, &key, obs, signal, title, now);
                             events.push(Event::IncidentOpened(incident));
                         }

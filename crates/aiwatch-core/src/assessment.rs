@@ -106,6 +106,17 @@ pub fn health_of_check(status: Status, cause: Cause) -> Health {
     }
 }
 
+/// The health and cause an official page's signal stands for, as the daemon records it.
+pub fn official_observation(signal: Status) -> (Health, Cause) {
+    match signal {
+        Status::Operational => (Health::Up, Cause::Ok),
+        Status::Degraded => (Health::Degraded, Cause::OfficialIncident),
+        Status::Outage => (Health::Down, Cause::OfficialIncident),
+        Status::Maintenance => (Health::Degraded, Cause::Maintenance),
+        Status::NotRunning | Status::Unknown => (Health::Unknown, Cause::Unknown),
+    }
+}
+
 /// What the official page says, as the fusion needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OfficialReading {
@@ -228,10 +239,67 @@ impl Assessment {
         self.status.is_trouble() && !self.scope.is_users_side()
     }
 
+    /// Whether a failover gateway should stop sending traffic there: the monitor's own probes
+    /// see the provider failing for everyone (an official word alone, the monitor's own
+    /// trouble or an account problem are not enough).
+    pub fn warrants_failover(&self) -> bool {
+        self.status == Status::Outage
+            && self.scope == Scope::Global
+            && self.provenance.probes == Status::Outage
+    }
+
     /// Whether the public (Statuspage-compatible) view may show it: never what the monitor
     /// could not see, never a local runtime that is not there.
     pub fn is_public(&self) -> bool {
         self.status.is_measured()
+    }
+}
+
+impl Assessment {
+    /// One sentence for a headline: what the status is, and on whose word.
+    pub fn headline(&self, title: &str) -> String {
+        let status = self.status;
+        let why = self.cause;
+        match (status, self.notice) {
+            (Status::NotRunning, _) => format!("{title} is not running on this machine ({why})"),
+            (_, Some(notice @ (Notice::MonitorOffline(_) | Notice::MonitorCannotSee(_)))) => {
+                match self.provenance.official {
+                    Some(official) if self.scope == Scope::Global => format!(
+                        "{title}: {} reported by the provider; {}",
+                        official.noun(),
+                        notice.text(title)
+                    ),
+                    Some(official) => {
+                        format!(
+                            "{title} is {official} according to the provider; {}",
+                            notice.text(title)
+                        )
+                    }
+                    None => format!("{title} is not measured: {}", notice.text(title)),
+                }
+            }
+            (_, Some(notice)) => format!("{title} is {status}; {}", notice.text(title)),
+            (Status::Operational, None) => format!("{title} is operational"),
+            (Status::Unknown, None) => format!("{title} has not been measured yet"),
+            (Status::Maintenance, None) => {
+                format!("{title} is in a maintenance window the provider announced")
+            }
+            (_, None) => match self.provenance.agreement {
+                Agreement::OfficialOnly => format!(
+                    "{title}: {} reported by the provider; our probes pass",
+                    status.noun()
+                ),
+                Agreement::ProbesOnly => format!(
+                    "{title}: possible unreported {} ({why}); the official page is green",
+                    status.noun()
+                ),
+                Agreement::Agree => format!(
+                    "{title}: {} confirmed by the provider ({why})",
+                    status.noun()
+                ),
+                _ => format!("{title}: {} seen by our probes ({why})", status.noun()),
+            },
+        }
     }
 }
 
@@ -309,7 +377,9 @@ pub fn fuse(probes: ProbeReading, official: OfficialReading) -> Assessment {
             (status, Scope::Global, cause, None)
         }
         ProbeReading::Passing | ProbeReading::NotChecked => match page {
-            Some(Status::Maintenance) => (Status::Maintenance, Scope::Global, Cause::Maintenance, None),
+            Some(Status::Maintenance) => {
+                (Status::Maintenance, Scope::Global, Cause::Maintenance, None)
+            }
             Some(p) if p.is_trouble() => (p, Scope::Global, Cause::OfficialIncident, None),
             _ if probes == ProbeReading::Passing => {
                 (Status::Operational, Scope::None, Cause::Ok, None)
@@ -382,34 +452,135 @@ mod tests {
         };
         let rows: &[(ProbeReading, OfficialReading, (Status, Scope, Cause))] = &[
             // The monitor's own trouble is never the provider's.
-            (P::Unseen(DnsFailure), O::None, (S::Unknown, Sc::Local, DnsFailure)),
-            (P::Unseen(DnsFailure), O::Unread, (S::Unknown, Sc::Local, DnsFailure)),
-            (P::Unseen(TlsIntercepted), O::Read(S::Operational), (S::Operational, Sc::Local, TlsIntercepted)),
-            (P::Unseen(BotChallenge), O::Read(S::Degraded), (S::Degraded, Sc::Local, BotChallenge)),
-            (P::Unseen(TcpTimeout), O::Read(S::Outage), (S::Outage, Sc::Global, OfficialIncident)),
-            (P::MonitorOffline(DnsFailure), O::Unread, (S::Unknown, Sc::Local, DnsFailure)),
-            (P::NotRunning(TcpRefused), O::None, (S::NotRunning, Sc::Local, TcpRefused)),
-            (P::Intercepted(TlsIntercepted), O::None, (S::Operational, Sc::Local, TlsIntercepted)),
-            (P::Failing { status: S::Outage, cause: ProviderError }, O::Read(S::Maintenance), (S::Maintenance, Sc::Global, Maintenance)),
-            (P::Inconclusive, O::Read(S::Operational), (S::Unknown, Sc::None, Unknown)),
+            (
+                P::Unseen(DnsFailure),
+                O::None,
+                (S::Unknown, Sc::Local, DnsFailure),
+            ),
+            (
+                P::Unseen(DnsFailure),
+                O::Unread,
+                (S::Unknown, Sc::Local, DnsFailure),
+            ),
+            (
+                P::Unseen(TlsIntercepted),
+                O::Read(S::Operational),
+                (S::Operational, Sc::Local, TlsIntercepted),
+            ),
+            (
+                P::Unseen(BotChallenge),
+                O::Read(S::Degraded),
+                (S::Degraded, Sc::Local, BotChallenge),
+            ),
+            (
+                P::Unseen(TcpTimeout),
+                O::Read(S::Outage),
+                (S::Outage, Sc::Global, OfficialIncident),
+            ),
+            (
+                P::MonitorOffline(DnsFailure),
+                O::Unread,
+                (S::Unknown, Sc::Local, DnsFailure),
+            ),
+            (
+                P::NotRunning(TcpRefused),
+                O::None,
+                (S::NotRunning, Sc::Local, TcpRefused),
+            ),
+            (
+                P::Intercepted(TlsIntercepted),
+                O::None,
+                (S::Operational, Sc::Local, TlsIntercepted),
+            ),
+            (
+                P::Failing {
+                    status: S::Outage,
+                    cause: ProviderError,
+                },
+                O::Read(S::Maintenance),
+                (S::Maintenance, Sc::Global, Maintenance),
+            ),
+            (
+                P::Inconclusive,
+                O::Read(S::Operational),
+                (S::Unknown, Sc::None, Unknown),
+            ),
             // The account keeps the provider's status.
-            (P::Account(AuthInvalid), O::None, (S::Operational, Sc::Account, AuthInvalid)),
-            (P::Account(QuotaExhausted), O::Read(S::Outage), (S::Outage, Sc::Account, QuotaExhausted)),
+            (
+                P::Account(AuthInvalid),
+                O::None,
+                (S::Operational, Sc::Account, AuthInvalid),
+            ),
+            (
+                P::Account(QuotaExhausted),
+                O::Read(S::Outage),
+                (S::Outage, Sc::Account, QuotaExhausted),
+            ),
             // Provider-side failures, confirmed or not.
-            (fail(ProviderError), O::Read(S::Operational), (S::Outage, Sc::Global, ProviderError)),
-            (fail(ProviderError), O::Unread, (S::Outage, Sc::Global, ProviderError)),
-            (fail(ProviderError), O::Read(S::Degraded), (S::Outage, Sc::Global, OfficialIncident)),
-            (P::Failing { status: S::Degraded, cause: SlowResponses }, O::Read(S::Outage), (S::Outage, Sc::Global, OfficialIncident)),
-            (P::Failing { status: S::Degraded, cause: TruncatedResponses }, O::None, (S::Degraded, Sc::Global, TruncatedResponses)),
+            (
+                fail(ProviderError),
+                O::Read(S::Operational),
+                (S::Outage, Sc::Global, ProviderError),
+            ),
+            (
+                fail(ProviderError),
+                O::Unread,
+                (S::Outage, Sc::Global, ProviderError),
+            ),
+            (
+                fail(ProviderError),
+                O::Read(S::Degraded),
+                (S::Outage, Sc::Global, OfficialIncident),
+            ),
+            (
+                P::Failing {
+                    status: S::Degraded,
+                    cause: SlowResponses,
+                },
+                O::Read(S::Outage),
+                (S::Outage, Sc::Global, OfficialIncident),
+            ),
+            (
+                P::Failing {
+                    status: S::Degraded,
+                    cause: TruncatedResponses,
+                },
+                O::None,
+                (S::Degraded, Sc::Global, TruncatedResponses),
+            ),
             // The official page alone: at least its impact.
-            (P::Passing, O::Read(S::Outage), (S::Outage, Sc::Global, OfficialIncident)),
-            (P::Passing, O::Read(S::Degraded), (S::Degraded, Sc::Global, OfficialIncident)),
-            (P::Passing, O::Read(S::Maintenance), (S::Maintenance, Sc::Global, Maintenance)),
-            (P::Passing, O::Read(S::Operational), (S::Operational, Sc::None, Ok)),
+            (
+                P::Passing,
+                O::Read(S::Outage),
+                (S::Outage, Sc::Global, OfficialIncident),
+            ),
+            (
+                P::Passing,
+                O::Read(S::Degraded),
+                (S::Degraded, Sc::Global, OfficialIncident),
+            ),
+            (
+                P::Passing,
+                O::Read(S::Maintenance),
+                (S::Maintenance, Sc::Global, Maintenance),
+            ),
+            (
+                P::Passing,
+                O::Read(S::Operational),
+                (S::Operational, Sc::None, Ok),
+            ),
             (P::Passing, O::None, (S::Operational, Sc::None, Ok)),
             (P::NotChecked, O::None, (S::Unknown, Sc::None, Unknown)),
-            (P::NotChecked, O::Read(S::Operational), (S::Operational, Sc::None, Ok)),
-            (P::NotChecked, O::Read(S::Outage), (S::Outage, Sc::Global, OfficialIncident)),
+            (
+                P::NotChecked,
+                O::Read(S::Operational),
+                (S::Operational, Sc::None, Ok),
+            ),
+            (
+                P::NotChecked,
+                O::Read(S::Outage),
+                (S::Outage, Sc::Global, OfficialIncident),
+            ),
         ];
         for (probes, official, want) in rows {
             check(*probes, *official, *want);
@@ -426,7 +597,11 @@ mod tests {
                 assert!(!a.is_trouble(), "{cause}");
                 assert_eq!(a.notice, Some(Notice::MonitorCannotSee(cause)));
             }
-            assert_eq!(health_of_check(S::Unknown, cause), Health::Unknown, "{cause}");
+            assert_eq!(
+                health_of_check(S::Unknown, cause),
+                Health::Unknown,
+                "{cause}"
+            );
         }
     }
 
@@ -434,7 +609,11 @@ mod tests {
     fn account_side_causes_are_never_trouble_of_the_service() {
         for cause in Cause::ALL.into_iter().filter(|c| c.side() == Side::Account) {
             let a = fuse(P::Account(cause), O::None);
-            assert_eq!((a.status, a.scope), (S::Operational, Sc::Account), "{cause}");
+            assert_eq!(
+                (a.status, a.scope),
+                (S::Operational, Sc::Account),
+                "{cause}"
+            );
             assert!(!a.is_trouble());
             assert_eq!(health_of_check(S::Operational, cause), Health::Up);
         }
@@ -445,18 +624,36 @@ mod tests {
         for cause in [ProviderError, ProviderOverloaded] {
             assert_eq!(health_of_check(S::Degraded, cause), Health::Down);
         }
-        assert_eq!(health_of_check(S::Degraded, SlowResponses), Health::Degraded);
+        assert_eq!(
+            health_of_check(S::Degraded, SlowResponses),
+            Health::Degraded
+        );
         assert_eq!(health_of_check(S::Operational, TlsIntercepted), Health::Up);
     }
 
     #[test]
     fn the_reading_of_an_observation() {
         let r = ProbeReading::of_observation;
-        assert_eq!(r(Health::Unknown, TcpRefused, true, true), P::NotRunning(TcpRefused));
-        assert_eq!(r(Health::Unknown, DnsFailure, false, false), P::MonitorOffline(DnsFailure));
-        assert_eq!(r(Health::Unknown, DnsFailure, false, true), P::Unseen(DnsFailure));
-        assert_eq!(r(Health::Up, AuthInvalid, false, true), P::Account(AuthInvalid));
-        assert_eq!(r(Health::Up, TlsIntercepted, false, true), P::Intercepted(TlsIntercepted));
+        assert_eq!(
+            r(Health::Unknown, TcpRefused, true, true),
+            P::NotRunning(TcpRefused)
+        );
+        assert_eq!(
+            r(Health::Unknown, DnsFailure, false, false),
+            P::MonitorOffline(DnsFailure)
+        );
+        assert_eq!(
+            r(Health::Unknown, DnsFailure, false, true),
+            P::Unseen(DnsFailure)
+        );
+        assert_eq!(
+            r(Health::Up, AuthInvalid, false, true),
+            P::Account(AuthInvalid)
+        );
+        assert_eq!(
+            r(Health::Up, TlsIntercepted, false, true),
+            P::Intercepted(TlsIntercepted)
+        );
         assert_eq!(r(Health::Unknown, Unknown, false, true), P::NotChecked);
     }
 
@@ -492,7 +689,10 @@ mod tests {
             },
             O::None,
         );
-        assert_eq!(roll_up(&[web, api, down]).map(|a| a.status), Some(S::Outage));
+        assert_eq!(
+            roll_up(&[web, api, down]).map(|a| a.status),
+            Some(S::Outage)
+        );
         assert_eq!(roll_up(&[]), None);
     }
 }

@@ -250,9 +250,7 @@ impl OfficialStatus {
             (_, Some(s), _) => s,
             (_, None, indicator) => indicator.unwrap_or(Status::Unknown),
         };
-        if maintenances.iter().any(|m| m.status.is_active())
-            && signal == Status::Operational
-        {
+        if maintenances.iter().any(|m| m.status.is_active()) && signal == Status::Operational {
             signal = Status::Maintenance;
         }
         // An incident tied to one of the service's components outranks a green component list

@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aiwatch_core::official::{ComponentStatus, Indicator, OfficialSignal};
+use aiwatch_core::official::{ComponentStatus, Indicator};
 use aiwatch_core::service::StatusSource;
+use aiwatch_core::Status as OfficialSignal;
 use aiwatch_probe::dns::Dns;
 use aiwatch_probe::layered::ProbeContext;
 use aiwatch_probe::poller::{

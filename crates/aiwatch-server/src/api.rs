@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aiwatch_core::assess::{Incident, State};
+use aiwatch_core::assess::Incident;
+use aiwatch_core::observation::{Component, Region};
 use aiwatch_core::ServiceName;
+use aiwatch_core::Status;
 use aiwatch_store::{Granularity, IncidentQuery, Selector, TimeRange};
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{header, StatusCode};
@@ -107,6 +109,7 @@ async fn readyz(AxumState(engine): AxumState<Shared>) -> Response {
 }
 
 async fn metrics(AxumState(engine): AxumState<Shared>) -> Response {
+    engine.publish_states();
     (
         [(
             header::CONTENT_TYPE,
@@ -126,28 +129,13 @@ fn find_service(engine: &Engine, name: &str) -> ApiResult<ServiceName> {
         .ok_or_else(|| ApiError::not_found(format!("unknown service `{name}`")))
 }
 
-/// The worst of a service's own components (the official one excluded).
-pub fn service_state(states: &[(String, State)]) -> State {
-    let rank = |s: &State| match s {
-        State::Operational => 0,
-        State::Unknown => 1,
-        State::Maintenance => 2,
-        State::Degraded => 3,
-        State::Outage => 4,
-    };
-    states
-        .iter()
-        .filter(|(component, _)| component != "official")
-        .map(|(_, s)| *s)
-        .max_by_key(rank)
-        .unwrap_or(State::Unknown)
-}
-
 #[derive(Serialize)]
 struct ComponentRow {
-    component: String,
-    region: String,
-    state: State,
+    component: Component,
+    region: Region,
+    state: Status,
+    scope: aiwatch_core::Scope,
+    cause: aiwatch_core::Cause,
     since: Option<DateTime<Utc>>,
     description: String,
 }
@@ -156,24 +144,23 @@ fn service_json(engine: &Engine, name: &ServiceName, detail: bool) -> Value {
     let Some(service) = engine.services.iter().find(|s| &s.name == name) else {
         return Value::Null;
     };
-    let rows: Vec<ComponentRow> = engine
-        .states()
-        .into_iter()
-        .filter(|(k, ..)| &k.service == name)
-        .map(|(k, state, since, description)| ComponentRow {
-            component: k.component,
-            region: k.region,
-            state,
-            since,
-            description,
+    let Some(now) = engine.service_now(name) else {
+        return Value::Null;
+    };
+    let rows: Vec<ComponentRow> = now
+        .components
+        .iter()
+        .map(|c| ComponentRow {
+            component: c.key.component,
+            region: c.key.region.clone(),
+            state: c.assessment.status,
+            scope: c.assessment.scope,
+            cause: c.assessment.cause,
+            since: c.since,
+            description: c.description.clone(),
         })
         .collect();
-    let state = service_state(
-        &rows
-            .iter()
-            .map(|r| (r.component.clone(), r.state))
-            .collect::<Vec<_>>(),
-    );
+    let a = now.assessment;
     let official = engine.official_of(name);
     let open: Vec<Incident> = engine
         .open_incidents()
@@ -185,7 +172,12 @@ fn service_json(engine: &Engine, name: &ServiceName, detail: bool) -> Value {
         "name": service.name,
         "title": service.title,
         "kind": service.kind,
-        "state": state,
+        "state": a.status,
+        "scope": a.scope,
+        "cause": a.cause,
+        "summary": now.headline,
+        "provenance": a.provenance,
+        "notice": a.notice.map(|n| json!({"kind": n, "text": n.text(&service.title)})),
         "components": rows,
         "official": {
             "signal": official.view.as_ref().map(|v| v.signal),
@@ -232,7 +224,7 @@ async fn regions(
     let mut by_region: HashMap<String, Vec<Value>> = HashMap::new();
     for (k, state, since, description) in engine.states() {
         if k.service == name {
-            by_region.entry(k.region.clone()).or_default().push(json!({
+            by_region.entry(k.region.to_string()).or_default().push(json!({
                 "component": k.component, "state": state, "since": since, "description": description,
             }));
         }
@@ -263,15 +255,20 @@ fn range(params: &HashMap<String, String>, default_span: Duration) -> ApiResult<
     Ok(TimeRange::new(from, to))
 }
 
-fn selector(name: ServiceName, params: &HashMap<String, String>) -> Selector {
+fn selector(name: ServiceName, params: &HashMap<String, String>) -> ApiResult<Selector> {
     let mut selector = Selector::service(name);
-    if let Some(c) = params.get("component") {
-        selector = selector.component(c.clone());
+    if let Some(raw) = params.get("component") {
+        let component = Component::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`component` must be one of api, web, official, not `{raw}`"
+            ))
+        })?;
+        selector = selector.component(component);
     }
     if let Some(r) = params.get("region") {
-        selector = selector.region(r.clone());
+        selector = selector.region(r.as_str());
     }
-    selector
+    Ok(selector)
 }
 
 fn limit(params: &HashMap<String, String>, default: usize, max: usize) -> ApiResult<usize> {
@@ -313,7 +310,7 @@ async fn history(
         _ => Duration::hours(24),
     };
     let range = range(&params, default_span)?;
-    let selector = selector(name, &params);
+    let selector = selector(name, &params)?;
     let store = engine.store.clone();
     match granularity.as_str() {
         "raw" => {
@@ -362,7 +359,7 @@ async fn uptime(
         .find(|s| s.name == name)
         .and_then(|s| s.interval)
         .unwrap_or(engine.options.default_interval);
-    let selector = selector(name, &params).source(aiwatch_core::observation::Source::Probe);
+    let selector = selector(name, &params)?.source(aiwatch_core::observation::Source::Probe);
     let store = engine.store.clone();
     let now = Utc::now();
     let out = blocking(move || {
@@ -389,7 +386,7 @@ async fn latency(
 ) -> ApiResult<Json<Value>> {
     let name = find_service(&engine, &name)?;
     let range = range(&params, Duration::hours(24))?;
-    let selector = selector(name, &params).source(aiwatch_core::observation::Source::Probe);
+    let selector = selector(name, &params)?.source(aiwatch_core::observation::Source::Probe);
     let store = engine.store.clone();
     let q =
         blocking(move || Ok(store.latency_percentiles(&selector, range, &[0.5, 0.95, 0.99])?))

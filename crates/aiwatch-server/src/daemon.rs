@@ -120,7 +120,7 @@ pub async fn run(
         .map(|s| Job {
             first_due: last_seen
                 .iter()
-                .filter(|(k, _)| k.service == s.name && k.component != "official")
+                .filter(|(k, _)| k.service == s.name && k.component.is_probed())
                 .map(|(_, at)| *at)
                 .max()
                 .map(|last| {

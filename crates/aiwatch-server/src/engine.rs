@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use aiwatch_core::assess::{AssessConfig, Assessor, Event, Incident, Key, State};
+use aiwatch_core::assess::{AssessConfig, Assessor, Event, Incident, Key};
+use aiwatch_core::assessment::{fuse, roll_up, Assessment, Notice, OfficialReading, ProbeReading};
 use aiwatch_core::classify::classify;
 use aiwatch_core::evidence::{CheckEvidence, HttpOutcome, OfficialOutcome};
-use aiwatch_core::observation::{Health, Observation, LOCAL_REGION};
-use aiwatch_core::official::{OfficialSignal, OfficialView};
+use aiwatch_core::observation::{Component, Health, Observation, Region};
+use aiwatch_core::official::OfficialView;
 use aiwatch_core::secret::ApiKey;
-use aiwatch_core::{Service, ServiceName, Verdict};
+use aiwatch_core::{Service, ServiceName, Status, Verdict};
 use aiwatch_probe::Checker;
 use aiwatch_store::{SavedState, Store};
 use chrono::{DateTime, Utc};
@@ -40,11 +41,38 @@ pub struct OfficialNow {
 }
 
 impl OfficialNow {
-    pub fn signal(&self) -> OfficialSignal {
-        self.view
-            .as_ref()
-            .map_or(OfficialSignal::Unknown, |v| v.signal)
+    pub fn signal(&self) -> Status {
+        self.view.as_ref().map_or(Status::Unknown, |v| v.signal)
     }
+
+    /// What the fusion reads of it, for a service that does (or does not) have a page.
+    pub fn reading(&self, has_page: bool) -> OfficialReading {
+        match &self.view {
+            Some(view) => OfficialReading::Read(view.signal),
+            None if has_page => OfficialReading::Unread,
+            None => OfficialReading::None,
+        }
+    }
+}
+
+/// One component of a service as every surface shows it: the core's assessment, since when
+/// the state holds, and a sentence.
+#[derive(Clone, Debug)]
+pub struct ComponentNow {
+    pub key: Key,
+    pub assessment: Assessment,
+    pub since: Option<DateTime<Utc>>,
+    pub description: String,
+}
+
+/// A service as every surface shows it: the rolled-up assessment, its headline, and its
+/// components.
+#[derive(Clone, Debug)]
+pub struct ServiceNow {
+    pub assessment: Assessment,
+    pub headline: String,
+    pub since: Option<DateTime<Utc>>,
+    pub components: Vec<ComponentNow>,
 }
 
 struct ControlCache {
@@ -82,6 +110,9 @@ pub struct Engine {
     pub options: EngineOptions,
     pub started_at: DateTime<Utc>,
     ready: AtomicBool,
+    /// Each service's latest measured status and when it was seen, for views that must not
+    /// show "unknown" (the Statuspage format) while the monitor cannot see the service.
+    last_measured: Mutex<HashMap<ServiceName, (Status, DateTime<Utc>)>>,
 }
 
 impl Engine {
@@ -125,14 +156,6 @@ impl Engine {
         metrics
             .open_incidents
             .set(i64::try_from(assessor.open_incidents().len()).unwrap_or(i64::MAX));
-        for (key, state, _) in assessor.states() {
-            metrics.set_state(
-                key.service.as_str(),
-                &key.component,
-                &key.region,
-                state.as_str(),
-            );
-        }
         Ok(Self {
             services,
             checker,
@@ -151,6 +174,7 @@ impl Engine {
             options,
             started_at: Utc::now(),
             ready: AtomicBool::new(false),
+            last_measured: Mutex::new(HashMap::new()),
         })
     }
 
@@ -196,7 +220,7 @@ impl Engine {
         let Some(service) = self.services.get(index) else {
             return;
         };
-        let api_key = Key::new(service.name.clone(), "api", LOCAL_REGION);
+        let api_key = Key::new(service.name.clone(), Component::Api, Region::local());
         let canary = service.api_base.is_some() && self.assessor().wants_canary(&api_key);
         if canary {
             self.metrics
@@ -283,7 +307,7 @@ impl Engine {
                 .results
                 .get_or_create(&crate::metrics::ResultLabels {
                     service: obs.service.to_string(),
-                    component: obs.component.clone(),
+                    component: obs.component.as_str().to_owned(),
                     cause: obs.cause.as_str().to_owned(),
                 })
                 .inc();
@@ -297,12 +321,6 @@ impl Engine {
         for event in events {
             match event {
                 Event::StateChanged { key, to, at, .. } => {
-                    self.metrics.set_state(
-                        key.service.as_str(),
-                        &key.component,
-                        &key.region,
-                        to.as_str(),
-                    );
                     changed.push(SavedState {
                         key,
                         state: to,
@@ -353,12 +371,6 @@ impl Engine {
             detail,
             now,
         );
-        self.metrics.set_state(
-            service.name.as_str(),
-            "official",
-            LOCAL_REGION,
-            official_state(signal).as_str(),
-        );
         self.official
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -399,17 +411,125 @@ impl Engine {
         Some(classify(definition, &evidence, *at))
     }
 
-    /// Current states of every key, with since and a human description.
-    pub fn states(&self) -> Vec<(Key, State, Option<DateTime<Utc>>, String)> {
+    /// Whether the monitor's own connection worked at its latest control probe.
+    pub fn monitor_online_now(&self) -> bool {
+        self.control
+            .try_lock()
+            .map_or(true, |cache| cache.checked.is_none() || cache.online)
+    }
+
+    /// Every watched service as the surfaces show it, in the order of `services`: the one
+    /// decision of the core's fusion over the assessor's keys, the official page and the
+    /// monitor's own health.
+    pub fn services_now(&self) -> Vec<ServiceNow> {
+        let online = self.monitor_online_now();
+        let official = self
+            .official
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let assessor = self.assessor();
-        assessor
-            .states()
-            .into_iter()
-            .map(|(k, s, since)| {
-                let text = assessor.describe(&k);
-                (k, s, since, text)
+        let states = assessor.states();
+        let all: Vec<ServiceNow> = self
+            .services
+            .iter()
+            .map(|service| {
+                let reading = official.get(&service.name).map_or_else(
+                    || OfficialNow::default().reading(service.status.is_some()),
+                    |o| o.reading(service.status.is_some()),
+                );
+                let components: Vec<ComponentNow> = states
+                    .iter()
+                    .filter(|(k, ..)| k.service == service.name && k.component.is_probed())
+                    .map(|(key, _, since)| {
+                        let probes = assessor.reading(key, service.local, online);
+                        let assessment = fuse(probes, reading);
+                        let description = if assessor.incident(key).is_some() {
+                            assessor.describe(key)
+                        } else {
+                            assessment.headline(&format!("{} {}", service.title, key.component))
+                        };
+                        ComponentNow {
+                            key: key.clone(),
+                            assessment,
+                            since: *since,
+                            description,
+                        }
+                    })
+                    .collect();
+                let rolled: Vec<Assessment> = components.iter().map(|c| c.assessment).collect();
+                let assessment =
+                    roll_up(&rolled).unwrap_or_else(|| fuse(ProbeReading::NotChecked, reading));
+                let since = components
+                    .iter()
+                    .filter(|c| c.assessment.status == assessment.status)
+                    .filter_map(|c| c.since)
+                    .min();
+                ServiceNow {
+                    headline: assessment.headline(&service.title),
+                    assessment,
+                    since,
+                    components,
+                }
             })
-            .collect()
+            .collect();
+        drop(assessor);
+        let now = Utc::now();
+        let mut last = self.last_measured.lock().unwrap_or_else(|p| p.into_inner());
+        for (service, now_of) in self.services.iter().zip(&all) {
+            if now_of.assessment.status.statuspage_component().is_some() {
+                last.insert(service.name.clone(), (now_of.assessment.status, now));
+            }
+        }
+        all
+    }
+
+    /// Sets the state gauges from the core's current decisions (at scrape time, so the metrics
+    /// say what every other surface says).
+    pub fn publish_states(&self) {
+        for (service, now) in self.services.iter().zip(self.services_now()) {
+            let blind = matches!(
+                now.assessment.notice,
+                Some(Notice::MonitorCannotSee(_) | Notice::MonitorOffline(_))
+            );
+            self.metrics
+                .set_service(service.name.as_str(), now.assessment.status, blind);
+            for c in &now.components {
+                self.metrics.set_state(
+                    service.name.as_str(),
+                    c.key.component.as_str(),
+                    c.key.region.as_str(),
+                    c.assessment.status,
+                );
+            }
+        }
+    }
+
+    /// The service's latest measured status and when it was last measured, if ever.
+    pub fn last_measured(&self, name: &ServiceName) -> Option<(Status, DateTime<Utc>)> {
+        self.last_measured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    /// One service as the surfaces show it.
+    pub fn service_now(&self, name: &ServiceName) -> Option<ServiceNow> {
+        let index = self.services.iter().position(|s| &s.name == name)?;
+        self.services_now().into_iter().nth(index)
+    }
+
+    /// Every probed key's fused status, since when, and a sentence, sorted by key.
+    pub fn states(&self) -> Vec<(Key, Status, Option<DateTime<Utc>>, String)> {
+        let mut all: Vec<_> = self
+            .services_now()
+            .into_iter()
+            .flat_map(|s| s.components)
+            .map(|c| (c.key, c.assessment.status, c.since, c.description))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub fn open_incidents(&self) -> Vec<Incident> {
@@ -419,16 +539,5 @@ impl Engine {
     /// Writes everything pending and makes it durable (shutdown).
     pub fn flush(&self) {
         self.writer.flush();
-    }
-}
-
-/// The state an official signal stands for.
-pub fn official_state(signal: OfficialSignal) -> State {
-    match signal {
-        OfficialSignal::Operational => State::Operational,
-        OfficialSignal::Degraded => State::Degraded,
-        OfficialSignal::Outage => State::Outage,
-        OfficialSignal::Maintenance => State::Maintenance,
-        OfficialSignal::Unknown => State::Unknown,
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aiwatch_core::Status;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +19,12 @@ pub struct StateLabels {
     pub component: String,
     pub region: String,
     pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceStatusLabels {
+    pub service: String,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +54,8 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub state: Family<StateLabels, Gauge>,
+    pub service_status: Family<ServiceStatusLabels, Gauge>,
+    pub monitor_blind: Family<ServiceLabels, Gauge>,
     pub phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     pub results: Family<ResultLabels, Counter>,
     pub drift_seconds: Histogram,
@@ -81,8 +90,20 @@ impl Metrics {
         let state = Family::<StateLabels, Gauge>::default();
         registry.register(
             "service_state",
-            "Current state per service, component and region (1 for the current state, 0 for the others)",
+            "The core's status per service, component and region (1 for the current state, 0 for the others)",
             state.clone(),
+        );
+        let service_status = Family::<ServiceStatusLabels, Gauge>::default();
+        registry.register(
+            "service_status",
+            "The core's status of each service, as every surface shows it (1 for the current status, 0 for the others)",
+            service_status.clone(),
+        );
+        let monitor_blind = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "monitor_blind",
+            "1 while the monitor cannot see the service from its own vantage point (its DNS, firewall, proxy, or connection): the monitor's trouble, not the provider's",
+            monitor_blind.clone(),
         );
         let phase_seconds =
             Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -150,6 +171,8 @@ impl Metrics {
         Self {
             registry,
             state,
+            service_status,
+            monitor_blind,
             phase_seconds,
             results,
             drift_seconds,
@@ -193,24 +216,35 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// Sets the one-hot state gauges of a key.
-    pub fn set_state(&self, service: &str, component: &str, region: &str, current: &str) {
-        for state in [
-            "operational",
-            "degraded",
-            "outage",
-            "maintenance",
-            "unknown",
-        ] {
+    /// Sets the one-hot state gauges of a key to the core's status.
+    pub fn set_state(&self, service: &str, component: &str, region: &str, current: Status) {
+        for state in Status::ALL {
             self.state
                 .get_or_create(&StateLabels {
                     service: service.to_owned(),
                     component: component.to_owned(),
                     region: region.to_owned(),
-                    state: state.to_owned(),
+                    state: state.as_str().to_owned(),
                 })
                 .set(i64::from(state == current));
         }
+    }
+
+    /// Sets a service's one-hot status gauges and whether the monitor can see it.
+    pub fn set_service(&self, service: &str, current: Status, monitor_blind: bool) {
+        for state in Status::ALL {
+            self.service_status
+                .get_or_create(&ServiceStatusLabels {
+                    service: service.to_owned(),
+                    status: state.as_str().to_owned(),
+                })
+                .set(i64::from(state == current));
+        }
+        self.monitor_blind
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .set(i64::from(monitor_blind));
     }
 
     /// The Prometheus text exposition (format 0.0.4, which every scraper and `promtool`

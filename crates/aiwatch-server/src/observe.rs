@@ -1,44 +1,16 @@
 //! Turns one scheduled check's probes into observations, one per face of the service (web,
-//! API), judged by the same `classify` as `aiwatch check`.
+//! API), judged by the same `classify` as `aiwatch check`; what each records about the provider
+//! is the core's `health_of_check`.
 
 use std::time::Duration;
 
+use aiwatch_core::assessment::{health_of_check, official_observation as official_health};
 use aiwatch_core::classify::classify;
 use aiwatch_core::evidence::{CheckEvidence, OfficialOutcome, PhaseTimings, ProbeReport};
-use aiwatch_core::observation::{Health, Observation, PhaseMs, Source, LOCAL_REGION};
-use aiwatch_core::official::OfficialSignal;
-use aiwatch_core::{Cause, Service};
+use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
+use aiwatch_core::{Service, Status};
 use aiwatch_probe::check::ServiceProbes;
 use chrono::{DateTime, Utc};
-
-/// The health an observation records for a cause: failures of the path or the provider are
-/// down; answers that work but badly, or an account problem, are degraded.
-pub fn health_of(cause: Cause) -> Health {
-    match cause {
-        Cause::Ok | Cause::TlsIntercepted => Health::Up,
-        Cause::SlowResponses
-        | Cause::TruncatedResponses
-        | Cause::ProviderOverloaded
-        | Cause::BotChallenge
-        | Cause::AuthInvalid
-        | Cause::QuotaExhausted
-        | Cause::RateLimited
-        | Cause::RegionUnsupported
-        | Cause::ModelUnavailable
-        | Cause::PermissionDenied
-        | Cause::Maintenance
-        | Cause::OfficialIncident => Health::Degraded,
-        Cause::DnsFailure
-        | Cause::DnsFiltered
-        | Cause::TcpRefused
-        | Cause::TcpTimeout
-        | Cause::TlsInvalid
-        | Cause::ProxyError
-        | Cause::CaptivePortal
-        | Cause::ProviderError
-        | Cause::Unknown => Health::Down,
-    }
-}
 
 fn phases(t: &PhaseTimings) -> PhaseMs {
     let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f32() * 1000.0);
@@ -61,12 +33,13 @@ pub fn observations(
     budget: Duration,
     now: DateTime<Utc>,
 ) -> Vec<Observation> {
-    let faces: [(&str, &Option<ProbeReport>); 2] = [("web", &probes.web), ("api", &probes.api)];
+    let faces: [(Component, &Option<ProbeReport>); 2] =
+        [(Component::Web, &probes.web), (Component::Api, &probes.api)];
     faces
         .into_iter()
         .filter_map(|(component, report)| {
             let report = report.as_ref()?;
-            let is_api = component == "api";
+            let is_api = component == Component::Api;
             let evidence = CheckEvidence {
                 control: None,
                 web: (!is_api).then(|| report.clone()),
@@ -76,16 +49,18 @@ pub fn observations(
                 budget,
             };
             let verdict = classify(service, &evidence, now);
-            let mut health = health_of(verdict.cause);
+            let mut health = health_of_check(verdict.status, verdict.cause);
             let mut detail = verdict.summary;
+            // The monitor cannot see anything while its own connection is down: what failed says
+            // nothing about the provider (the cause is kept, as the monitor's trouble).
             if health != Health::Up && !monitor_online && !service.local {
                 health = Health::Unknown;
                 detail = format!("monitor offline (control probe failing): {detail}");
             }
             Some(Observation {
                 service: service.name.clone(),
-                component: component.to_owned(),
-                region: LOCAL_REGION.to_owned(),
+                component,
+                region: Region::local(),
                 source: if canary {
                     Source::Canary
                 } else {
@@ -93,11 +68,7 @@ pub fn observations(
                 },
                 at: now,
                 health,
-                cause: if health == Health::Unknown {
-                    Cause::Unknown
-                } else {
-                    verdict.cause
-                },
+                cause: verdict.cause,
                 phases: phases(&report.timings),
                 complete: if is_api {
                     probes.stream.as_ref().map(|s| s.finished)
@@ -113,21 +84,15 @@ pub fn observations(
 /// The observation an official page's signal stands for.
 pub fn official_observation(
     service: &Service,
-    signal: Option<OfficialSignal>,
+    signal: Option<Status>,
     detail: String,
     now: DateTime<Utc>,
 ) -> Observation {
-    let (health, cause) = match signal {
-        Some(OfficialSignal::Operational) => (Health::Up, Cause::Ok),
-        Some(OfficialSignal::Degraded) => (Health::Degraded, Cause::OfficialIncident),
-        Some(OfficialSignal::Outage) => (Health::Down, Cause::OfficialIncident),
-        Some(OfficialSignal::Maintenance) => (Health::Degraded, Cause::Maintenance),
-        Some(OfficialSignal::Unknown) | None => (Health::Unknown, Cause::Unknown),
-    };
+    let (health, cause) = official_health(signal.unwrap_or(Status::Unknown));
     Observation {
         service: service.name.clone(),
-        component: "official".to_owned(),
-        region: LOCAL_REGION.to_owned(),
+        component: Component::Official,
+        region: Region::local(),
         source: Source::Official,
         at: now,
         health,

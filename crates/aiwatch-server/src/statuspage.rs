@@ -3,28 +3,23 @@
 
 use std::sync::Arc;
 
-use aiwatch_core::assess::{Incident, IncidentPhase, State};
+use aiwatch_core::assess::{Incident, IncidentPhase};
+use aiwatch_core::Status;
 use aiwatch_store::IncidentQuery;
 use axum::extract::State as AxumState;
 use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::api::{service_state, ApiError};
+use crate::api::ApiError;
 use crate::engine::Engine;
 
 type Shared = Arc<Engine>;
 
-/// Statuspage's component status for a state. Statuspage has no "unknown"; aiwatch says so
-/// rather than claiming "operational" for what it cannot see.
-pub fn component_status(state: State) -> &'static str {
-    match state {
-        State::Operational => "operational",
-        State::Degraded => "degraded_performance",
-        State::Outage => "major_outage",
-        State::Maintenance => "under_maintenance",
-        State::Unknown => "unknown",
-    }
+/// Statuspage's component status for a state. The format has neither "unknown" nor "not
+/// running"; those never become a health aiwatch did not see (see [`components_json`]).
+pub fn component_status(state: Status) -> &'static str {
+    state.statuspage_component().unwrap_or("operational")
 }
 
 fn page(engine: &Engine) -> Value {
@@ -37,23 +32,43 @@ fn page(engine: &Engine) -> Value {
     })
 }
 
-fn components_json(engine: &Engine) -> (Vec<Value>, Vec<State>) {
-    let states = engine.states();
+/// The page's components: one per watched service whose state aiwatch could measure, with the
+/// core's public status. A service it cannot see now keeps its last measured status, and the
+/// description says since when it is not measured; a service never measured (or a local
+/// runtime not running here) is left out and named in the page's description.
+fn components_json(engine: &Engine) -> (Vec<Value>, Vec<Status>, Vec<String>) {
     let mut out = Vec::new();
     let mut all = Vec::new();
-    for (position, service) in engine.services.iter().enumerate() {
-        let own: Vec<(String, State)> = states
-            .iter()
-            .filter(|(k, ..)| k.service == service.name)
-            .map(|(k, s, ..)| (k.component.clone(), *s))
-            .collect();
-        let state = service_state(&own);
-        let updated = states
-            .iter()
-            .filter(|(k, ..)| k.service == service.name)
-            .filter_map(|(_, _, since, _)| *since)
-            .max()
-            .unwrap_or(engine.started_at);
+    let mut unmeasured = Vec::new();
+    for (position, (service, now)) in engine
+        .services
+        .iter()
+        .zip(engine.services_now())
+        .enumerate()
+    {
+        let assessment = now.assessment;
+        if assessment.status == Status::NotRunning {
+            continue;
+        }
+        let updated = now.since.unwrap_or(engine.started_at);
+        let (state, description) = match assessment.status.statuspage_component() {
+            Some(_) => (assessment.status, service.title.clone()),
+            None => match engine.last_measured(&service.name) {
+                Some((last, at)) => (
+                    last,
+                    format!(
+                        "{} — not measured now ({}); last measured {}",
+                        service.title,
+                        assessment.cause,
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                ),
+                None => {
+                    unmeasured.push(service.title.clone());
+                    continue;
+                }
+            },
+        };
         all.push(state);
         out.push(json!({
             "id": service.name,
@@ -62,7 +77,7 @@ fn components_json(engine: &Engine) -> (Vec<Value>, Vec<State>) {
             "created_at": engine.started_at,
             "updated_at": updated,
             "position": position + 1,
-            "description": service.title,
+            "description": description,
             "showcase": true,
             "start_date": null,
             "group_id": null,
@@ -71,22 +86,36 @@ fn components_json(engine: &Engine) -> (Vec<Value>, Vec<State>) {
             "only_show_if_degraded": false,
         }));
     }
-    (out, all)
+    (out, all, unmeasured)
 }
 
-fn indicator(states: &[State]) -> (&'static str, &'static str) {
-    let outages = states.iter().filter(|s| **s == State::Outage).count();
-    if outages > 0 && outages * 2 >= states.len() {
+/// The page's roll-up: never "All Systems Operational" about what could not be seen.
+fn indicator(states: &[Status], unmeasured: &[String]) -> (&'static str, String) {
+    let outages = states.iter().filter(|s| **s == Status::Outage).count();
+    let (indicator, words) = if states.is_empty() {
+        ("minor", "Not measured")
+    } else if outages > 0 && outages * 2 >= states.len() {
         ("critical", "Major System Outage")
     } else if outages > 0 {
         ("major", "Partial System Outage")
-    } else if states.contains(&State::Degraded) {
+    } else if states.contains(&Status::Degraded) {
         ("minor", "Partially Degraded Service")
-    } else if states.contains(&State::Maintenance) {
+    } else if states.contains(&Status::Maintenance) {
         ("maintenance", "Service Under Maintenance")
-    } else {
+    } else if unmeasured.is_empty() {
         ("none", "All Systems Operational")
-    }
+    } else {
+        ("none", "No trouble seen")
+    };
+    let description = if unmeasured.is_empty() {
+        words.to_owned()
+    } else {
+        format!(
+            "{words}; not measured from this monitor: {}",
+            unmeasured.join(", ")
+        )
+    };
+    (indicator, description)
 }
 
 /// One aiwatch incident in Statuspage's incident shape.
@@ -98,7 +127,7 @@ pub fn incident_json(incident: &Incident) -> Value {
         IncidentPhase::Open => "investigating",
     };
     let impact = match incident.severity {
-        State::Outage => "major",
+        Status::Outage => "major",
         _ => "minor",
     };
     let component = component_status(incident.severity);
@@ -141,8 +170,8 @@ pub fn incident_json(incident: &Incident) -> Value {
 }
 
 pub async fn summary(AxumState(engine): AxumState<Shared>) -> Json<Value> {
-    let (components, states) = components_json(&engine);
-    let (indicator, description) = indicator(&states);
+    let (components, states, unmeasured) = components_json(&engine);
+    let (indicator, description) = indicator(&states, &unmeasured);
     let incidents: Vec<Value> = engine.open_incidents().iter().map(incident_json).collect();
     Json(json!({
         "page": page(&engine),
@@ -154,15 +183,15 @@ pub async fn summary(AxumState(engine): AxumState<Shared>) -> Json<Value> {
 }
 
 pub async fn status(AxumState(engine): AxumState<Shared>) -> Json<Value> {
-    let (_, states) = components_json(&engine);
-    let (indicator, description) = indicator(&states);
+    let (_, states, unmeasured) = components_json(&engine);
+    let (indicator, description) = indicator(&states, &unmeasured);
     Json(
         json!({"page": page(&engine), "status": {"indicator": indicator, "description": description}}),
     )
 }
 
 pub async fn components(AxumState(engine): AxumState<Shared>) -> Json<Value> {
-    let (components, _) = components_json(&engine);
+    let (components, _, _) = components_json(&engine);
     Json(json!({"page": page(&engine), "components": components}))
 }
 

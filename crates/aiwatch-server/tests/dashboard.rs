@@ -96,7 +96,8 @@ fn obs(
 ) -> Observation {
     Observation {
         service: service(engine, name).name.clone(),
-        component: component.into(),
+        component: aiwatch_core::observation::Component::parse(component)
+            .expect("a known component"),
         region: region.into(),
         source: Source::Probe,
         at,

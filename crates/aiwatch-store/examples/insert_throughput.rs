@@ -108,8 +108,8 @@ impl Keys {
         let total = 40.0 * 50f32.powf(rng.unit());
         Observation {
             service: self.services[k / self.regions.len()].clone(),
-            component: "api".into(),
-            region: self.regions[k % self.regions.len()].clone(),
+            component: aiwatch_core::observation::Component::Api,
+            region: self.regions[k % self.regions.len()].clone().into(),
             source: Source::Probe,
             at,
             health,
@@ -205,7 +205,7 @@ fn main() {
     let service = Selector::service(keys.services[0].clone());
     let one_key = service
         .clone()
-        .component("api")
+        .component(aiwatch_core::observation::Component::Api)
         .region(keys.regions[0].clone());
     let time = |what: &str, f: &dyn Fn() -> String| {
         let t = Instant::now();

@@ -24,6 +24,11 @@ pub struct HealthCounts {
 }
 
 impl HealthCounts {
+    /// The uptime figure of these counts (the formula lives in `aiwatch_core::uptime`).
+    pub fn up_ratio(&self) -> Option<f64> {
+        aiwatch_core::uptime::up_ratio(self.up, self.degraded, self.down)
+    }
+
     pub fn record(&mut self, health: Health) {
         match health {
             Health::Up => self.up += 1,

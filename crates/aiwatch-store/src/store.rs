@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use aiwatch_core::assess::{Incident, Key, State};
-use aiwatch_core::observation::{Observation, Source};
+use aiwatch_core::assess::{Incident, Key};
+use aiwatch_core::observation::{Component, Observation, Region, Source};
 use aiwatch_core::ServiceName;
+use aiwatch_core::Status;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +54,8 @@ pub struct Pruned {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selector {
     pub service: ServiceName,
-    pub component: Option<String>,
-    pub region: Option<String>,
+    pub component: Option<Component>,
+    pub region: Option<Region>,
     pub source: Option<Source>,
 }
 
@@ -73,18 +74,18 @@ impl Selector {
     pub fn key(key: &Key) -> Self {
         Self {
             service: key.service.clone(),
-            component: Some(key.component.clone()),
+            component: Some(key.component),
             region: Some(key.region.clone()),
             source: None,
         }
     }
 
-    pub fn component(mut self, component: impl Into<String>) -> Self {
-        self.component = Some(component.into());
+    pub fn component(mut self, component: Component) -> Self {
+        self.component = Some(component);
         self
     }
 
-    pub fn region(mut self, region: impl Into<String>) -> Self {
+    pub fn region(mut self, region: impl Into<Region>) -> Self {
         self.region = Some(region.into());
         self
     }
@@ -202,7 +203,7 @@ impl Default for IncidentQuery {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedState {
     pub key: Key,
-    pub state: State,
+    pub state: Status,
     /// Since when the key has been in this state, when known.
     pub since: Option<DateTime<Utc>>,
 }

@@ -37,7 +37,7 @@ fn batch(n: u64) -> Vec<Observation> {
                 },
                 Some(20.0 + (i % 50) as f32),
             );
-            o.component = format!("c{}", i % KEYS);
+            o.region = format!("r{}", i % KEYS).into();
             o.detail = format!("b{n}-{i}");
             o
         })

@@ -8,16 +8,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use aiwatch_core::assess::{IncidentPhase, State, TimelineEntry, TimelineKind};
+use aiwatch_core::assess::{IncidentPhase, TimelineEntry, TimelineKind};
+use aiwatch_core::observation::Component;
 use aiwatch_core::observation::{Health, Observation, PhaseMs, Source};
 use aiwatch_core::Cause;
+use aiwatch_core::Status;
 use aiwatch_store::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 use aiwatch_store::{
     Error, Granularity, IncidentQuery, Pruned, Retention, SavedState, Selector, SqliteStore, Store,
     TimeRange,
 };
 use chrono::Duration;
-use common::{at, incident, key, name, obs, series};
+use common::{at, component_named, incident, key, name, obs, series};
 
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +45,11 @@ fn varied_observations() -> Vec<Observation> {
             Some(100.0 + i as f32),
         );
         o.region = if i % 2 == 0 { "local" } else { "eu-west" }.into();
-        o.component = if i % 3 == 0 { "web" } else { "api" }.into();
+        o.component = if i % 3 == 0 {
+            Component::Web
+        } else {
+            Component::Api
+        };
         o.source = match i % 4 {
             0 => Source::Probe,
             1 => Source::Canary,
@@ -88,17 +94,19 @@ fn observations_round_trip_through_a_file_newest_first() {
         .observations(&openai().region("eu-west"), all_time(), 1000)
         .unwrap();
     assert_eq!(eu.len(), 6);
-    assert!(eu.iter().all(|o| o.region == "eu-west"));
+    assert!(eu.iter().all(|o| o.region.as_str() == "eu-west"));
     let web_probe = store
         .observations(
-            &openai().component("web").source(Source::Probe),
+            &openai()
+                .component(component_named("web"))
+                .source(Source::Probe),
             all_time(),
             1000,
         )
         .unwrap();
     assert!(web_probe
         .iter()
-        .all(|o| o.component == "web" && o.source == Source::Probe));
+        .all(|o| o.component == Component::Web && o.source == Source::Probe));
     assert_eq!(web_probe.len(), 2); // i = 0 and 3 of 0, 3, 6, 9
     assert_eq!(
         store.observations(&openai(), all_time(), 3).unwrap(),
@@ -280,9 +288,9 @@ fn rollups_are_per_key_and_merge_sources_unless_selected() {
         .rollups(&openai(), all_time(), Granularity::Minute)
         .unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all[0].key.region, "eu-west");
+    assert_eq!(all[0].key.region.as_str(), "eu-west");
     assert_eq!(all[0].counts.up, 1);
-    assert_eq!(all[1].key.region, "local");
+    assert_eq!(all[1].key.region.as_str(), "local");
     assert_eq!(all[1].counts.up, 2);
     let canary = store
         .rollups(
@@ -753,12 +761,12 @@ fn states_and_last_observations_survive_a_restart() {
             .save_states(&[
                 SavedState {
                     key: api.clone(),
-                    state: State::Operational,
+                    state: Status::Operational,
                     since: Some(t0),
                 },
                 SavedState {
                     key: web.clone(),
-                    state: State::Unknown,
+                    state: Status::Unknown,
                     since: None,
                 },
             ])
@@ -766,7 +774,7 @@ fn states_and_last_observations_survive_a_restart() {
         store
             .save_states(&[SavedState {
                 key: api.clone(),
-                state: State::Outage,
+                state: Status::Outage,
                 since: Some(t0 + Duration::minutes(5)),
             }])
             .unwrap();
@@ -792,12 +800,12 @@ fn states_and_last_observations_survive_a_restart() {
         vec![
             SavedState {
                 key: api.clone(),
-                state: State::Outage,
+                state: Status::Outage,
                 since: Some(t0 + Duration::minutes(5)),
             },
             SavedState {
                 key: web.clone(),
-                state: State::Unknown,
+                state: Status::Unknown,
                 since: None,
             },
         ]

@@ -1,17 +1,17 @@
 //! The embeddable views of one service: a shields-style SVG status badge
 //! (`/badge/{name}.svg`) and a small HTML widget for an iframe (`/widget/{name}`).
 
-use aiwatch_core::assess::State;
+use aiwatch_core::Status;
 use axum::extract::{Path, State as AxumState};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use maud::{html, Markup, DOCTYPE};
 
-use super::overview::{self, comparison};
+use super::overview::comparison;
 use super::present::{self, Tone};
 use super::{assets, Shared};
-use crate::engine::Engine;
+use crate::engine::{Engine, ServiceNow};
 
 /// Approximate advance of a character in 11 px Verdana, the badge font, in pixels.
 fn char_width(c: char) -> f32 {
@@ -30,18 +30,18 @@ fn text_width(s: &str) -> f32 {
 }
 
 /// The badge's color for a state (white text on it keeps a 4.5:1 contrast).
-fn badge_color(state: State) -> &'static str {
+fn badge_color(state: Status) -> &'static str {
     match state {
-        State::Operational => "#1a7f37",
-        State::Degraded => "#9a6700",
-        State::Outage => "#cf222e",
-        State::Maintenance => "#0969da",
-        State::Unknown => "#57606a",
+        Status::Operational => "#1a7f37",
+        Status::Degraded => "#9a6700",
+        Status::Outage => "#cf222e",
+        Status::Maintenance => "#0969da",
+        Status::Unknown | Status::NotRunning => "#57606a",
     }
 }
 
 /// A shields-style badge: "ChatGPT | operational".
-pub fn badge_svg(label: &str, state: State) -> Markup {
+pub fn badge_svg(label: &str, state: Status) -> Markup {
     let message = present::state_word(state).to_lowercase();
     let label: String = label.chars().take(40).collect();
     let lw = (text_width(&label) + 12.0).round();
@@ -71,20 +71,9 @@ pub fn badge_svg(label: &str, state: State) -> Markup {
     }
 }
 
-/// The service's own state: the worst of its components.
-fn state_of(
-    engine: &Engine,
-    name: &aiwatch_core::ServiceName,
-) -> (State, Option<chrono::DateTime<Utc>>) {
-    let Some(service) = engine.services.iter().find(|s| &s.name == name) else {
-        return (State::Unknown, None);
-    };
-    let components = overview::components_of(&engine.states(), service);
-    let worst = components.iter().max_by_key(|c| overview::rank(c.state));
-    (
-        worst.map_or(State::Unknown, |c| c.state),
-        worst.and_then(|c| c.since),
-    )
+/// The service as the core assessed it.
+fn now_of(engine: &Engine, name: &aiwatch_core::ServiceName) -> Option<ServiceNow> {
+    engine.service_now(name)
 }
 
 /// `GET /badge/{name}.svg`.
@@ -96,7 +85,7 @@ pub async fn badge(AxumState(engine): AxumState<Shared>, Path(file): Path<String
         Ok(s) => s,
         Err(response) => return response,
     };
-    let (state, _) = state_of(&engine, &service.name);
+    let state = now_of(&engine, &service.name).map_or(Status::Unknown, |n| n.assessment.status);
     (
         [
             (
@@ -128,7 +117,10 @@ pub async fn widget(AxumState(engine): AxumState<Shared>, Path(name): Path<Strin
         Err(response) => return response,
     };
     let now = Utc::now();
-    let (state, since) = state_of(&engine, &service.name);
+    let Some(now_of) = now_of(&engine, &service.name) else {
+        return super::not_found(&engine);
+    };
+    let state = now_of.assessment.status;
     let official = engine.official_of(&service.name);
     let tone = Tone::of(state);
     let markup = html! {
@@ -148,7 +140,7 @@ pub async fn widget(AxumState(engine): AxumState<Shared>, Path(name): Path<Strin
                         a href={"/services/" (service.name)} target="_blank" rel="noopener" { (service.title) }
                         (present::state_pill(state))
                     }
-                    (comparison(&official, service.status.is_some(), state, since, now))
+                    (comparison(&official, service.status.is_some(), &now_of.assessment, now_of.since, now))
                     p.sub { "aiwatch · " (present::time(now, now)) }
                 }
             }
@@ -163,7 +155,7 @@ mod tests {
 
     #[test]
     fn badge_escapes_its_label_and_names_the_state() {
-        let svg = badge_svg("A<b>&\"c", State::Outage).into_string();
+        let svg = badge_svg("A<b>&\"c", Status::Outage).into_string();
         assert!(svg.contains("A&lt;b&gt;&amp;&quot;c"), "{svg}");
         assert!(svg.contains(">outage<"));
         assert!(!svg.contains("<b>"));
@@ -172,11 +164,11 @@ mod tests {
     #[test]
     fn every_state_has_a_badge() {
         for state in [
-            State::Operational,
-            State::Degraded,
-            State::Outage,
-            State::Maintenance,
-            State::Unknown,
+            Status::Operational,
+            Status::Degraded,
+            Status::Outage,
+            Status::Maintenance,
+            Status::Unknown,
         ] {
             assert!(badge_svg("x", state).into_string().starts_with("<svg"));
         }

@@ -1,7 +1,9 @@
 //! Turns day rollups and incidents into the per-day entries that the uptime bars draw: each
 //! day's counts, its worst state and how many incidents touched it.
 
-use aiwatch_core::assess::{Incident, State};
+use aiwatch_core::assess::Incident;
+use aiwatch_core::observation::Component;
+use aiwatch_core::Status;
 use aiwatch_store::{HealthCounts, Rollup};
 use chrono::{DateTime, Duration, Utc};
 
@@ -11,7 +13,6 @@ use super::present;
 pub const DAYS: usize = 90;
 
 /// The component name under which official observations are stored; it is not an own probe.
-pub const OFFICIAL_COMPONENT: &str = "official";
 
 /// The worst a day got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,8 +57,7 @@ pub struct Day {
 impl Day {
     /// Up (or degraded: it answered) over known observations.
     pub fn uptime(&self) -> Option<f64> {
-        let known = self.counts.known();
-        (known > 0).then(|| (self.counts.up + self.counts.degraded) as f64 / known as f64)
+        self.counts.up_ratio()
     }
 
     /// A day with nothing to say: all observations up, no incident.
@@ -112,7 +112,7 @@ pub fn days(rollups: &[Rollup], incidents: &[&Incident], now: DateTime<Utc>, n: 
         })
         .collect();
     for rollup in rollups {
-        if rollup.key.component == OFFICIAL_COMPONENT {
+        if rollup.key.component == Component::Official {
             continue;
         }
         let index = (rollup.start - first).num_days();
@@ -129,7 +129,7 @@ pub fn days(rollups: &[Rollup], incidents: &[&Incident], now: DateTime<Utc>, n: 
         for incident in touching {
             day.incidents += 1;
             let mark = match incident.severity {
-                State::Outage => Mark::Outage,
+                Status::Outage => Mark::Outage,
                 _ => Mark::Degraded,
             };
             worst = worst.max(Some(mark));
@@ -150,8 +150,7 @@ pub fn overall(days: &[Day]) -> Option<f64> {
     for day in days {
         counts.merge(&day.counts);
     }
-    let known = counts.known();
-    (known > 0).then(|| (counts.up + counts.degraded) as f64 / known as f64)
+    counts.up_ratio()
 }
 
 #[cfg(test)]
@@ -167,7 +166,11 @@ mod tests {
 
     fn rollup(component: &str, start: &str, up: u64, down: u64) -> Rollup {
         Rollup {
-            key: Key::new(ServiceName::parse("x").unwrap(), component, "local"),
+            key: Key::new(
+                ServiceName::parse("x").unwrap(),
+                Component::parse(component).unwrap(),
+                "local",
+            ),
             granularity: Granularity::Day,
             start: at(start),
             counts: HealthCounts {
@@ -185,12 +188,12 @@ mod tests {
         let now = at("2026-03-10T12:00:00Z");
         let incident = Incident {
             id: "i".into(),
-            key: Key::new(ServiceName::parse("x").unwrap(), "api", "local"),
+            key: Key::new(ServiceName::parse("x").unwrap(), Component::Api, "local"),
             opened_at: at("2026-03-08T23:00:00Z"),
             updated_at: at("2026-03-09T01:00:00Z"),
             resolved_at: Some(at("2026-03-09T01:00:00Z")),
             phase: IncidentPhase::Resolved,
-            severity: State::Outage,
+            severity: Status::Outage,
             cause: Cause::ProviderError,
             confirmed: false,
             timeline: Vec::new(),

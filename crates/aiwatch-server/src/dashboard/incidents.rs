@@ -2,9 +2,10 @@
 //! pages report now, and scheduled maintenance ahead of time; plus the incident cards the
 //! service page reuses.
 
-use aiwatch_core::assess::{Incident, IncidentPhase, State, TimelineKind};
+use aiwatch_core::assess::{Incident, IncidentPhase, TimelineKind};
 use aiwatch_core::official;
 use aiwatch_core::ServiceName;
+use aiwatch_core::Status;
 use aiwatch_store::IncidentQuery;
 use axum::extract::{Query, State as AxumState};
 use axum::http::StatusCode;
@@ -58,7 +59,7 @@ pub fn incident_card(
     let state = if incident.is_open() {
         incident.severity
     } else {
-        State::Operational
+        Status::Operational
     };
     let lasted = incident.resolved_at.unwrap_or(now) - incident.opened_at;
     html! {
@@ -66,14 +67,14 @@ pub fn incident_card(
             summary {
                 span class={"sev t-" (Tone::of(incident.severity).class())} {
                     (present::icon(Tone::of(incident.severity)))
-                    (if incident.severity == State::Outage { "Outage" } else { "Degradation" })
+                    (if incident.severity == Status::Outage { "Outage" } else { "Degradation" })
                 }
                 span.what {
                     @if let Some(title) = service_title {
                         a href={"/services/" (incident.key.service)} { (title) } " · "
                     }
                     (incident.key.component)
-                    @if incident.key.region != aiwatch_core::observation::LOCAL_REGION { " (" (incident.key.region) ")" }
+                    @if incident.key.region != aiwatch_core::observation::Region::local() { " (" (incident.key.region) ")" }
                     ": " (cause_words(incident))
                 }
                 span.when {

@@ -282,16 +282,33 @@ async fn respond(engine: Shared, state: Arc<JustMe>, params: Vec<(String, String
 
 /// The one-line answer to the page's question.
 fn headline(verdict: &Verdict, title: &str) -> (Tone, String) {
+    let control_down = verdict
+        .evidence
+        .iter()
+        .any(|e| e.layer == "control" && e.outcome == aiwatch_core::verdict::Outcome::Fail);
+    let cause = verdict.cause;
     match (verdict.status, verdict.scope) {
-        (_, Scope::Local | Scope::Account) => (
+        (_, Scope::Local) if control_down => (
             Tone::Unknown,
-            "This server cannot tell: its own connection has trouble reaching the service.".into(),
+            "This server cannot tell: its own internet connection is down.".into(),
+        ),
+        (Status::NotRunning, _) => (
+            Tone::Unknown,
+            format!("{title} is not running on this server, so it cannot tell about yours."),
+        ),
+        (_, Scope::Local) => (
+            Tone::Unknown,
+            format!("This server cannot tell: its own network blocks {title} ({cause}), while its connection to the internet works."),
+        ),
+        (_, Scope::Account) => (
+            Tone::Unknown,
+            format!("{title} answers this server, but the account this server uses has a problem ({cause}); that says nothing about yours."),
         ),
         (Status::Operational, _) => (
             Tone::Ok,
             format!("{title} works from here. It is probably on your side."),
         ),
-        (Status::Degraded, _) => (
+        (Status::Degraded | Status::Maintenance, _) => (
             Tone::Warn,
             format!("Not just you: {title} is degraded from here too."),
         ),

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
-use aiwatch_core::assess::{Incident, Key, State};
-use aiwatch_core::observation::{Health, LOCAL_REGION};
-use aiwatch_core::official::{Maintenance, MaintenanceStatus, OfficialSignal};
+use aiwatch_core::assess::Incident;
+use aiwatch_core::assessment::{Agreement, Assessment, Notice};
+use aiwatch_core::observation::{Component, Health, Region};
+use aiwatch_core::official::{Maintenance, MaintenanceStatus};
 use aiwatch_core::Service;
+use aiwatch_core::Status;
 use aiwatch_store::{IncidentQuery, Selector, TimeRange};
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use super::history::{self, Day, DAYS};
 use super::layout::{self, Nav, Page};
 use super::present::{self, Tone};
 use super::{charts, Shared};
-use crate::engine::{Engine, OfficialNow};
+use crate::engine::{Engine, OfficialNow, ServiceNow};
 
 /// How many recent checks the sparkline draws.
 pub const SPARK_POINTS: usize = 32;
@@ -38,7 +40,10 @@ pub struct Overview {
 pub struct Row {
     pub name: String,
     pub title: String,
-    pub state: State,
+    /// The core's decision about the service; `state` is its status.
+    pub assessment: Assessment,
+    pub headline: String,
+    pub state: Status,
     pub since: Option<DateTime<Utc>>,
     pub components: Vec<ComponentNow>,
     pub official: OfficialNow,
@@ -52,8 +57,8 @@ pub struct Row {
 
 /// One component's current state (the worst over regions).
 pub struct ComponentNow {
-    pub component: String,
-    pub state: State,
+    pub component: Component,
+    pub state: Status,
     pub since: Option<DateTime<Utc>>,
     pub description: String,
     pub regions: usize,
@@ -65,67 +70,44 @@ pub struct Upcoming {
     pub services: Vec<(String, String)>,
 }
 
-/// How bad a state is, for "the worst of".
-pub fn rank(state: State) -> u8 {
-    match state {
-        State::Operational => 0,
-        State::Unknown => 1,
-        State::Maintenance => 2,
-        State::Degraded => 3,
-        State::Outage => 4,
-    }
-}
-
-/// Current states grouped by component (worst region first), for one service.
-pub fn components_of(
-    states: &[(Key, State, Option<DateTime<Utc>>, String)],
-    service: &Service,
-) -> Vec<ComponentNow> {
+/// A service's components as the overview lists them (the worst region of each), web first,
+/// then the API, as people meet them.
+pub fn components_of(now: &ServiceNow) -> Vec<ComponentNow> {
     let mut out: Vec<ComponentNow> = Vec::new();
-    for (key, state, since, description) in
-        states.iter().filter(|(k, ..)| k.service == service.name)
-    {
-        if key.component == history::OFFICIAL_COMPONENT {
-            continue;
-        }
-        match out.iter_mut().find(|c| c.component == key.component) {
-            Some(c) => {
-                c.regions += 1;
-                if rank(*state) > rank(c.state) {
-                    c.state = *state;
-                    c.since = *since;
-                    c.description = description.clone();
+    for c in &now.components {
+        let state = c.assessment.status;
+        match out.iter_mut().find(|o| o.component == c.key.component) {
+            Some(o) => {
+                o.regions += 1;
+                if state.severity() > o.state.severity() {
+                    o.state = state;
+                    o.since = c.since;
+                    o.description = c.description.clone();
                 }
             }
             None => out.push(ComponentNow {
-                component: key.component.clone(),
-                state: *state,
-                since: *since,
-                description: description.clone(),
+                component: c.key.component,
+                state,
+                since: c.since,
+                description: c.description.clone(),
                 regions: 1,
             }),
         }
     }
-    // Web first, then the API, then anything else, as people meet them.
-    out.sort_by_key(|c| {
-        (
-            match c.component.as_str() {
-                "web" => 0,
-                "api" => 1,
-                _ => 2,
-            },
-            c.component.clone(),
-        )
+    out.sort_by_key(|c| match c.component {
+        Component::Web => 0,
+        Component::Api => 1,
+        Component::Official => 2,
     });
     out
 }
 
 /// The component whose latency stands for the service: the API if it has one.
-pub fn main_component(service: &Service) -> &'static str {
+pub fn main_component(service: &Service) -> Component {
     if service.api_base.is_some() {
-        "api"
+        Component::Api
     } else {
-        "web"
+        Component::Web
     }
 }
 
@@ -164,13 +146,13 @@ pub fn with_open(stored: Vec<Incident>, open: Vec<Incident>) -> Vec<Incident> {
 pub fn recent_latencies(
     engine: &Engine,
     service: &Service,
-    component: &str,
+    component: Component,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<f32>, aiwatch_store::Error> {
     let selector = Selector::service(service.name.clone())
         .component(component)
-        .region(LOCAL_REGION);
+        .region(Region::local());
     let rows =
         engine
             .store
@@ -212,7 +194,6 @@ pub fn maintenances(official: &[(String, String, OfficialNow)]) -> Vec<Upcoming>
 /// Puts the overview together: live state from the engine, history from a [`History`] read
 /// from the store (see `cache`).
 pub fn gather(engine: &Engine, history: &History, now: DateTime<Utc>) -> Overview {
-    let states = engine.states();
     let mut incidents: HashMap<String, Vec<Incident>> = HashMap::new();
     for incident in with_open(history.incidents.clone(), engine.open_incidents()) {
         incidents
@@ -222,11 +203,9 @@ pub fn gather(engine: &Engine, history: &History, now: DateTime<Utc>) -> Overvie
     }
     let mut services = Vec::with_capacity(engine.services.len());
     let mut official_all = Vec::with_capacity(engine.services.len());
-    for service in &engine.services {
+    for (service, now_of) in engine.services.iter().zip(engine.services_now()) {
         let name = service.name.to_string();
-        let components = components_of(&states, service);
-        let worst = components.iter().max_by_key(|c| rank(c.state));
-        let state = worst.map_or(State::Unknown, |c| c.state);
+        let components = components_of(&now_of);
         let own: Vec<&Incident> = incidents
             .get(&name)
             .map(|v| v.iter().collect())
@@ -237,8 +216,10 @@ pub fn gather(engine: &Engine, history: &History, now: DateTime<Utc>) -> Overvie
         official_all.push((name.clone(), service.title.clone(), official.clone()));
         services.push(Row {
             title: service.title.clone(),
-            state,
-            since: worst.and_then(|c| c.since),
+            state: now_of.assessment.status,
+            assessment: now_of.assessment,
+            headline: now_of.headline,
+            since: now_of.since,
             official,
             has_status_page: service.status.is_some(),
             uptime: history::overall(&days),
@@ -283,7 +264,7 @@ pub fn official_words(official: &OfficialNow, has_status_page: bool) -> (Tone, S
             if let Some(incident) = view.incidents.first() {
                 words.push_str(&format!(" — “{}”", incident.name.trim()));
             }
-            (Tone::of_signal(view.signal), words)
+            (Tone::of(view.signal), words)
         }
         (None, Some(_)) => (Tone::Unknown, "unavailable".into()),
         (None, None) if has_status_page => (Tone::Unknown, "not read yet".into()),
@@ -291,38 +272,29 @@ pub fn official_words(official: &OfficialNow, has_status_page: bool) -> (Tone, S
     }
 }
 
-/// Whether the official page and the own probes tell the same story.
-pub fn agreement(official: OfficialSignal, own: State) -> Option<(Tone, &'static str)> {
-    let official_bad = matches!(official, OfficialSignal::Degraded | OfficialSignal::Outage);
-    let own_bad = matches!(own, State::Degraded | State::Outage);
-    match (official, own) {
-        (OfficialSignal::Unknown, _) | (_, State::Unknown) => None,
-        (OfficialSignal::Maintenance, _) | (_, State::Maintenance) => {
-            Some((Tone::Maint, "maintenance announced"))
-        }
-        _ if official_bad && own_bad => Some((Tone::Ok, "agree: the provider confirms")),
-        _ if !official_bad && !own_bad => Some((Tone::Ok, "agree")),
-        _ if own_bad => Some((Tone::Bad, "disagree: not acknowledged by the provider")),
-        _ => Some((
-            Tone::Warn,
-            "disagree: the provider reports trouble our probes do not see",
-        )),
-    }
+/// The core's word on whether the official page and the own probes agree, with its tone.
+pub fn agreement(assessment: &Assessment) -> Option<(Tone, &'static str)> {
+    let agreement = assessment.provenance.agreement;
+    let tone = match agreement {
+        Agreement::Agree => Tone::Ok,
+        Agreement::OfficialOnly => Tone::Warn,
+        Agreement::ProbesOnly => Tone::Bad,
+        Agreement::Maintenance => Tone::Maint,
+        Agreement::NotComparable => return None,
+    };
+    Some((tone, agreement.text()?))
 }
 
 /// "Official: operational · Our probes: failing since 14:02 (23 min) · disagree: …".
 pub fn comparison(
     official: &OfficialNow,
     has_status_page: bool,
-    own: State,
+    assessment: &Assessment,
     since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Markup {
     let (official_tone, official_text) = official_words(official, has_status_page);
-    let signal = official
-        .view
-        .as_ref()
-        .map_or(OfficialSignal::Unknown, |v| v.signal);
+    let own = assessment.provenance.probes;
     html! {
         p.cmp {
             span {
@@ -332,13 +304,13 @@ pub fn comparison(
             span {
                 "Our probes: "
                 b class={"t-" (Tone::of(own).class())} {
-                    @if own == State::Unknown && since.is_none() { "not checked yet" } @else { (present::probes_word(own)) }
+                    @if own == Status::Unknown && since.is_none() { "not checked yet" } @else { (present::probes_word(own)) }
                 }
-                @if let Some(since) = since.filter(|_| own != State::Operational && own != State::Unknown) {
+                @if let Some(since) = since.filter(|_| own != Status::Operational && own != Status::Unknown) {
                     " since " (present::time(since, now)) " (" (present::duration(now - since)) ")"
                 }
             }
-            @if let Some((tone, words)) = agreement(signal, own) {
+            @if let Some((tone, words)) = agreement(assessment) {
                 span class={"agree a-" (tone.class())} { (present::icon(tone)) (words) }
             }
         }
@@ -350,25 +322,34 @@ fn banner(overview: &Overview) -> Markup {
     let troubled: Vec<&Row> = overview
         .services
         .iter()
-        .filter(|r| {
-            matches!(
-                r.state,
-                State::Degraded | State::Outage | State::Maintenance
-            )
-        })
+        .filter(|r| r.assessment.is_trouble())
         .collect();
     let unknown = overview
         .services
         .iter()
-        .filter(|r| r.state == State::Unknown)
+        .filter(|r| r.state == Status::Unknown)
         .count();
-    let worst = overview
+    let absent = overview
         .services
         .iter()
-        .map(|r| r.state)
-        .max_by_key(|s| rank(*s))
-        .unwrap_or(State::Unknown);
-    let tone = if troubled.is_empty() && unknown == overview.services.len() {
+        .filter(|r| r.state == Status::NotRunning)
+        .count();
+    // The monitor's own trouble, said as such: never counted as the providers'.
+    let blind: Vec<&Row> = overview
+        .services
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.assessment.notice,
+                Some(Notice::MonitorCannotSee(_) | Notice::MonitorOffline(_))
+            )
+        })
+        .collect();
+    let offline = blind
+        .iter()
+        .any(|r| matches!(r.assessment.notice, Some(Notice::MonitorOffline(_))));
+    let worst = Status::worst(troubled.iter().map(|r| r.state));
+    let tone = if troubled.is_empty() && unknown + absent == overview.services.len() {
         Tone::Unknown
     } else if troubled.is_empty() {
         Tone::Ok
@@ -377,8 +358,15 @@ fn banner(overview: &Overview) -> Markup {
     };
     let headline = if overview.services.is_empty() {
         "No services are watched".to_owned()
-    } else if troubled.is_empty() && unknown == overview.services.len() {
+    } else if troubled.is_empty() && offline {
+        "aiwatch's own connection is down: nothing can be measured".to_owned()
+    } else if troubled.is_empty() && unknown + absent == overview.services.len() {
         "Waiting for the first checks".to_owned()
+    } else if troubled.is_empty() && unknown > 0 {
+        format!(
+            "No trouble seen; {} not measured",
+            present::plural(unknown, "service", "services")
+        )
     } else if troubled.is_empty() {
         "All watched services are operational".to_owned()
     } else {
@@ -401,9 +389,25 @@ fn banner(overview: &Overview) -> Markup {
                         }
                     }
                 }
+                @if !blind.is_empty() {
+                    div.notice role="note" {
+                        strong { "Monitor health: " }
+                        @if offline { "this server's own connection is down; what it cannot see is shown as unknown, never as an outage." }
+                        @else {
+                            "this server cannot reach "
+                            @for (i, row) in blind.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                a href={"/services/" (row.name)} { (row.title) }
+                                @if let Some(n) = row.assessment.notice { " (" (n.cause()) ")" }
+                            }
+                            " from its own network: its DNS, firewall or proxy is in the way. That is the monitor's trouble, not the providers'."
+                        }
+                    }
+                }
                 p.meta {
                     "Updated " (present::time(overview.now, overview.now))
-                    @if unknown > 0 && unknown < overview.services.len() { " · " (present::plural(unknown, "service", "services")) " without data yet" }
+                    @if unknown > 0 && unknown < overview.services.len() { " · " (present::plural(unknown, "service", "services")) " not measured" }
+                    @if absent > 0 { " · " (present::plural(absent, "local runtime", "local runtimes")) " not running here" }
                 }
             }
         }
@@ -444,7 +448,7 @@ pub fn maintenance_list(list: &[Upcoming], now: DateTime<Utc>) -> Markup {
 /// The sparkline with its figure.
 /// The sparkline of the latest answered checks; while the service fails, the figure says so
 /// instead of showing the last good latency.
-pub fn latency_box(latency: &[f32], state: State) -> Markup {
+pub fn latency_box(latency: &[f32], state: Status) -> Markup {
     let latest = latency.last().copied();
     let median = median(latency);
     let label = match (latest, median) {
@@ -460,7 +464,7 @@ pub fn latency_box(latency: &[f32], state: State) -> Markup {
         div.lat {
             (charts::sparkline(latency, &label))
             span.latv {
-                @if state == State::Outage { "failing" }
+                @if state == Status::Outage { "failing" }
                 @else if let Some(l) = latest { (present::ms(f64::from(l))) }
                 @else { "—" }
             }
@@ -504,7 +508,7 @@ fn service_row(row: &Row, now: DateTime<Utc>) -> Markup {
                     }
                 }
             }
-            (comparison(&row.official, row.has_status_page, row.state, row.since, now))
+            (comparison(&row.official, row.has_status_page, &row.assessment, row.since, now))
             div.hist {
                 div.barsbox {
                     (charts::uptime_bars(&row.days, row.uptime))
@@ -543,7 +547,7 @@ pub fn render(overview: &Overview) -> Markup {
 pub fn legend() -> Markup {
     html! {
         section.legend aria-label="Legend" {
-            @for state in [State::Operational, State::Degraded, State::Outage, State::Maintenance, State::Unknown] {
+            @for state in [Status::Operational, Status::Degraded, Status::Outage, Status::Maintenance, Status::Unknown] {
                 span { (present::icon(Tone::of(state))) (present::state_word(state)) }
             }
             span.note { "Taller bars mark worse days; hover or focus a bar for its day." }

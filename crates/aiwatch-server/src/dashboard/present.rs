@@ -1,8 +1,7 @@
 //! How the dashboard words and marks things: state tones with an icon and a word (never color
 //! alone), times, durations, percentages and latencies.
 
-use aiwatch_core::assess::State;
-use aiwatch_core::official::OfficialSignal;
+use aiwatch_core::Status;
 use chrono::{DateTime, Datelike, Utc};
 use maud::{html, Markup};
 
@@ -17,18 +16,14 @@ pub enum Tone {
 }
 
 impl Tone {
-    pub fn of(state: State) -> Tone {
+    pub fn of(state: Status) -> Tone {
         match state {
-            State::Operational => Tone::Ok,
-            State::Degraded => Tone::Warn,
-            State::Outage => Tone::Bad,
-            State::Maintenance => Tone::Maint,
-            State::Unknown => Tone::Unknown,
+            Status::Operational => Tone::Ok,
+            Status::Degraded => Tone::Warn,
+            Status::Outage => Tone::Bad,
+            Status::Maintenance => Tone::Maint,
+            Status::Unknown | Status::NotRunning => Tone::Unknown,
         }
-    }
-
-    pub fn of_signal(signal: OfficialSignal) -> Tone {
-        Self::of(crate::engine::official_state(signal))
     }
 
     /// The CSS suffix: `t-ok`, `f-ok`….
@@ -44,35 +39,38 @@ impl Tone {
 }
 
 /// The word for a state, capitalized for a label.
-pub fn state_word(state: State) -> &'static str {
+pub fn state_word(state: Status) -> &'static str {
     match state {
-        State::Operational => "Operational",
-        State::Degraded => "Degraded",
-        State::Outage => "Outage",
-        State::Maintenance => "Maintenance",
-        State::Unknown => "No data",
+        Status::Operational => "Operational",
+        Status::Degraded => "Degraded",
+        Status::Outage => "Outage",
+        Status::Maintenance => "Maintenance",
+        Status::NotRunning => "Not running here",
+        Status::Unknown => "No data",
     }
 }
 
 /// The word for an official signal.
-pub fn signal_word(signal: OfficialSignal) -> &'static str {
+pub fn signal_word(signal: Status) -> &'static str {
     match signal {
-        OfficialSignal::Operational => "operational",
-        OfficialSignal::Degraded => "degraded",
-        OfficialSignal::Outage => "outage",
-        OfficialSignal::Maintenance => "maintenance",
-        OfficialSignal::Unknown => "unknown",
+        Status::Operational => "operational",
+        Status::Degraded => "degraded",
+        Status::Outage => "outage",
+        Status::Maintenance => "maintenance",
+        Status::NotRunning => "not running here",
+        Status::Unknown => "unknown",
     }
 }
 
 /// What the own probes are doing in a state, for "our probes: failing since 14:02".
-pub fn probes_word(state: State) -> &'static str {
+pub fn probes_word(state: Status) -> &'static str {
     match state {
-        State::Operational => "passing",
-        State::Degraded => "degraded",
-        State::Outage => "failing",
-        State::Maintenance => "failing during maintenance",
-        State::Unknown => "no usable result",
+        Status::Operational => "passing",
+        Status::Degraded => "degraded",
+        Status::Outage => "failing",
+        Status::Maintenance => "failing during maintenance",
+        Status::NotRunning => "nothing answers: not running here",
+        Status::Unknown => "cannot see the service",
     }
 }
 
@@ -85,7 +83,7 @@ pub fn icon(tone: Tone) -> Markup {
 }
 
 /// A pill with icon and word, e.g. "✓ Operational".
-pub fn state_pill(state: State) -> Markup {
+pub fn state_pill(state: Status) -> Markup {
     let tone = Tone::of(state);
     html! {
         span class={"pill p-" (tone.class())} { (icon(tone)) (state_word(state)) }

@@ -2,10 +2,12 @@
 //! latest check's phases, the per-region matrix, own and official incidents with their
 //! timelines, and the latest diagnosis with its advice.
 
-use aiwatch_core::assess::{Incident, Key, State};
-use aiwatch_core::observation::{PhaseMs, LOCAL_REGION};
+use aiwatch_core::assess::{Incident, Key};
+use aiwatch_core::assessment::{fuse, Assessment, OfficialReading, ProbeReading};
+use aiwatch_core::observation::{Component, PhaseMs, Region};
 use aiwatch_core::verdict::Outcome;
-use aiwatch_core::{Scope, Service, Status, Verdict};
+use aiwatch_core::Status;
+use aiwatch_core::{Scope, Service, Verdict};
 use aiwatch_store::{Granularity, IncidentQuery, LatencyHistogram, Rollup, Selector, TimeRange};
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
@@ -14,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use maud::{html, Markup};
 
 use super::charts::{self, LatencyPoint};
-use super::history::{self, DAYS, OFFICIAL_COMPONENT};
+use super::history::{self, DAYS};
 use super::layout::{self, Nav, Page};
 use super::overview::{self, ComponentNow};
 use super::present::{self, Tone};
@@ -88,7 +90,7 @@ pub struct Phases {
 
 /// One component's latency over the range.
 pub struct ComponentLatency {
-    pub component: String,
+    pub component: Component,
     pub points: Vec<LatencyPoint>,
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -103,11 +105,14 @@ pub struct Detail {
     pub name: String,
     pub title: String,
     pub kind: &'static str,
-    pub state: State,
+    /// The core's decision about the service; `state` is its status.
+    pub assessment: Assessment,
+    pub headline: String,
+    pub state: Status,
     pub since: Option<DateTime<Utc>>,
     pub components: Vec<ComponentNow>,
     /// (component, region, state, since, description).
-    pub matrix: Vec<(Key, State, Option<DateTime<Utc>>, String)>,
+    pub matrix: Vec<(Key, Status, Option<DateTime<Utc>>, String)>,
     pub official: OfficialNow,
     pub has_status_page: bool,
     pub days: Vec<history::Day>,
@@ -159,12 +164,12 @@ fn median_of(values: impl Iterator<Item = Option<f32>>) -> Option<f32> {
 fn phases_of(
     engine: &Engine,
     service: &Service,
-    component: &str,
+    component: Component,
     now: DateTime<Utc>,
 ) -> Result<Option<Phases>, aiwatch_store::Error> {
     let selector = Selector::service(service.name.clone())
         .component(component)
-        .region(LOCAL_REGION);
+        .region(Region::local());
     let rows =
         engine
             .store
@@ -203,15 +208,30 @@ pub fn gather(
     range: Range,
     now: DateTime<Utc>,
 ) -> Result<Detail, aiwatch_store::Error> {
-    let states = engine.states();
-    let components = overview::components_of(&states, service);
-    let worst = components.iter().max_by_key(|c| overview::rank(c.state));
-    let mut matrix: Vec<_> = states
-        .into_iter()
-        .filter(|(k, ..)| k.service == service.name && k.component != OFFICIAL_COMPONENT)
-        .collect();
+    let now_of = engine.service_now(&service.name);
+    let components = now_of
+        .as_ref()
+        .map(overview::components_of)
+        .unwrap_or_default();
+    let local = Region::local();
+    let mut matrix: Vec<_> = now_of
+        .as_ref()
+        .map(|n| {
+            n.components
+                .iter()
+                .map(|c| {
+                    (
+                        c.key.clone(),
+                        c.assessment.status,
+                        c.since,
+                        c.description.clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     matrix.sort_by(|a, b| {
-        (a.0.region != LOCAL_REGION, &a.0.region).cmp(&(b.0.region != LOCAL_REGION, &b.0.region))
+        (a.0.region != local, &a.0.region).cmp(&(b.0.region != local, &b.0.region))
     });
 
     let first_day = history::first_day(now, DAYS);
@@ -247,19 +267,15 @@ pub fn gather(
         )?
     };
     let mut counts = aiwatch_store::HealthCounts::default();
-    for r in rollups
-        .iter()
-        .filter(|r| r.key.component != OFFICIAL_COMPONENT)
-    {
+    for r in rollups.iter().filter(|r| r.key.component.is_probed()) {
         counts.merge(&r.counts);
     }
-    let uptime_range =
-        (counts.known() > 0).then(|| (counts.up + counts.degraded) as f64 / counts.known() as f64);
+    let uptime_range = counts.up_ratio();
     let mut latency = Vec::new();
-    let mut names: Vec<String> = components.iter().map(|c| c.component.clone()).collect();
+    let mut names: Vec<Component> = components.iter().map(|c| c.component).collect();
     for r in &rollups {
-        if r.key.component != OFFICIAL_COMPONENT && !names.contains(&r.key.component) {
-            names.push(r.key.component.clone());
+        if r.key.component.is_probed() && !names.contains(&r.key.component) {
+            names.push(r.key.component);
         }
     }
     for component in names {
@@ -271,7 +287,7 @@ pub fn gather(
         latency.push(ComponentLatency {
             p50: all.quantile(0.5),
             p95: all.quantile(0.95),
-            phases: phases_of(engine, service, &component, now)?,
+            phases: phases_of(engine, service, component, now)?,
             component,
             points,
         });
@@ -296,6 +312,13 @@ pub fn gather(
         incidents = overview::with_open(stored, open);
     }
     incidents.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
+    let (assessment, headline) = match &now_of {
+        Some(n) => (n.assessment, n.headline.clone()),
+        None => {
+            let a = fuse(ProbeReading::NotChecked, OfficialReading::None);
+            (a, a.headline(&service.title))
+        }
+    };
     Ok(Detail {
         site: engine.options.page_name.clone(),
         now,
@@ -303,8 +326,10 @@ pub fn gather(
         name: service.name.to_string(),
         title: service.title.clone(),
         kind: service.kind.as_str(),
-        state: worst.map_or(State::Unknown, |c| c.state),
-        since: worst.and_then(|c| c.since),
+        state: assessment.status,
+        assessment,
+        headline,
+        since: now_of.as_ref().and_then(|n| n.since),
         components,
         matrix,
         official: engine.official_of(&service.name),
@@ -354,21 +379,11 @@ pub async fn handler(
 }
 
 fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Operational => "operational",
-        Status::Degraded => "degraded",
-        Status::Outage => "outage",
-        Status::Unknown => "unknown",
-    }
+    present::signal_word(status)
 }
 
 fn status_tone(status: Status) -> Tone {
-    match status {
-        Status::Operational => Tone::Ok,
-        Status::Degraded => Tone::Warn,
-        Status::Outage => Tone::Bad,
-        Status::Unknown => Tone::Unknown,
-    }
+    Tone::of(status)
 }
 
 /// Who is affected, in words.
@@ -438,23 +453,23 @@ pub fn diagnosis(verdict: &Verdict, now: DateTime<Utc>) -> Markup {
     }
 }
 
-fn region_name(region: &str) -> String {
-    if region == LOCAL_REGION {
+fn region_name(region: &Region) -> String {
+    if *region == Region::local() {
         "this server".into()
     } else {
-        region.to_owned()
+        region.to_string()
     }
 }
 
 fn region_matrix(d: &Detail) -> Markup {
-    let mut regions: Vec<&str> = Vec::new();
-    let mut components: Vec<&str> = Vec::new();
+    let mut regions: Vec<&Region> = Vec::new();
+    let mut components: Vec<Component> = Vec::new();
     for (k, ..) in &d.matrix {
-        if !regions.contains(&k.region.as_str()) {
+        if !regions.contains(&&k.region) {
             regions.push(&k.region);
         }
-        if !components.contains(&k.component.as_str()) {
-            components.push(&k.component);
+        if !components.contains(&k.component) {
+            components.push(k.component);
         }
     }
     html! {
@@ -474,7 +489,7 @@ fn region_matrix(d: &Detail) -> Markup {
                             tr {
                                 th scope="row" { (c) }
                                 @for r in &regions {
-                                    @match d.matrix.iter().find(|(k, ..)| k.component == *c && k.region == *r) {
+                                    @match d.matrix.iter().find(|(k, ..)| k.component == *c && k.region == **r) {
                                         Some((_, state, since, description)) => {
                                             td title=(description) {
                                                 (present::state_pill(*state))
@@ -603,7 +618,7 @@ fn official_section(d: &Detail) -> Markup {
             @match (view, &d.official.unavailable) {
                 (Some(view), _) => {
                     p {
-                        (present::icon(Tone::of_signal(view.signal)))
+                        (present::icon(Tone::of(view.signal)))
                         "Says " strong { (present::signal_word(view.signal)) }
                         @if let Some(text) = &view.description { " — “" (text) "”" }
                     }
@@ -641,9 +656,10 @@ pub fn render(d: &Detail) -> Markup {
     let main = html! {
         div.pagehead {
             h1 { (d.title) " " (present::state_pill(d.state)) }
+            p.headline { (d.headline) }
             p.sub { code { (d.name) } " · " (d.kind) " · " a href={"/just-me?service=" (d.name)} { "Is it just me?" } }
         }
-        (overview::comparison(&d.official, d.has_status_page, d.state, d.since, d.now))
+        (overview::comparison(&d.official, d.has_status_page, &d.assessment, d.since, d.now))
         section aria-labelledby="uptime-title" {
             h2 #uptime-title { "Uptime, last " (DAYS) " days" }
             div.barsbox.wide {

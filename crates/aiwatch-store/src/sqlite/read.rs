@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use aiwatch_core::assess::{Incident, Key, State};
-use aiwatch_core::observation::{Health, Observation, PhaseMs, Source};
+use aiwatch_core::assess::{Incident, Key};
+use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
+use aiwatch_core::Status;
 use aiwatch_core::{Cause, ServiceName};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -43,6 +44,13 @@ fn service_name(raw: String) -> Result<ServiceName> {
     })
 }
 
+fn component(raw: String) -> Result<Component> {
+    Component::parse(&raw).ok_or_else(|| Error::Decode {
+        what: "component",
+        reason: format!("`{raw}` is not a component (api, web, official)"),
+    })
+}
+
 fn matching_series(conn: &Connection, sel: &Selector) -> Result<Vec<Series>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, component, region, first_seen_ms FROM series \
@@ -50,7 +58,11 @@ fn matching_series(conn: &Connection, sel: &Selector) -> Result<Vec<Series>> {
          ORDER BY component, region",
     )?;
     let rows = stmt.query_map(
-        params![sel.service.as_str(), sel.component, sel.region],
+        params![
+            sel.service.as_str(),
+            sel.component.map(Component::as_str),
+            sel.region.as_ref().map(Region::as_str)
+        ],
         |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -62,13 +74,13 @@ fn matching_series(conn: &Connection, sel: &Selector) -> Result<Vec<Series>> {
     )?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, component, region, first_seen_ms) = row?;
+        let (id, raw_component, region, first_seen_ms) = row?;
         out.push(Series {
             id,
             key: Key {
                 service: sel.service.clone(),
-                component,
-                region,
+                component: component(raw_component)?,
+                region: Region::new(region),
             },
             first_seen_ms,
         });
@@ -170,7 +182,7 @@ fn decode_observation(r: &Row<'_>, service: &ServiceName, s: &Series) -> Result<
     let cause: String = r.get(4)?;
     Ok(Observation {
         service: service.clone(),
-        component: s.key.component.clone(),
+        component: s.key.component,
         region: s.key.region.clone(),
         source: Source::from_str_lossy(&r.get::<_, String>(1)?),
         at: from_ms(r.get(2)?)?,
@@ -528,15 +540,14 @@ pub(crate) fn uptime(
     }
     let known = counts.known();
     let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
-    let everything = counts.total() + missing;
     Ok(Uptime {
         counts,
         series: series.len(),
         expected: per_series_expected.map(|e| e * series.len() as u64),
         missing,
-        up_ratio: ratio(counts.up + counts.degraded, known),
+        up_ratio: counts.up_ratio(),
         degraded_ratio: ratio(counts.degraded, known),
-        unknown_ratio: ratio(counts.unknown + missing, everything).unwrap_or(1.0),
+        unknown_ratio: aiwatch_core::uptime::unknown_ratio(counts.unknown, missing, counts.total()),
         first_seen: series
             .iter()
             .map(|s| s.first_seen_ms)
@@ -572,7 +583,11 @@ fn series_id(conn: &Connection, key: &Key) -> Result<Option<i64>> {
             "SELECT id FROM series WHERE service = ?1 AND component = ?2 AND region = ?3",
         )?
         .query_row(
-            params![key.service.as_str(), key.component, key.region],
+            params![
+                key.service.as_str(),
+                key.component.as_str(),
+                key.region.as_str()
+            ],
             |r| r.get(0),
         )
         .optional()?)
@@ -603,8 +618,8 @@ pub(crate) fn last_observation_times(conn: &Connection) -> Result<Vec<(Key, Date
         };
         let key = Key {
             service: service_name(r.get(1)?)?,
-            component: r.get(2)?,
-            region: r.get(3)?,
+            component: component(r.get(2)?)?,
+            region: Region::new(r.get::<_, String>(3)?),
         };
         out.push((key, from_ms(last)?));
     }
@@ -708,7 +723,7 @@ pub(crate) fn load_states(conn: &Connection) -> Result<Vec<SavedState>> {
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let raw: String = r.get(3)?;
-        let state: State =
+        let state: Status =
             serde_json::from_value(serde_json::Value::String(raw)).map_err(|e| Error::Decode {
                 what: "state",
                 reason: e.to_string(),
@@ -716,8 +731,8 @@ pub(crate) fn load_states(conn: &Connection) -> Result<Vec<SavedState>> {
         out.push(SavedState {
             key: Key {
                 service: service_name(r.get(0)?)?,
-                component: r.get(1)?,
-                region: r.get(2)?,
+                component: component(r.get(1)?)?,
+                region: Region::new(r.get::<_, String>(2)?),
             },
             state,
             since: r.get::<_, Option<i64>>(4)?.map(from_ms).transpose()?,

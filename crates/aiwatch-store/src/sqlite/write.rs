@@ -200,12 +200,22 @@ impl Writer {
             let mut key = String::new();
             for obs in batch {
                 let at_ms = to_ms(obs.at);
-                series_key(&mut key, obs.service.as_str(), &obs.component, &obs.region);
+                series_key(
+                    &mut key,
+                    obs.service.as_str(),
+                    obs.component.as_str(),
+                    obs.region.as_str(),
+                );
                 let series_id = match self.series.get(&key).or_else(|| fresh.get(&key)) {
                     Some(&id) => id,
                     None => {
                         let id: i64 = upsert_series.query_row(
-                            params![obs.service.as_str(), obs.component, obs.region, at_ms],
+                            params![
+                                obs.service.as_str(),
+                                obs.component.as_str(),
+                                obs.region.as_str(),
+                                at_ms
+                            ],
                             |r| r.get(0),
                         )?;
                         fresh.insert(key.clone(), id);
@@ -287,8 +297,8 @@ impl Writer {
         self.conn.prepare_cached(UPSERT_INCIDENT)?.execute(params![
             incident.id,
             incident.key.service.as_str(),
-            incident.key.component,
-            incident.key.region,
+            incident.key.component.as_str(),
+            incident.key.region.as_str(),
             to_ms(incident.opened_at),
             incident.resolved_at.map(to_ms),
             phase,
@@ -306,8 +316,8 @@ impl Writer {
             for s in states {
                 stmt.execute(params![
                     s.key.service.as_str(),
-                    s.key.component,
-                    s.key.region,
+                    s.key.component.as_str(),
+                    s.key.region.as_str(),
                     serde_name("state", &s.state)?,
                     s.since.map(to_ms),
                 ])?;

@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use aiwatch_core::assess::{Incident, IncidentPhase, Key, State, TimelineEntry, TimelineKind};
-use aiwatch_core::observation::{Health, Observation, PhaseMs, Source};
+use aiwatch_core::assess::{Incident, IncidentPhase, Key, TimelineEntry, TimelineKind};
+use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Source};
+use aiwatch_core::Status;
 use aiwatch_core::{Cause, ServiceName};
 use chrono::{DateTime, Duration, Utc};
 
@@ -16,14 +17,19 @@ pub fn name(raw: &str) -> ServiceName {
 }
 
 pub fn key(service: &str, component: &str, region: &str) -> Key {
-    Key::new(name(service), component, region)
+    Key::new(name(service), component_named(component), region)
+}
+
+/// The component with this name (`api`, `web`, `official`).
+pub fn component_named(raw: &str) -> Component {
+    Component::parse(raw).expect("a known component")
 }
 
 /// A probe observation of `openai-api/api/local` unless changed.
 pub fn obs(at: DateTime<Utc>, health: Health, total_ms: Option<f32>) -> Observation {
     Observation {
         service: name("openai-api"),
-        component: "api".into(),
+        component: Component::Api,
         region: "local".into(),
         source: Source::Probe,
         at,
@@ -66,7 +72,7 @@ pub fn incident(id: &str, key: Key, opened_at: DateTime<Utc>) -> Incident {
         updated_at: opened_at,
         resolved_at: None,
         phase: IncidentPhase::Open,
-        severity: State::Outage,
+        severity: Status::Outage,
         cause: Cause::ProviderError,
         confirmed: false,
         timeline: vec![TimelineEntry {

@@ -1,6 +1,7 @@
 //! `aiwatch serve`: loads the config, opens the store, and runs the daemon until SIGINT or
 //! SIGTERM.
 
+use aiwatch_core::observation::Component;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -147,15 +148,16 @@ async fn feed_monitor_view(
     loop {
         tick.tick().await;
         let mut outages = MonitorView::new();
-        for (key, state, since, text) in engine.states() {
+        for c in engine.services_now().into_iter().flat_map(|s| s.components) {
             // Only the API matters to the gateway: a web front-end outage does not stop it.
-            if state == aiwatch_core::assess::State::Outage && key.component == "api" {
-                let since = since
+            if c.key.component == Component::Api && c.assessment.warrants_failover() {
+                let since = c
+                    .since
                     .map(|s| format!(" since {}", s.format("%H:%M UTC")))
                     .unwrap_or_default();
                 outages.insert(
-                    key.service.clone(),
-                    format!("{}{since}: {text}", key.component),
+                    c.key.service.clone(),
+                    format!("{}{since}: {}", c.key.component, c.description),
                 );
             }
         }

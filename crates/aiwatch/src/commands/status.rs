@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aiwatch_core::official::{
     Component, ComponentStatus, Impact, Incident, IncidentStatus, IncidentUpdate, Indicator,
-    Maintenance, MaintenanceStatus, OfficialSignal, OfficialStatus,
+    Maintenance, MaintenanceStatus, OfficialStatus,
 };
 use aiwatch_core::service::StatusSource;
 use aiwatch_core::verdict::Fault;
@@ -158,13 +158,14 @@ enum State {
 }
 
 impl State {
-    fn from_signal(signal: OfficialSignal) -> Self {
+    fn from_signal(signal: aiwatch_core::Status) -> Self {
+        use aiwatch_core::Status as OfficialSignal;
         match signal {
             OfficialSignal::Operational => Self::Operational,
             OfficialSignal::Degraded => Self::Degraded,
             OfficialSignal::Outage => Self::Outage,
             OfficialSignal::Maintenance => Self::Maintenance,
-            OfficialSignal::Unknown => Self::Unknown,
+            OfficialSignal::Unknown | OfficialSignal::NotRunning => Self::Unknown,
         }
     }
 
