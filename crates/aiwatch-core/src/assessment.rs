@@ -8,7 +8,7 @@
 //! | what is seen | status | scope | notice |
 //! |---|---|---|---|
 //! | a local runtime that is not running | not running | local | none |
-//! | the control host fails too | the page's, else unknown | local | the monitor lost its network |
+//! | the control host fails too | unknown | local | the monitor lost its network |
 //! | network-side cause, control host fine | the page's, else unknown | local | the monitor cannot see the service |
 //! | …and the page reports an outage, the path failing at DNS or TCP | the page's | global (`official_incident`) | as above |
 //! | account-side cause | the page's, else operational | account | your account |
@@ -328,8 +328,9 @@ pub fn fuse(probes: ProbeReading, official: OfficialReading) -> Assessment {
     };
     let (status, scope, cause, notice) = match probes {
         ProbeReading::NotRunning(cause) => (Status::NotRunning, Scope::Local, cause, None),
+        // Whatever a page said a moment ago, nothing can be measured from here now.
         ProbeReading::MonitorOffline(cause) => (
-            page.unwrap_or(Status::Unknown),
+            Status::Unknown,
             Scope::Local,
             cause,
             Some(Notice::MonitorOffline(cause)),

@@ -362,13 +362,13 @@ async fn cloudflare_1020_on_web_is_bot_challenge_but_plain_challenge_is_fine() {
         .server
         .route("GET", "/", canned::cloudflare_block_1020());
     let v = Run::of(&["chatgpt"]).verdict(&world).await;
-    assert_verdict(&v, Status::Operational, Scope::Local, Cause::BotChallenge);
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::BotChallenge);
     world
         .service("chatgpt")
         .server
         .route("GET", "/", canned::cloudflare_rate_limited_1015());
     let v = Run::of(&["chatgpt"]).verdict(&world).await;
-    assert_verdict(&v, Status::Operational, Scope::Local, Cause::BotChallenge);
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::BotChallenge);
 }
 
 // === account side ===
@@ -581,7 +581,7 @@ async fn component_under_maintenance_is_maintenance() {
         .key("openai-api", "k")
         .verdict(&world)
         .await;
-    assert_verdict(&v, Status::Degraded, Scope::Global, Cause::Maintenance);
+    assert_verdict(&v, Status::Maintenance, Scope::Global, Cause::Maintenance);
 }
 
 #[tokio::test]
@@ -673,7 +673,7 @@ async fn local_server_not_running_is_local_not_an_internet_problem() {
     world.local("ollama", "").await;
     world.services[0].url = format!("http://127.0.0.1:{}", closed_port().port());
     let v = Run::of(&["ollama"]).verdict(&world).await;
-    assert_verdict(&v, Status::Outage, Scope::Local, Cause::TcpRefused);
+    assert_verdict(&v, Status::NotRunning, Scope::Local, Cause::TcpRefused);
     assert!(v.summary.contains("not running"), "{}", v.summary);
 }
 
