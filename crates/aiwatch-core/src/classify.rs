@@ -1,9 +1,11 @@
 //! Turns the evidence of one check into a verdict: who is affected, why, and what to do.
 //!
 //! The rules, in order: a dead connection on the user's side explains everything else; then
-//! network trouble on the way to the provider (local); then provider errors (global, confirmed
-//! or not by the official page); then account problems (never an outage); then slow or cut
-//! answers; then what the official page says when every probe worked.
+//! network trouble on the way to the provider (local) — which includes a failing answer that a
+//! TLS interceptor or forwarding proxy made itself, without the provider's fingerprints; then
+//! provider errors (global, confirmed or not by the official page); then account problems (never
+//! an outage); then slow or cut answers; then what the official page says when every probe
+//! worked.
 
 use std::time::Duration;
 
@@ -244,7 +246,7 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
         }
     }
-    let mut finding = match &report.http {
+    let finding = match &report.http {
         None => fail(
             Cause::Unknown,
             format!(
@@ -338,6 +340,7 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
         }
     };
+    let mut finding = intermediary_finding(report, finding, intercepted_by.as_deref());
     if finding.cause == Cause::Ok {
         if let Some(issuer) = intercepted_by {
             finding.detail = format!(
@@ -353,6 +356,82 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
         }
     }
+    finding
+}
+
+/// Whose failing answer it is when something in between could have made it.
+///
+/// A TLS interceptor (a chain trusted only through a local or `--ca-file` root) and a proxy that
+/// forwards plain HTTP both see the request in the clear and can answer it themselves; a CONNECT
+/// tunnel under a publicly trusted chain cannot (only the certificate's holder speaks inside it),
+/// so it is not one. Such an answer belongs to the intermediary until the provider's own
+/// fingerprints prove otherwise: its JSON error shape (a parsed `provider_error`) or one of its
+/// own headers (`HttpResponse::provider_fingerprint`). Until then a failure that would blame
+/// the provider (a 5xx, an overload, no answer, broken HTTP) or the account, or an unexpected
+/// status, is the intermediary's — `tls_intercepted` or `proxy_error` — and the provider counts
+/// as not reached.
+fn intermediary_finding(
+    report: &ProbeReport,
+    mut finding: Finding,
+    intercepted_by: Option<&str>,
+) -> Finding {
+    let blames_far_side = matches!(
+        finding.cause,
+        Cause::ProviderError | Cause::ProviderOverloaded | Cause::Unknown
+    ) || is_account_cause(finding.cause);
+    if !finding.reached || !blames_far_side {
+        return finding;
+    }
+    let response = report.response();
+    let proof = response.and_then(|r| {
+        if r.provider_error.is_some() {
+            Some("error body")
+        } else if r.provider_fingerprint {
+            Some("headers")
+        } else {
+            None
+        }
+    });
+    let forwarding_proxy = report
+        .proxy
+        .as_ref()
+        .filter(|p| p.outcome == ProxyOutcome::Forwarded);
+    let (cause, via, who) = match (intercepted_by, forwarding_proxy, proof) {
+        (Some(issuer), _, Some(proof)) => {
+            finding.detail = format!(
+                "{}; it came through TLS interception by {issuer}, but with the provider's own {proof}",
+                finding.detail
+            );
+            return finding;
+        }
+        (_, _, Some(_)) | (None, None, None) => return finding,
+        (Some(issuer), _, None) => (
+            Cause::TlsIntercepted,
+            format!("TLS interception by {issuer}"),
+            "the interceptor",
+        ),
+        (None, Some(proxy), None) => (
+            Cause::ProxyError,
+            format!("the proxy {}", proxy.url),
+            "the proxy",
+        ),
+    };
+    let server = response
+        .and_then(|r| r.server.as_deref())
+        .map(|s| format!(" (server: {s})"))
+        .unwrap_or_default();
+    let tail = if response.is_some() {
+        format!("{who} answered, not the provider")
+    } else {
+        "the provider itself was not seen".to_owned()
+    };
+    finding.detail = format!(
+        "{}{server}, through {via} and without the provider's own error body or headers: {tail}",
+        finding.detail
+    );
+    finding.cause = cause;
+    finding.reached = false;
+    finding.issuer = intercepted_by.map(str::to_owned);
     finding
 }
 
@@ -910,7 +989,12 @@ fn evidence_lines(
             if report.http.is_some() {
                 lines.push(EvidenceLine {
                     layer: layer.into(),
-                    outcome: outcome_of(f.cause),
+                    // An answer that is not the provider's (a portal's, an intermediary's) failed.
+                    outcome: if f.reached {
+                        outcome_of(f.cause)
+                    } else {
+                        Outcome::Fail
+                    },
                     detail: f.detail.clone(),
                     ms: duration_ms(report.timings.total),
                 });
