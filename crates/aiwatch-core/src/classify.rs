@@ -246,6 +246,15 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
         }
     }
+    if let Some(to) = report.response().and_then(|r| portal_redirect(report, r)) {
+        return fail(
+            Cause::CaptivePortal,
+            format!(
+                "the plain-HTTP request to {} was redirected to {to}, an unrelated host: a portal intercepts plain HTTP",
+                report.host
+            ),
+        );
+    }
     let finding = match &report.http {
         None => fail(
             Cause::Unknown,
@@ -357,6 +366,35 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
         }
     }
     finding
+}
+
+/// The Location of a redirect that a captive portal made: a plain-HTTP service URL sent to a
+/// host that is not the same site (see `network::hosts_related`). Over HTTPS only the
+/// certificate's holder can redirect, and a redirect within the site (to https, to `www.`) is
+/// normal. The control probe has its own rule (`control_finding`); redirects are never followed.
+fn portal_redirect<'a>(
+    report: &ProbeReport,
+    response: &'a crate::evidence::HttpResponse,
+) -> Option<&'a str> {
+    let plain_http = report
+        .url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if report.purpose == Purpose::Control
+        || !plain_http
+        || !matches!(response.status, 301 | 302 | 303 | 307 | 308)
+    {
+        return None;
+    }
+    let location = response.location.as_deref()?;
+    // A network-path reference (`//portal.example/login`) names a host too.
+    let absolute = match location.strip_prefix("//") {
+        Some(rest) => format!("http://{rest}"),
+        None => location.to_owned(),
+    };
+    // A relative Location (`/login`) stays on the same host.
+    let host = crate::network::url_host(&absolute)?;
+    (!crate::network::hosts_related(host, &report.host)).then_some(location)
 }
 
 /// Whose failing answer it is when something in between could have made it.

@@ -408,6 +408,55 @@ async fn portal_redirect_on_control_with_failing_service_is_captive_portal() {
 }
 
 #[tokio::test]
+async fn plain_http_web_redirected_to_an_unrelated_host_is_captive_portal_though_control_is_clean()
+{
+    let mut world = World::start().await;
+    let web = world.web_plain("intranet-chat", "chat.intranet.test").await;
+    web.route(
+        "GET",
+        "/",
+        canned::captive_portal_redirect("http://login.hotel-wifi.test/portal?continue=1"),
+    );
+    let v = Run::of(&["intranet-chat"]).verdict(&world).await;
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::CaptivePortal);
+    assert_eq!(v.fault().exit_code(), 3);
+    assert_eq!(
+        world.service("intranet-chat").server.requests().len(),
+        1,
+        "the redirect is reported, never followed"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_api_of_http_kind_redirected_to_a_portal_is_captive_portal() {
+    let mut world = World::start().await;
+    let api = world.web_plain("intranet-llm", "llm.intranet.test").await;
+    api.route(
+        "GET",
+        "/v1",
+        canned::captive_portal_redirect("http://portal.airport-wifi.test/login"),
+    );
+    world.services[0].url.push_str("/v1");
+    world.services[0].is_web = false;
+    world.set_kind("intranet-llm", "http");
+    let v = Run::of(&["intranet-llm"]).verdict(&world).await;
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::CaptivePortal);
+}
+
+#[tokio::test]
+async fn plain_http_redirect_to_https_of_the_same_site_is_fine() {
+    let mut world = World::start().await;
+    let web = world.web_plain("intranet-chat", "chat.intranet.test").await;
+    web.route(
+        "GET",
+        "/",
+        Reply::empty(301).header("location", "https://www.chat.intranet.test/"),
+    );
+    let v = Run::of(&["intranet-chat"]).verdict(&world).await;
+    assert_verdict(&v, Status::Operational, Scope::None, Cause::Ok);
+}
+
+#[tokio::test]
 async fn control_failing_too_blames_the_users_connection() {
     let world = openai_world().await;
     world.dns.set("api.openai.test", DnsAnswer::NxDomain);
