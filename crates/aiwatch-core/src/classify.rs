@@ -4,8 +4,8 @@
 //! network trouble on the way to the provider (local) — which includes a failing answer that a
 //! TLS interceptor or forwarding proxy made itself, without the provider's fingerprints; then
 //! provider errors (global, confirmed or not by the official page); then account problems (never
-//! an outage); then slow or cut answers; then what the official page says when every probe
-//! worked.
+//! an outage); then slow (past a layer's limit in `thresholds`, or over half the budget) or cut
+//! answers; then what the official page says when every probe worked.
 
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::evidence::{
 use crate::official::{OfficialSignal, OfficialView};
 use crate::service::Service;
 use crate::signatures::{api_cause, web_cause, BodyMarker};
+use crate::thresholds;
 use crate::verdict::{EvidenceLine, OfficialSummary, Outcome, Verdict};
 
 /// What one probe amounts to.
@@ -358,14 +359,32 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             );
             finding.cause = Cause::TlsIntercepted;
             finding.issuer = Some(issuer);
-        } else if let Some(total) = report.timings.total {
-            if total > budget / 2 && report.purpose != Purpose::Control {
-                finding.cause = Cause::SlowResponses;
-                finding.detail = format!("{} (slow: {:.0} ms)", finding.detail, round_ms(total));
-            }
+        } else if let Some(slow) = slowness(report, budget) {
+            finding.cause = Cause::SlowResponses;
+            finding.detail = format!("{} (slow: {slow})", finding.detail);
         }
     }
     finding
+}
+
+/// Why a probe that worked counts as slow: it used more than half of the budget, or its answer
+/// started later than its layer's limit in `thresholds`. The control probe is never judged.
+fn slowness(report: &ProbeReport, budget: Duration) -> Option<String> {
+    let limit = match report.purpose {
+        Purpose::Web => thresholds::WEB_FIRST_BYTE,
+        Purpose::Api => thresholds::API_FIRST_BYTE,
+        Purpose::Control => return None,
+    };
+    if let Some(total) = report.timings.total.filter(|t| *t > budget / 2) {
+        return Some(format!("{:.0} ms", round_ms(total)));
+    }
+    report.timings.first_byte.filter(|t| *t > limit).map(|t| {
+        format!(
+            "first byte after {:.0} ms, over the {} s limit",
+            round_ms(t),
+            limit.as_secs()
+        )
+    })
 }
 
 /// The Location of a redirect that a captive portal made: a plain-HTTP service URL sent to a
@@ -692,13 +711,14 @@ fn stream_finding(
         ));
     }
     if let Some(ttft) = stream.time_to_first_token {
-        if ttft > budget / 2 {
+        if ttft > budget / 2 || ttft > thresholds::STREAM_FIRST_TOKEN {
             return Some(make(
                 Cause::SlowResponses,
                 format!(
-                    "the first token from {} took {:.0} ms",
+                    "the first token from {} took {:.0} ms (limit {} s)",
                     stream.model,
-                    round_ms(ttft)
+                    round_ms(ttft),
+                    thresholds::STREAM_FIRST_TOKEN.as_secs()
                 ),
             ));
         }

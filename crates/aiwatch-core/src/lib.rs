@@ -17,6 +17,7 @@ pub mod secret;
 pub mod service;
 pub mod signatures;
 pub mod spike;
+pub mod thresholds;
 pub mod verdict;
 
 pub use catalog::{Catalog, UnknownService};

@@ -736,6 +736,20 @@ async fn slow_answer_is_slow_responses() {
 }
 
 #[tokio::test]
+async fn web_first_byte_after_4s_is_slow_even_well_within_the_budget() {
+    let mut world = World::start().await;
+    let web = world.web("slow-chat", "chat.slow.test").await;
+    // 4 s against the 3 s web threshold; the 20 s budget keeps the half-budget rule out of it.
+    web.route("GET", "/", canned::web_home().delay(Duration::from_secs(4)));
+    let v = Run::of(&["slow-chat"])
+        .timeout(Duration::from_secs(20))
+        .verdict(&world)
+        .await;
+    assert_verdict(&v, Status::Degraded, Scope::Global, Cause::SlowResponses);
+    assert_eq!(v.fault().exit_code(), 1);
+}
+
+#[tokio::test]
 async fn stream_without_finish_marker_is_truncated_responses() {
     let world = openai_world().await;
     api_server(&world).route("POST", "/v1/chat/completions", canned::openai_stream(false));
