@@ -1,8 +1,10 @@
 //! Turns the evidence of one check into a verdict: who is affected, why, and what to do.
 //!
 //! The rules, in order: a dead connection on the user's side explains everything else; then
-//! network trouble on the way to the provider (local); then provider errors (global, confirmed
-//! or not by the official page); then account problems (never an outage); then slow or cut
+//! network trouble on the way to the provider (local) — which includes a failing answer that a
+//! TLS interceptor or forwarding proxy made itself, without the provider's fingerprints; then
+//! provider errors (global, confirmed or not by the official page); then account problems (never
+//! an outage); then slow (past a layer's limit in `thresholds`, or over half the budget) or cut
 //! answers; then what the official page says when every probe worked.
 
 use std::time::Duration;
@@ -18,6 +20,7 @@ use crate::evidence::{
 use crate::official::OfficialView;
 use crate::service::Service;
 use crate::signatures::{api_cause, web_cause, BodyMarker};
+use crate::thresholds;
 use crate::verdict::{EvidenceLine, OfficialSummary, Outcome, Verdict};
 
 /// What one probe amounts to.
@@ -245,7 +248,16 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
         }
     }
-    let mut finding = match &report.http {
+    if let Some(to) = report.response().and_then(|r| portal_redirect(report, r)) {
+        return fail(
+            Cause::CaptivePortal,
+            format!(
+                "the plain-HTTP request to {} was redirected to {to}, an unrelated host: a portal intercepts plain HTTP",
+                report.host
+            ),
+        );
+    }
+    let finding = match &report.http {
         None => fail(
             Cause::Unknown,
             format!(
@@ -339,6 +351,7 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             }
         }
     };
+    let mut finding = intermediary_finding(report, finding, intercepted_by.as_deref());
     if finding.cause == Cause::Ok {
         if let Some(issuer) = intercepted_by {
             finding.detail = format!(
@@ -347,13 +360,136 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
             );
             finding.cause = Cause::TlsIntercepted;
             finding.issuer = Some(issuer);
-        } else if let Some(total) = report.timings.total {
-            if total > budget / 2 && report.purpose != Purpose::Control {
-                finding.cause = Cause::SlowResponses;
-                finding.detail = format!("{} (slow: {:.0} ms)", finding.detail, round_ms(total));
-            }
+        } else if let Some(slow) = slowness(report, budget) {
+            finding.cause = Cause::SlowResponses;
+            finding.detail = format!("{} (slow: {slow})", finding.detail);
         }
     }
+    finding
+}
+
+/// Why a probe that worked counts as slow: it used more than half of the budget, or its answer
+/// started later than its layer's limit in `thresholds`. The control probe is never judged.
+fn slowness(report: &ProbeReport, budget: Duration) -> Option<String> {
+    let limit = match report.purpose {
+        Purpose::Web => thresholds::WEB_FIRST_BYTE,
+        Purpose::Api => thresholds::API_FIRST_BYTE,
+        Purpose::Control => return None,
+    };
+    if let Some(total) = report.timings.total.filter(|t| *t > budget / 2) {
+        return Some(format!("{:.0} ms", round_ms(total)));
+    }
+    report.timings.first_byte.filter(|t| *t > limit).map(|t| {
+        format!(
+            "first byte after {:.0} ms, over the {} s limit",
+            round_ms(t),
+            limit.as_secs()
+        )
+    })
+}
+
+/// The Location of a redirect that a captive portal made: a plain-HTTP service URL sent to a
+/// host that is not the same site (see `network::hosts_related`). Over HTTPS only the
+/// certificate's holder can redirect, and a redirect within the site (to https, to `www.`) is
+/// normal. The control probe has its own rule (`control_finding`); redirects are never followed.
+fn portal_redirect<'a>(
+    report: &ProbeReport,
+    response: &'a crate::evidence::HttpResponse,
+) -> Option<&'a str> {
+    let plain_http = report
+        .url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if report.purpose == Purpose::Control
+        || !plain_http
+        || !matches!(response.status, 301 | 302 | 303 | 307 | 308)
+    {
+        return None;
+    }
+    let location = response.location.as_deref()?;
+    // A network-path reference (`//portal.example/login`) names a host too.
+    let absolute = match location.strip_prefix("//") {
+        Some(rest) => format!("http://{rest}"),
+        None => location.to_owned(),
+    };
+    // A relative Location (`/login`) stays on the same host.
+    let host = crate::network::url_host(&absolute)?;
+    (!crate::network::hosts_related(host, &report.host)).then_some(location)
+}
+
+/// Whose failing answer it is when something in between could have made it.
+///
+/// A TLS interceptor (a chain trusted only through a local or `--ca-file` root) and a proxy that
+/// forwards plain HTTP both see the request in the clear and can answer it themselves; a CONNECT
+/// tunnel under a publicly trusted chain cannot (only the certificate's holder speaks inside it),
+/// so it is not one. Such an answer belongs to the intermediary until the provider's own
+/// fingerprints prove otherwise: its JSON error shape (a parsed `provider_error`) or one of its
+/// own headers (`HttpResponse::provider_fingerprint`). Until then a failure that would blame
+/// the provider (a 5xx, an overload, no answer, broken HTTP) or the account, or an unexpected
+/// status, is the intermediary's — `tls_intercepted` or `proxy_error` — and the provider counts
+/// as not reached.
+fn intermediary_finding(
+    report: &ProbeReport,
+    mut finding: Finding,
+    intercepted_by: Option<&str>,
+) -> Finding {
+    let blames_far_side = matches!(
+        finding.cause,
+        Cause::ProviderError | Cause::ProviderOverloaded | Cause::Unknown
+    ) || is_account_cause(finding.cause);
+    if !finding.reached || !blames_far_side {
+        return finding;
+    }
+    let response = report.response();
+    let proof = response.and_then(|r| {
+        if r.provider_error.is_some() {
+            Some("error body")
+        } else if r.provider_fingerprint {
+            Some("headers")
+        } else {
+            None
+        }
+    });
+    let forwarding_proxy = report
+        .proxy
+        .as_ref()
+        .filter(|p| p.outcome == ProxyOutcome::Forwarded);
+    let (cause, via, who) = match (intercepted_by, forwarding_proxy, proof) {
+        (Some(issuer), _, Some(proof)) => {
+            finding.detail = format!(
+                "{}; it came through TLS interception by {issuer}, but with the provider's own {proof}",
+                finding.detail
+            );
+            return finding;
+        }
+        (_, _, Some(_)) | (None, None, None) => return finding,
+        (Some(issuer), _, None) => (
+            Cause::TlsIntercepted,
+            format!("TLS interception by {issuer}"),
+            "the interceptor",
+        ),
+        (None, Some(proxy), None) => (
+            Cause::ProxyError,
+            format!("the proxy {}", proxy.url),
+            "the proxy",
+        ),
+    };
+    let server = response
+        .and_then(|r| r.server.as_deref())
+        .map(|s| format!(" (server: {s})"))
+        .unwrap_or_default();
+    let tail = if response.is_some() {
+        format!("{who} answered, not the provider")
+    } else {
+        "the provider itself was not seen".to_owned()
+    };
+    finding.detail = format!(
+        "{}{server}, through {via} and without the provider's own error body or headers: {tail}",
+        finding.detail
+    );
+    finding.cause = cause;
+    finding.reached = false;
+    finding.issuer = intercepted_by.map(str::to_owned);
     finding
 }
 
@@ -567,13 +703,14 @@ fn stream_finding(
         ));
     }
     if let Some(ttft) = stream.time_to_first_token {
-        if ttft > budget / 2 {
+        if ttft > budget / 2 || ttft > thresholds::STREAM_FIRST_TOKEN {
             return Some(make(
                 Cause::SlowResponses,
                 format!(
-                    "the first token from {} took {:.0} ms",
+                    "the first token from {} took {:.0} ms (limit {} s)",
                     stream.model,
-                    round_ms(ttft)
+                    round_ms(ttft),
+                    thresholds::STREAM_FIRST_TOKEN.as_secs()
                 ),
             ));
         }
@@ -812,7 +949,12 @@ fn evidence_lines(
             if report.http.is_some() {
                 lines.push(EvidenceLine {
                     layer: layer.into(),
-                    outcome: outcome_of(f.cause),
+                    // An answer that is not the provider's (a portal's, an intermediary's) failed.
+                    outcome: if f.reached {
+                        outcome_of(f.cause)
+                    } else {
+                        Outcome::Fail
+                    },
                     detail: f.detail.clone(),
                     ms: duration_ms(report.timings.total),
                 });

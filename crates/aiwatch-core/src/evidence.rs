@@ -193,6 +193,10 @@ pub struct HttpResponse {
     pub body_capped: bool,
     /// The provider's error, when the body is one of the known error shapes.
     pub provider_error: Option<ProviderError>,
+    /// A header only the provider's own servers send was present (`openai-*`, `anthropic-*`, a
+    /// `req_…` request id; see `signatures::is_provider_header`): the provider made this answer,
+    /// not an intermediary.
+    pub provider_fingerprint: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

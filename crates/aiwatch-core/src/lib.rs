@@ -18,6 +18,7 @@ pub mod secret;
 pub mod service;
 pub mod signatures;
 pub mod spike;
+pub mod thresholds;
 pub mod uptime;
 pub mod verdict;
 

@@ -1,4 +1,5 @@
-//! Pure rules about addresses and hosts: which DNS answers are sinkholes, which hosts are local.
+//! Pure rules about addresses and hosts: which DNS answers are sinkholes, which hosts are local,
+//! which hosts are the same site.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -111,6 +112,37 @@ pub fn url_host(url: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
+/// Whether two hosts are the same site: equal, or one a subdomain of the other once a leading
+/// `www.` is set aside (`example.com`, `www.example.com`, `chat.example.com` are one site).
+/// Siblings (`a.example.com`, `b.example.com`) are not: without the public-suffix list their
+/// shared parent could be a registry (`co.uk`). IP addresses only match themselves.
+pub fn hosts_related(a: &str, b: &str) -> bool {
+    let norm = |h: &str| {
+        h.trim_matches(['[', ']'])
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    };
+    let (a, b) = (norm(a), norm(b));
+    if a == b {
+        return true;
+    }
+    if a.parse::<IpAddr>().is_ok() || b.parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    let strip = |h: &str| {
+        h.strip_prefix("www.")
+            .map(str::to_owned)
+            .unwrap_or_else(|| h.to_owned())
+    };
+    let (a, b) = (strip(&a), strip(&b));
+    let under = |child: &str, parent: &str| {
+        child
+            .strip_suffix(parent)
+            .is_some_and(|rest| rest.ends_with('.'))
+    };
+    a == b || under(&a, &b) || under(&b, &a)
+}
+
 /// Whether a URL points at this machine (a local model server, a loopback fake).
 pub fn url_is_loopback(url: &str) -> bool {
     url_host(url).is_some_and(|h| {
@@ -163,6 +195,22 @@ mod tests {
         assert_eq!(sinkhole_kind("llm.corp", ip("10.1.2.3")), None);
         assert_eq!(sinkhole_kind("api.openai.test", ip("127.0.0.1")), None);
         assert_eq!(sinkhole_kind("api.openai.com", ip("162.159.140.245")), None);
+    }
+
+    #[test]
+    fn related_hosts_are_one_site_and_portals_are_not() {
+        assert!(hosts_related("chat.intranet.test", "chat.intranet.test"));
+        assert!(hosts_related("example.com", "WWW.Example.com."));
+        assert!(hosts_related("www.example.com", "login.example.com"));
+        assert!(hosts_related("chat.example.com", "example.com"));
+        assert!(hosts_related("::1", "[::1]"));
+        assert!(!hosts_related(
+            "chat.intranet.test",
+            "login.hotel-wifi.test"
+        ));
+        assert!(!hosts_related("a.example.com", "b.example.com"));
+        assert!(!hosts_related("example.com", "badexample.com"));
+        assert!(!hosts_related("127.0.0.1", "27.0.0.1"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Reads what an HTTP response says about who answered: provider error bodies, Cloudflare
-//! challenges and blocks, and the cause each of them stands for.
+//! Reads what an HTTP response says about who answered: provider error bodies, the headers only
+//! a provider sends, Cloudflare challenges and blocks, and the cause each of them stands for.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -211,6 +211,28 @@ fn cloudflare_error_code(text: &str) -> Option<u16> {
     None
 }
 
+/// Whether a response header is one only the provider's own servers send: an answer that carries
+/// it was made by the provider, not by a proxy or TLS interceptor in between.
+///
+/// Counted (one is enough):
+/// - the providers' own header families, `openai-*` (`openai-processing-ms`, `openai-version`,
+///   `openai-organization`) and `anthropic-*` (`anthropic-ratelimit-*`,
+///   `anthropic-organization-id`);
+/// - a request id in the providers' `req_…` form: `x-request-id` (OpenAI and compatibles such
+///   as Groq) or `request-id` (Anthropic).
+///
+/// Not counted, because intermediaries send them too: `cf-ray` and `server: cloudflare`
+/// (interceptors and their clouds sit behind Cloudflare as well), `via`, the generic
+/// `x-ratelimit-*`, and request ids of any other form — Envoy, nginx and most API gateways
+/// stamp a UUID `x-request-id` on the answers they make themselves.
+pub fn is_provider_header(name: &str, value: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    if name.starts_with("openai-") || name.starts_with("anthropic-") {
+        return true;
+    }
+    matches!(name.as_str(), "x-request-id" | "request-id") && value.trim().starts_with("req_")
+}
+
 /// The cause an API response stands for; `Cause::Ok` for a success. `key_sent` tells whether an
 /// authenticated call was made: a 401 without a key only proves the API is reachable.
 pub fn api_cause(
@@ -362,6 +384,32 @@ mod tests {
             api_cause(403, None, &[BodyMarker::CloudflareChallenge], true),
             Cause::BotChallenge
         );
+    }
+
+    #[test]
+    fn only_the_providers_own_headers_are_fingerprints() {
+        assert!(is_provider_header("openai-processing-ms", "23"));
+        assert!(is_provider_header(
+            "Anthropic-Ratelimit-Requests-Remaining",
+            "49"
+        ));
+        assert!(is_provider_header(
+            "x-request-id",
+            "req_9b2f61d0c5a84e7f8e3c2a1b0d9e8f7a"
+        ));
+        assert!(is_provider_header(
+            "request-id",
+            "req_011CX7J5ZXp3npD8nY7VYZvm"
+        ));
+        // What a proxy, an interceptor or a generic gateway sends on its own answers.
+        assert!(!is_provider_header(
+            "x-request-id",
+            "6f1c2b9e-3d4a-4e5f-8a7b-1c2d3e4f5a6b"
+        ));
+        assert!(!is_provider_header("cf-ray", "8f1c2a3b4d5e6f70-FRA"));
+        assert!(!is_provider_header("server", "cloudflare"));
+        assert!(!is_provider_header("x-ratelimit-remaining-requests", "0"));
+        assert!(!is_provider_header("via", "1.1 zscaler"));
     }
 
     #[test]

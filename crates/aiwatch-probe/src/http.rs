@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aiwatch_core::evidence::{HttpOutcome, HttpResponse};
-use aiwatch_core::signatures::{detect_markers, ProviderError};
+use aiwatch_core::signatures::{detect_markers, is_provider_header, ProviderError};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
@@ -149,6 +149,11 @@ pub fn describe(status: u16, headers: &HeaderMap, body: &[u8], capped: bool) -> 
         } else {
             ProviderError::parse(status, body)
         },
+        provider_fingerprint: headers.iter().any(|(name, value)| {
+            value
+                .to_str()
+                .is_ok_and(|value| is_provider_header(name.as_str(), value))
+        }),
     }
 }
 

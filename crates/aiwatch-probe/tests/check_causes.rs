@@ -256,6 +256,92 @@ async fn chain_from_unknown_interceptor_is_tls_intercepted_naming_it() {
     assert!(v.advice[0].contains("Zscaler Root CA"), "{:?}", v.advice);
 }
 
+/// A world whose `api.openai.test` is answered by the "Zscaler Root CA" interceptor's own
+/// certificate (trusted, as after IT installed its root), with a status page.
+async fn intercepted_openai_world(reply: Reply) -> World {
+    let mut world = World::start().await;
+    let identity = world.interceptor.issue(&["api.openai.test"]);
+    let api = world
+        .api_with_identity("openai-api", "api.openai.test", "/v1", &identity)
+        .await;
+    api.route("GET", "/v1/models", reply);
+    let page = world.status_page("openai-api", "status.openai.test").await;
+    page.set_summary(&aiwatch_testkit::summary_operational(&["Chat Completions"]));
+    world
+}
+
+#[tokio::test]
+async fn interceptors_own_502_is_tls_intercepted_never_a_provider_outage() {
+    let world = intercepted_openai_world(canned::interceptor_bad_gateway()).await;
+    // The status page fails through the interceptor too.
+    world.status_pages[0]
+        .1
+        .fail_with(canned::interceptor_bad_gateway());
+    let v = Run::of(&["openai-api"])
+        .key("openai-api", "k")
+        .trusting_interceptor()
+        .verdict(&world)
+        .await;
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::TlsIntercepted);
+    assert!(v.summary.contains("Zscaler Root CA"), "{}", v.summary);
+    assert_eq!(v.fault().exit_code(), 3, "the user's side, never exit 2");
+}
+
+#[tokio::test]
+async fn provider_json_error_through_trusted_interceptor_is_still_provider_side() {
+    let world = intercepted_openai_world(canned::openai_error(
+        500,
+        "server_error",
+        None,
+        "The server had an error while processing your request",
+    ))
+    .await;
+    let v = Run::of(&["openai-api"])
+        .key("openai-api", "k")
+        .trusting_interceptor()
+        .verdict(&world)
+        .await;
+    assert_verdict(&v, Status::Outage, Scope::Global, Cause::ProviderError);
+}
+
+#[tokio::test]
+async fn provider_request_id_on_a_bare_502_through_interceptor_proves_the_provider() {
+    let world = intercepted_openai_world(
+        Reply::text(502, "text/html", "<html><body>Bad Gateway</body></html>")
+            .header("x-request-id", canned::OPENAI_REQUEST_ID)
+            .header("server", "cloudflare"),
+    )
+    .await;
+    let v = Run::of(&["openai-api"])
+        .key("openai-api", "k")
+        .trusting_interceptor()
+        .verdict(&world)
+        .await;
+    assert_verdict(&v, Status::Outage, Scope::Global, Cause::ProviderError);
+}
+
+#[tokio::test]
+async fn plain_proxys_own_502_is_proxy_error_never_a_provider_outage() {
+    let mut world = World::start().await;
+    world.web_plain("intranet-chat", "chat.intranet.test").await;
+    let proxy = FakeProxy::rejecting(502).await;
+    let proxies = ProxySettings::from_values(
+        None,
+        Some(&proxy.url()),
+        Some(aiwatch_testkit::world::CONTROL_HOST),
+    )
+    .unwrap();
+    let v = Run::of(&["intranet-chat"])
+        .proxies(proxies)
+        .verdict(&world)
+        .await;
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::ProxyError);
+    assert!(
+        world.service("intranet-chat").server.requests().is_empty(),
+        "the proxy answered, the service never saw the request"
+    );
+}
+
 #[tokio::test]
 async fn expired_certificate_is_tls_invalid() {
     let mut world = World::start().await;
@@ -319,6 +405,55 @@ async fn portal_redirect_on_control_with_failing_service_is_captive_portal() {
     );
     let v = Run::of(&["openai-api"]).verdict(&world).await;
     assert_verdict(&v, Status::Unknown, Scope::Local, Cause::CaptivePortal);
+}
+
+#[tokio::test]
+async fn plain_http_web_redirected_to_an_unrelated_host_is_captive_portal_though_control_is_clean()
+{
+    let mut world = World::start().await;
+    let web = world.web_plain("intranet-chat", "chat.intranet.test").await;
+    web.route(
+        "GET",
+        "/",
+        canned::captive_portal_redirect("http://login.hotel-wifi.test/portal?continue=1"),
+    );
+    let v = Run::of(&["intranet-chat"]).verdict(&world).await;
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::CaptivePortal);
+    assert_eq!(v.fault().exit_code(), 3);
+    assert_eq!(
+        world.service("intranet-chat").server.requests().len(),
+        1,
+        "the redirect is reported, never followed"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_api_of_http_kind_redirected_to_a_portal_is_captive_portal() {
+    let mut world = World::start().await;
+    let api = world.web_plain("intranet-llm", "llm.intranet.test").await;
+    api.route(
+        "GET",
+        "/v1",
+        canned::captive_portal_redirect("http://portal.airport-wifi.test/login"),
+    );
+    world.services[0].url.push_str("/v1");
+    world.services[0].is_web = false;
+    world.set_kind("intranet-llm", "http");
+    let v = Run::of(&["intranet-llm"]).verdict(&world).await;
+    assert_verdict(&v, Status::Unknown, Scope::Local, Cause::CaptivePortal);
+}
+
+#[tokio::test]
+async fn plain_http_redirect_to_https_of_the_same_site_is_fine() {
+    let mut world = World::start().await;
+    let web = world.web_plain("intranet-chat", "chat.intranet.test").await;
+    web.route(
+        "GET",
+        "/",
+        Reply::empty(301).header("location", "https://www.chat.intranet.test/"),
+    );
+    let v = Run::of(&["intranet-chat"]).verdict(&world).await;
+    assert_verdict(&v, Status::Operational, Scope::None, Cause::Ok);
 }
 
 #[tokio::test]
@@ -598,6 +733,20 @@ async fn slow_answer_is_slow_responses() {
         .verdict(&world)
         .await;
     assert_verdict(&v, Status::Degraded, Scope::Global, Cause::SlowResponses);
+}
+
+#[tokio::test]
+async fn web_first_byte_after_4s_is_slow_even_well_within_the_budget() {
+    let mut world = World::start().await;
+    let web = world.web("slow-chat", "chat.slow.test").await;
+    // 4 s against the 3 s web threshold; the 20 s budget keeps the half-budget rule out of it.
+    web.route("GET", "/", canned::web_home().delay(Duration::from_secs(4)));
+    let v = Run::of(&["slow-chat"])
+        .timeout(Duration::from_secs(20))
+        .verdict(&world)
+        .await;
+    assert_verdict(&v, Status::Degraded, Scope::Global, Cause::SlowResponses);
+    assert_eq!(v.fault().exit_code(), 1);
 }
 
 #[tokio::test]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiwatch_core::assess::{
-    AssessConfig, Incident, IncidentPhase, Key, State, TimelineEntry, TimelineKind,
+    AssessConfig, Incident, IncidentPhase, Key, TimelineEntry, TimelineKind,
 };
-use aiwatch_core::observation::{Health, Observation, PhaseMs, Source, LOCAL_REGION};
+use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
 use aiwatch_core::official::{Indicator, OfficialStatus};
-use aiwatch_core::{Catalog, Cause, Service, ServiceName};
+use aiwatch_core::{Catalog, Cause, Service, ServiceName, Status};
 use aiwatch_probe::{CheckOptions, Checker, DnsChoice, ProxySettings};
 use aiwatch_server::dashboard::cache::History;
 use aiwatch_server::dashboard::overview;
@@ -49,15 +49,15 @@ fn services() -> Vec<Service> {
 
 fn observation(
     service: &Service,
-    component: &str,
+    component: Component,
     at: DateTime<Utc>,
     health: Health,
     ms: f32,
 ) -> Observation {
     Observation {
         service: service.name.clone(),
-        component: component.into(),
-        region: LOCAL_REGION.into(),
+        component,
+        region: Region::local(),
         source: Source::Probe,
         at,
         health,
@@ -91,8 +91,8 @@ fn seed_store(store: &dyn Store, services: &[Service], now: DateTime<Utc>) {
                     - chrono::Duration::days(day)
                     - chrono::Duration::hours(hour)
                     - chrono::Duration::minutes(61);
-                for component in ["web", "api"] {
-                    let bad = bad_days.contains(&day) && hour < 3 && component == "api";
+                for component in [Component::Web, Component::Api] {
+                    let bad = bad_days.contains(&day) && hour < 3 && component == Component::Api;
                     let health = if bad { Health::Down } else { Health::Up };
                     let ms = 80.0 + rng.f32() * 120.0 + (n % 7) as f32 * 20.0;
                     batch.push(observation(service, component, at, health, ms));
@@ -105,7 +105,7 @@ fn seed_store(store: &dyn Store, services: &[Service], now: DateTime<Utc>) {
         }
         for minute in 0..60 {
             let at = now - chrono::Duration::minutes(minute);
-            for component in ["web", "api"] {
+            for component in [Component::Web, Component::Api] {
                 batch.push(observation(
                     service,
                     component,
@@ -118,7 +118,7 @@ fn seed_store(store: &dyn Store, services: &[Service], now: DateTime<Utc>) {
         for (k, day) in bad_days.iter().enumerate() {
             let opened = now - chrono::Duration::days(*day) - chrono::Duration::hours(3);
             let resolved = opened + chrono::Duration::hours(2);
-            let key = Key::new(service.name.clone(), "api", LOCAL_REGION);
+            let key = Key::new(service.name.clone(), Component::Api, Region::local());
             let entry = |at, kind, text: &str| TimelineEntry {
                 at,
                 kind,
@@ -133,9 +133,9 @@ fn seed_store(store: &dyn Store, services: &[Service], now: DateTime<Utc>) {
                     resolved_at: Some(resolved),
                     phase: IncidentPhase::Resolved,
                     severity: if k == 0 {
-                        State::Outage
+                        Status::Outage
                     } else {
-                        State::Degraded
+                        Status::Degraded
                     },
                     cause: Cause::ProviderError,
                     confirmed: k == 0,
@@ -206,8 +206,8 @@ fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc>) -> 
             let health = if failing { Health::Down } else { Health::Up };
             engine.ingest(
                 vec![
-                    observation(service, "web", at, Health::Up, 120.0),
-                    observation(service, "api", at, health, 140.0),
+                    observation(service, Component::Web, at, Health::Up, 120.0),
+                    observation(service, Component::Api, at, health, 140.0),
                 ],
                 at,
             );

@@ -1,5 +1,5 @@
-//! Canned [`Reply`]s shaped like what real AI providers, Cloudflare, and connectivity-check
-//! hosts send (bodies, headers and wording from `reference/providers.md`).
+//! Canned [`Reply`]s shaped like what real AI providers, Cloudflare, TLS-inspecting proxies and
+//! connectivity-check hosts send (bodies, headers and wording from `reference/providers.md`).
 
 use std::time::Duration;
 
@@ -608,6 +608,26 @@ pub fn cloudflare_origin_error(code: u16) -> Reply {
 "#
     );
     cloudflare_page(code, html)
+}
+
+// === Intermediaries ===
+
+/// The `server` header of [`interceptor_bad_gateway`].
+pub const INTERCEPTOR_SERVER: &str = "Zscaler/6.2";
+
+/// A TLS-inspecting proxy's own 502 page: its `server` header, an HTML body, and none of a
+/// provider's fingerprints (no JSON error, no request-id headers).
+pub fn interceptor_bad_gateway() -> Reply {
+    Reply::text(
+        502,
+        "text/html; charset=utf-8",
+        "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>\
+         <h1>Bad Gateway</h1><p>The gateway could not complete your request to the destination \
+         server. Contact your IT department if the problem persists.</p>\
+         <p>Internet Security by Zscaler</p></body></html>",
+    )
+    .header("server", INTERCEPTOR_SERVER)
+    .header("cache-control", "no-store")
 }
 
 // === Web and connectivity checks ===

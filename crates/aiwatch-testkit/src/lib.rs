@@ -7,7 +7,8 @@
 //! - [`http_server`]: [`FakeServer`], an HTTP/1.1 server (plain or TLS) answering routes the
 //!   test sets and changes at run time with scripted [`Reply`]s (delays, hangs, garbage, slow or
 //!   cut-off bodies, server-sent events, sequences); [`Seen`] records each request.
-//! - [`canned`]: real-shaped replies of AI providers, Cloudflare and connectivity checks.
+//! - [`canned`]: real-shaped replies of AI providers, Cloudflare, TLS interceptors and
+//!   connectivity checks.
 //! - [`status_page`]: [`FakeStatusPage`], a Statuspage v2 `summary.json` with ETags and
 //!   switchable failures, and builders of summaries.
 //! - [`proxy`]: [`FakeProxy`], an HTTP proxy (CONNECT and absolute-form) to loopback targets.

@@ -151,6 +151,25 @@ impl World {
         &self.services.last().expect("just pushed").server
     }
 
+    /// Adds a web front-end served over plain HTTP (no TLS, no `ca_file`): what a captive
+    /// portal or a forwarding proxy can answer for.
+    pub async fn web_plain(&mut self, name: &str, host: &str) -> &FakeServer {
+        let server = FakeServer::start(None).await;
+        self.dns.set(host, DnsAnswer::Addresses(vec![LOOPBACK]));
+        let url = server.url(host);
+        self.services.push(FakeService {
+            name: name.to_owned(),
+            host: host.to_owned(),
+            server,
+            url,
+            is_web: true,
+            kind: None,
+            status_page: None,
+            key_env: None,
+        });
+        &self.services.last().expect("just pushed").server
+    }
+
     /// The fake behind a service added earlier.
     pub fn service(&self, name: &str) -> &FakeService {
         self.services

@@ -611,7 +611,8 @@ fn render_components(out: &mut String, report: &ServiceReport, detail: Detail) {
             let _ = writeln!(out, "    components   all {n} operational");
         }
         (n, false) => {
-            let _ = writeln!(out, "    components   {n} others operational");
+            let others = if n == 1 { "other" } else { "others" };
+            let _ = writeln!(out, "    components   {n} {others} operational");
         }
     }
 }
@@ -640,6 +641,54 @@ mod tests {
         assert_eq!(one_line("abcdef", Some(3)), "abc…");
         assert_eq!(one_line("ab cd", Some(3)), "ab…");
         assert_eq!(one_line("é".repeat(5).as_str(), Some(4)), "éééé…");
+    }
+
+    /// The components lines of a service whose page lists one troubled component and
+    /// `fine` operational ones.
+    fn components_text(fine: usize) -> String {
+        let component = |name: &str, status: &str| ComponentReport {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            group: None,
+            status: ComponentStatus::from_raw(status),
+        };
+        let mut components = vec![component("Chat Completions", "major_outage")];
+        components.extend((0..fine).map(|i| component(&format!("API {i}"), "operational")));
+        let report = ServiceReport {
+            service: "openai-api".into(),
+            title: "OpenAI API".into(),
+            state: State::Outage,
+            status_page: None,
+            error: None,
+            page: Some(PageInfo {
+                name: None,
+                url: None,
+                indicator: None,
+                description: None,
+                updated_at: None,
+            }),
+            components,
+            incidents: Vec::new(),
+            maintenances: Vec::new(),
+            checked_at: None,
+        };
+        let mut out = String::new();
+        render_components(&mut out, &report, Detail::Normal);
+        out
+    }
+
+    #[test]
+    fn operational_components_beside_a_troubled_one_are_counted_in_good_english() {
+        assert!(
+            components_text(1).contains("components   1 other operational\n"),
+            "{}",
+            components_text(1)
+        );
+        assert!(
+            components_text(3).contains("components   3 others operational\n"),
+            "{}",
+            components_text(3)
+        );
     }
 
     #[test]
