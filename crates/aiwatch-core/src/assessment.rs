@@ -198,8 +198,10 @@ pub struct Provenance {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Agreement {
-    /// Both say it works, or both report trouble.
+    /// Both say it works.
     Agree,
+    /// Both report trouble: the provider confirms what the probes see.
+    Confirmed,
     /// The provider reports trouble the own probes do not see ("reported by the provider; our
     /// probes pass").
     OfficialOnly,
@@ -215,6 +217,7 @@ impl Agreement {
     pub fn text(self) -> Option<&'static str> {
         match self {
             Self::Agree => Some("agree"),
+            Self::Confirmed => Some("agree: the provider confirms"),
             Self::OfficialOnly => Some("reported by the provider; our probes pass"),
             Self::ProbesOnly => Some("possible unreported outage: the official page is green"),
             Self::Maintenance => Some("maintenance announced"),
@@ -293,7 +296,7 @@ impl Assessment {
                     "{title}: possible unreported {} ({why}); the official page is green",
                     status.noun()
                 ),
-                Agreement::Agree => format!(
+                Agreement::Confirmed | Agreement::Agree => format!(
                     "{title}: {} confirmed by the provider ({why})",
                     status.noun()
                 ),
@@ -317,6 +320,7 @@ pub fn fuse(probes: ProbeReading, official: OfficialReading) -> Assessment {
     let agreement = match (page, probes_status) {
         (None, _) | (_, Status::Unknown | Status::NotRunning) => Agreement::NotComparable,
         (Some(Status::Maintenance), _) => Agreement::Maintenance,
+        (Some(p), own) if p.is_trouble() && own.is_trouble() => Agreement::Confirmed,
         (Some(p), own) if p.is_trouble() == own.is_trouble() => Agreement::Agree,
         (Some(p), _) if p.is_trouble() => Agreement::OfficialOnly,
         _ => Agreement::ProbesOnly,

@@ -316,7 +316,7 @@ async fn overview_shows_each_service_with_official_view_beside_own_probes() {
         body.contains(">failing<") && body.contains(" since "),
         "our probes: failing since …"
     );
-    assert!(body.contains("disagree: not acknowledged by the provider"));
+    assert!(body.contains("possible unreported outage: the official page is green"));
     assert!(body.contains(">agree<"), "anthropic-api: both green");
     assert_eq!(
         body.matches("<svg class=\"bars\"").count(),

@@ -276,7 +276,7 @@ pub fn official_words(official: &OfficialNow, has_status_page: bool) -> (Tone, S
 pub fn agreement(assessment: &Assessment) -> Option<(Tone, &'static str)> {
     let agreement = assessment.provenance.agreement;
     let tone = match agreement {
-        Agreement::Agree => Tone::Ok,
+        Agreement::Agree | Agreement::Confirmed => Tone::Ok,
         Agreement::OfficialOnly => Tone::Warn,
         Agreement::ProbesOnly => Tone::Bad,
         Agreement::Maintenance => Tone::Maint,
