@@ -540,3 +540,236 @@ async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
     assert!(!minute["buckets"].as_array().unwrap().is_empty());
     daemon.stop().await;
 }
+
+/// What `aiwatch check` says about one service of the world right now: the same probes and the
+/// same `classify` the CLI runs.
+async fn check_verdict(world: &World, service: &str) -> aiwatch_core::Verdict {
+    let config = Config::parse(&world.config_toml()).expect("valid world config");
+    let catalog = Catalog::with_config(&config);
+    let service = catalog.get(service).expect("in the catalog").clone();
+    let checker = aiwatch_probe::Checker::new(CheckOptions {
+        timeout: Duration::from_millis(1500),
+        dns: DnsChoice::Server(world.dns.addr()),
+        ca_files: vec![world.public_ca_path()],
+        control_url: Some(world.control_url()),
+        deep: false,
+        proxies: ProxySettings::none(),
+    })
+    .expect("checker");
+    let keys: HashMap<ServiceName, ApiKey> = service
+        .api_key_env
+        .iter()
+        .map(|_| {
+            (
+                service.name.clone(),
+                ApiKey::new("sk-daemon-test".into()).unwrap(),
+            )
+        })
+        .collect();
+    let evidence = checker
+        .run(std::slice::from_ref(&service), &keys)
+        .await
+        .expect("check runs");
+    aiwatch_core::classify::classify(&service, &evidence[0], chrono::Utc::now())
+}
+
+/// Every surface tells the same story about `name`: `check --json`'s status, the JSON API, the
+/// Statuspage-compatible component (absent when the format has no word for it), the service
+/// page's headline pill, the badge and the metric gauge.
+async fn assert_one_story(daemon: &Daemon, world: &World, name: &str, want: aiwatch_core::Status) {
+    let path = format!("/api/services/{name}");
+    let service = daemon
+        .wait_for(&path, &format!("{name} {want}"), |s| {
+            s["state"] == want.as_str()
+        })
+        .await;
+    let title = service["title"].as_str().unwrap_or_default().to_owned();
+
+    let verdict = check_verdict(world, name).await;
+    assert_eq!(verdict.status, want, "check: {}", verdict.summary);
+
+    let components = daemon.json("/api/v2/components.json").await;
+    let listed = components["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["id"] == name).cloned());
+    match want.statuspage_component() {
+        Some(word) => assert_eq!(
+            listed.as_ref().map(|c| c["status"].clone()),
+            Some(Value::from(word)),
+            "Statuspage view of {name}: {components:#}"
+        ),
+        None => assert!(listed.is_none(), "{name} never measured: {components:#}"),
+    }
+    let summary = daemon.json("/api/v2/summary.json").await;
+    if want.is_measured() && want != aiwatch_core::Status::Operational {
+        assert_ne!(
+            summary["status"]["description"], "All Systems Operational",
+            "{summary:#}"
+        );
+    }
+
+    let (_, page) = daemon.get(&format!("/services/{name}")).await;
+    let heading = page
+        .split_once("<h1>")
+        .and_then(|(_, rest)| rest.split_once("</h1>"))
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or_default();
+    let word = aiwatch_server::dashboard::present::state_word(want);
+    assert!(
+        heading.contains(word),
+        "the service page says {word}: {heading}"
+    );
+
+    let (_, badge) = daemon.get(&format!("/badge/{name}.svg")).await;
+    let label = format!("aria-label=\"{title}: {}\"", word.to_lowercase());
+    assert!(badge.contains(&label), "badge {label}: {badge}");
+
+    let (_, metrics) = daemon.get("/metrics").await;
+    let gauge = format!(
+        "aiwatch_service_status{{service=\"{name}\",status=\"{}\"}} 1",
+        want.as_str()
+    );
+    assert!(metrics.contains(&gauge), "{gauge} in /metrics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_story_when_the_monitor_cannot_resolve_the_provider() {
+    let world = openai_world().await;
+    world.dns.set("api.openai.test", DnsAnswer::NxDomain);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
+    // The page (another host) is green and readable: the provider's word stands, the monitor's
+    // own DNS trouble is said as such and opens nothing.
+    assert_one_story(
+        &daemon,
+        &world,
+        "openai-api",
+        aiwatch_core::Status::Operational,
+    )
+    .await;
+    tokio::time::sleep(INTERVAL * 4).await;
+    let service = daemon.json("/api/services/openai-api").await;
+    assert_eq!(service["scope"], "local", "{service:#}");
+    assert_eq!(service["cause"], "dns_failure");
+    assert_eq!(service["notice"]["kind"]["kind"], "monitor_cannot_see");
+    assert_eq!(service["open_incidents"], 0, "no provider incident");
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(metrics.contains("aiwatch_monitor_blind{service=\"openai-api\"} 1"));
+    let (_, overview) = daemon.get("/").await;
+    assert!(!overview.contains("has trouble"), "not counted as trouble");
+    assert!(
+        overview.contains("Monitor health"),
+        "a monitor notice instead"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_story_when_the_key_is_rejected() {
+    let world = openai_world().await;
+    api(&world).route("GET", "/v1/models", canned::openai_401());
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
+    assert_one_story(
+        &daemon,
+        &world,
+        "openai-api",
+        aiwatch_core::Status::Operational,
+    )
+    .await;
+    tokio::time::sleep(INTERVAL * 4).await;
+    let service = daemon.json("/api/services/openai-api").await;
+    assert_eq!(service["scope"], "account", "{service:#}");
+    assert_eq!(service["cause"], "auth_invalid");
+    assert_eq!(
+        service["open_incidents"], 0,
+        "an account problem is no incident"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_story_when_the_provider_fails() {
+    let world = openai_world().await;
+    api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
+    // Every request fails: an outage for the user, whatever the status code.
+    daemon
+        .wait_for("/api/services/openai-api", "an incident", |s| {
+            s["open_incidents"] == 1
+        })
+        .await;
+    let service = daemon.json("/api/services/openai-api").await;
+    assert_eq!(service["state"], "outage", "{service:#}");
+    assert_eq!(service["scope"], "global");
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(metrics.contains("aiwatch_service_status{service=\"openai-api\",status=\"outage\"} 1"));
+    let uptime = daemon.json("/api/services/openai-api/uptime").await;
+    assert!(
+        uptime["24h"]["up_ratio"].as_f64().is_some_and(|r| r < 1.0),
+        "failed checks never read 100 %: {uptime:#}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_story_when_only_the_provider_reports_an_outage() {
+    let world = openai_world().await;
+    world.status_pages[0].1.set_summary(&summary_with_incident(
+        &[
+            ("Chat Completions", "major_outage"),
+            ("Responses", "operational"),
+            ("Embeddings", "operational"),
+        ],
+        "Elevated error rates",
+        "major",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
+    assert_one_story(&daemon, &world, "openai-api", aiwatch_core::Status::Outage).await;
+    let service = daemon.json("/api/services/openai-api").await;
+    assert_eq!(
+        service["provenance"]["agreement"], "official_only",
+        "{service:#}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_story_when_the_provider_is_slow() {
+    let world = openai_world().await;
+    api(&world).route(
+        "GET",
+        "/v1/models",
+        canned::openai_models().delay(Duration::from_millis(900)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
+    assert_one_story(
+        &daemon,
+        &world,
+        "openai-api",
+        aiwatch_core::Status::Degraded,
+    )
+    .await;
+    let service = daemon.json("/api/services/openai-api").await;
+    assert_eq!(service["cause"], "slow_responses", "{service:#}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_story_when_a_local_runtime_is_not_running() {
+    let mut world = World::start().await;
+    world.local("ollama", "").await;
+    world.services[0].url = format!("http://127.0.0.1:{}", aiwatch_testkit::closed_port().port());
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["ollama"], &dir.path().join("a.db")).await;
+    assert_one_story(&daemon, &world, "ollama", aiwatch_core::Status::NotRunning).await;
+    tokio::time::sleep(INTERVAL * 4).await;
+    let service = daemon.json("/api/services/ollama").await;
+    assert_eq!(service["open_incidents"], 0, "not running is no outage");
+    let summary = daemon.json("/api/v2/summary.json").await;
+    assert_ne!(summary["status"]["description"], "All Systems Operational");
+    daemon.stop().await;
+}
