@@ -112,6 +112,23 @@ pub fn url_host(url: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
+/// The port of a URL: the explicit one, else the scheme's default (80 for http, 443 for https).
+pub fn url_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let after_host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']')?.1,
+        None => host_port.split_once(':').map_or("", |(_, p)| p),
+    };
+    match after_host.trim_start_matches(':') {
+        "" if scheme.eq_ignore_ascii_case("https") => Some(443),
+        "" if scheme.eq_ignore_ascii_case("http") => Some(80),
+        "" => None,
+        port => port.parse().ok(),
+    }
+}
+
 /// Whether two hosts are the same site: equal, or one a subdomain of the other once a leading
 /// `www.` is set aside (`example.com`, `www.example.com`, `chat.example.com` are one site).
 /// Siblings (`a.example.com`, `b.example.com`) are not: without the public-suffix list their
@@ -153,6 +170,15 @@ pub fn url_is_loopback(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_come_from_the_url_or_its_scheme() {
+        assert_eq!(url_port("http://127.0.0.1:11434/v1"), Some(11434));
+        assert_eq!(url_port("https://api.openai.com/v1"), Some(443));
+        assert_eq!(url_port("http://[::1]/x"), Some(80));
+        assert_eq!(url_port("http://[::1]:1234/x"), Some(1234));
+        assert_eq!(url_port("http://h:nope/"), None);
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -96,6 +96,42 @@ pub fn select_services(
     Ok(chosen)
 }
 
+/// The services watched when none are named: every cloud service of the catalog, and a local
+/// runtime (Ollama, LM Studio) only when the config names it or something answers on its port
+/// now, so a machine without them does not watch two things that cannot be there.
+pub fn default_watch_list(loaded: &Loaded) -> Vec<aiwatch_core::Service> {
+    loaded
+        .catalog
+        .iter()
+        .filter(|s| {
+            !s.local
+                || loaded.config.services.iter().any(|e| e.name == s.name)
+                || answers_locally(s)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether a TCP connection to the service's address opens within a moment.
+fn answers_locally(service: &aiwatch_core::Service) -> bool {
+    use std::net::ToSocketAddrs;
+    let Some(url) = service.api_base.as_deref().or(service.web_url.as_deref()) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (
+        aiwatch_core::network::url_host(url),
+        aiwatch_core::network::url_port(url),
+    ) else {
+        return false;
+    };
+    let Ok(addresses) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addresses.take(2).any(|a| {
+        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(300)).is_ok()
+    })
+}
+
 /// `--timeout`, or the config's budget when it is not given.
 pub fn timeout(raw: Option<&str>, config: &Config) -> anyhow::Result<std::time::Duration> {
     match raw {

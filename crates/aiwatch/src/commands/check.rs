@@ -25,7 +25,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let services = load::select_services(&loaded.catalog, &args.services, || {
-        loaded.catalog.iter().cloned().collect()
+        load::default_watch_list(&loaded)
     })?;
     let timeout = load::timeout(args.timeout.as_deref(), &loaded.config)?;
     let dns = load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?;

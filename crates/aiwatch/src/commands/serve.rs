@@ -47,7 +47,7 @@ fn database_path(args: &ServeArgs, configured: Option<&str>) -> anyhow::Result<P
 pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let services = load::select_services(&loaded.catalog, &args.services, || {
-        loaded.catalog.iter().cloned().collect()
+        load::default_watch_list(&loaded)
     })?;
     let dns = load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?;
     let listen = args.listen.unwrap_or(loaded.config.server.listen);
