@@ -117,6 +117,17 @@ pub fn official_observation(signal: Status) -> (Health, Cause) {
     }
 }
 
+/// The health a daemon observation records: [`health_of_check`], except that nothing a check
+/// saw while the monitor's own connection was down (control probe failing) says anything about
+/// a cloud provider — it is unknown, with the check's cause kept as the monitor's trouble.
+pub fn observed_health(status: Status, cause: Cause, monitor_online: bool, local: bool) -> Health {
+    match health_of_check(status, cause) {
+        Health::Up => Health::Up,
+        _ if !monitor_online && !local => Health::Unknown,
+        health => health,
+    }
+}
+
 /// What the official page says, as the fusion needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OfficialReading {
@@ -622,6 +633,26 @@ mod tests {
             assert!(!a.is_trouble());
             assert_eq!(health_of_check(S::Operational, cause), Health::Up);
         }
+    }
+
+    #[test]
+    fn nothing_seen_while_the_monitor_is_offline_blames_a_provider() {
+        assert_eq!(
+            observed_health(S::Outage, ProviderError, false, false),
+            Health::Unknown
+        );
+        assert_eq!(
+            observed_health(S::Outage, ProviderError, true, false),
+            Health::Down
+        );
+        assert_eq!(
+            observed_health(S::Outage, ProviderError, false, true),
+            Health::Down
+        );
+        assert_eq!(
+            observed_health(S::Operational, Ok, false, false),
+            Health::Up
+        );
     }
 
     #[test]

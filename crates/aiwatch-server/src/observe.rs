@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use aiwatch_core::assessment::{health_of_check, official_observation as official_health};
+use aiwatch_core::assessment::{observed_health, official_observation as official_health};
 use aiwatch_core::classify::classify;
 use aiwatch_core::evidence::{CheckEvidence, OfficialOutcome, PhaseTimings, ProbeReport};
 use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
@@ -49,14 +49,16 @@ pub fn observations(
                 budget,
             };
             let verdict = classify(service, &evidence, now);
-            let mut health = health_of_check(verdict.status, verdict.cause);
-            let mut detail = verdict.summary;
-            // The monitor cannot see anything while its own connection is down: what failed says
-            // nothing about the provider (the cause is kept, as the monitor's trouble).
-            if health != Health::Up && !monitor_online && !service.local {
-                health = Health::Unknown;
-                detail = format!("monitor offline (control probe failing): {detail}");
-            }
+            let health =
+                observed_health(verdict.status, verdict.cause, monitor_online, service.local);
+            let detail = if monitor_online || service.local || health == Health::Up {
+                verdict.summary
+            } else {
+                format!(
+                    "monitor offline (control probe failing): {}",
+                    verdict.summary
+                )
+            };
             Some(Observation {
                 service: service.name.clone(),
                 component,

@@ -705,7 +705,12 @@ async fn one_story_when_the_provider_fails() {
     assert_eq!(service["scope"], "global");
     let (_, metrics) = daemon.get("/metrics").await;
     assert!(metrics.contains("aiwatch_service_status{service=\"openai-api\",status=\"outage\"} 1"));
-    let uptime = daemon.json("/api/services/openai-api/uptime").await;
+    // The store lags the engine by a write batch.
+    let uptime = daemon
+        .wait_for("/api/services/openai-api/uptime", "stored checks", |u| {
+            u["24h"]["up_ratio"].is_f64()
+        })
+        .await;
     assert!(
         uptime["24h"]["up_ratio"].as_f64().is_some_and(|r| r < 1.0),
         "failed checks never read 100 %: {uptime:#}"
@@ -728,11 +733,12 @@ async fn one_story_when_only_the_provider_reports_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
     assert_one_story(&daemon, &world, "openai-api", aiwatch_core::Status::Outage).await;
-    let service = daemon.json("/api/services/openai-api").await;
-    assert_eq!(
-        service["provenance"]["agreement"], "official_only",
-        "{service:#}"
-    );
+    // Once the probes have passed, the provenance says who reports what.
+    daemon
+        .wait_for("/api/services/openai-api", "our probes pass", |s| {
+            s["provenance"]["agreement"] == "official_only" && s["state"] == "outage"
+        })
+        .await;
     daemon.stop().await;
 }
 
