@@ -12,8 +12,6 @@ use super::present;
 /// How many days the uptime bars cover.
 pub const DAYS: usize = 90;
 
-/// The component name under which official observations are stored; it is not an own probe.
-
 /// The worst a day got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mark {
