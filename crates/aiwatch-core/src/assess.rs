@@ -15,6 +15,12 @@
 //!   incident (severity Outage if any of them was Down, else Degraded); fewer change nothing and
 //!   the state stays Operational. An Up observation resets the failure count. A key never
 //!   observed is Unknown; its first Up, Down or Degraded observation makes it Operational.
+//! - **Intermittent.** Failures that never come `failures_to_open` in a row still count:
+//!   `intermittent_failures` (at least `failures_to_open`) of the last `intermittent_window`
+//!   known observations open a Degraded incident ("3 of the last 10 checks failed"). Such an
+//!   incident resolves like any other and, in addition, only once the failures left in the
+//!   window are fewer than half the opening count, so a flaky service shows one incident, not a
+//!   flapping series. A resolved incident starts a fresh window.
 //!   Observations with `Source::Official` are ignored: the page comes in through
 //!   [`Assessor::official`].
 //! - **Gaps.** `Health::Unknown` observations (the monitor's own network is down, or the source
@@ -83,12 +89,19 @@ pub struct AssessConfig {
     /// …and also exceeds the baseline plus this many milliseconds (so jitter on a 2 ms
     /// loopback baseline is not "slow").
     pub latency_slack_ms: f64,
+    /// How many recent known observations the intermittent rule looks at (at most 32).
+    pub intermittent_window: u32,
+    /// Failures among the last `intermittent_window` observations, not in a row, that open a
+    /// Degraded incident (at least `failures_to_open` and 2 are used).
+    pub intermittent_failures: u32,
 }
 
 impl AssessConfig {
     pub const DEFAULT_BASELINE_WINDOW: usize = 50;
     pub const DEFAULT_LATENCY_FACTOR: f64 = 2.0;
     pub const DEFAULT_LATENCY_SLACK_MS: f64 = 200.0;
+    pub const DEFAULT_INTERMITTENT_WINDOW: u32 = 10;
+    pub const DEFAULT_INTERMITTENT_FAILURES: u32 = 3;
 
     /// The config's hysteresis with the default baseline settings.
     pub fn from_defaults(d: &Defaults) -> Self {
@@ -98,11 +111,22 @@ impl AssessConfig {
             baseline_window: Self::DEFAULT_BASELINE_WINDOW,
             latency_factor: Self::DEFAULT_LATENCY_FACTOR,
             latency_slack_ms: Self::DEFAULT_LATENCY_SLACK_MS,
+            intermittent_window: Self::DEFAULT_INTERMITTENT_WINDOW,
+            intermittent_failures: Self::DEFAULT_INTERMITTENT_FAILURES,
         }
     }
 
     fn open_after(&self) -> u32 {
         self.failures_to_open.max(1)
+    }
+
+    fn window(&self) -> u32 {
+        self.intermittent_window.clamp(1, 32)
+    }
+
+    /// Scattered failures in the window that open a Degraded incident.
+    fn intermittent_after(&self) -> u32 {
+        self.intermittent_failures.max(self.open_after()).max(2)
     }
 
     fn close_after(&self) -> u32 {
@@ -398,6 +422,10 @@ struct KeyState {
     failures: u32,
     /// Any of those failures was Down.
     run_down: bool,
+    /// The last known (not Unknown) outcomes, newest in bit 0: 1 failed, 0 passed.
+    recent: u32,
+    /// The open incident was opened by scattered failures, not by a run.
+    intermittent: bool,
     /// The cause of the latest failure.
     run_cause: Cause,
     /// The latest probe or canary observation's health and cause.
@@ -421,6 +449,8 @@ impl KeyState {
             gap: false,
             failures: 0,
             run_down: false,
+            recent: 0,
+            intermittent: false,
             run_cause: Cause::Ok,
             last: None,
             incident: None,
@@ -459,6 +489,21 @@ impl KeyState {
         } else {
             Status::Operational
         }
+    }
+
+    /// Remembers one known outcome in the intermittent window.
+    fn remember(&mut self, failed: bool, window: u32) {
+        let mask = if window >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << window) - 1
+        };
+        self.recent = ((self.recent << 1) | u32::from(failed)) & mask;
+    }
+
+    /// Failures among the remembered outcomes.
+    fn recent_failures(&self) -> u32 {
+        self.recent.count_ones()
     }
 
     /// Reports a state change, if any.
@@ -720,16 +765,31 @@ impl Assessor {
                 ks.failures = ks.failures.saturating_add(1);
                 ks.run_down |= obs.health == Health::Down;
                 ks.run_cause = failure_cause(obs.cause);
+                ks.remember(true, config.window());
                 let passes = ks.passes;
                 match ks.incident.as_mut() {
                     None => {
-                        if ks.failures >= config.open_after() && signal != Status::Maintenance {
-                            let incident = open_incident(ks, &key, obs, signal, title, now);
+                        let in_a_row = ks.failures >= config.open_after();
+                        let scattered = ks.recent_failures() >= config.intermittent_after();
+                        if (in_a_row || scattered) && signal != Status::Maintenance {
+                            let opening = if in_a_row {
+                                Opening::InARow
+                            } else {
+                                Opening::Intermittent(config.window())
+                            };
+                            let incident =
+                                open_incident(ks, &key, obs, signal, title, opening, now);
                             events.push(Event::IncidentOpened(incident));
                         }
                     }
                     Some(incident) => {
-                        dirty = worsen(incident, obs, now);
+                        // An intermittent incident becomes an outage only when its failures
+                        // come in a run again.
+                        let run = ks.failures >= config.open_after() && ks.run_down;
+                        if run {
+                            ks.intermittent = false;
+                        }
+                        dirty = worsen(incident, obs, !ks.intermittent, now);
                         if incident.phase == IncidentPhase::Validating {
                             dirty = true;
                             if obs.health == Health::Down {
@@ -764,6 +824,7 @@ impl Assessor {
                 ks.observed = true;
                 ks.failures = 0;
                 ks.run_down = false;
+                ks.remember(false, config.window());
                 let validating = ks
                     .incident
                     .as_ref()
@@ -778,6 +839,7 @@ impl Assessor {
                     None
                 };
                 let mut resolved = false;
+                let (left, intermittent) = (ks.recent_failures(), ks.intermittent);
                 match ks.incident.as_mut() {
                     None => {
                         if obs.complete != Some(false) {
@@ -830,12 +892,28 @@ impl Assessor {
                                     }
                                     (None, _) => String::new(),
                                 };
-                                incident.note(
-                                    now,
-                                    TimelineKind::CanaryPassed,
-                                    format!("canary {}/{close_after} passed{versus}", ks.passes),
-                                );
-                                resolved = ks.passes >= close_after;
+                                // Scattered failures still in the window hold an
+                                // intermittent incident open, so a flaky service does not flap
+                                // between resolved and reopened.
+                                let held = intermittent && left * 2 >= config.intermittent_after();
+                                let text = if ks.passes < close_after
+                                    || (ks.passes == close_after && !held)
+                                {
+                                    format!("canary {}/{close_after} passed{versus}", ks.passes)
+                                } else if held {
+                                    format!(
+                                        "canary passed{versus} ({} in a row); {left} of the last {} checks failed: held open until they age out",
+                                        ks.passes,
+                                        config.window()
+                                    )
+                                } else {
+                                    format!(
+                                        "canary passed{versus} ({} in a row); the scattered failures have aged out",
+                                        ks.passes
+                                    )
+                                };
+                                incident.note(now, TimelineKind::CanaryPassed, text);
+                                resolved = ks.passes >= close_after && !held;
                             }
                         }
                     }
@@ -845,6 +923,9 @@ impl Assessor {
                         resolve(&mut done, ks.passes, now);
                         events.push(Event::IncidentResolved(done));
                     }
+                    // A recovered key starts a fresh window.
+                    ks.recent = 0;
+                    ks.intermittent = false;
                     ks.passes = 0;
                     dirty = false;
                 }
@@ -1028,16 +1109,26 @@ impl Assessor {
     }
 }
 
-/// Opens the key's incident from its failure run; returns a copy for the event.
+/// Why an incident opens: failures in a row, or scattered failures within the last N checks.
+#[derive(Clone, Copy)]
+enum Opening {
+    InARow,
+    Intermittent(u32),
+}
+
+/// Opens the key's incident from its failure run; returns a copy for the event. Failures in a
+/// row are an outage when any was Down; scattered failures are at most a degradation (some
+/// requests still get through).
 fn open_incident(
     ks: &mut KeyState,
     key: &Key,
     obs: &Observation,
     signal: Status,
     title: Option<&str>,
+    opening: Opening,
     now: DateTime<Utc>,
 ) -> Incident {
-    let severity = if ks.run_down {
+    let severity = if ks.run_down && matches!(opening, Opening::InARow) {
         Status::Outage
     } else {
         Status::Degraded
@@ -1069,13 +1160,19 @@ fn open_incident(
             official_words(signal)
         )
     };
+    let run = match opening {
+        Opening::InARow => format!("{} failed checks in a row", ks.failures),
+        Opening::Intermittent(window) => format!(
+            "{} of the last {window} checks failed (intermittent)",
+            ks.recent_failures()
+        ),
+    };
     incident.note(
         now,
         TimelineKind::Opened,
         format!(
-            "{} after {} failed checks in a row ({}){detail}{fusion}",
+            "{} after {run} ({}){detail}{fusion}",
             severity.noun(),
-            ks.failures,
             failure_cause(obs.cause)
         ),
     );
@@ -1083,14 +1180,20 @@ fn open_incident(
         incident.note(now, TimelineKind::Confirmed, confirmed_text(signal, title));
     }
     ks.passes = 0;
+    ks.intermittent = matches!(opening, Opening::Intermittent(_));
     ks.incident = Some(incident.clone());
     incident
 }
 
 /// Applies a failed observation's severity and cause to an open incident; true if it changed.
-fn worsen(incident: &mut Incident, obs: &Observation, now: DateTime<Utc>) -> bool {
+fn worsen(
+    incident: &mut Incident,
+    obs: &Observation,
+    may_become_outage: bool,
+    now: DateTime<Utc>,
+) -> bool {
     let mut changed = false;
-    if obs.health == Health::Down && incident.severity != Status::Outage {
+    if obs.health == Health::Down && may_become_outage && incident.severity != Status::Outage {
         incident.severity = Status::Outage;
         incident.note(
             now,

@@ -261,15 +261,52 @@ const BASELINE: &str = "up:290 up:300 up:310";
 
 #[test]
 fn fewer_failures_than_the_threshold_change_nothing() {
-    insta::assert_snapshot!(check(config(3, 2), "up:300 down down up:300 down down"), @r"
+    insta::assert_snapshot!(check(config(3, 2), "up:300 down down up:300 up:300"), @r"
     up:300                       operational state:unknown→operational
     down                         operational
     down                         operational
     up:300                       operational
-    down                         operational
-    down                         operational
-    describe: operational — 2 of 3 failed checks in a row before an incident opens (provider_error)
+    up:300                       operational
+    describe: operational
     wants_canary: false
+    ");
+}
+
+#[test]
+fn scattered_failures_open_one_degraded_incident_that_outlasts_the_flapping() {
+    insta::assert_snapshot!(check(config(3, 2), "up:300 down up:300 down up:300 down:provider_overloaded up:300 up:300 down up:300 up:300 up:300 up:300 up:300 up:300 up:300"), @r"
+    up:300                       operational state:unknown→operational
+    down                         operational
+    up:300                       operational
+    down                         operational
+    up:300                       operational
+    down:provider_overloaded     degraded    incident_opened[opened] state:operational→degraded
+    up:300                       degraded    incident_updated[validation_started]
+    up:300                       degraded    incident_updated[canary_passed]
+    down                         degraded    incident_updated[cause_changed,reopened]
+    up:300                       degraded    incident_updated[validation_started]
+    up:300                       degraded    incident_updated[canary_passed]
+    up:300                       degraded    incident_updated[canary_passed]
+    up:300                       degraded    incident_updated[canary_passed]
+    up:300                       degraded    incident_updated[canary_passed]
+    up:300                       degraded    incident_updated[canary_passed]
+    up:300                       operational incident_resolved[canary_passed,resolved] state:degraded→operational
+    describe: operational
+    wants_canary: false
+    incident inc-openai-api-api-local-1740830550 resolved degraded provider_error confirmed=false
+      +0s opened: degradation after 3 of the last 10 checks failed (intermittent) (provider_overloaded): HTTP 500 from the API; unconfirmed degradation — no official status page has confirmed it
+      +30s validation_started: answers again (300 ms); validating recovery: 2 canary checks in a row must pass
+      +60s canary_passed: canary 1/2 passed: 300 ms vs baseline 300 ms
+      +90s cause_changed: cause changed: provider_overloaded → provider_error
+      +90s reopened: down again (provider_error) after 1 passed canary: back to open, validation starts over on the next success
+      +120s validation_started: answers again (300 ms); validating recovery: 2 canary checks in a row must pass
+      +150s canary_passed: canary 1/2 passed: 300 ms vs baseline 300 ms
+      +180s canary_passed: canary passed: 300 ms vs baseline 300 ms (2 in a row); 3 of the last 10 checks failed: held open until they age out
+      +210s canary_passed: canary passed: 300 ms vs baseline 300 ms (3 in a row); 3 of the last 10 checks failed: held open until they age out
+      +240s canary_passed: canary passed: 300 ms vs baseline 300 ms (4 in a row); 2 of the last 10 checks failed: held open until they age out
+      +270s canary_passed: canary passed: 300 ms vs baseline 300 ms (5 in a row); 2 of the last 10 checks failed: held open until they age out
+      +300s canary_passed: canary passed: 300 ms vs baseline 300 ms (6 in a row); the scattered failures have aged out
+      +300s resolved: recovered: 6 canary checks in a row passed; the degradation lasted 5m
     ");
 }
 
@@ -674,13 +711,17 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn config_strategy() -> impl Strategy<Value = AssessConfig> {
-    (1u32..5, 1u32..5, 0usize..8, 1.0f64..4.0).prop_map(|(f, s, w, factor)| AssessConfig {
-        failures_to_open: f,
-        successes_to_close: s,
-        baseline_window: w,
-        latency_factor: factor,
-        latency_slack_ms: 50.0,
-    })
+    (1u32..5, 1u32..5, 0usize..8, 1.0f64..4.0, 0u32..40, 0u32..6).prop_map(
+        |(f, s, w, factor, window, scattered)| AssessConfig {
+            failures_to_open: f,
+            successes_to_close: s,
+            baseline_window: w,
+            latency_factor: factor,
+            latency_slack_ms: 50.0,
+            intermittent_window: window,
+            intermittent_failures: scattered,
+        },
+    )
 }
 
 proptest! {
