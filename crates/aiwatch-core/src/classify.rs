@@ -783,12 +783,10 @@ fn decide(
         (Some(f), _) => ProbeReading::Unseen(f.cause),
         (None, None) => ProbeReading::NotChecked,
         (None, Some(cause)) => match cause {
+            // The request failed: for this check that is every request (share 1 of 1), an
+            // outage whatever the status code — the same rule `serve` applies to a run of them.
             Cause::ProviderError | Cause::ProviderOverloaded => ProbeReading::Failing {
-                status: if cause == Cause::ProviderOverloaded {
-                    Status::Degraded
-                } else {
-                    Status::Outage
-                },
+                status: Status::Outage,
                 cause,
             },
             Cause::TruncatedResponses | Cause::SlowResponses => ProbeReading::Failing {

@@ -44,6 +44,9 @@ pub struct Defaults {
     pub failures_to_open: u32,
     pub successes_to_close: u32,
     pub control_url: String,
+    /// How often `serve` also streams one tiny completion per API (time to first token, answers
+    /// cut off); `None` ("off") streams only while validating a recovery.
+    pub stream_interval: Option<Duration>,
 }
 
 impl Default for Defaults {
@@ -54,6 +57,7 @@ impl Default for Defaults {
             failures_to_open: 3,
             successes_to_close: 2,
             control_url: DEFAULT_CONTROL_URL.to_owned(),
+            stream_interval: Some(Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -190,6 +194,8 @@ struct RawDefaults {
     successes_to_close: Option<u32>,
     #[serde(default, deserialize_with = "http_url")]
     control_url: Option<String>,
+    #[serde(default, deserialize_with = "duration_or_off")]
+    stream_interval: Option<Option<Duration>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +341,17 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
         .map_err(serde::de::Error::custom)
 }
 
+/// A duration, or "off".
+fn duration_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Duration>>, D::Error> {
+    let raw = String::deserialize(d)?;
+    if raw.trim().eq_ignore_ascii_case("off") {
+        return Ok(Some(None));
+    }
+    parse_duration(&raw)
+        .map(|d| Some(Some(d)))
+        .map_err(|e| serde::de::Error::custom(format!("{e}, or \"off\"")))
+}
+
 fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let n = i64::deserialize(d)?;
     u32::try_from(n)
@@ -438,6 +455,7 @@ impl Config {
             failures_to_open: None,
             successes_to_close: None,
             control_url: None,
+            stream_interval: None,
         });
         let fallback = Defaults::default();
         let defaults = Defaults {
@@ -446,6 +464,7 @@ impl Config {
             failures_to_open: d.failures_to_open.unwrap_or(fallback.failures_to_open),
             successes_to_close: d.successes_to_close.unwrap_or(fallback.successes_to_close),
             control_url: d.control_url.unwrap_or(fallback.control_url),
+            stream_interval: d.stream_interval.unwrap_or(fallback.stream_interval),
         };
         let server = raw.server.map_or_else(ServerConfig::default, |s| {
             let fallback = ServerConfig::default();
@@ -715,6 +734,17 @@ mod tests {
         assert_eq!(config.routes[0].upstreams.len(), 3);
         assert_eq!(config.routes[0].upstreams[2].service.as_str(), "ollama");
         assert_eq!(config.gateway.as_ref().unwrap().listen.port(), 4000);
+    }
+
+    #[test]
+    fn stream_interval_takes_a_duration_or_off() {
+        let on = Config::parse("[defaults]\nstream_interval = \"5m\"\n").unwrap();
+        assert_eq!(on.defaults.stream_interval, Some(Duration::from_secs(300)));
+        let off = Config::parse("[defaults]\nstream_interval = \"off\"\n").unwrap();
+        assert_eq!(off.defaults.stream_interval, None);
+        let e = err("[defaults]\nstream_interval = \"sometimes\"\n");
+        assert_eq!(e.field.as_deref(), Some("defaults.stream_interval"));
+        assert!(e.message.contains("\"off\""), "{e}");
     }
 
     #[test]

@@ -181,6 +181,7 @@ fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc>) -> 
         default_interval: Duration::from_secs(30),
         assess: AssessConfig::default(),
         page_name: "aiwatch bench".into(),
+        stream_interval: None,
     };
     let engine = Arc::new(
         Engine::new(

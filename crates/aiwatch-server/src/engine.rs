@@ -26,6 +26,14 @@ use crate::writer::{WriteOp, Writer};
 /// The verifier of a service's own CA, if it declares one.
 type Verifier = Option<Arc<aiwatch_probe::tls::ExpectedVerifier>>;
 
+/// When a service's API last streamed a completion, and whether that stream failed (then every
+/// check streams until one comes back whole, so cut-off answers are seen check after check).
+#[derive(Clone, Copy, Default)]
+struct LastStream {
+    at: Option<Instant>,
+    failed: bool,
+}
+
 /// How long a control-probe result is trusted before it is asked again.
 const CONTROL_TTL: Duration = Duration::from_secs(10);
 
@@ -90,6 +98,9 @@ pub struct EngineOptions {
     pub assess: AssessConfig,
     /// Name of the Statuspage-compatible page.
     pub page_name: String,
+    /// How often an API check also streams a tiny completion (the first check always does);
+    /// `None` streams only the canaries of a recovery.
+    pub stream_interval: Option<Duration>,
 }
 
 /// Everything the daemon knows and does, shared by the scheduler, the poller and the API.
@@ -113,6 +124,8 @@ pub struct Engine {
     /// Each service's latest measured status and when it was seen, for views that must not
     /// show "unknown" (the Statuspage format) while the monitor cannot see the service.
     last_measured: Mutex<HashMap<ServiceName, (Status, DateTime<Utc>)>>,
+    /// Each service's last streamed completion, by index.
+    streams: Mutex<Vec<LastStream>>,
 }
 
 impl Engine {
@@ -156,6 +169,7 @@ impl Engine {
         metrics
             .open_incidents
             .set(i64::try_from(assessor.open_incidents().len()).unwrap_or(i64::MAX));
+        let services_len = services.len();
         Ok(Self {
             services,
             checker,
@@ -175,6 +189,7 @@ impl Engine {
             started_at: Utc::now(),
             ready: AtomicBool::new(false),
             last_measured: Mutex::new(HashMap::new()),
+            streams: Mutex::new(vec![LastStream::default(); services_len]),
         })
     }
 
@@ -230,6 +245,7 @@ impl Engine {
                 })
                 .inc();
         }
+        let stream = service.api_base.is_some() && (canary || self.stream_due(index));
         let deadline = Instant::now() + self.options.timeout;
         let probes = self
             .checker
@@ -237,10 +253,13 @@ impl Engine {
                 service,
                 self.keys.get(&service.name),
                 self.expected[index].clone(),
-                canary,
+                stream,
                 deadline,
             )
             .await;
+        if let Some(streamed) = &probes.stream {
+            self.streamed(index, streamed.finished);
+        }
         let now = Utc::now();
         let mut observations =
             crate::observe::observations(service, &probes, true, canary, self.options.timeout, now);
@@ -286,6 +305,28 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.name.clone(), Arc::new((evidence, now)));
         self.ingest(observations, now);
+    }
+
+    /// Whether service `index` is due for a stream check: never streamed, its last stream
+    /// failed, or `stream_interval` has passed.
+    fn stream_due(&self, index: usize) -> bool {
+        let Some(every) = self.options.stream_interval else {
+            return false;
+        };
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams
+            .get(index)
+            .is_some_and(|last| last.failed || last.at.is_none_or(|t| t.elapsed() >= every))
+    }
+
+    fn streamed(&self, index: usize, finished: bool) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = streams.get_mut(index) {
+            *last = LastStream {
+                at: Some(Instant::now()),
+                failed: !finished,
+            };
+        }
     }
 
     /// Feeds observations to the assessor and the store.

@@ -42,6 +42,7 @@ fn engine_with(services: Vec<Service>, checks: CheckOptions) -> Arc<Engine> {
             ..AssessConfig::default()
         },
         page_name: "aiwatch test".into(),
+        stream_interval: None,
     };
     Arc::new(
         Engine::new(

@@ -76,6 +76,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             default_interval: defaults.interval,
             assess: AssessConfig::from_defaults(defaults),
             page_name: "aiwatch".into(),
+            stream_interval: defaults.stream_interval,
         },
         limits: Limits::default(),
         retention: Retention {

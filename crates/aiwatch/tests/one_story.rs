@@ -1,0 +1,362 @@
+//! One story across every surface: the real `aiwatch serve` process and the real
+//! `aiwatch check --json` process, pointed at the same loopback world, must tell the same status,
+//! scope and cause for each class of cause — the monitor's own network, the account, the
+//! provider, the official page alone, slowness, answers cut off, a local runtime that is not
+//! running — on the JSON API, the Statuspage-compatible view, the service page, the badge and the
+//! metrics.
+
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use aiwatch_core::Status;
+use aiwatch_server::dashboard::present::state_word;
+use aiwatch_testkit::{canned, summary_operational, summary_with_incident, DnsAnswer, World};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+
+use common::in_world;
+
+const KEY: &str = "sk-one-story-key";
+
+/// Checks every 200 ms, opens after two failures in a row, streams on every due check.
+const FAST: &str = "[defaults]\ninterval = \"200ms\"\nfailures_to_open = 2\nsuccesses_to_close = 2\nstream_interval = \"1s\"\n";
+
+/// `aiwatch serve` as a child process on a free loopback port; killed when dropped.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    async fn start(world: &World, service: &str) -> Serve {
+        let config = world.dir().join("serve.toml");
+        let text = world.config_toml().replacen("[defaults]\n", FAST, 1);
+        std::fs::write(&config, text).expect("write the serve config");
+        let addr = free_port();
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", service, "--listen"])
+            .arg(addr.to_string())
+            .arg("--db")
+            .arg(world.dir().join(format!("{service}.db")))
+            .arg("--dns-server")
+            .arg(world.dns.addr().to_string())
+            .arg("--ca-file")
+            .arg(world.public_ca_path())
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("http_proxy")
+            .env("OPENAI_API_KEY", KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiwatch serve starts");
+        let serve = Serve { child, addr };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while serve.get("/readyz").await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "serve did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.addr).await else {
+            return (0, String::new());
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: aiwatch\r\nConnection: close\r\n\r\n");
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return (0, String::new());
+        }
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
+
+    /// Waits until `check` holds on the JSON at `path`, or fails with the last value.
+    async fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.json(path).await;
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last {path}:\n{value:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// `aiwatch check NAME --json` (with `--deep` when asked) against the same world.
+fn check_json(world: &World, name: &str, deep: bool) -> Value {
+    let mut cmd = in_world(world, "check");
+    cmd.args([name, "--json"]).env("OPENAI_API_KEY", KEY);
+    if deep {
+        cmd.arg("--deep");
+    }
+    let output = cmd.output().expect("check runs");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    json[0].clone()
+}
+
+/// The story both tell: status, scope and cause.
+fn story(v: &Value, status: &str) -> (String, String, String) {
+    let word = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (word(status), word("scope"), word("cause"))
+}
+
+/// Every surface tells the same story about `name`, and that story's status is `want`.
+async fn assert_one_story(serve: &Serve, world: &World, name: &str, want: Status, deep: bool) {
+    let verdict = check_json(world, name, deep);
+    let told = story(&verdict, "status");
+    assert_eq!(told.0, want.as_str(), "check --json: {verdict:#}");
+    // The daemon gets there over its first checks (and, for an incident, a run of them).
+    let path = format!("/api/services/{name}");
+    let service = serve
+        .wait_for(&path, &format!("check's story {told:?}"), |s| {
+            story(s, "state") == told
+        })
+        .await;
+
+    let components = serve.json("/api/v2/components.json").await;
+    let listed = components["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["id"] == name).cloned());
+    match want.statuspage_component() {
+        Some(word) => assert_eq!(
+            listed.as_ref().map(|c| c["status"].clone()),
+            Some(Value::from(word)),
+            "Statuspage view of {name}: {components:#}"
+        ),
+        None => assert!(listed.is_none(), "{name} never measured: {components:#}"),
+    }
+    let summary = serve.json("/api/v2/summary.json").await;
+    if want != Status::Operational {
+        assert_ne!(
+            summary["status"]["description"], "All Systems Operational",
+            "{summary:#}"
+        );
+    }
+
+    let word = state_word(want);
+    let (_, page) = serve.get(&format!("/services/{name}")).await;
+    let heading = page
+        .split_once("<h1>")
+        .and_then(|(_, rest)| rest.split_once("</h1>"))
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or_default();
+    assert!(
+        heading.contains(word),
+        "the service page says {word}: {heading}"
+    );
+
+    let title = service["title"].as_str().unwrap_or_default();
+    let (_, badge) = serve.get(&format!("/badge/{name}.svg")).await;
+    let label = format!("aria-label=\"{title}: {}\"", word.to_lowercase());
+    assert!(badge.contains(&label), "badge {label}: {badge}");
+
+    let (_, metrics) = serve.get("/metrics").await;
+    let gauge = format!(
+        "aiwatch_service_status{{service=\"{name}\",status=\"{}\"}} 1",
+        want.as_str()
+    );
+    assert!(metrics.contains(&gauge), "{gauge} in /metrics");
+}
+
+async fn openai_world() -> World {
+    let mut world = World::start().await;
+    let api = world.api("openai-api", "api.openai.test", "/v1").await;
+    api.route("GET", "/v1/models", canned::openai_models());
+    api.route("POST", "/v1/chat/completions", canned::openai_stream(true));
+    world
+        .status_page("openai-api", "status.openai.test")
+        .await
+        .set_summary(&summary_operational(&[
+            "Chat Completions",
+            "Responses",
+            "Embeddings",
+        ]));
+    world
+}
+
+fn api(world: &World) -> &aiwatch_testkit::FakeServer {
+    &world.service("openai-api").server
+}
+
+/// A few more checks than it takes to open an incident.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_the_monitor_cannot_resolve_the_provider() {
+    let world = openai_world().await;
+    world.dns.set("api.openai.test", DnsAnswer::NxDomain);
+    let serve = Serve::start(&world, "openai-api").await;
+    // The page (another host) is green and readable: the provider's word stands, the monitor's
+    // own DNS trouble is said as such and opens nothing.
+    assert_one_story(&serve, &world, "openai-api", Status::Operational, false).await;
+    settle().await;
+    let service = serve.json("/api/services/openai-api").await;
+    assert_eq!(service["scope"], "local", "{service:#}");
+    assert_eq!(service["cause"], "dns_failure");
+    assert_eq!(service["notice"]["kind"]["kind"], "monitor_cannot_see");
+    assert_eq!(service["open_incidents"], 0, "no provider incident");
+    let (_, metrics) = serve.get("/metrics").await;
+    assert!(metrics.contains("aiwatch_monitor_blind{service=\"openai-api\"} 1"));
+    let (_, overview) = serve.get("/").await;
+    assert!(!overview.contains("has trouble"), "not counted as trouble");
+    assert!(
+        overview.contains("Monitor health"),
+        "a monitor notice instead"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_the_key_is_rejected() {
+    let world = openai_world().await;
+    api(&world).route("GET", "/v1/models", canned::openai_401());
+    let serve = Serve::start(&world, "openai-api").await;
+    assert_one_story(&serve, &world, "openai-api", Status::Operational, false).await;
+    settle().await;
+    let service = serve.json("/api/services/openai-api").await;
+    assert_eq!(service["scope"], "account", "{service:#}");
+    assert_eq!(service["cause"], "auth_invalid");
+    assert_eq!(
+        service["open_incidents"], 0,
+        "an account problem is no incident"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_the_provider_fails() {
+    let world = openai_world().await;
+    api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
+    let serve = Serve::start(&world, "openai-api").await;
+    // Every request fails: an outage for the user, whatever the status code.
+    serve
+        .wait_for("/api/services/openai-api", "an incident", |s| {
+            s["open_incidents"] == 1
+        })
+        .await;
+    assert_one_story(&serve, &world, "openai-api", Status::Outage, false).await;
+    let service = serve.json("/api/services/openai-api").await;
+    assert_eq!(service["scope"], "global", "{service:#}");
+    // The store lags the engine by a write batch.
+    let uptime = serve
+        .wait_for("/api/services/openai-api/uptime", "stored checks", |u| {
+            u["24h"]["up_ratio"].is_f64()
+        })
+        .await;
+    assert!(
+        uptime["24h"]["up_ratio"].as_f64().is_some_and(|r| r < 1.0),
+        "failed checks never read 100 %: {uptime:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_only_the_provider_reports_an_outage() {
+    let world = openai_world().await;
+    world.status_pages[0].1.set_summary(&summary_with_incident(
+        &[
+            ("Chat Completions", "major_outage"),
+            ("Responses", "operational"),
+            ("Embeddings", "operational"),
+        ],
+        "Elevated error rates",
+        "major",
+    ));
+    let serve = Serve::start(&world, "openai-api").await;
+    serve
+        .wait_for("/api/services/openai-api", "our probes pass", |s| {
+            s["provenance"]["agreement"] == "official_only"
+        })
+        .await;
+    assert_one_story(&serve, &world, "openai-api", Status::Outage, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_the_provider_is_slow() {
+    let mut world = openai_world().await;
+    // Half the budget is slow for a one-shot check (`aiwatch-core/src/thresholds.rs`).
+    world.set_timeout("1500ms");
+    api(&world).route(
+        "GET",
+        "/v1/models",
+        canned::openai_models().delay(Duration::from_millis(900)),
+    );
+    let serve = Serve::start(&world, "openai-api").await;
+    assert_one_story(&serve, &world, "openai-api", Status::Degraded, false).await;
+    let service = serve.json("/api/services/openai-api").await;
+    assert_eq!(service["cause"], "slow_responses", "{service:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_answers_are_cut_off() {
+    let world = openai_world().await;
+    api(&world).route("POST", "/v1/chat/completions", canned::openai_stream(false));
+    let serve = Serve::start(&world, "openai-api").await;
+    assert_one_story(&serve, &world, "openai-api", Status::Degraded, true).await;
+    let service = serve.json("/api/services/openai-api").await;
+    assert_eq!(service["cause"], "truncated_responses", "{service:#}");
+    assert_eq!(service["open_incidents"], 1, "{service:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_story_when_a_local_runtime_is_not_running() {
+    let mut world = World::start().await;
+    world.local("ollama", "").await;
+    world.services[0].url = format!("http://127.0.0.1:{}", aiwatch_testkit::closed_port().port());
+    let serve = Serve::start(&world, "ollama").await;
+    assert_one_story(&serve, &world, "ollama", Status::NotRunning, false).await;
+    settle().await;
+    let service = serve.json("/api/services/ollama").await;
+    assert_eq!(service["open_incidents"], 0, "not running is no outage");
+    let summary = serve.json("/api/v2/summary.json").await;
+    assert_ne!(summary["status"]["description"], "All Systems Operational");
+}
