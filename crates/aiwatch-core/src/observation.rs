@@ -115,11 +115,13 @@ impl Source {
         }
     }
 
-    pub fn from_str_lossy(raw: &str) -> Self {
+    /// The source a stored or received word names; `None` for any other word.
+    pub fn parse(raw: &str) -> Option<Self> {
         match raw {
-            "canary" => Self::Canary,
-            "official" => Self::Official,
-            _ => Self::Probe,
+            "probe" => Some(Self::Probe),
+            "canary" => Some(Self::Canary),
+            "official" => Some(Self::Official),
+            _ => None,
         }
     }
 }
@@ -145,12 +147,14 @@ impl Health {
         }
     }
 
-    pub fn from_str_lossy(raw: &str) -> Self {
+    /// The health a stored or received word names; `None` for any other word.
+    pub fn parse(raw: &str) -> Option<Self> {
         match raw {
-            "up" => Self::Up,
-            "degraded" => Self::Degraded,
-            "down" => Self::Down,
-            _ => Self::Unknown,
+            "up" => Some(Self::Up),
+            "degraded" => Some(Self::Degraded),
+            "down" => Some(Self::Down),
+            "unknown" => Some(Self::Unknown),
+            _ => None,
         }
     }
 }
@@ -180,4 +184,21 @@ pub struct Observation {
     pub complete: Option<bool>,
     /// One sentence on what was seen.
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_words_read_back_and_unknown_words_are_refused() {
+        for source in [Source::Probe, Source::Canary, Source::Official] {
+            assert_eq!(Source::parse(source.as_str()), Some(source));
+        }
+        for health in [Health::Up, Health::Degraded, Health::Down, Health::Unknown] {
+            assert_eq!(Health::parse(health.as_str()), Some(health));
+        }
+        assert_eq!(Source::parse("agent"), None);
+        assert_eq!(Health::parse("Up"), None);
+    }
 }

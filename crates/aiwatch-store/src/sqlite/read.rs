@@ -51,6 +51,15 @@ fn component(raw: String) -> Result<Component> {
     })
 }
 
+/// A stored word decoded strictly: a value this version does not know is a decode error that
+/// names it, never a silent default.
+fn word<T>(raw: String, what: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    parse(&raw).ok_or_else(|| Error::Decode {
+        what,
+        reason: format!("`{raw}` is not a known value"),
+    })
+}
+
 fn matching_series(conn: &Connection, sel: &Selector) -> Result<Vec<Series>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, component, region, first_seen_ms FROM series \
@@ -184,9 +193,9 @@ fn decode_observation(r: &Row<'_>, service: &ServiceName, s: &Series) -> Result<
         service: service.clone(),
         component: s.key.component,
         region: s.key.region.clone(),
-        source: Source::from_str_lossy(&r.get::<_, String>(1)?),
+        source: word(r.get(1)?, "observation source", Source::parse)?,
         at: from_ms(r.get(2)?)?,
-        health: Health::from_str_lossy(&r.get::<_, String>(3)?),
+        health: word(r.get(3)?, "observation health", Health::parse)?,
         cause: Cause::from_code(&cause).unwrap_or(Cause::Unknown),
         phases: PhaseMs {
             dns: phase_ms(r.get(5)?),
