@@ -5,6 +5,7 @@
 
 pub mod assess;
 pub mod assessment;
+pub mod call_fault;
 pub mod catalog;
 pub mod cause;
 pub mod classify;

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aiwatch_core::call_fault::CallFault;
 use aiwatch_core::cause::Cause;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -322,7 +323,7 @@ async fn attempt(
     let response = match timeout_at(answer_by, up.client.request(request_to_upstream)).await {
         Err(_) => {
             return Attempt::Failed(Failure {
-                cause: Cause::SlowResponses,
+                cause: CallFault::NoAnswerInTime.cause(),
                 reason: format!("no answer within {}", secs(answer_by - sent)),
                 retry_after: None,
                 timed_out: true,
@@ -333,7 +334,7 @@ async fn attempt(
             // (a connection reset mid-answer) is the provider's.
             let (cause, reason) = match connect_failure(&e) {
                 Some(f) => (f.cause, f.detail.clone()),
-                None => (Cause::ProviderError, error_chain(&e)),
+                None => (CallFault::ConnectionLost.cause(), error_chain(&e)),
             };
             return Attempt::Failed(Failure {
                 cause,
@@ -379,7 +380,7 @@ async fn attempt(
         Ok(b) => b,
         Err(reason) => {
             return Attempt::Failed(Failure {
-                cause: Cause::TruncatedResponses,
+                cause: CallFault::AnswerCutOff.cause(),
                 reason,
                 retry_after: None,
                 timed_out: Instant::now() >= answer_by,
@@ -391,7 +392,7 @@ async fn attempt(
         Ok(answer) => answer,
         Err(reason) => {
             return Attempt::Failed(Failure {
-                cause: Cause::ProviderError,
+                cause: CallFault::AnswerUnreadable.cause(),
                 reason,
                 retry_after: None,
                 timed_out: false,
@@ -681,7 +682,7 @@ impl StreamReader {
                             &format!("{reason}; the answer is incomplete"),
                         ),
                         reason,
-                        cause: Cause::SlowResponses,
+                        cause: CallFault::StreamStalled.cause(),
                         blame: !deadline,
                         timed_out: true,
                     };
@@ -732,9 +733,11 @@ fn fault_piece(fault: &StreamFault) -> Piece {
         blame: true,
         timed_out: false,
         cause: match fault {
-            StreamFault::Truncated | StreamFault::Broken(_) => Cause::TruncatedResponses,
-            _ => Cause::ProviderError,
-        },
+            StreamFault::Truncated | StreamFault::Broken(_) => CallFault::StreamCutOff,
+            StreamFault::Garbage(_) => CallFault::StreamGarbage,
+            StreamFault::Upstream(_) => CallFault::StreamError,
+        }
+        .cause(),
     }
 }
 
@@ -757,7 +760,7 @@ async fn stream(
         let bytes = error_body(body, deadline).await;
         let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         return Attempt::Failed(Failure {
-            cause: Cause::ProviderError,
+            cause: CallFault::NotAStream.cause(),
             reason: format!("asked for a stream, got something else: {said}"),
             retry_after: None,
             timed_out: false,
@@ -810,7 +813,7 @@ async fn stream(
         }
         if held.len() > HELD_CAP {
             return Attempt::Failed(Failure {
-                cause: Cause::ProviderError,
+                cause: CallFault::StreamGarbage.cause(),
                 reason: format!(
                     "the stream sent over {} KiB without a token",
                     HELD_CAP / 1024
