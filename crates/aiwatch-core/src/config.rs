@@ -93,6 +93,8 @@ pub struct ServiceEntry {
     pub status_components: Option<Vec<String>>,
     pub ca_file: Option<PathBuf>,
     pub interval: Option<Duration>,
+    /// Admits sending this service's key over plain HTTP to a private network.
+    pub allow_plain_http: bool,
 }
 
 /// `[gateway]`: where the failover proxy listens, whom it serves and how hard it tries.
@@ -226,6 +228,8 @@ struct RawService {
     ca_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "duration")]
     interval: Option<Duration>,
+    #[serde(default)]
+    allow_plain_http: bool,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +510,25 @@ impl Config {
                     format!("service `{name}` has kind \"http\" but no `web_url`"),
                 ));
             }
+            // The key this service will send, and where: its own fields, else the built-in's.
+            let builtin = Catalog::builtin();
+            let inherited = builtin.get(name.as_str()).ok();
+            let api_base = s
+                .api_base
+                .clone()
+                .or_else(|| inherited.and_then(|b| b.api_base.clone()));
+            let key_env = s
+                .api_key_env
+                .clone()
+                .or_else(|| inherited.and_then(|b| b.api_key_env.clone()));
+            if let (Some(url), Some(var)) = (&api_base, &key_env) {
+                if let Some(why) =
+                    crate::key_route::plain_http_refusal(url, var, s.allow_plain_http)
+                {
+                    let field = field_span(text, &span, "api_base").unwrap_or(span.clone());
+                    return Err(locate(text, Some(field), format!("service `{name}` {why}")));
+                }
+            }
             services.push(ServiceEntry {
                 name,
                 kind: s.kind,
@@ -516,6 +539,7 @@ impl Config {
                 status_components: s.status_components,
                 ca_file: s.ca_file,
                 interval: s.interval,
+                allow_plain_http: s.allow_plain_http,
             });
         }
 
@@ -654,6 +678,28 @@ impl Config {
     }
 }
 
+/// The span of `key = …` in the table that starts at `table` (up to the next table header), so
+/// an error points at the field's own line.
+fn field_span(text: &str, table: &Range<usize>, key: &str) -> Option<Range<usize>> {
+    let body = text.get(table.start..)?;
+    let mut offset = 0;
+    for (i, line) in body.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if i > 0 && trimmed.starts_with('[') {
+            return None;
+        }
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            let start = table.start + offset + (line.len() - trimmed.len());
+            return Some(start..start + trimmed.trim_end().len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Turns a byte span into a line, a column and the key path written there.
 fn locate(text: &str, span: Option<Range<usize>>, message: String) -> ConfigError {
     let Some(span) = span else {
@@ -734,6 +780,25 @@ mod tests {
         assert_eq!(config.routes[0].upstreams.len(), 3);
         assert_eq!(config.routes[0].upstreams[2].service.as_str(), "ollama");
         assert_eq!(config.gateway.as_ref().unwrap().listen.port(), 4000);
+    }
+
+    #[test]
+    fn a_key_over_plain_http_to_the_internet_is_refused_at_its_api_base_line() {
+        let e =
+            err("[[service]]\nname = \"openai-api\"\n\napi_base = \"http://llm.example.com/v1\"\n");
+        assert_eq!(e.line, 4, "{e}");
+        assert_eq!(e.field.as_deref(), Some("service[1].api_base"), "{e}");
+        assert!(e.message.contains("OPENAI_API_KEY"), "{e}");
+        // A new service's own key, to a private network: only with the opt-in.
+        let private = "[[service]]\nname = \"box\"\napi_base = \"http://192.168.1.9:8000/v1\"\napi_key_env = \"BOX_KEY\"\n";
+        assert!(err(private).message.contains("allow_plain_http"));
+        assert!(Config::parse(&format!("{private}allow_plain_http = true\n")).is_ok());
+        // No key, or this machine: plain HTTP is fine.
+        assert!(Config::parse(
+            "[[service]]\nname = \"box\"\napi_base = \"http://192.168.1.9:8000/v1\"\n"
+        )
+        .is_ok());
+        assert!(Config::parse("[[service]]\nname = \"box\"\napi_base = \"http://127.0.0.1:8000/v1\"\napi_key_env = \"BOX_KEY\"\n").is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cause;
 pub mod classify;
 pub mod config;
 pub mod evidence;
+pub mod key_route;
 pub mod network;
 pub mod observation;
 pub mod official;

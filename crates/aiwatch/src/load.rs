@@ -15,15 +15,26 @@ pub struct Loaded {
     pub catalog: Catalog,
 }
 
+/// How the config file was found, which decides how far it is trusted with keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Given with `--config`.
+    Explicit,
+    /// The user's own config dir.
+    UserDir,
+    /// `./aiwatch.toml`, found because of where the command ran (a cloned repository, say).
+    WorkingDir,
+}
+
 /// The file aiwatch reads when `--config` is not given: ./aiwatch.toml, else the user's
 /// config dir; `None` when neither exists.
-pub fn default_config_path() -> Option<PathBuf> {
+pub fn default_config_path() -> Option<(PathBuf, Origin)> {
     let local = PathBuf::from("aiwatch.toml");
     if local.is_file() {
-        return Some(local);
+        return Some((local, Origin::WorkingDir));
     }
     let user = dirs::config_dir()?.join("aiwatch").join("aiwatch.toml");
-    user.is_file().then_some(user)
+    user.is_file().then_some((user, Origin::UserDir))
 }
 
 /// Reads and validates one config file; errors name the file, line and field.
@@ -47,20 +58,54 @@ pub fn read_config(path: &Path) -> anyhow::Result<Config> {
 
 /// Loads `--config FILE`, or the default file, or the built-in defaults.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<Loaded> {
-    let path = match explicit {
-        Some(p) => Some(p.to_path_buf()),
+    let found = match explicit {
+        Some(p) => Some((p.to_path_buf(), Origin::Explicit)),
         None => default_config_path(),
     };
-    let config = match &path {
-        Some(p) => read_config(p)?,
+    let config = match &found {
+        Some((p, _)) => read_config(p)?,
         None => Config::default(),
     };
     let catalog = Catalog::with_config(&config);
+    if let Some((path, origin)) = &found {
+        guard_moved_keys(&catalog, path, *origin)?;
+    }
+    let path = found.map(|(p, _)| p);
     Ok(Loaded {
         config,
         path,
         catalog,
     })
+}
+
+/// A built-in key sent to another host than its provider's: refused when the file was found
+/// only because of the working directory, said once on stderr otherwise (when the key is set,
+/// so something would really go there).
+fn guard_moved_keys(catalog: &Catalog, path: &Path, origin: Origin) -> anyhow::Result<()> {
+    let moved = aiwatch_core::key_route::moved_keys(catalog);
+    if origin == Origin::WorkingDir {
+        if let Some(m) = moved.first() {
+            return Err(exit::config(format!(
+                "{} was found in the working directory (not given with --config): service `{}` would send {} (the key of {}) to {}. Refusing; pass the file with --config if you trust it",
+                path.display(),
+                m.service,
+                m.var,
+                m.home,
+                m.host
+            )));
+        }
+    }
+    for m in moved.iter().filter(|m| std::env::var_os(&m.var).is_some()) {
+        eprintln!(
+            "aiwatch: note: service `{}` sends {} to {}, not to {} ({})",
+            m.service,
+            m.var,
+            m.host,
+            m.home,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Reads each service's key from the environment variable it names. The keys stay in memory

@@ -11,7 +11,7 @@ use crate::load;
 pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let path = match file {
         Some(p) => p.to_path_buf(),
-        None => load::default_config_path().ok_or_else(|| {
+        None => load::default_config_path().map(|(p, _)| p).ok_or_else(|| {
             exit::usage("no config file given, and no ./aiwatch.toml or user config file exists")
         })?,
     };
@@ -32,6 +32,16 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     }
     let catalog = Catalog::with_config(&config);
+    for m in aiwatch_core::key_route::moved_keys(&catalog) {
+        println!(
+            "{}: note: service `{}` sends {} to {}, not to {}; other commands refuse this unless the file is given with --config or is the user's own config",
+            path.display(),
+            m.service,
+            m.var,
+            m.host,
+            m.home
+        );
+    }
     let own = config
         .services
         .iter()
