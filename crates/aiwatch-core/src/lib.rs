@@ -16,6 +16,7 @@ pub mod network;
 pub mod observation;
 pub mod official;
 pub mod prometheus_text;
+pub mod scrub;
 pub mod secret;
 pub mod service;
 pub mod signatures;

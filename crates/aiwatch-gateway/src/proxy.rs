@@ -348,7 +348,7 @@ async fn attempt(
     let status = response.status();
     if !status.is_success() {
         let (parts, body) = response.into_parts();
-        let bytes = error_body(body, answer_by).await;
+        let bytes = error_body(body, answer_by, up).await;
         return match judge(status.as_u16(), &parts.headers, &bytes) {
             Verdict::ClientFault => {
                 entry.metrics.client_error.inc();
@@ -548,12 +548,19 @@ fn account(
 }
 
 /// The start of an error answer, enough to tell why it failed; empty if it never came.
-async fn error_body(body: Incoming, deadline: Instant) -> Bytes {
+/// An error answer, capped, with the upstream's key and anything key-shaped removed: it may be
+/// returned to the client, logged and shown on `/admin/upstreams`.
+async fn error_body(body: Incoming, deadline: Instant, up: &UpstreamState) -> Bytes {
     let by = deadline.min(Instant::now() + Duration::from_secs(5));
-    aiwatch_probe::http::read_capped(body, ERROR_CAP, by)
+    let bytes = aiwatch_probe::http::read_capped(body, ERROR_CAP, by)
         .await
         .map(|(bytes, _)| bytes)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let sent: Vec<&str> = up.key.iter().map(|k| k.expose()).collect();
+    match aiwatch_core::scrub::scrub_bytes(&bytes, &sent) {
+        Some(clean) => Bytes::from(clean),
+        None => bytes,
+    }
 }
 
 /// Reads a whole body up to `cap` bytes before `deadline` (the probe's capped read); a
@@ -625,6 +632,8 @@ struct StreamReader {
     last_token: Instant,
     seen: usize,
     first_token: Option<Instant>,
+    /// The upstream's key, scrubbed from anything the stream says back.
+    key: Option<aiwatch_core::secret::ApiKey>,
 }
 
 enum Piece {
@@ -690,17 +699,17 @@ impl StreamReader {
                 Ok(None) => {
                     return match self.relay.finish() {
                         Ok(r) => Piece::End { out: r.out },
-                        Err(fault) => fault_piece(&fault),
+                        Err(fault) => self.fault_piece(&fault),
                     }
                 }
-                Ok(Some(Err(e))) => return fault_piece(&StreamFault::Broken(e.to_string())),
+                Ok(Some(Err(e))) => return self.fault_piece(&StreamFault::Broken(e.to_string())),
                 Ok(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
                     self.seen += data.len();
                     if self.seen > STREAM_CAP {
-                        return fault_piece(&StreamFault::Garbage(
+                        return self.fault_piece(&StreamFault::Garbage(
                             "the stream passed its size cap".into(),
                         ));
                     }
@@ -718,10 +727,24 @@ impl StreamReader {
                             }
                             return Piece::Data { out: r.out };
                         }
-                        Err(fault) => return fault_piece(&fault),
+                        Err(fault) => return self.fault_piece(&fault),
                     }
                 }
             }
+        }
+    }
+}
+
+impl StreamReader {
+    /// A fault as a piece, with an upstream's own words scrubbed of its key and key shapes.
+    fn fault_piece(&self, fault: &StreamFault) -> Piece {
+        match fault {
+            StreamFault::Upstream(said) => {
+                let sent: Vec<&str> = self.key.iter().map(|k| k.expose()).collect();
+                let clean = aiwatch_core::scrub::scrub(said, &sent).into_owned();
+                fault_piece(&StreamFault::Upstream(clean))
+            }
+            other => fault_piece(other),
         }
     }
 }
@@ -757,7 +780,7 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if !is_sse {
-        let bytes = error_body(body, deadline).await;
+        let bytes = error_body(body, deadline, up).await;
         let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         return Attempt::Failed(Failure {
             cause: CallFault::NotAStream.cause(),
@@ -785,6 +808,7 @@ async fn stream(
         last_token: sent,
         seen: 0,
         first_token: None,
+        key: up.key.clone(),
     };
     // Hold the answer until its first token: until then, a failure can still move the
     // request to the next upstream without the client seeing anything.

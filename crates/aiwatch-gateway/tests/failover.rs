@@ -222,6 +222,30 @@ async fn when_every_upstream_fails_the_client_gets_one_clear_error() {
 }
 
 #[tokio::test]
+async fn a_key_echoed_by_an_upstream_reaches_no_client_and_no_admin_view() {
+    let h = two_upstreams("").await;
+    for name in ["primary", "secondary"] {
+        h.fake(name)
+            .route("POST", "/v1/chat/completions", canned::echo_key_error(401));
+    }
+    let answer = h.chat("smart", false).await;
+    assert_eq!(answer.status, 502);
+    assert!(
+        !answer.body.contains(common::UPSTREAM_KEY),
+        "{}",
+        answer.body
+    );
+    let admin = h.admin("/admin/upstreams").await.to_string();
+    assert!(!admin.contains(common::UPSTREAM_KEY), "{admin}");
+    assert!(
+        h.chats_seen("primary").iter().any(|r| r
+            .header("authorization")
+            .is_some_and(|a| a.contains(common::UPSTREAM_KEY))),
+        "the key did go to its own upstream"
+    );
+}
+
+#[tokio::test]
 async fn a_complete_stream_is_relayed_with_its_finish_and_done() {
     let h = two_upstreams("").await;
     let answer = h.chat("smart", true).await;

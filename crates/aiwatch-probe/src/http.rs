@@ -157,6 +157,39 @@ pub fn describe(status: u16, headers: &HeaderMap, body: &[u8], capped: bool) -> 
     }
 }
 
+fn answered(
+    status: u16,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    capped: bool,
+    first_byte: Option<Duration>,
+) -> Exchange {
+    Exchange {
+        outcome: HttpOutcome::Response(Box::new(describe(status, headers, &bytes, capped))),
+        body: bytes,
+        first_byte,
+    }
+}
+
+/// The secret values among request headers (the key itself, without its `Bearer` scheme).
+pub fn sent_secrets(headers: &[(&'static str, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            ["authorization", "x-api-key", "x-goog-api-key", "api-key"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+        })
+        .map(|(_, value)| {
+            let value = value.trim();
+            value
+                .split_once(' ')
+                .map_or(value, |(_, secret)| secret.trim())
+                .to_owned()
+        })
+        .collect()
+}
+
 /// The outcome of a whole exchange: evidence, body and timings.
 pub struct Exchange {
     pub outcome: HttpOutcome,
@@ -170,6 +203,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Instant::now();
+    let secrets = sent_secrets(&outgoing.headers);
     let (response, _connection) = match send(io, outgoing, deadline).await {
         Ok(r) => r,
         Err(outcome) => {
@@ -184,16 +218,15 @@ where
     let (parts, body) = response.into_parts();
     let status = parts.status.as_u16();
     match read_capped(body, cap, deadline).await {
-        Ok((bytes, capped)) => Exchange {
-            outcome: HttpOutcome::Response(Box::new(describe(
-                status,
-                &parts.headers,
-                &bytes,
-                capped,
-            ))),
-            body: bytes,
-            first_byte,
-        },
+        Ok((bytes, capped)) => {
+            // The answer may echo the key: everything after this point reads it scrubbed.
+            let sent: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let bytes = match aiwatch_core::scrub::scrub_bytes(&bytes, &sent) {
+                Some(clean) => Bytes::from(clean),
+                None => bytes,
+            };
+            answered(status, &parts.headers, bytes, capped, first_byte)
+        }
         Err(BodyError::Timeout) => Exchange {
             outcome: HttpOutcome::BodyTimeout { status },
             body: Bytes::new(),

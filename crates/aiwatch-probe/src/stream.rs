@@ -169,7 +169,15 @@ pub async fn streamed_completion(
         return evidence;
     }
     let mut headers = opened.extra_headers;
-    headers.extend(auth_headers(service.kind, key));
+    let auth = auth_headers(service.kind, key);
+    let secrets = crate::http::sent_secrets(&auth);
+    let sent: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    // What the answer says may echo the key: it is read scrubbed.
+    let scrubbed = |raw: &[u8]| -> String {
+        let text = String::from_utf8_lossy(raw);
+        aiwatch_core::scrub::scrub(&text, &sent).into_owned()
+    };
+    headers.extend(auth);
     headers.push(("content-type", "application/json".into()));
     let outgoing = Outgoing {
         method: Method::POST,
@@ -191,7 +199,7 @@ pub async fn streamed_completion(
     let (_, mut body) = response.into_parts();
     if !(200..300).contains(&status) {
         if let Ok((bytes, _)) = read_capped(body, 64 * 1024, deadline).await {
-            evidence.provider_error = ProviderError::parse(status, &bytes);
+            evidence.provider_error = ProviderError::parse(status, scrubbed(&bytes).as_bytes());
         }
         evidence.total = Some(started.elapsed());
         return evidence;
@@ -212,7 +220,7 @@ pub async fn streamed_completion(
             pending.extend_from_slice(&data);
             while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=newline).collect();
-                let says = read_line(service.kind, String::from_utf8_lossy(&line).trim());
+                let says = read_line(service.kind, scrubbed(&line).trim());
                 if says.token && evidence.time_to_first_token.is_none() {
                     evidence.time_to_first_token = Some(started.elapsed());
                 }
@@ -225,7 +233,7 @@ pub async fn streamed_completion(
             }
         }
         if !pending.is_empty() {
-            let says = read_line(service.kind, String::from_utf8_lossy(&pending).trim());
+            let says = read_line(service.kind, scrubbed(&pending).trim());
             evidence.finished |= says.finished;
         }
         Ok(())

@@ -72,6 +72,25 @@ pub fn openai_401() -> Reply {
     )
 }
 
+/// An OpenAI-shaped error that echoes the request's credentials back, as a careless (or
+/// hostile) provider might: the whole `Authorization` header and the bare key.
+pub fn echo_key_error(status: u16) -> Reply {
+    Reply::dynamic(move |seen| {
+        let header = seen
+            .header("authorization")
+            .or_else(|| seen.header("x-api-key"))
+            .unwrap_or_default()
+            .to_owned();
+        let bare = header.strip_prefix("Bearer ").unwrap_or(&header).to_owned();
+        openai_error(
+            status,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            &format!("Incorrect API key provided: {bare} (we received the header 'Authorization: {header}')"),
+        )
+    })
+}
+
 /// 429 `insufficient_quota`: out of credits; not to be retried.
 pub fn openai_insufficient_quota() -> Reply {
     openai_error(

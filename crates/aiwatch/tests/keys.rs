@@ -89,3 +89,39 @@ fn a_key_over_plain_http_across_the_internet_is_a_config_error() {
     );
     assert!(err.contains("plain HTTP"), "{err}");
 }
+
+/// A team key in no known format: only knowing the value can remove it.
+const TEAM_KEY: &str = "team0key0value0A1B2C3D4";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_echoed_by_the_provider_never_reaches_check_output() {
+    let world = openai_world().await;
+    world
+        .service("openai-api")
+        .server
+        .route("GET", "/v1/models", canned::echo_key_error(401));
+    for json in [false, true] {
+        let mut cmd = in_world(&world, "check");
+        cmd.arg("openai-api").env("OPENAI_API_KEY", TEAM_KEY);
+        if json {
+            cmd.arg("--json");
+        }
+        let output = cmd.output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+        assert!(!all.contains(TEAM_KEY), "json={json}: {all}");
+        assert!(
+            all.contains("auth_invalid") || all.contains("rejected"),
+            "{all}"
+        );
+    }
+    let seen = world.service("openai-api").server.requests();
+    assert!(
+        seen.iter()
+            .any(|r| r.header("authorization") == Some(&format!("Bearer {TEAM_KEY}"))),
+        "the key did go to its own provider"
+    );
+}
