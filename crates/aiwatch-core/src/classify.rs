@@ -147,7 +147,16 @@ fn probe_finding(report: &ProbeReport, budget: Duration) -> Finding {
                 format!("looking up {} failed: {error}", report.host),
             )
         }
+        Some(DnsOutcome::MonitorStarved { error }) => {
+            return fail(Cause::Unknown, starved(report, error))
+        }
         _ => {}
+    }
+    if let Some(error) = report.connect.iter().find_map(|a| match &a.outcome {
+        ConnectOutcome::MonitorStarved { error } => Some(error),
+        _ => None,
+    }) {
+        return fail(Cause::Unknown, starved(report, error));
     }
     let connected = report
         .connect
@@ -427,6 +436,14 @@ fn portal_redirect<'a>(
 /// own headers (`HttpResponse::provider_fingerprint`). Until then a failure that would blame
 /// the provider (a 5xx, an overload, no answer, broken HTTP) or the account, or an unexpected
 /// status, is the intermediary's — `tls_intercepted` or `proxy_error` — and the provider counts
+/// The monitor's own exhaustion, said as such: it is no finding about the service.
+fn starved(report: &ProbeReport, error: &str) -> String {
+    format!(
+        "this machine ran out of resources ({error}): the monitor cannot check {} until it recovers; this says nothing about the service",
+        report.host
+    )
+}
+
 /// as not reached.
 fn intermediary_finding(
     report: &ProbeReport,
@@ -1099,6 +1116,9 @@ fn probe_lines(report: &ProbeReport, lines: &mut Vec<EvidenceLine>) {
                 format!("{}: resolver timed out", report.host),
             ),
             DnsOutcome::Failed { error } => (Outcome::Fail, format!("{}: {error}", report.host)),
+            DnsOutcome::MonitorStarved { error } => {
+                (Outcome::Fail, format!("this machine: {error}"))
+            }
             DnsOutcome::Skipped { reason } => (Outcome::Skip, format!("{}: {reason}", report.host)),
         };
         lines.push(EvidenceLine {
@@ -1114,6 +1134,9 @@ fn probe_lines(report: &ProbeReport, lines: &mut Vec<EvidenceLine>) {
             ConnectOutcome::Refused => (Outcome::Fail, "refused".to_owned()),
             ConnectOutcome::Timeout => (Outcome::Fail, "timed out".to_owned()),
             ConnectOutcome::Failed { error } => (Outcome::Fail, error.clone()),
+            ConnectOutcome::MonitorStarved { error } => {
+                (Outcome::Fail, format!("this machine: {error}"))
+            }
         };
         lines.push(EvidenceLine {
             layer: "tcp".into(),

@@ -69,6 +69,10 @@ pub struct ServerConfig {
     pub database: Option<String>,
     /// How long raw observations are kept; rollups stay longer (minutes 30 days, days 400).
     pub raw_retention: Duration,
+    /// Open connections the API and dashboard accept at most.
+    pub max_connections: u32,
+    /// Request headers must arrive within this; idle keep-alive connections close after it.
+    pub header_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: None,
             raw_retention: Duration::from_secs(7 * 24 * 3600),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -209,6 +215,10 @@ struct RawServer {
     database: Option<String>,
     #[serde(default, deserialize_with = "duration")]
     raw_retention: Option<Duration>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    max_connections: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    header_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +486,8 @@ impl Config {
                 listen: s.listen.unwrap_or(fallback.listen),
                 database: s.database,
                 raw_retention: s.raw_retention.unwrap_or(fallback.raw_retention),
+                max_connections: s.max_connections.unwrap_or(fallback.max_connections),
+                header_timeout: s.header_timeout.unwrap_or(fallback.header_timeout),
             }
         });
 

@@ -70,6 +70,11 @@ pub enum DnsOutcome {
     Failed {
         error: String,
     },
+    /// This machine ran out of what a lookup needs (file descriptors, memory): the monitor's
+    /// own trouble, which says nothing about the name.
+    MonitorStarved {
+        error: String,
+    },
     /// No lookup was needed (an IP literal) or the proxy resolves the name.
     Skipped {
         reason: String,
@@ -94,7 +99,13 @@ pub enum ConnectOutcome {
     Connected,
     Refused,
     Timeout,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
+    /// This machine ran out of what a connection needs (file descriptors, ports, memory).
+    MonitorStarved {
+        error: String,
+    },
 }
 
 /// The proxy a probe went through (credentials stripped from the URL).

@@ -65,6 +65,12 @@ async fn attempt(addr: SocketAddr, deadline: Instant) -> (ConnectAttempt, Option
             (ConnectOutcome::Refused, None)
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => (ConnectOutcome::Timeout, None),
+        Ok(Err(e)) if starved(&e) => (
+            ConnectOutcome::MonitorStarved {
+                error: e.to_string(),
+            },
+            None,
+        ),
         Ok(Err(e)) => (
             ConnectOutcome::Failed {
                 error: e.to_string(),
@@ -80,6 +86,30 @@ async fn attempt(addr: SocketAddr, deadline: Instant) -> (ConnectAttempt, Option
         },
         stream,
     )
+}
+
+/// Whether an error is this machine running out of something a probe needs — file
+/// descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), local ports
+/// (EADDRNOTAVAIL) — anywhere in its chain of sources.
+pub fn starved(error: &(dyn std::error::Error + 'static)) -> bool {
+    const CODES: [i32; 5] = [24, 23, 105, 12, 99];
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error().is_some_and(|c| CODES.contains(&c)) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    let text = error.to_string();
+    [
+        "Too many open files",
+        "No buffer space available",
+        "Cannot allocate memory",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 /// Orders addresses v4, v6, v4, v6, … keeping each family's own order.
@@ -117,5 +147,23 @@ mod tests {
         let (stream, attempts) = connect(&["127.0.0.1".parse().unwrap()], port, deadline).await;
         assert!(stream.is_none());
         assert_eq!(attempts[0].outcome, ConnectOutcome::Refused);
+    }
+}
+
+#[cfg(test)]
+mod starved_tests {
+    use super::starved;
+
+    #[test]
+    fn exhausted_descriptors_ports_and_memory_are_the_machines_own_trouble() {
+        for code in [24, 23, 105, 12, 99] {
+            assert!(starved(&std::io::Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(
+            !starved(&std::io::Error::from_raw_os_error(111)),
+            "refused is the far side"
+        );
+        let wrapped = std::io::Error::other(std::io::Error::from_raw_os_error(24));
+        assert!(starved(&wrapped), "found in the source chain");
     }
 }

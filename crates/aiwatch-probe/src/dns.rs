@@ -107,6 +107,12 @@ impl Dns {
             Ok(Err(e)) if e.is_nx_domain() => (DnsOutcome::NxDomain, Vec::new()),
             Ok(Err(e)) if e.is_no_records_found() => (DnsOutcome::NoRecords, Vec::new()),
             Ok(Err(hickory_resolver::net::NetError::Timeout)) => (DnsOutcome::Timeout, Vec::new()),
+            Ok(Err(e)) if crate::connect::starved(&e) => (
+                DnsOutcome::MonitorStarved {
+                    error: e.to_string(),
+                },
+                Vec::new(),
+            ),
             Ok(Err(e)) => (
                 DnsOutcome::Failed {
                     error: e.to_string(),

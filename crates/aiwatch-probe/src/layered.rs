@@ -178,6 +178,7 @@ pub async fn open(
                     ConnectOutcome::Refused => format!("{} refused", a.address),
                     ConnectOutcome::Timeout => format!("{} timed out", a.address),
                     ConnectOutcome::Failed { error } => format!("{}: {error}", a.address),
+                    ConnectOutcome::MonitorStarved { error } => format!("this machine: {error}"),
                     ConnectOutcome::Connected => String::new(),
                 })
                 .collect::<Vec<_>>()

@@ -29,6 +29,8 @@ pub struct DaemonConfig {
     pub store: Arc<dyn Store>,
     pub engine: EngineOptions,
     pub limits: Limits,
+    /// What the API and dashboard listener allows its clients.
+    pub http: aiwatch_inbound::Limits,
     pub retention: aiwatch_store::Retention,
     pub poll: PollerOptions,
 }
@@ -156,9 +158,13 @@ pub async fn run(
         engine: engine.clone(),
     });
     tracing::info!(address = %listener.local_addr()?, services = engine.services.len(), "aiwatch serve is up");
-    let server = axum::serve(listener, crate::api::app(engine.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let server_task = tokio::spawn(async move { server.await });
+    let server = aiwatch_inbound::serve(
+        listener,
+        crate::api::app(engine.clone()),
+        config.http,
+        stopped(stop_rx.clone()),
+    );
+    let server_task = tokio::spawn(server);
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight checks, flushing the store");

@@ -77,6 +77,7 @@ impl Daemon {
                 shutdown_grace: Duration::from_secs(2),
                 ..Limits::default()
             },
+            http: aiwatch_inbound::Limits::default(),
             retention: Retention::default(),
             poll: PollerOptions {
                 interval: Duration::from_millis(200),
@@ -539,5 +540,32 @@ async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
         .await;
     let minute = daemon.json("/api/services/openai-api/history").await;
     assert!(!minute["buckets"].as_array().unwrap().is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_a_slowloris_client_holds_hundreds_of_connections() {
+    let world = openai_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("s.db")).await;
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        if let Ok(mut s) = socket.connect(daemon.addr).await {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+            held.push(s);
+        }
+    }
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), daemon.get("/healthz"))
+        .await
+        .expect("healthz answers under the flood");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let service = daemon.json("/api/services/openai-api").await;
+    assert_ne!(
+        service["state"], "outage",
+        "the flood is no provider outage"
+    );
+    drop(held);
     daemon.stop().await;
 }

@@ -79,6 +79,11 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             stream_interval: defaults.stream_interval,
         },
         limits: Limits::default(),
+        http: aiwatch_inbound::Limits {
+            max_connections: loaded.config.server.max_connections as usize,
+            header_timeout: loaded.config.server.header_timeout,
+            ..aiwatch_inbound::Limits::default()
+        },
         retention: Retention {
             raw: chrono::Duration::from_std(loaded.config.server.raw_retention)
                 .unwrap_or(chrono::Duration::days(7)),
