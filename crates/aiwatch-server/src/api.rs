@@ -320,11 +320,11 @@ async fn history(
                 json!({"granularity": "raw", "from": range.from, "to": range.to, "observations": rows}),
             ))
         }
-        "minute" | "day" => {
-            let g = if granularity == "day" {
-                Granularity::Day
-            } else {
-                Granularity::Minute
+        "minute" | "hour" | "day" => {
+            let g = match granularity.as_str() {
+                "day" => Granularity::Day,
+                "hour" => Granularity::Hour,
+                _ => Granularity::Minute,
             };
             let rows = blocking(move || Ok(store.rollups(&selector, range, g)?)).await?;
             let buckets: Vec<Value> = rows

@@ -498,7 +498,7 @@ async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("p.db")).await;
     for path in [
         "/api/services/openai-api/history?from=yesterday",
-        "/api/services/openai-api/history?granularity=hour",
+        "/api/services/openai-api/history?granularity=week",
         "/api/services/openai-api/history?granularity=raw&limit=0",
         "/api/services/openai-api/latency?from=2026-11-25T12:00:00Z&to=2026-11-25T11:00:00Z",
         "/api/incidents?open=maybe",
@@ -540,6 +540,12 @@ async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
         .await;
     let minute = daemon.json("/api/services/openai-api/history").await;
     assert!(!minute["buckets"].as_array().unwrap().is_empty());
+    // Every granularity the API documents answers.
+    let hour = daemon
+        .json("/api/services/openai-api/history?granularity=hour")
+        .await;
+    assert_eq!(hour["granularity"], "hour");
+    assert!(!hour["buckets"].as_array().unwrap().is_empty(), "{hour:#}");
     daemon.stop().await;
 }
 
