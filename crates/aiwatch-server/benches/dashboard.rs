@@ -164,7 +164,7 @@ fn seed_store(store: &dyn Store, services: &[Service], now: DateTime<Utc>) {
 }
 
 /// The engine over the seeded store: current states, two services failing, official views.
-fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc>) -> Arc<Engine> {
+async fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc>) -> Arc<Engine> {
     let metrics = Arc::new(Metrics::new(0));
     let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
     let checker = Checker::new(CheckOptions {
@@ -205,24 +205,28 @@ fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc>) -> 
         for k in 0..3 {
             let at = now - chrono::Duration::seconds(30 * (3 - k));
             let health = if failing { Health::Down } else { Health::Up };
-            engine.ingest(
-                vec![
-                    observation(service, Component::Web, at, Health::Up, 120.0),
-                    observation(service, Component::Api, at, health, 140.0),
-                ],
-                at,
-            );
+            engine
+                .ingest(
+                    vec![
+                        observation(service, Component::Web, at, Health::Up, 120.0),
+                        observation(service, Component::Api, at, health, 140.0),
+                    ],
+                    at,
+                )
+                .await;
         }
-        engine.set_official(
-            service,
-            OfficialNow {
-                view: Some(green.view_for(&[])),
-                unavailable: None,
-            },
-            now,
-        );
+        engine
+            .set_official(
+                service,
+                OfficialNow {
+                    view: Some(green.view_for(&[])),
+                    unavailable: None,
+                },
+                now,
+            )
+            .await;
     }
-    engine.flush();
+    engine.flush().await;
     engine
 }
 
@@ -253,7 +257,12 @@ fn bench(c: &mut Criterion) {
         "seeded {SERVICES} services × {DAYS} days in {:.1?}",
         started.elapsed()
     );
-    let engine = engine(store, services, now);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = runtime.block_on(engine(store, services, now));
 
     let history = History::read(&engine, Utc::now()).unwrap();
     let page = overview::render(&overview::gather(&engine, &history, Utc::now())).into_string();
@@ -310,11 +319,6 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let app = aiwatch_server::api::app(engine.clone());
     group.bench_function("GET / through the router", |b| {
         b.iter(|| {

@@ -107,7 +107,7 @@ pub async fn run(
                             .map(|page| page.view_for(&service.status_components)),
                         unavailable: state.unavailable_text(now),
                     };
-                    engine.set_official(service, official, Utc::now());
+                    engine.set_official(service, official, Utc::now()).await;
                 }
             }
         })
@@ -173,7 +173,7 @@ pub async fn run(
     let _ = official_task.await;
     let _ = poll_task.await;
     let _ = server_task.await;
-    engine.flush();
+    engine.flush().await;
     Ok(())
 }
 

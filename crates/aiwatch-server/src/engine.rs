@@ -304,7 +304,7 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.name.clone(), Arc::new((evidence, now)));
-        self.ingest(observations, now);
+        self.ingest(observations, now).await;
     }
 
     /// Whether service `index` is due for a stream check: never streamed, its last stream
@@ -330,7 +330,7 @@ impl Engine {
     }
 
     /// Feeds observations to the assessor and the store.
-    pub fn ingest(&self, observations: Vec<Observation>, now: DateTime<Utc>) {
+    pub async fn ingest(&self, observations: Vec<Observation>, now: DateTime<Utc>) {
         let mut events = Vec::new();
         {
             let mut assessor = self.assessor();
@@ -353,11 +353,11 @@ impl Engine {
                 })
                 .inc();
         }
-        self.writer.send(WriteOp::Observations(observations));
-        self.apply_events(events);
+        self.writer.send(WriteOp::Observations(observations)).await;
+        self.apply_events(events).await;
     }
 
-    fn apply_events(&self, events: Vec<Event>) {
+    async fn apply_events(&self, events: Vec<Event>) {
         let mut changed = Vec::new();
         for event in events {
             match event {
@@ -372,17 +372,24 @@ impl Engine {
                 | Event::IncidentUpdated(incident)
                 | Event::IncidentResolved(incident) => {
                     tracing::info!(incident = %incident.id, service = %incident.key.service, component = %incident.key.component, phase = incident.phase.as_str(), "incident");
-                    self.writer.send(WriteOp::Incident(Box::new(incident)));
+                    self.writer
+                        .send(WriteOp::Incident(Box::new(incident)))
+                        .await;
                 }
             }
         }
         if !changed.is_empty() {
-            self.writer.send(WriteOp::States(changed));
+            self.writer.send(WriteOp::States(changed)).await;
         }
     }
 
     /// Records what the official page says about `service` (from the status poller).
-    pub fn set_official(&self, service: &Service, now_official: OfficialNow, now: DateTime<Utc>) {
+    pub async fn set_official(
+        &self,
+        service: &Service,
+        now_official: OfficialNow,
+        now: DateTime<Utc>,
+    ) {
         let signal = now_official.signal();
         let title = now_official
             .view
@@ -416,8 +423,8 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.name.clone(), now_official);
-        self.writer.send(WriteOp::Observations(vec![obs]));
-        self.apply_events(events);
+        self.writer.send(WriteOp::Observations(vec![obs])).await;
+        self.apply_events(events).await;
     }
 
     pub fn official_of(&self, service: &ServiceName) -> OfficialNow {
@@ -578,7 +585,7 @@ impl Engine {
     }
 
     /// Writes everything pending and makes it durable (shutdown).
-    pub fn flush(&self) {
-        self.writer.flush();
+    pub async fn flush(&self) {
+        self.writer.flush().await;
     }
 }

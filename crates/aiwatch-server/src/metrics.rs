@@ -62,6 +62,12 @@ pub struct Metrics {
     pub skipped: Counter,
     pub store_write_seconds: Histogram,
     pub stored: Counter,
+    /// Store writes that failed (each is retried until the retry buffer is full).
+    pub store_write_failures: Counter,
+    /// Observations given up after the retry buffer filled while the store kept failing.
+    pub store_dropped: Counter,
+    /// Work waiting for the store writer.
+    pub store_queue_depth: Gauge,
     pub open_incidents: Gauge,
     pub canaries: Family<ServiceLabels, Counter>,
     pub control_up: Gauge,
@@ -150,6 +156,24 @@ impl Metrics {
             "Observations written to the store",
             stored.clone(),
         );
+        let store_write_failures = Counter::default();
+        registry.register(
+            "store_write_failures",
+            "Store writes that failed; the data is kept and retried",
+            store_write_failures.clone(),
+        );
+        let store_dropped = Counter::default();
+        registry.register(
+            "store_dropped_observations",
+            "Observations given up because the store kept failing and the retry buffer was full",
+            store_dropped.clone(),
+        );
+        let store_queue_depth = Gauge::default();
+        registry.register(
+            "store_queue_depth",
+            "Writes waiting for the store writer",
+            store_queue_depth.clone(),
+        );
         let open_incidents = Gauge::default();
         registry.register(
             "open_incidents",
@@ -179,6 +203,9 @@ impl Metrics {
             skipped,
             store_write_seconds,
             stored,
+            store_write_failures,
+            store_dropped,
+            store_queue_depth,
             open_incidents,
             canaries,
             control_up,

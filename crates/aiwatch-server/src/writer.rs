@@ -1,8 +1,11 @@
 //! The store writer: one thread that batches observations into transactions and applies
-//! incidents and states in the order they happened, and prunes old raw data.
+//! incidents and states in the order they happened, and prunes old raw data. Senders wait
+//! asynchronously when its queue is full (back-pressure; no worker thread is blocked, nothing
+//! is dropped). A write that fails is kept and retried, up to a bounded buffer; failures are
+//! counted, logged at most once a minute and make `/readyz` answer 503 (the store reports
+//! itself unhealthy).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,6 +13,7 @@ use std::time::{Duration, Instant};
 use aiwatch_core::assess::Incident;
 use aiwatch_core::observation::Observation;
 use aiwatch_store::{Retention, SavedState, Store};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
@@ -17,8 +21,13 @@ use crate::metrics::Metrics;
 const BATCH: usize = 2_000;
 /// …and at least this often.
 const LINGER: Duration = Duration::from_millis(200);
-/// Queue length before senders are told the writer cannot keep up.
+/// Queue length before senders wait for the writer.
 const QUEUE: usize = 50_000;
+/// Observations kept for retry while the store fails; past it the oldest are given up (and
+/// counted).
+const RETRY_BUFFER: usize = 200_000;
+/// A failing store is reported in the log at most this often.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Work for the writer thread.
 pub enum WriteOp {
@@ -26,48 +35,57 @@ pub enum WriteOp {
     Incident(Box<Incident>),
     States(Vec<SavedState>),
     /// Write everything pending, checkpoint, then answer.
-    Flush(SyncSender<()>),
+    Flush(oneshot::Sender<()>),
 }
 
 /// The handle the engine sends work through.
 pub struct Writer {
-    tx: SyncSender<WriteOp>,
+    tx: mpsc::Sender<WriteOp>,
     alive: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
     /// Starts the writer thread over `store`.
     pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>, retention: Retention) -> Self {
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = mpsc::channel(QUEUE);
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
+        let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("aiwatch-store-writer".into())
             .spawn(move || {
-                write_loop(&*store, &metrics, rx, retention);
+                write_loop(&*store, &thread_metrics, rx, retention);
                 flag.store(false, Ordering::Release);
             })
             .expect("the OS lets us start one thread");
         Self {
             tx,
             alive,
+            metrics,
             thread: std::sync::Mutex::new(Some(thread)),
         }
     }
 
-    /// Queues work; when the queue is full the caller waits (back-pressure, nothing dropped).
-    pub fn send(&self, op: WriteOp) {
-        match self.tx.try_send(op) {
-            Ok(()) => {}
-            Err(TrySendError::Full(op)) => {
-                tracing::warn!("store writer queue full; waiting");
-                let _ = self.tx.send(op);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!("store writer has stopped; data is not being saved");
-            }
+    /// Queues work; when the queue is full the caller awaits room (back-pressure, nothing
+    /// dropped, no thread blocked).
+    pub async fn send(&self, op: WriteOp) {
+        if self.tx.send(op).await.is_err() {
+            tracing::error!("store writer has stopped; data is not being saved");
         }
+        self.record_depth();
+    }
+
+    /// Work waiting for the writer right now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    fn record_depth(&self) {
+        self.metrics
+            .store_queue_depth
+            .set(i64::try_from(self.queue_depth()).unwrap_or(i64::MAX));
     }
 
     pub fn is_alive(&self) -> bool {
@@ -75,16 +93,16 @@ impl Writer {
     }
 
     /// Writes everything queued so far and checkpoints; returns when done (or the writer died).
-    pub fn flush(&self) {
-        let (done, wait) = sync_channel(1);
-        if self.tx.send(WriteOp::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(30));
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(WriteOp::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), wait).await;
         }
     }
 
     /// Flushes and stops the thread.
-    pub fn stop(&self) {
-        self.flush();
+    pub async fn stop(&self) {
+        self.flush().await;
         // Dropping our sender is not possible through &self; the thread ends when the engine
         // (the last holder) is dropped. Join only if it already finished.
         if let Ok(mut slot) = self.thread.lock() {
@@ -97,11 +115,46 @@ impl Writer {
     }
 }
 
-fn write_loop(store: &dyn Store, metrics: &Metrics, rx: Receiver<WriteOp>, retention: Retention) {
+/// Counts store failures and says so in the log at most once per [`REPORT_EVERY`].
+struct FailureReport {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl FailureReport {
+    fn failed(&mut self, metrics: &Metrics, what: &str, error: &dyn std::fmt::Display) {
+        metrics.store_write_failures.inc();
+        self.since += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+            tracing::error!(error = %error, failures = self.since, "the store is failing: {what}; data is kept and retried, /readyz answers 503");
+            self.last = Some(Instant::now());
+            self.since = 0;
+        }
+    }
+}
+
+fn write_loop(
+    store: &dyn Store,
+    metrics: &Metrics,
+    mut rx: mpsc::Receiver<WriteOp>,
+    retention: Retention,
+) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        tracing::error!("the store writer could not start its timer; nothing will be saved");
+        return;
+    };
     let mut pending: Vec<Observation> = Vec::with_capacity(BATCH);
     let mut oldest: Option<Instant> = None;
     let mut last_prune = Instant::now();
-    let write = |batch: &mut Vec<Observation>| {
+    let mut report = FailureReport {
+        last: None,
+        since: 0,
+    };
+    // Writes `pending`; on failure keeps it (bounded) for the next attempt.
+    let write = |batch: &mut Vec<Observation>, report: &mut FailureReport| {
         if batch.is_empty() {
             return;
         }
@@ -112,58 +165,67 @@ fn write_loop(store: &dyn Store, metrics: &Metrics, rx: Receiver<WriteOp>, reten
                     .store_write_seconds
                     .observe(started.elapsed().as_secs_f64());
                 metrics.stored.inc_by(batch.len() as u64);
+                batch.clear();
             }
             Err(e) => {
-                tracing::error!(error = %e, count = batch.len(), "writing observations failed")
+                report.failed(metrics, "writing observations failed", &e);
+                if batch.len() > RETRY_BUFFER {
+                    let excess = batch.len() - RETRY_BUFFER;
+                    batch.drain(..excess);
+                    metrics.store_dropped.inc_by(excess as u64);
+                }
             }
         }
-        batch.clear();
     };
     loop {
         let wait = oldest.map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
-        match rx.recv_timeout(wait) {
-            Ok(WriteOp::Observations(obs)) => {
+        let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+        match next {
+            Ok(Some(WriteOp::Observations(obs))) => {
                 if oldest.is_none() {
                     oldest = Some(Instant::now());
                 }
                 pending.extend(obs);
                 if pending.len() >= BATCH {
-                    write(&mut pending);
-                    oldest = None;
+                    write(&mut pending, &mut report);
+                    oldest = (!pending.is_empty()).then(Instant::now);
                 }
             }
-            Ok(WriteOp::Incident(incident)) => {
+            Ok(Some(WriteOp::Incident(incident))) => {
                 if let Err(e) = store.upsert_incident(&incident) {
-                    tracing::error!(error = %e, incident = %incident.id, "saving an incident failed");
+                    report.failed(metrics, "saving an incident failed", &e);
                 }
             }
-            Ok(WriteOp::States(states)) => {
+            Ok(Some(WriteOp::States(states))) => {
                 if let Err(e) = store.save_states(&states) {
-                    tracing::error!(error = %e, "saving states failed");
+                    report.failed(metrics, "saving states failed", &e);
                 }
             }
-            Ok(WriteOp::Flush(done)) => {
-                write(&mut pending);
-                oldest = None;
+            Ok(Some(WriteOp::Flush(done))) => {
+                write(&mut pending, &mut report);
+                oldest = (!pending.is_empty()).then(Instant::now);
                 if let Err(e) = store.flush() {
-                    tracing::error!(error = %e, "checkpoint failed");
+                    report.failed(metrics, "checkpoint failed", &e);
                 }
                 let _ = done.send(());
             }
-            Err(RecvTimeoutError::Timeout) => {
-                write(&mut pending);
-                oldest = None;
+            Err(_elapsed) => {
+                write(&mut pending, &mut report);
+                oldest = (!pending.is_empty()).then(Instant::now);
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                write(&mut pending);
+            Ok(None) => {
+                write(&mut pending, &mut report);
                 let _ = store.flush();
                 return;
             }
         }
+        metrics
+            .store_queue_depth
+            .set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
         if last_prune.elapsed() > Duration::from_secs(3600) {
             last_prune = Instant::now();
             if let Err(e) = store.prune(&retention, chrono::Utc::now()) {
-                tracing::error!(error = %e, "pruning old data failed");
+                report.failed(metrics, "pruning old data failed", &e);
             }
         }
     }

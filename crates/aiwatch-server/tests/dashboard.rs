@@ -125,22 +125,24 @@ fn obs(
 }
 
 /// Feeds `count` checks one minute apart ending `ago` minutes before now.
-fn feed(engine: &Engine, name: &str, component: &str, health: Health, count: i64, ago: i64) {
+async fn feed(engine: &Engine, name: &str, component: &str, health: Health, count: i64, ago: i64) {
     let now = Utc::now();
     for i in 0..count {
         let at = now - chrono::Duration::minutes(ago + count - i);
-        engine.ingest(
-            vec![obs(
-                engine,
-                name,
-                component,
-                LOCAL_REGION,
+        engine
+            .ingest(
+                vec![obs(
+                    engine,
+                    name,
+                    component,
+                    LOCAL_REGION,
+                    at,
+                    health,
+                    100.0 + i as f32,
+                )],
                 at,
-                health,
-                100.0 + i as f32,
-            )],
-            at,
-        );
+            )
+            .await;
     }
 }
 
@@ -189,16 +191,18 @@ fn hostile_page() -> OfficialStatus {
     }
 }
 
-fn set_official(engine: &Engine, name: &str, page: &OfficialStatus) {
+async fn set_official(engine: &Engine, name: &str, page: &OfficialStatus) {
     let view = page.view_for(&[]);
-    engine.set_official(
-        service(engine, name),
-        OfficialNow {
-            view: Some(view),
-            unavailable: None,
-        },
-        Utc::now(),
-    );
+    engine
+        .set_official(
+            service(engine, name),
+            OfficialNow {
+                view: Some(view),
+                unavailable: None,
+            },
+            Utc::now(),
+        )
+        .await;
 }
 
 struct Page {
@@ -213,7 +217,7 @@ async fn send(engine: &Arc<Engine>, request: Request<Body>) -> Page {
 
 /// Sends through one router, as a running daemon does (its on-demand check cache lives there).
 async fn send_to(app: &axum::Router, engine: &Engine, request: Request<Body>) -> Page {
-    engine.flush();
+    engine.flush().await;
     let response = app
         .clone()
         .oneshot(request)
@@ -294,15 +298,15 @@ fn assert_escaped(page: &Page, path: &str) {
 #[tokio::test]
 async fn overview_shows_each_service_with_official_view_beside_own_probes() {
     let engine = engine(&["openai-api", "anthropic-api"]);
-    feed(&engine, "openai-api", "api", Health::Up, 5, 10);
-    feed(&engine, "openai-api", "api", Health::Down, 3, 0);
-    feed(&engine, "anthropic-api", "api", Health::Up, 5, 0);
+    feed(&engine, "openai-api", "api", Health::Up, 5, 10).await;
+    feed(&engine, "openai-api", "api", Health::Down, 3, 0).await;
+    feed(&engine, "anthropic-api", "api", Health::Up, 5, 0).await;
     let green = OfficialStatus {
         indicator: Some(Indicator::None),
         ..OfficialStatus::default()
     };
-    set_official(&engine, "openai-api", &green);
-    set_official(&engine, "anthropic-api", &green);
+    set_official(&engine, "openai-api", &green).await;
+    set_official(&engine, "anthropic-api", &green).await;
 
     let page = get(&engine, "/").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -352,7 +356,7 @@ async fn overview_shows_each_service_with_official_view_beside_own_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overview_state_is_live_while_its_history_is_cached() {
     let engine = engine(&["openai-api"]);
-    feed(&engine, "openai-api", "api", Health::Up, 3, 5);
+    feed(&engine, "openai-api", "api", Health::Up, 3, 5).await;
     let app = aiwatch_server::api::app(engine.clone());
     let request = || Request::get("/").body(Body::empty()).unwrap();
     let page = send_to(&app, &engine, request()).await;
@@ -361,7 +365,7 @@ async fn overview_state_is_live_while_its_history_is_cached() {
         "{}",
         page.body
     );
-    feed(&engine, "openai-api", "api", Health::Down, 3, 0);
+    feed(&engine, "openai-api", "api", Health::Down, 3, 0).await;
     let page = send_to(&app, &engine, request()).await;
     assert!(
         page.body.contains("1 of 1 services has trouble"),
@@ -391,21 +395,23 @@ async fn overview_before_any_check_says_it_is_waiting() {
 #[tokio::test]
 async fn service_page_shows_latency_regions_and_incident_timelines() {
     let engine = engine(&["openai-api"]);
-    feed(&engine, "openai-api", "api", Health::Up, 20, 10);
-    feed(&engine, "openai-api", "api", Health::Down, 3, 0);
+    feed(&engine, "openai-api", "api", Health::Up, 20, 10).await;
+    feed(&engine, "openai-api", "api", Health::Down, 3, 0).await;
     let now = Utc::now();
-    engine.ingest(
-        vec![obs(
-            &engine,
-            "openai-api",
-            "api",
-            "eu-west",
+    engine
+        .ingest(
+            vec![obs(
+                &engine,
+                "openai-api",
+                "api",
+                "eu-west",
+                now,
+                Health::Up,
+                80.0,
+            )],
             now,
-            Health::Up,
-            80.0,
-        )],
-        now,
-    );
+        )
+        .await;
 
     for range in ["", "?range=24h", "?range=7d", "?range=30d", "?range=90d"] {
         let path = format!("/services/openai-api{range}");
@@ -516,8 +522,8 @@ async fn unknown_services_and_paths_get_html_404_and_api_paths_keep_json() {
 #[tokio::test]
 async fn text_from_official_pages_renders_as_text_everywhere() {
     let engine = engine(&["openai-api"]);
-    feed(&engine, "openai-api", "api", Health::Down, 3, 0);
-    set_official(&engine, "openai-api", &hostile_page());
+    feed(&engine, "openai-api", "api", Health::Down, 3, 0).await;
+    set_official(&engine, "openai-api", &hostile_page()).await;
     for path in [
         "/",
         "/services/openai-api",
@@ -560,10 +566,10 @@ async fn text_from_official_pages_renders_as_text_everywhere() {
 #[tokio::test]
 async fn incidents_page_lists_history_official_reports_and_maintenance_ahead() {
     let engine = engine(&["openai-api", "anthropic-api"]);
-    feed(&engine, "openai-api", "api", Health::Down, 3, 30);
-    feed(&engine, "openai-api", "api", Health::Up, 4, 0);
-    feed(&engine, "anthropic-api", "api", Health::Down, 3, 0);
-    set_official(&engine, "openai-api", &hostile_page());
+    feed(&engine, "openai-api", "api", Health::Down, 3, 30).await;
+    feed(&engine, "openai-api", "api", Health::Up, 4, 0).await;
+    feed(&engine, "anthropic-api", "api", Health::Down, 3, 0).await;
+    set_official(&engine, "openai-api", &hostile_page()).await;
 
     let page = get(&engine, "/incidents").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -771,7 +777,7 @@ async fn service_page_shows_the_latest_diagnosis_with_its_advice() {
 #[tokio::test]
 async fn badge_and_widget_show_the_state_and_only_the_widget_may_be_framed() {
     let engine = engine(&["openai-api"]);
-    feed(&engine, "openai-api", "api", Health::Down, 3, 0);
+    feed(&engine, "openai-api", "api", Health::Down, 3, 0).await;
     let page = get(&engine, "/badge/openai-api.svg").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(

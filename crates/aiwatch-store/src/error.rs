@@ -32,6 +32,10 @@ pub enum Error {
     #[error("could not start the checkpoint thread: {0}")]
     Thread(#[source] std::io::Error),
 
+    /// `PRAGMA quick_check` found damage: writes would fail one after the other.
+    #[error("{path} is damaged ({findings}); restore it from a backup, or move it aside to start a new one")]
+    Corrupt { path: PathBuf, findings: String },
+
     /// The file is an SQLite database, but not one of aiwatch's.
     #[error("{path} is not an aiwatch database ({reason}); refusing to modify it")]
     Foreign { path: PathBuf, reason: String },

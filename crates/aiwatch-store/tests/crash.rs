@@ -130,3 +130,37 @@ fn a_kill_9_loses_no_acknowledged_batch() {
     // And the database takes writes again.
     store.insert_observations(&batch(10_000)).unwrap();
 }
+
+#[test]
+fn a_database_with_damaged_pages_is_refused_at_open_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for n in 0..5 {
+            store.insert_observations(&batch(n)).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    // Scribble over pages in the middle of the file (past the header page), as a bad disk or
+    // an interrupted copy would.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 16 * 4096, "a database of many pages");
+    for (i, b) in bytes[8 * 4096..12 * 4096].iter_mut().enumerate() {
+        *b = (i * 7 % 251) as u8;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    let error = SqliteStore::open(&path)
+        .err()
+        .expect("a damaged database is refused");
+    let text = error.to_string();
+    assert!(
+        matches!(error, aiwatch_store::Error::Corrupt { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("damaged.db") && text.contains("backup"),
+        "{text}"
+    );
+}

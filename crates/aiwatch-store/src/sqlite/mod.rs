@@ -77,6 +77,57 @@ pub struct SqliteStore {
     checkpointer: Option<checkpoint::Checkpointer>,
 }
 
+/// An SQLite "malformed" or "not a database" error met while opening, as the clear error it is.
+fn damaged(error: Error, path: &Path) -> Error {
+    match error {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(e, message))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            Error::Corrupt {
+                path: path.to_owned(),
+                findings: message.unwrap_or_else(|| e.to_string()),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Refuses a damaged database at open: SQLite would open it and then fail writes one by one.
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let corrupt = |findings: String| Error::Corrupt {
+        path: path.to_owned(),
+        findings,
+    };
+    let findings: Vec<String> = match conn.prepare("PRAGMA quick_check").and_then(|mut stmt| {
+        stmt.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    }) {
+        Ok(rows) => rows,
+        Err(rusqlite::Error::SqliteFailure(e, message))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            return Err(corrupt(message.unwrap_or_else(|| e.to_string())));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if findings.len() == 1 && findings[0] == "ok" {
+        return Ok(());
+    }
+    let mut summary: Vec<&str> = findings.iter().map(String::as_str).take(3).collect();
+    let more = findings.len().saturating_sub(summary.len());
+    let tail = format!("and {more} more");
+    if more > 0 {
+        summary.push(&tail);
+    }
+    Err(corrupt(summary.join("; ")))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path` with default options.
     pub fn open(path: &Path) -> Result<SqliteStore> {
@@ -85,6 +136,10 @@ impl SqliteStore {
 
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        Self::open_checked(path, options).map_err(|e| damaged(e, path))
+    }
+
+    fn open_checked(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
         let mut conn = Connection::open(path)?;
         configure(&conn, &options, true)?;
         let mode: String =
@@ -95,6 +150,7 @@ impl SqliteStore {
                 mode,
             });
         }
+        quick_check(&conn, path)?;
         migrations::migrate(&mut conn, path)?;
         let checkpointer = checkpoint::Checkpointer::start(path, options.busy_timeout)?;
         let mut store = Self::from_writer(Some(path.to_owned()), options, conn);

@@ -1,0 +1,174 @@
+//! The store writer when the store fails: nothing is dropped silently — failed writes are kept
+//! and retried once the store recovers, and every failure is counted in the metrics.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiwatch_core::assess::{Incident, Key};
+use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
+use aiwatch_core::{Cause, ServiceName};
+use aiwatch_server::metrics::Metrics;
+use aiwatch_server::writer::{WriteOp, Writer};
+use aiwatch_store::{
+    Granularity, IncidentQuery, Retention, Rollup, SavedState, Selector, SqliteStore, Store,
+    TimeRange, Uptime,
+};
+use chrono::{DateTime, Utc};
+
+/// A real store that refuses observation writes while `failing` is set.
+struct FlakyStore {
+    inner: SqliteStore,
+    failing: AtomicBool,
+}
+
+impl FlakyStore {
+    fn refuse(&self) -> aiwatch_store::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(aiwatch_store::Error::Busy("insert"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for FlakyStore {
+    fn insert_observations(&self, batch: &[Observation]) -> aiwatch_store::Result<()> {
+        self.refuse()?;
+        self.inner.insert_observations(batch)
+    }
+    fn observations(
+        &self,
+        s: &Selector,
+        r: TimeRange,
+        limit: usize,
+    ) -> aiwatch_store::Result<Vec<Observation>> {
+        self.inner.observations(s, r, limit)
+    }
+    fn rollups(
+        &self,
+        s: &Selector,
+        r: TimeRange,
+        g: Granularity,
+    ) -> aiwatch_store::Result<Vec<Rollup>> {
+        self.inner.rollups(s, r, g)
+    }
+    fn uptime(
+        &self,
+        s: &Selector,
+        r: TimeRange,
+        every: Option<Duration>,
+    ) -> aiwatch_store::Result<Uptime> {
+        self.inner.uptime(s, r, every)
+    }
+    fn latency_percentiles(
+        &self,
+        s: &Selector,
+        r: TimeRange,
+        q: &[f64],
+    ) -> aiwatch_store::Result<Vec<Option<f64>>> {
+        self.inner.latency_percentiles(s, r, q)
+    }
+    fn last_observation_at(&self, key: &Key) -> aiwatch_store::Result<Option<DateTime<Utc>>> {
+        self.inner.last_observation_at(key)
+    }
+    fn last_observation_times(&self) -> aiwatch_store::Result<Vec<(Key, DateTime<Utc>)>> {
+        self.inner.last_observation_times()
+    }
+    fn recent_latencies(
+        &self,
+        key: &Key,
+        source: Source,
+        limit: usize,
+    ) -> aiwatch_store::Result<Vec<f32>> {
+        self.inner.recent_latencies(key, source, limit)
+    }
+    fn upsert_incident(&self, incident: &Incident) -> aiwatch_store::Result<()> {
+        self.inner.upsert_incident(incident)
+    }
+    fn incident(&self, id: &str) -> aiwatch_store::Result<Option<Incident>> {
+        self.inner.incident(id)
+    }
+    fn open_incidents(&self) -> aiwatch_store::Result<Vec<Incident>> {
+        self.inner.open_incidents()
+    }
+    fn incidents(&self, q: &IncidentQuery) -> aiwatch_store::Result<Vec<Incident>> {
+        self.inner.incidents(q)
+    }
+    fn save_states(&self, states: &[SavedState]) -> aiwatch_store::Result<()> {
+        self.inner.save_states(states)
+    }
+    fn load_states(&self) -> aiwatch_store::Result<Vec<SavedState>> {
+        self.inner.load_states()
+    }
+    fn prune_raw(&self, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
+        self.inner.prune_raw(before)
+    }
+    fn prune_rollups(&self, g: Granularity, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
+        self.inner.prune_rollups(g, before)
+    }
+    fn flush(&self) -> aiwatch_store::Result<()> {
+        self.inner.flush()
+    }
+    fn healthy(&self) -> bool {
+        !self.failing.load(Ordering::SeqCst)
+    }
+}
+
+fn observations(n: usize) -> Vec<Observation> {
+    let at = Utc::now();
+    (0..n)
+        .map(|i| Observation {
+            service: ServiceName::parse("openai-api").expect("a name"),
+            component: Component::Api,
+            region: Region::local(),
+            source: Source::Probe,
+            at: at - chrono::Duration::milliseconds(i as i64),
+            health: Health::Up,
+            cause: Cause::Ok,
+            phases: PhaseMs::default(),
+            complete: None,
+            detail: format!("check {i}"),
+        })
+        .collect()
+}
+
+fn stored(store: &FlakyStore) -> usize {
+    let selector = Selector::service(ServiceName::parse("openai-api").expect("a name"));
+    let now = Utc::now();
+    let range = TimeRange {
+        from: now - chrono::Duration::hours(1),
+        to: now + chrono::Duration::minutes(1),
+    };
+    store
+        .inner
+        .observations(&selector, range, 10_000)
+        .expect("read back")
+        .len()
+}
+
+#[tokio::test]
+async fn failed_writes_are_kept_counted_and_written_once_the_store_recovers() {
+    let store = Arc::new(FlakyStore {
+        inner: SqliteStore::open_in_memory().expect("an in-memory store"),
+        failing: AtomicBool::new(true),
+    });
+    let metrics = Arc::new(Metrics::new(1));
+    let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
+    writer.send(WriteOp::Observations(observations(30))).await;
+    writer.flush().await;
+    assert_eq!(stored(&store), 0, "the store refused them");
+    assert!(
+        metrics.store_write_failures.get() >= 1,
+        "the failure is counted"
+    );
+    assert_eq!(metrics.store_dropped.get(), 0, "nothing given up");
+    store.failing.store(false, Ordering::SeqCst);
+    writer.send(WriteOp::Observations(observations(5))).await;
+    writer.flush().await;
+    assert_eq!(
+        stored(&store),
+        35,
+        "the kept batch went in with the new one"
+    );
+}
