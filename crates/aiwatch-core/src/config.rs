@@ -73,6 +73,10 @@ pub struct ServerConfig {
     pub max_connections: u32,
     /// Request headers must arrive within this; idle keep-alive connections close after it.
     pub header_timeout: Duration,
+    /// The variable holding the token for the API and metrics (and a private dashboard).
+    pub auth_token_env: Option<String>,
+    /// With a token: the dashboard and the Statuspage-compatible view stay readable without it.
+    pub public: bool,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +87,8 @@ impl Default for ServerConfig {
             raw_retention: Duration::from_secs(7 * 24 * 3600),
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            auth_token_env: None,
+            public: true,
         }
     }
 }
@@ -219,6 +225,9 @@ struct RawServer {
     max_connections: Option<u32>,
     #[serde(default, deserialize_with = "duration")]
     header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "env_name")]
+    auth_token_env: Option<String>,
+    public: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -488,6 +497,8 @@ impl Config {
                 raw_retention: s.raw_retention.unwrap_or(fallback.raw_retention),
                 max_connections: s.max_connections.unwrap_or(fallback.max_connections),
                 header_timeout: s.header_timeout.unwrap_or(fallback.header_timeout),
+                auth_token_env: s.auth_token_env,
+                public: s.public.unwrap_or(fallback.public),
             }
         });
 

@@ -31,6 +31,8 @@ pub struct DaemonConfig {
     pub limits: Limits,
     /// What the API and dashboard listener allows its clients.
     pub http: aiwatch_inbound::Limits,
+    /// Who may read the API, the metrics and the dashboard.
+    pub access: crate::access::Access,
     pub retention: aiwatch_store::Retention,
     pub poll: PollerOptions,
 }
@@ -160,7 +162,7 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, services = engine.services.len(), "aiwatch serve is up");
     let server = aiwatch_inbound::serve(
         listener,
-        crate::api::app(engine.clone()),
+        crate::access::protect(crate::api::app(engine.clone()), config.access),
         config.http,
         stopped(stop_rx.clone()),
     );

@@ -2,6 +2,7 @@
 //! official-status polling, feeds the assessor, writes the store, and serves the JSON API, the
 //! Statuspage-compatible API and Prometheus metrics.
 
+pub mod access;
 pub mod api;
 pub mod daemon;
 pub mod dashboard;

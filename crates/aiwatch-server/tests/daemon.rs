@@ -78,6 +78,7 @@ impl Daemon {
                 ..Limits::default()
             },
             http: aiwatch_inbound::Limits::default(),
+            access: aiwatch_server::access::Access::open(),
             retention: Retention::default(),
             poll: PollerOptions {
                 interval: Duration::from_millis(200),

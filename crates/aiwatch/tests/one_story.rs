@@ -5,126 +5,18 @@
 //! running — on the JSON API, the Statuspage-compatible view, the service page, the badge and the
 //! metrics.
 
-use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use aiwatch_core::Status;
 use aiwatch_server::dashboard::present::state_word;
 use aiwatch_testkit::{canned, summary_operational, summary_with_incident, DnsAnswer, World};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-use common::in_world;
+use common::{in_world, Serve};
 
 const KEY: &str = "sk-one-story-key";
-
-/// Checks every 200 ms, opens after two failures in a row, streams on every due check.
-const FAST: &str = "[defaults]\ninterval = \"200ms\"\nfailures_to_open = 2\nsuccesses_to_close = 2\nstream_interval = \"1s\"\n";
-
-/// `aiwatch serve` as a child process on a free loopback port; killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    async fn start(world: &World, service: &str) -> Serve {
-        let config = world.dir().join("serve.toml");
-        let text = world.config_toml().replacen("[defaults]\n", FAST, 1);
-        std::fs::write(&config, text).expect("write the serve config");
-        let addr = free_port();
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", service, "--listen"])
-            .arg(addr.to_string())
-            .arg("--db")
-            .arg(world.dir().join(format!("{service}.db")))
-            .arg("--dns-server")
-            .arg(world.dns.addr().to_string())
-            .arg("--ca-file")
-            .arg(world.public_ca_path())
-            .env_remove("HTTPS_PROXY")
-            .env_remove("HTTP_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("http_proxy")
-            .env("OPENAI_API_KEY", KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiwatch serve starts");
-        let serve = Serve { child, addr };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while serve.get("/readyz").await.0 != 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "serve did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        serve
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(self.addr).await else {
-            return (0, String::new());
-        };
-        let request = format!("GET {path} HTTP/1.1\r\nHost: aiwatch\r\nConnection: close\r\n\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return (0, String::new());
-        }
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw).await;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
-    }
-
-    /// Waits until `check` holds on the JSON at `path`, or fails with the last value.
-    async fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let value = self.json(path).await;
-            if check(&value) {
-                return value;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last {path}:\n{value:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address")
-}
 
 /// `aiwatch check NAME --json` (with `--deep` when asked) against the same world.
 fn check_json(world: &World, name: &str, deep: bool) -> Value {
@@ -237,7 +129,7 @@ async fn settle() {
 async fn one_story_when_the_monitor_cannot_resolve_the_provider() {
     let world = openai_world().await;
     world.dns.set("api.openai.test", DnsAnswer::NxDomain);
-    let serve = Serve::start(&world, "openai-api").await;
+    let serve = Serve::start(&world, KEY, "openai-api").await;
     // The page (another host) is green and readable: the provider's word stands, the monitor's
     // own DNS trouble is said as such and opens nothing.
     assert_one_story(&serve, &world, "openai-api", Status::Operational, false).await;
@@ -261,7 +153,7 @@ async fn one_story_when_the_monitor_cannot_resolve_the_provider() {
 async fn one_story_when_the_key_is_rejected() {
     let world = openai_world().await;
     api(&world).route("GET", "/v1/models", canned::openai_401());
-    let serve = Serve::start(&world, "openai-api").await;
+    let serve = Serve::start(&world, KEY, "openai-api").await;
     assert_one_story(&serve, &world, "openai-api", Status::Operational, false).await;
     settle().await;
     let service = serve.json("/api/services/openai-api").await;
@@ -277,7 +169,7 @@ async fn one_story_when_the_key_is_rejected() {
 async fn one_story_when_the_provider_fails() {
     let world = openai_world().await;
     api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
-    let serve = Serve::start(&world, "openai-api").await;
+    let serve = Serve::start(&world, KEY, "openai-api").await;
     // Every request fails: an outage for the user, whatever the status code.
     serve
         .wait_for("/api/services/openai-api", "an incident", |s| {
@@ -311,7 +203,7 @@ async fn one_story_when_only_the_provider_reports_an_outage() {
         "Elevated error rates",
         "major",
     ));
-    let serve = Serve::start(&world, "openai-api").await;
+    let serve = Serve::start(&world, KEY, "openai-api").await;
     serve
         .wait_for("/api/services/openai-api", "our probes pass", |s| {
             s["provenance"]["agreement"] == "official_only"
@@ -330,7 +222,7 @@ async fn one_story_when_the_provider_is_slow() {
         "/v1/models",
         canned::openai_models().delay(Duration::from_millis(900)),
     );
-    let serve = Serve::start(&world, "openai-api").await;
+    let serve = Serve::start(&world, KEY, "openai-api").await;
     assert_one_story(&serve, &world, "openai-api", Status::Degraded, false).await;
     let service = serve.json("/api/services/openai-api").await;
     assert_eq!(service["cause"], "slow_responses", "{service:#}");
@@ -340,7 +232,7 @@ async fn one_story_when_the_provider_is_slow() {
 async fn one_story_when_answers_are_cut_off() {
     let world = openai_world().await;
     api(&world).route("POST", "/v1/chat/completions", canned::openai_stream(false));
-    let serve = Serve::start(&world, "openai-api").await;
+    let serve = Serve::start(&world, KEY, "openai-api").await;
     assert_one_story(&serve, &world, "openai-api", Status::Degraded, true).await;
     let service = serve.json("/api/services/openai-api").await;
     assert_eq!(service["cause"], "truncated_responses", "{service:#}");
@@ -352,7 +244,7 @@ async fn one_story_when_a_local_runtime_is_not_running() {
     let mut world = World::start().await;
     world.local("ollama", "").await;
     world.services[0].url = format!("http://127.0.0.1:{}", aiwatch_testkit::closed_port().port());
-    let serve = Serve::start(&world, "ollama").await;
+    let serve = Serve::start(&world, KEY, "ollama").await;
     assert_one_story(&serve, &world, "ollama", Status::NotRunning, false).await;
     settle().await;
     let service = serve.json("/api/services/ollama").await;

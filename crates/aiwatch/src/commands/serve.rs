@@ -44,6 +44,30 @@ fn database_path(args: &ServeArgs, configured: Option<&str>) -> anyhow::Result<P
     }
 }
 
+/// Who may read what: the token `[server] auth_token_env` names, if any. Listening beyond
+/// this machine without one is said loudly on stderr.
+fn access(
+    server: &aiwatch_core::config::ServerConfig,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<aiwatch_server::access::Access> {
+    let Some(var) = server.auth_token_env.as_deref() else {
+        if !listen.ip().is_loopback() {
+            eprintln!(
+                "aiwatch serve: WARNING: listening on {listen} with no token: anyone who can reach it reads the API, the metrics and the dashboard. Set [server] auth_token_env (and put TLS in front; see the README's deployment section)."
+            );
+        }
+        return Ok(aiwatch_server::access::Access::open());
+    };
+    let token = std::env::var(var).unwrap_or_default();
+    if token.trim().is_empty() {
+        return Err(exit::config(format!(
+            "[server] auth_token_env names {var}, which is not set or empty"
+        )));
+    }
+    aiwatch_server::access::Access::with_token(&token, server.public)
+        .map_err(|e| exit::config(format!("[server] auth_token_env ({var}): {e}")))
+}
+
 pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let services = load::select_services(&loaded.catalog, &args.services, || {
@@ -58,6 +82,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
     }
     let store = SqliteStore::open(&db)
         .map_err(|e| exit::config(format!("cannot open the database {}: {e}", db.display())))?;
+    let access = access(&loaded.config.server, listen)?;
     let defaults = &loaded.config.defaults;
     let config = DaemonConfig {
         services,
@@ -79,6 +104,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             stream_interval: defaults.stream_interval,
         },
         limits: Limits::default(),
+        access,
         http: aiwatch_inbound::Limits {
             max_connections: loaded.config.server.max_connections as usize,
             header_timeout: loaded.config.server.header_timeout,
