@@ -30,7 +30,7 @@ const WRK_SCRIPT: &str = include_str!("../bench/chat.lua");
 const NGINX_CONF: &str = include_str!("../bench/nginx.conf");
 const PORTKEY_PRELOAD: &str = include_str!("../bench/portkey-loopback.mjs");
 /// The client key aiwatch gateway and LiteLLM (whose master keys must start with `sk-`) accept.
-const GATEWAY_KEY: &str = "bench-key";
+const GATEWAY_KEY: &str = "bench-gateway-key-0123456789";
 const LITELLM_KEY: &str = "sk-bench-key";
 /// How long one readiness or answer check may wait for its response.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -30,7 +30,7 @@ const PYTHON_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
 /// The variable holding the keys clients must present to the gateway.
 const CLIENT_KEYS_ENV: &str = "AIWATCH_GATEWAY_KEYS";
 /// The key the suites' clients present.
-const CLIENT_KEY: &str = "sk-aiwatch-e2e-client";
+const CLIENT_KEY: &str = "sk-aiwatch-e2e-client-0123456789";
 /// How long the gateway may take to print that it listens.
 const GATEWAY_START: Duration = Duration::from_secs(20);
 

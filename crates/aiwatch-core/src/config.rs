@@ -139,6 +139,9 @@ pub struct GatewayConfig {
     pub ramp_step: Duration,
     /// Tokens canaries may spend per upstream per hour.
     pub canary_tokens_per_hour: u64,
+    /// Token counters and usage-spike gauges per gateway key on `/metrics` (off: one series
+    /// for all keys, so the public metrics say nothing about who uses what).
+    pub metrics_per_key: bool,
 }
 
 impl Default for GatewayConfig {
@@ -158,6 +161,7 @@ impl Default for GatewayConfig {
             ramp: vec![10, 50, 100],
             ramp_step: Duration::from_secs(30),
             canary_tokens_per_hour: 2_000,
+            metrics_per_key: false,
         }
     }
 }
@@ -282,6 +286,7 @@ struct RawGateway {
     ramp_step: Option<Duration>,
     #[serde(default, deserialize_with = "at_least_one")]
     canary_tokens_per_hour: Option<u32>,
+    metrics_per_key: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -587,6 +592,7 @@ impl Config {
                 canary_tokens_per_hour: g
                     .canary_tokens_per_hour
                     .map_or(fallback.canary_tokens_per_hour, u64::from),
+                metrics_per_key: g.metrics_per_key.unwrap_or(fallback.metrics_per_key),
             }
         });
 

@@ -33,7 +33,64 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            authenticate,
+        ))
         .with_state(gw)
+}
+
+/// Every path but `/healthz` and `/metrics` needs a gateway key; the request carries its
+/// [`KeyLabel`] afterwards. A client address that keeps failing gets 429 with Retry-After
+/// (whatever it sends next), so keys cannot be guessed at speed.
+async fn authenticate(
+    State(gw): State<Arc<Gateway>>,
+    mut request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if path == "/healthz" || path == "/metrics" {
+        return next.run(request).await;
+    }
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(wait) = client.and_then(|ip| gw.auth_failures.check(ip).err()) {
+        gw.metrics.reject("auth_throttled");
+        return too_many_failures(wait);
+    }
+    match authorize(&gw, request.headers()) {
+        Ok(label) => {
+            request.extensions_mut().insert(label);
+            next.run(request).await
+        }
+        Err(error) => {
+            if let Some(ip) = client {
+                let _ = gw.auth_failures.take(ip);
+            }
+            error.into_response()
+        }
+    }
+}
+
+fn too_many_failures(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "invalid_request_error",
+        Some("too_many_failed_authentications"),
+        format!(
+            "too many requests with a wrong gateway key from this address; retry in {seconds} s"
+        ),
+    )
+    .into_response();
+    if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -94,7 +151,11 @@ async fn parse(
     request: Request<Body>,
     received: Instant,
 ) -> Result<Forward, ApiError> {
-    let key = authorize(gw, request.headers())?;
+    let key = request
+        .extensions()
+        .get::<KeyLabel>()
+        .copied()
+        .ok_or_else(|| ApiError::unauthorized("no gateway key"))?;
     let cap = gw.settings.max_request_bytes;
     let body = Limited::new(request.into_body(), cap);
     let client_timeout = gw.settings.client_timeout;
@@ -210,11 +271,7 @@ fn model_object(gw: &Gateway, alias: &str) -> Value {
     json!({"id": alias, "object": "model", "created": gw.started_unix, "owned_by": "aiwatch-gateway"})
 }
 
-async fn models(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&gw, &headers)?;
+async fn models(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
     let data: Vec<Value> = gw.aliases.iter().map(|a| model_object(&gw, a)).collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -222,9 +279,7 @@ async fn models(
 async fn model(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&gw, &headers)?;
     if gw.routes.contains_key(&id) {
         Ok(Json(model_object(&gw, &id)))
     } else {
@@ -233,11 +288,7 @@ async fn model(
 }
 
 /// Every upstream's breaker: state, share, reason and when it is tried next.
-async fn admin_upstreams(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&gw, &headers)?;
+async fn admin_upstreams(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
     let now = Instant::now();
     let upstreams: Vec<Value> = gw
         .upstreams
@@ -274,11 +325,7 @@ async fn admin_upstreams(
 }
 
 /// Usage per gateway key and upstream, with the spike flag.
-async fn admin_usage(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&gw, &headers)?;
+async fn admin_usage(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
     let report = gw
         .ledger
         .lock()

@@ -2,8 +2,16 @@
 //! known afterwards only by a label ("key-2") that is safe to log and count.
 
 use std::fmt;
+use std::time::Duration;
 
 use subtle::ConstantTimeEq;
+
+/// The shortest gateway key accepted at start-up.
+pub const MIN_KEY_LEN: usize = 24;
+/// Failed authentications one client address may make in a burst…
+pub const FAILED_AUTH_BURST: u32 = 10;
+/// …after which it gets one more try per this long (429 with Retry-After until then).
+pub const FAILED_AUTH_REFILL: Duration = Duration::from_secs(6);
 
 /// The keys clients may present. `Debug` shows how many, never the keys.
 pub struct ClientKeys {
@@ -31,6 +39,15 @@ impl ClientKeys {
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The first key shorter than `min` characters, by position from 1, with its length.
+    pub fn too_short(&self, min: usize) -> Option<(usize, usize)> {
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i + 1, String::from_utf8_lossy(k).chars().count()))
+            .find(|(_, len)| *len < min)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -67,6 +67,8 @@ pub struct Gateway {
     pub aliases: Vec<String>,
     pub upstreams: Vec<UpstreamState>,
     pub client_keys: ClientKeys,
+    /// Failed authentications per client address: a burst, then 429 with Retry-After.
+    pub auth_failures: aiwatch_inbound::throttle::Throttle,
     pub metrics: Metrics,
     /// The usage-spike gauge of each gateway key, by position from key-1.
     pub spike_gauges: Vec<Gauge>,
@@ -163,6 +165,7 @@ impl Gateway {
                         &route.model,
                         &upstreams[index].id,
                         client_keys.len(),
+                        settings.metrics_per_key,
                     )),
                 });
             }
@@ -177,7 +180,7 @@ impl Gateway {
             );
         }
         let started_unix = chrono::Utc::now().timestamp();
-        let spike_gauges = metrics.spike_gauges(client_keys.len());
+        let spike_gauges = metrics.spike_gauges(client_keys.len(), settings.metrics_per_key);
         Ok(Arc::new(Gateway {
             spike_gauges,
             settings,
@@ -185,6 +188,10 @@ impl Gateway {
             aliases,
             upstreams,
             client_keys,
+            auth_failures: aiwatch_inbound::throttle::Throttle::new(
+                crate::auth::FAILED_AUTH_BURST,
+                crate::auth::FAILED_AUTH_REFILL,
+            ),
             metrics,
             ledger: Mutex::new(Ledger::new(SpikeRule::default())),
             retry_budget: Mutex::new(crate::budget::RetryBudget::default()),

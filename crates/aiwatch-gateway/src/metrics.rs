@@ -247,7 +247,8 @@ impl Metrics {
     }
 
     /// The handles of one upstream within one route, with token counters per gateway key.
-    pub fn entry(&self, route: &str, upstream: &str, keys: usize) -> EntryMetrics {
+    /// `per_key`: one token series per gateway key; otherwise every key shares `key="all"`.
+    pub fn entry(&self, route: &str, upstream: &str, keys: usize, per_key: bool) -> EntryMetrics {
         let outcome = |outcome: &'static str| {
             self.requests
                 .get_or_create(&RequestLabels {
@@ -268,7 +269,11 @@ impl Metrics {
                         .get_or_create(&TokenLabels {
                             route: route.to_owned(),
                             upstream: upstream.to_owned(),
-                            key: format!("key-{k}"),
+                            key: if per_key {
+                                format!("key-{k}")
+                            } else {
+                                "all".to_owned()
+                            },
                             direction,
                         })
                         .clone()
@@ -287,8 +292,12 @@ impl Metrics {
         }
     }
 
-    /// The usage-spike gauge of each gateway key, by position.
-    pub fn spike_gauges(&self, keys: usize) -> Vec<Gauge> {
+    /// The usage-spike gauge of each gateway key, by position; unpublished (kept for
+    /// `/admin/usage` only) when the metrics are not per key.
+    pub fn spike_gauges(&self, keys: usize, per_key: bool) -> Vec<Gauge> {
+        if !per_key {
+            return (0..keys).map(|_| Gauge::default()).collect();
+        }
         (1..=keys)
             .map(|k| {
                 self.usage_spike

@@ -245,7 +245,50 @@ async fn metrics_count_refusals_without_any_key_in_them() {
         metrics.contains("aiwatch_gateway_added_latency_seconds_bucket"),
         "{metrics}"
     );
-    assert!(metrics.contains("aiwatch_gateway_tokens_total{route=\"smart\",upstream=\"primary:gpt-4o-mini\",key=\"key-1\",direction=\"out\"} 9"), "{metrics}");
+    // Off by default: one series for all keys, so the metrics say nothing about who uses what.
+    assert!(metrics.contains("aiwatch_gateway_tokens_total{route=\"smart\",upstream=\"primary:gpt-4o-mini\",key=\"all\",direction=\"out\"} 9"), "{metrics}");
+    assert!(!metrics.contains("key=\"key-1\""), "{metrics}");
     assert!(!metrics.contains(CLIENT_KEY) && !metrics.contains("wrong-key-value"));
     assert!(!metrics.contains(common::UPSTREAM_KEY));
+}
+
+#[tokio::test]
+async fn per_key_series_appear_only_when_the_config_asks_for_them() {
+    let h = gateway("metrics_per_key = true").await;
+    let _ = h.chat("smart", false).await;
+    let metrics = h.metrics().await;
+    assert!(metrics.contains("aiwatch_gateway_tokens_total{route=\"smart\",upstream=\"primary:gpt-4o-mini\",key=\"key-1\",direction=\"out\"} 9"), "{metrics}");
+}
+
+#[tokio::test]
+async fn repeated_wrong_keys_from_one_address_get_429_with_retry_after() {
+    let h = gateway("").await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let answer = h
+            .call("GET", "/v1/models", Some("guessing-a-key-0000000000"), "")
+            .await;
+        statuses.push(answer.status);
+        if answer.status == 429 {
+            let wait: u64 = answer
+                .header("retry-after")
+                .parse()
+                .expect("Retry-After in seconds");
+            assert!(wait >= 1, "{wait}");
+        }
+    }
+    assert_eq!(
+        &statuses[..10],
+        &[401; 10],
+        "a burst of plain refusals first"
+    );
+    assert_eq!(&statuses[10..], &[429, 429], "then the address waits");
+    // While it waits, even a right key from that address is not evaluated.
+    assert_eq!(
+        h.call("GET", "/v1/models", Some(CLIENT_KEY), "")
+            .await
+            .status,
+        429
+    );
+    assert_eq!(h.call("GET", "/healthz", None, "").await.status, 200);
 }

@@ -5,6 +5,8 @@
 //! spinning on them, hands each request its client address (axum's `ConnectInfo`), and stops
 //! gracefully.
 
+pub mod throttle;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -71,7 +71,7 @@ fn lm_studio_models() -> Reply {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_gateway_refuses_to_start_without_client_keys() {
+async fn the_gateway_refuses_to_start_without_client_keys_or_with_a_short_one() {
     let dir = tempfile::tempdir().expect("tmp");
     let (a, b, c) = (
         FakeServer::start(None).await,
@@ -79,20 +79,33 @@ async fn the_gateway_refuses_to_start_without_client_keys() {
         FakeServer::start(None).await,
     );
     let config = write_config(dir.path(), &a, &b, &c);
-    let out = tokio::task::spawn_blocking(move || {
-        aiwatch()
-            .env_remove("CLI_TEST_GATEWAY_KEYS")
-            .arg("--config")
-            .arg(config)
-            .args(["gateway", "--listen", "127.0.0.1:0"])
-            .output()
-            .expect("runs")
-    })
-    .await
-    .expect("joins");
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("CLI_TEST_GATEWAY_KEYS"), "{stderr}");
+    for (keys, says) in [
+        (None, "CLI_TEST_GATEWAY_KEYS"),
+        (Some("long-enough-key-0123456789,short"), "gateway key 2"),
+    ] {
+        let config = config.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut cmd = aiwatch();
+            match keys {
+                Some(k) => cmd.env("CLI_TEST_GATEWAY_KEYS", k),
+                None => cmd.env_remove("CLI_TEST_GATEWAY_KEYS"),
+            };
+            cmd.arg("--config")
+                .arg(config)
+                .args(["gateway", "--listen", "127.0.0.1:0"])
+                .output()
+                .expect("runs")
+        })
+        .await
+        .expect("joins");
+        assert_eq!(out.status.code(), Some(78));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            !stderr.contains("long-enough-key"),
+            "keys are never printed: {stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,7 +122,10 @@ async fn the_gateway_serves_fails_over_and_stops_on_sigterm() {
     let local = FakeServer::start(None).await;
     let config = write_config(dir.path(), &cloud, &second, &local);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
-        .env("CLI_TEST_GATEWAY_KEYS", "k-one,k-two")
+        .env(
+            "CLI_TEST_GATEWAY_KEYS",
+            "k-one-0123456789abcdefghij,k-two-0123456789abcdefghij",
+        )
         .env("CLI_TEST_CLOUD_KEY", "sk-cloud")
         .env("NO_COLOR", "1")
         .arg("--config")
@@ -138,7 +154,7 @@ async fn the_gateway_serves_fails_over_and_stops_on_sigterm() {
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         write!(
             stream,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-two\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-two-0123456789abcdefghij\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .expect("send");

@@ -29,6 +29,13 @@ pub fn build(
             settings.client_keys_env
         )));
     }
+    if let Some((position, len)) = client_keys.too_short(aiwatch_gateway::auth::MIN_KEY_LEN) {
+        return Err(exit::config(format!(
+            "gateway key {position} in {} is {len} characters; use at least {} (e.g. `openssl rand -hex 24`)",
+            settings.client_keys_env,
+            aiwatch_gateway::auth::MIN_KEY_LEN
+        )));
+    }
     let dns = load::network(network.dns_server.as_deref(), &network.ca_file)?;
     let setup = GatewaySetup {
         config: loaded.config.clone(),

@@ -1,0 +1,149 @@
+//! Per-client-address rate limits for what a request costs the server or could gain an attacker
+//! (a check run on demand, a failed sign-in): a token bucket per address, in a bounded table so
+//! a flood of addresses cannot grow memory.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A bucket of `burst` tokens per client address, refilled one per `every`.
+pub struct Throttle {
+    burst: f64,
+    every: Duration,
+    max_clients: usize,
+    table: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Throttle {
+    /// Addresses remembered at most; past it, full buckets and then the stalest are forgotten.
+    pub const MAX_CLIENTS: usize = 10_000;
+
+    pub fn new(burst: u32, every: Duration) -> Self {
+        Self {
+            burst: f64::from(burst.max(1)),
+            every: every.max(Duration::from_millis(1)),
+            max_clients: Self::MAX_CLIENTS,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
+        let gained =
+            now.saturating_duration_since(bucket.at).as_secs_f64() / self.every.as_secs_f64();
+        (bucket.tokens + gained).min(self.burst)
+    }
+
+    /// Spends one token of `ip`'s bucket; `Err(retry_after)` when it is empty.
+    pub fn take(&self, ip: IpAddr) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let tokens = table
+            .get(&ip)
+            .map_or(self.burst, |b| self.refilled(*b, now));
+        if tokens < 1.0 {
+            let wait = self.every.as_secs_f64() * (1.0 - tokens);
+            return Err(Duration::from_secs_f64(wait).max(Duration::from_secs(1)));
+        }
+        table.insert(
+            ip,
+            Bucket {
+                tokens: tokens - 1.0,
+                at: now,
+            },
+        );
+        if table.len() > self.max_clients {
+            self.forget(&mut table, now);
+        }
+        Ok(())
+    }
+
+    /// Whether `ip` has run out, without spending anything; `Err(retry_after)` if so.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let now = Instant::now();
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        match table.get(&ip).map(|b| self.refilled(*b, now)) {
+            Some(tokens) if tokens < 1.0 => Err(Duration::from_secs_f64(
+                self.every.as_secs_f64() * (1.0 - tokens),
+            )
+            .max(Duration::from_secs(1))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Drops buckets that have refilled (they hold nothing), then the stalest, down to 90 %.
+    fn forget(&self, table: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+        table.retain(|_, b| self.refilled(*b, now) < self.burst);
+        let keep = self.max_clients * 9 / 10;
+        if table.len() > keep {
+            let mut ages: Vec<(Instant, IpAddr)> =
+                table.iter().map(|(ip, b)| (b.at, *ip)).collect();
+            ages.sort_unstable();
+            for (_, ip) in ages.into_iter().take(table.len() - keep) {
+                table.remove(&ip);
+            }
+        }
+    }
+
+    /// Addresses remembered right now.
+    pub fn clients(&self) -> usize {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    #[cfg(test)]
+    fn with_max_clients(mut self, max: usize) -> Self {
+        self.max_clients = max;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn a_burst_passes_then_the_address_waits_and_others_do_not() {
+        let throttle = Throttle::new(3, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(throttle.take(ip(1)).is_ok());
+        }
+        let wait = throttle.take(ip(1)).expect_err("the fourth waits");
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert!(throttle.check(ip(1)).is_err());
+        assert!(
+            throttle.take(ip(2)).is_ok(),
+            "another address is not affected"
+        );
+    }
+
+    #[test]
+    fn tokens_come_back_with_time() {
+        let throttle = Throttle::new(1, Duration::from_millis(20));
+        assert!(throttle.take(ip(1)).is_ok());
+        assert!(throttle.take(ip(1)).is_err());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(throttle.take(ip(1)).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_addresses_keeps_the_table_bounded() {
+        let throttle = Throttle::new(2, Duration::from_secs(60)).with_max_clients(100);
+        for n in 0..10_000 {
+            let _ = throttle.take(ip(n));
+        }
+        assert!(throttle.clients() <= 100, "{}", throttle.clients());
+    }
+}
