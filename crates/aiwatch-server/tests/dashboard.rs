@@ -856,3 +856,81 @@ async fn assets_are_embedded_versioned_and_cached() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn just_me_limits_each_client_and_says_when_to_come_back() {
+    let world = openai_world().await;
+    let engine = world_engine(&world);
+    let app = aiwatch_server::api::app(engine.clone());
+    let ask =
+        |ip: [u8; 4]| {
+            let mut request = Request::get("/just-me?service=openai-api")
+                .body(Body::empty())
+                .unwrap();
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from((ip, 40000)),
+            ));
+            request
+        };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let page = send_to(&app, &engine, ask([192, 0, 2, 7])).await;
+        if page.status == StatusCode::TOO_MANY_REQUESTS {
+            let wait: u64 = page.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(wait >= 1);
+            assert!(page.body.contains("try again in"), "{}", page.body);
+        }
+        statuses.push(page.status);
+    }
+    assert!(
+        statuses[..10].iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(&statuses[10..], &[StatusCode::TOO_MANY_REQUESTS; 2]);
+    let other = send_to(&app, &engine, ask([192, 0, 2, 8])).await;
+    assert_eq!(
+        other.status,
+        StatusCode::OK,
+        "another reader is not affected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn just_me_turns_away_what_would_wait_too_long_for_a_check() {
+    let world = openai_world().await;
+    world.service("openai-api").server.route(
+        "GET",
+        "/v1/models",
+        canned::openai_models().delay(Duration::from_millis(1500)),
+    );
+    let engine = world_engine(&world);
+    let app = aiwatch_server::api::app(engine.clone());
+    let mut readers = Vec::new();
+    for n in 0..24u8 {
+        let (app, engine) = (app.clone(), engine.clone());
+        readers.push(tokio::spawn(async move {
+            let mut request = Request::get("/just-me?service=openai-api")
+                .body(Body::empty())
+                .unwrap();
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from(([198, 51, 100, n], 40000)),
+            ));
+            send_to(&app, &engine, request).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for reader in readers {
+        statuses.push(reader.await.unwrap());
+    }
+    let busy = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    let served = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(busy >= 1, "the wait is bounded: {statuses:?}");
+    assert_eq!(busy + served, 24, "{statuses:?}");
+}

@@ -10,7 +10,7 @@ use aiwatch_core::cause::AdviceContext;
 use aiwatch_core::classify::classify;
 use aiwatch_core::evidence::{CheckEvidence, OfficialOutcome};
 use aiwatch_core::{Cause, Scope, Service, Status, Verdict};
-use axum::extract::{Extension, Form, Query, State as AxumState};
+use axum::extract::{ConnectInfo, Extension, Form, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, MethodRouter};
@@ -28,6 +28,11 @@ const FRESH: Duration = Duration::from_secs(15);
 const CONCURRENT: usize = 2;
 /// More parameters than this is not a form this page sent.
 const MAX_PARAMS: usize = 32;
+/// Checks one client address may ask for in a burst, then one per [`CLIENT_REFILL`].
+const CLIENT_BURST: u32 = 10;
+const CLIENT_REFILL: Duration = Duration::from_secs(6);
+/// Requests waiting for a check slot at most; past it the page says the server is busy.
+const MAX_WAITING: usize = 16;
 
 /// One thing a reader can do on their side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,10 +126,30 @@ pub const SYMPTOMS: &[Symptom] = &[
     },
 ];
 
-/// Recent on-demand verdicts and the limit on concurrent checks.
+/// Recent on-demand verdicts, the limit on concurrent checks, the bounded wait for one, and
+/// the per-client limit on starting them.
 pub struct JustMe {
     recent: Mutex<HashMap<String, (Instant, Verdict)>>,
     running: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    per_client: aiwatch_inbound::throttle::Throttle,
+}
+
+/// Why no check ran for this request.
+enum Refused {
+    /// This client started too many checks lately; retry after this long.
+    TooMany(Duration),
+    /// Too many requests are already waiting for a check slot.
+    Busy,
+}
+
+/// Counts one waiter while alive.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl JustMe {
@@ -132,6 +157,8 @@ impl JustMe {
         Self {
             recent: Mutex::new(HashMap::new()),
             running: tokio::sync::Semaphore::new(CONCURRENT),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            per_client: aiwatch_inbound::throttle::Throttle::new(CLIENT_BURST, CLIENT_REFILL),
         }
     }
 
@@ -143,20 +170,36 @@ impl JustMe {
             .map(|(at, v)| (at.elapsed(), v.clone()))
     }
 
-    /// The verdict of a check run now, or of one run moments ago, and its age.
-    async fn verdict(&self, engine: &Engine, service: &Service) -> (Duration, Verdict) {
+    /// The verdict of a check run now, or of one run moments ago, and its age. Every ask
+    /// counts against `client`'s limit; a new check waits for a slot only if few others do.
+    async fn verdict(
+        &self,
+        engine: &Engine,
+        service: &Service,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(Duration, Verdict), Refused> {
+        if let Some(ip) = client {
+            self.per_client.take(ip).map_err(Refused::TooMany)?;
+        }
         if let Some(hit) = self.fresh(service.name.as_str()) {
-            return hit;
+            return Ok(hit);
+        }
+        let queued = self
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= MAX_WAITING {
+            return Err(Refused::Busy);
         }
         let _permit = self.running.acquire().await.ok();
         if let Some(hit) = self.fresh(service.name.as_str()) {
-            return hit;
+            return Ok(hit);
         }
         let verdict = check(engine, service).await;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.retain(|_, (at, _)| at.elapsed() < FRESH);
         recent.insert(service.name.to_string(), (Instant::now(), verdict.clone()));
-        (Duration::ZERO, verdict)
+        Ok((Duration::ZERO, verdict))
     }
 }
 
@@ -195,20 +238,25 @@ pub fn method_router() -> MethodRouter<Shared> {
         .layer(Extension(Arc::new(JustMe::new())))
 }
 
+/// The client's address, when the request came through the inbound listener.
+type Client = Option<Extension<ConnectInfo<std::net::SocketAddr>>>;
+
 async fn get_handler(
     AxumState(engine): AxumState<Shared>,
     Extension(state): Extension<Arc<JustMe>>,
+    client: Client,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    respond(engine, state, params).await
+    respond(engine, state, client.map(|c| c.0 .0.ip()), params).await
 }
 
 async fn post_handler(
     AxumState(engine): AxumState<Shared>,
     Extension(state): Extension<Arc<JustMe>>,
+    client: Client,
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
-    respond(engine, state, params).await
+    respond(engine, state, client.map(|c| c.0 .0.ip()), params).await
 }
 
 /// What the reader asked, validated.
@@ -260,7 +308,12 @@ fn validate(engine: &Engine, params: &[(String, String)]) -> Result<Request, Str
     Ok(request)
 }
 
-async fn respond(engine: Shared, state: Arc<JustMe>, params: Vec<(String, String)>) -> Response {
+async fn respond(
+    engine: Shared,
+    state: Arc<JustMe>,
+    client: Option<std::net::IpAddr>,
+    params: Vec<(String, String)>,
+) -> Response {
     let now = Utc::now();
     match validate(&engine, &params) {
         Err(message) => layout::html_response(
@@ -269,7 +322,10 @@ async fn respond(engine: Shared, state: Arc<JustMe>, params: Vec<(String, String
         ),
         Ok(request) => {
             let result = match &request.service {
-                Some(service) => Some(state.verdict(&engine, service).await),
+                Some(service) => match state.verdict(&engine, service, client).await {
+                    Ok(found) => Some(found),
+                    Err(refused) => return refusal(&engine, &request, &refused, now),
+                },
                 None => None,
             };
             layout::html_response(
@@ -278,6 +334,39 @@ async fn respond(engine: Shared, state: Arc<JustMe>, params: Vec<(String, String
             )
         }
     }
+}
+
+/// The page with why no check ran: 429 with Retry-After for a client over its limit, 503 when
+/// too many are waiting.
+fn refusal(
+    engine: &Engine,
+    request: &Request,
+    refused: &Refused,
+    now: chrono::DateTime<Utc>,
+) -> Response {
+    let (status, message, retry) = match refused {
+        Refused::TooMany(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "You started several checks in a short time; try again in {} s.",
+                wait.as_secs().max(1)
+            ),
+            wait.as_secs().max(1),
+        ),
+        Refused::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This server is busy with other checks; try again in a few seconds.".to_owned(),
+            5,
+        ),
+    };
+    let mut response =
+        layout::html_response(status, render(engine, request, None, Some(&message), now));
+    if let Ok(value) = axum::http::HeaderValue::from_str(&retry.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// The one-line answer to the page's question.
