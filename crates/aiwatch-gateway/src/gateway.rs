@@ -97,6 +97,7 @@ impl Gateway {
                 "the config has no [[route]]: the gateway would have nothing to serve; add one like\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"openai-api:gpt-4o-mini\", \"ollama:llama3.2\"]".into(),
             ));
         }
+        let proxies = network.proxies.clone();
         let checker = Checker::new(network).map_err(|e| Error::Setup(e.to_string()))?;
         let breaker_config = BreakerConfig::from_gateway(&settings);
         let metrics = Metrics::new();
@@ -139,8 +140,10 @@ impl Gateway {
                             .pool_idle_timeout(POOL_IDLE)
                             .pool_timer(TokioTimer::new())
                             .build(connector);
+                        let proxy_headers = crate::upstream::proxy_headers(&service, &proxies);
                         upstreams.push(UpstreamState {
                             id,
+                            proxy_headers,
                             service,
                             model: up.model.clone(),
                             key,

@@ -40,6 +40,32 @@ impl Endpoint {
     }
 }
 
+/// The headers an upstream reached over plain HTTP through a forward proxy needs on each
+/// request: the proxy's credentials. (HTTPS upstreams go through a CONNECT tunnel, which the
+/// connector authenticates once.)
+pub fn proxy_headers(
+    service: &Service,
+    proxies: &aiwatch_probe::ProxySettings,
+) -> Vec<(&'static str, String)> {
+    let Some(base) = service.api_base.as_deref() else {
+        return Vec::new();
+    };
+    if !base
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        return Vec::new();
+    }
+    let Some(host) = aiwatch_core::network::url_host(base) else {
+        return Vec::new();
+    };
+    proxies
+        .for_target("http", host)
+        .and_then(aiwatch_probe::proxy::Proxy::authorization)
+        .map(|auth| vec![("proxy-authorization", auth)])
+        .unwrap_or_default()
+}
+
 /// A running upstream: its service, its model, its pooled client and its health.
 pub struct UpstreamState {
     /// `service:model`, as the config writes it.
@@ -47,6 +73,8 @@ pub struct UpstreamState {
     pub service: Service,
     pub model: String,
     pub key: Option<ApiKey>,
+    /// Headers a plain-HTTP forward proxy needs on every request (`Proxy-Authorization`).
+    pub proxy_headers: Vec<(&'static str, String)>,
     /// The shortest answer budget its routes give it; canaries get no more.
     pub timeout: Duration,
     pub client: Client<UpstreamConnector, Full<Bytes>>,
@@ -120,7 +148,7 @@ impl UpstreamState {
             error,
         };
         let mut builder = Request::get(&call.url);
-        for (name, value) in &call.ask.headers {
+        for (name, value) in call.ask.headers.iter().chain(&self.proxy_headers) {
             builder = builder.header(*name, value);
         }
         let request = builder
@@ -219,6 +247,9 @@ impl UpstreamState {
         };
         for (name, value) in aiwatch_probe::api::auth_headers(kind, self.key.as_ref()) {
             builder = builder.header(name, value);
+        }
+        for (name, value) in &self.proxy_headers {
+            builder = builder.header(*name, value);
         }
         builder
             .body(Full::new(Bytes::from(json)))
