@@ -6,6 +6,7 @@ mod bench_serve;
 mod browser;
 mod e2e;
 mod e2e_gateway;
+mod fuzz;
 
 use anyhow::{bail, Result};
 
@@ -21,9 +22,10 @@ fn main() -> Result<()> {
         ["bench", "serve", rest @ ..] => bench_serve::run(rest),
         ["bench", "gateway", rest @ ..] => bench_gateway::run(rest),
         ["e2e", rest @ ..] => e2e::run(rest),
+        ["fuzz", rest @ ..] => fuzz::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask e2e [promtool|browser|sdk|local-model]\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser;\n                sdk drives the gateway with the official openai Python SDK, local-model\n                puts a real llama.cpp model (SmolLM2) behind it as the last upstream"
+                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask e2e [promtool|browser|sdk|local-model]\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser;\n                sdk drives the gateway with the official openai Python SDK, local-model\n                puts a real llama.cpp model (SmolLM2) behind it as the last upstream\n  fuzz          [--seconds N] every `never_panic` property, many more cases, fresh seeds"
             );
             bail!("unknown task: {}", args.join(" "))
         }

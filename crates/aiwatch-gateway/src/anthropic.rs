@@ -2610,7 +2610,10 @@ mod tests {
     ];
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        // 512 by default; `PROPTEST_CASES` (as `cargo xtask fuzz` sets it) asks for more.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+        ))]
 
         #[test]
         fn arbitrary_json_never_panics_any_function(

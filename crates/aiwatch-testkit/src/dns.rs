@@ -36,6 +36,31 @@ pub enum DnsAnswer {
     Silent,
     /// SERVFAIL: the server failed to resolve the name.
     ServFail,
+    /// These bytes as the reply, over UDP and TCP alike, with the query's id written over the
+    /// first two (garbage, or a real answer mutated, for fuzzing a resolver).
+    Raw(Vec<u8>),
+}
+
+/// A reply on the wire: a well-formed message, or raw bytes.
+enum Wire {
+    Message(Message),
+    Raw(Vec<u8>),
+}
+
+impl Wire {
+    fn bytes(self, request: &Message, udp: bool) -> Option<Vec<u8>> {
+        match self {
+            Wire::Message(reply) if udp => encode_for_udp(request, reply),
+            Wire::Message(reply) => reply.to_vec().ok(),
+            Wire::Raw(mut bytes) => {
+                let id = request.metadata.id.to_be_bytes();
+                for (at, b) in bytes.iter_mut().take(2).enumerate() {
+                    *b = id[at];
+                }
+                Some(bytes)
+            }
+        }
+    }
 }
 
 /// A fake DNS server bound to `127.0.0.1:<random port>` for UDP and TCP alike.
@@ -155,7 +180,7 @@ async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
             continue;
         };
         let Some(reply) = reply else { continue };
-        let Some(bytes) = encode_for_udp(&request, reply) else {
+        let Some(bytes) = reply.bytes(&request, true) else {
             continue;
         };
         // A client that went away is not the server's problem.
@@ -189,11 +214,13 @@ async fn serve_tcp_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         if stream.read_exact(&mut packet).await.is_err() {
             return;
         }
-        let Some((_, reply)) = shared.handle(&packet) else {
+        let Some((request, reply)) = shared.handle(&packet) else {
             return;
         };
         let Some(reply) = reply else { continue };
-        let Ok(bytes) = reply.to_vec() else { return };
+        let Some(bytes) = reply.bytes(&request, false) else {
+            return;
+        };
         let Ok(prefix) = u16::try_from(bytes.len()) else {
             return;
         };
@@ -223,7 +250,7 @@ fn encode_for_udp(request: &Message, reply: Message) -> Option<Vec<u8>> {
 impl Shared {
     /// Parses one packet. `None`: garbage or not a query, ignored without a word.
     /// `Some((request, None))`: a query that deliberately gets no reply.
-    fn handle(&self, packet: &[u8]) -> Option<(Message, Option<Message>)> {
+    fn handle(&self, packet: &[u8]) -> Option<(Message, Option<Wire>)> {
         let request = Message::from_vec(packet).ok()?;
         if request.metadata.message_type != MessageType::Query {
             return None;
@@ -233,7 +260,7 @@ impl Shared {
         Some((request, reply))
     }
 
-    fn reply_to(&self, request: &Message) -> Option<Message> {
+    fn reply_to(&self, request: &Message) -> Option<Wire> {
         let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
         reply.metadata = Metadata::response_from_request(&request.metadata);
         reply.metadata.authoritative = true;
@@ -247,11 +274,11 @@ impl Shared {
 
         if request.metadata.op_code != OpCode::Query {
             reply.metadata.response_code = ResponseCode::NotImp;
-            return Some(reply);
+            return Some(Wire::Message(reply));
         }
         let [query] = request.queries.as_slice() else {
             reply.metadata.response_code = ResponseCode::FormErr;
-            return Some(reply);
+            return Some(Wire::Message(reply));
         };
 
         let answer = self
@@ -266,6 +293,7 @@ impl Shared {
             }
             Some(DnsAnswer::ServFail) => reply.metadata.response_code = ResponseCode::ServFail,
             Some(DnsAnswer::Silent) => return None,
+            Some(DnsAnswer::Raw(bytes)) => return Some(Wire::Raw(bytes)),
             Some(DnsAnswer::NoRecords) => {}
             Some(DnsAnswer::Addresses(addresses)) => {
                 let name = query.name().clone();
@@ -281,7 +309,7 @@ impl Shared {
                 }
             }
         }
-        Some(reply)
+        Some(Wire::Message(reply))
     }
 }
 

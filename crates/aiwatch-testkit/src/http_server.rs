@@ -81,6 +81,29 @@ enum BodyPlan {
 }
 
 impl Reply {
+    /// The body this reply sends, when it is fixed (a whole body, a trickled one, or the
+    /// events of a stream as their wire text): seed material for fuzzing the readers of it.
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        match &self.kind {
+            Kind::Respond {
+                body: BodyPlan::Full(bytes) | BodyPlan::Trickle { body: bytes, .. },
+                ..
+            } => Some(bytes.to_vec()),
+            Kind::Respond {
+                body: BodyPlan::Events { events, .. },
+                ..
+            } => Some(
+                events
+                    .iter()
+                    .flat_map(|e| [e.as_str(), "\n\n"])
+                    .collect::<String>()
+                    .into_bytes(),
+            ),
+            Kind::Raw(bytes) => Some(bytes.to_vec()),
+            _ => None,
+        }
+    }
+
     /// A response with this status, `content-type: application/json` and `value` as its body.
     pub fn json(status: u16, value: serde_json::Value) -> Reply {
         Reply::bytes(status, "application/json", value.to_string())
