@@ -349,3 +349,33 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_stored() {
     let store = aiwatch_store::SqliteStore::open(&db).expect("the store reopens after the stop");
     assert_eq!(store.integrity_check().unwrap(), ["ok"], "and is intact");
 }
+
+#[test]
+fn serve_refuses_a_damaged_database_with_exit_78_and_says_what_to_do() {
+    use aiwatch_store::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.db");
+    {
+        let store = aiwatch_store::SqliteStore::open(&db).unwrap();
+        store.flush().unwrap();
+    }
+    // Keep SQLite's header, scribble over the schema page.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let end = bytes.len().min(8192);
+    for (i, b) in bytes[100..end].iter_mut().enumerate() {
+        *b = (i * 31 % 251) as u8;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let _ = std::fs::remove_file(db.with_extension("db-wal"));
+    let output = aiwatch()
+        .args(["serve", "openai-api", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("damaged.db") && err.contains("backup"),
+        "{err}"
+    );
+}
