@@ -35,6 +35,7 @@ pub struct Config {
     pub services: Vec<ServiceEntry>,
     pub gateway: Option<GatewayConfig>,
     pub routes: Vec<Route>,
+    pub alerts: Vec<crate::alert::AlertConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,6 +198,8 @@ struct RawConfig {
     gateway: Option<RawGateway>,
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    alert: Vec<Spanned<crate::alert::RawAlert>>,
 }
 
 #[derive(Deserialize)]
@@ -686,12 +689,27 @@ impl Config {
             });
         }
 
+        let watched = |name: &str| -> Result<ServiceName, String> {
+            if known(name) {
+                return ServiceName::parse(name);
+            }
+            let mut candidates: Vec<&str> = crate::catalog::builtin_names().collect();
+            candidates.extend(seen.iter().map(ServiceName::as_str));
+            Err(crate::catalog::UnknownService {
+                name: name.to_owned(),
+                suggestions: crate::catalog::closest_names(name, candidates.into_iter()),
+            }
+            .to_string())
+        };
+        let alerts = crate::alert::validate(text, raw.alert, watched)?;
+
         Ok(Self {
             defaults,
             server,
             services,
             gateway,
             routes,
+            alerts,
         })
     }
 
@@ -709,7 +727,7 @@ impl Config {
 
 /// The span of `key = …` in the table that starts at `table` (up to the next table header), so
 /// an error points at the field's own line.
-fn field_span(text: &str, table: &Range<usize>, key: &str) -> Option<Range<usize>> {
+pub(crate) fn field_span(text: &str, table: &Range<usize>, key: &str) -> Option<Range<usize>> {
     let body = text.get(table.start..)?;
     let mut offset = 0;
     for (i, line) in body.split_inclusive('\n').enumerate() {
@@ -730,7 +748,7 @@ fn field_span(text: &str, table: &Range<usize>, key: &str) -> Option<Range<usize
 }
 
 /// Turns a byte span into a line, a column and the key path written there.
-fn locate(text: &str, span: Option<Range<usize>>, message: String) -> ConfigError {
+pub(crate) fn locate(text: &str, span: Option<Range<usize>>, message: String) -> ConfigError {
     let Some(span) = span else {
         return ConfigError {
             line: 1,

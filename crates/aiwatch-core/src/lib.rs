@@ -3,6 +3,7 @@
 //! Everything that touches the network, the disk or the clock lives in other crates and hands
 //! its results in here as values, so every rule below is tested without I/O.
 
+pub mod alert;
 pub mod assess;
 pub mod assessment;
 pub mod call_fault;

@@ -250,6 +250,38 @@ fn config_check_accepts_a_valid_file() {
 }
 
 #[test]
+fn config_check_validates_alerts_and_their_secret_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aiwatch.toml");
+    std::fs::write(
+        &path,
+        "[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nsecret_env = \"CLI_TEST_HOOK_SECRET\"\n",
+    )
+    .unwrap();
+    let check = |secret: Option<&str>| {
+        let mut cmd = aiwatch();
+        match secret {
+            Some(s) => cmd.env("CLI_TEST_HOOK_SECRET", s),
+            None => cmd.env_remove("CLI_TEST_HOOK_SECRET"),
+        };
+        cmd.arg("config").arg("check").arg(&path).output().unwrap()
+    };
+    let missing = check(None);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("alert `ops`") && err.contains("CLI_TEST_HOOK_SECRET"),
+        "{err}"
+    );
+    assert_eq!(check(Some("a-secret")).status.code(), Some(0));
+    std::fs::write(&path, "[[alert]]\nname = \"ops\"\nkind = \"pagerduty\"\n").unwrap();
+    let unknown = check(None);
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(78), "{err}");
+    assert!(err.contains(":3:") && err.contains("kind"), "{err}");
+}
+
+#[test]
 fn services_lists_builtins_and_configured_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aiwatch.toml");

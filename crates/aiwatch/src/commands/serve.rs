@@ -83,6 +83,12 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
     let store = SqliteStore::open(&db)
         .map_err(|e| exit::config(format!("cannot open the database {}: {e}", db.display())))?;
     let access = access(&loaded.config.server, listen)?;
+    if !loaded.config.alerts.is_empty() {
+        eprintln!(
+            "aiwatch serve: note: {} [[alert]] entries are valid, but this version does not deliver alerts yet",
+            loaded.config.alerts.len()
+        );
+    }
     let defaults = &loaded.config.defaults;
     let config = DaemonConfig {
         services,
