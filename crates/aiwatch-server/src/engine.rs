@@ -478,6 +478,12 @@ impl Engine {
             .clone();
         let assessor = self.assessor();
         let states = assessor.states();
+        // Keys grouped by service once: the lock is held for O(keys), not O(services × keys).
+        let mut by_service: HashMap<&ServiceName, Vec<&(Key, Status, Option<DateTime<Utc>>)>> =
+            HashMap::new();
+        for state in states.iter().filter(|(k, ..)| k.component.is_probed()) {
+            by_service.entry(&state.0.service).or_default().push(state);
+        }
         let all: Vec<ServiceNow> = self
             .services
             .iter()
@@ -486,9 +492,10 @@ impl Engine {
                     || OfficialNow::default().reading(service.status.is_some()),
                     |o| o.reading(service.status.is_some()),
                 );
-                let components: Vec<ComponentNow> = states
-                    .iter()
-                    .filter(|(k, ..)| k.service == service.name && k.component.is_probed())
+                let components: Vec<ComponentNow> = by_service
+                    .get(&service.name)
+                    .into_iter()
+                    .flatten()
                     .map(|(key, _, since)| {
                         let probes = assessor.reading(key, service.local, online);
                         let assessment = fuse(probes, reading);
