@@ -34,6 +34,9 @@ struct LastStream {
     failed: bool,
 }
 
+/// A key's state as the assessor lists it: status and since when.
+type KeyStatus = (Key, Status, Option<DateTime<Utc>>);
+
 /// How long a control-probe result is trusted before it is asked again.
 const CONTROL_TTL: Duration = Duration::from_secs(10);
 
@@ -479,8 +482,7 @@ impl Engine {
         let assessor = self.assessor();
         let states = assessor.states();
         // Keys grouped by service once: the lock is held for O(keys), not O(services × keys).
-        let mut by_service: HashMap<&ServiceName, Vec<&(Key, Status, Option<DateTime<Utc>>)>> =
-            HashMap::new();
+        let mut by_service: HashMap<&ServiceName, Vec<&KeyStatus>> = HashMap::new();
         for state in states.iter().filter(|(k, ..)| k.component.is_probed()) {
             by_service.entry(&state.0.service).or_default().push(state);
         }
