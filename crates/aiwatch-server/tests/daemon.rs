@@ -270,9 +270,15 @@ async fn outage_opens_an_incident_that_resolves_only_after_validated_recovery() 
             open_incident(s).is_none() && api_state(s) == "operational"
         })
         .await;
-    let incidents = daemon.json("/api/incidents?service=openai-api").await;
+    // The store lags the engine by a write batch.
+    let incidents = daemon
+        .wait_for(
+            "/api/incidents?service=openai-api",
+            "the resolved incident stored",
+            |all| all[0]["phase"] == "resolved",
+        )
+        .await;
     let resolved = &incidents.as_array().unwrap()[0];
-    assert_eq!(resolved["phase"], "resolved");
     let kinds = timeline_kinds(resolved);
     for kind in [
         "opened",
