@@ -110,6 +110,15 @@ impl QuietHours {
             minute >= self.from || minute < self.to
         }
     }
+
+    /// Whether `at` falls in the window on the wall clock of the window's zone (so it follows
+    /// daylight saving time).
+    pub fn is_quiet_at(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::Timelike;
+        let local = at.with_timezone(&self.tz);
+        let minute = u16::try_from(local.hour() * 60 + local.minute()).unwrap_or(0);
+        self.contains(minute)
+    }
 }
 
 /// Where a channel sends, by kind; secrets are variable names.
@@ -427,6 +436,24 @@ mod tests {
         let quiet = alert.quiet_hours.as_ref().expect("quiet hours");
         assert!(quiet.contains(23 * 60) && quiet.contains(6 * 60 + 59) && !quiet.contains(12 * 60));
         assert_eq!(quiet.tz, chrono_tz::Europe::Paris);
+    }
+
+    #[test]
+    fn quiet_hours_follow_the_zones_wall_clock_across_daylight_saving() {
+        use chrono::TimeZone;
+        let quiet = QuietHours {
+            from: 22 * 60,
+            to: 7 * 60,
+            tz: chrono_tz::Europe::Paris,
+        };
+        let utc = |y, m, d, h| chrono::Utc.with_ymd_and_hms(y, m, d, h, 30, 0).unwrap();
+        // Winter: Paris is UTC+1. 21:30 UTC is 22:30 there (quiet); 06:30 UTC is 07:30 (not).
+        assert!(quiet.is_quiet_at(utc(2026, 1, 15, 21)));
+        assert!(!quiet.is_quiet_at(utc(2026, 1, 15, 6)));
+        // Summer: UTC+2. 20:30 UTC is 22:30 (quiet); 04:30 UTC is 06:30 (still quiet).
+        assert!(quiet.is_quiet_at(utc(2026, 7, 15, 20)));
+        assert!(quiet.is_quiet_at(utc(2026, 7, 15, 4)));
+        assert!(!quiet.is_quiet_at(utc(2026, 7, 15, 12)));
     }
 
     #[test]
