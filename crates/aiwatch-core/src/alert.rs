@@ -165,6 +165,41 @@ pub struct AlertConfig {
     pub tags: Vec<String>,
 }
 
+impl AlertConfig {
+    /// Whether this alert covers `service` (an empty list covers every watched service).
+    pub fn covers(&self, service: &ServiceName) -> bool {
+        self.services.is_empty() || self.services.contains(service)
+    }
+
+    /// Whether a condition that has held since `since`, last notified at `last_sent`, is to be
+    /// told at `now`: after `min_duration`, once, then every `repeat` while it lasts; never
+    /// inside quiet hours (it goes out at their end, when asked again).
+    pub fn due(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        last_sent: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        let held = (now - since).to_std().unwrap_or_default();
+        if held < self.min_duration {
+            return false;
+        }
+        if self
+            .quiet_hours
+            .as_ref()
+            .is_some_and(|q| q.is_quiet_at(now))
+        {
+            return false;
+        }
+        match last_sent {
+            None => true,
+            Some(sent) => self
+                .repeat
+                .is_some_and(|every| (now - sent).to_std().unwrap_or_default() >= every),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlert {
@@ -454,6 +489,53 @@ mod tests {
         assert!(quiet.is_quiet_at(utc(2026, 7, 15, 20)));
         assert!(quiet.is_quiet_at(utc(2026, 7, 15, 4)));
         assert!(!quiet.is_quiet_at(utc(2026, 7, 15, 12)));
+    }
+
+    #[test]
+    fn a_condition_is_told_after_its_minimum_duration_then_on_the_repeat_interval() {
+        use chrono::TimeZone;
+        let config = Config::parse(
+            "[[alert]]\nname = \"me\"\nkind = \"desktop\"\nservices = [\"openai-api\"]\nmin_duration = \"2m\"\nrepeat = \"1h\"\n",
+        )
+        .expect("valid");
+        let alert = &config.alerts[0];
+        assert!(alert.covers(&ServiceName::parse("openai-api").unwrap()));
+        assert!(!alert.covers(&ServiceName::parse("claude").unwrap()));
+        let t0 = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let at = |minutes: i64| t0 + chrono::Duration::minutes(minutes);
+        assert!(
+            !alert.due(t0, None, at(1)),
+            "a blip shorter than min_duration is not told"
+        );
+        assert!(alert.due(t0, None, at(2)));
+        assert!(
+            !alert.due(t0, Some(at(2)), at(30)),
+            "told once, not again before repeat"
+        );
+        assert!(alert.due(t0, Some(at(2)), at(62)));
+        let once =
+            Config::parse("[[alert]]\nname = \"once\"\nkind = \"desktop\"\n").expect("valid");
+        assert!(
+            !once.alerts[0].due(t0, Some(t0), at(600)),
+            "no repeat: told once"
+        );
+    }
+
+    #[test]
+    fn quiet_hours_hold_a_due_notification_until_they_end() {
+        use chrono::TimeZone;
+        let config = Config::parse(
+            "[[alert]]\nname = \"night\"\nkind = \"desktop\"\nquiet_hours = { from = \"22:00\", to = \"07:00\", tz = \"UTC\" }\n",
+        )
+        .expect("valid");
+        let alert = &config.alerts[0];
+        let since = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0).unwrap();
+        assert!(!alert.due(since, None, since), "quiet at 23:00");
+        let morning = chrono::Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap();
+        assert!(
+            alert.due(since, None, morning),
+            "told when the quiet hours end"
+        );
     }
 
     #[test]
