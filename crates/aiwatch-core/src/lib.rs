@@ -22,6 +22,7 @@ pub mod secret;
 pub mod service;
 pub mod signatures;
 pub mod spike;
+pub mod symptom;
 pub mod thresholds;
 pub mod uptime;
 pub mod verdict;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use aiwatch_core::cause::AdviceContext;
 use aiwatch_core::classify::classify;
 use aiwatch_core::evidence::{CheckEvidence, OfficialOutcome};
-use aiwatch_core::{Cause, Scope, Service, Status, Verdict};
+use aiwatch_core::symptom::Symptom;
+use aiwatch_core::{Scope, Service, Status, Verdict};
 use axum::extract::{ConnectInfo, Extension, Form, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -60,69 +61,60 @@ impl Step {
     }
 }
 
-/// A symptom the reader may pick, with the steps for it and the cause it usually stands for.
-pub struct Symptom {
-    pub id: &'static str,
+/// How the page shows a symptom the reader may pick: its label and the steps for it (the
+/// symptom, and the cause it stands for, are the core's).
+pub struct SymptomHelp {
+    pub symptom: Symptom,
     pub label: &'static str,
     pub steps: &'static [Step],
-    pub cause: Option<Cause>,
 }
 
-/// The symptoms the form offers; ids are the only accepted values of `symptom`.
-pub const SYMPTOMS: &[Symptom] = &[
-    Symptom {
-        id: "login-loop",
+/// The symptoms the form offers; their ids are the only accepted values of `symptom`.
+pub const SYMPTOMS: &[SymptomHelp] = &[
+    SymptomHelp {
+        symptom: Symptom::LoginLoop,
         label: "Login loop: sent back to the sign-in page",
         steps: &[Step::Relogin, Step::ClearCookies, Step::OtherBrowser],
-        cause: None,
     },
-    Symptom {
-        id: "blank-page",
+    SymptomHelp {
+        symptom: Symptom::BlankPage,
         label: "Blank or half-loaded page",
         steps: &[Step::OtherBrowser, Step::ClearCookies, Step::Firewall],
-        cause: None,
     },
-    Symptom {
-        id: "access-denied",
+    SymptomHelp {
+        symptom: Symptom::AccessDenied,
         label: "“Access denied”, a Cloudflare check or “unusual activity”",
         steps: &[Step::NoVpn, Step::ClearCookies, Step::OtherBrowser],
-        cause: Some(Cause::BotChallenge),
     },
-    Symptom {
-        id: "network-error",
+    SymptomHelp {
+        symptom: Symptom::NetworkError,
         label: "“Network error” or the answer stops midway",
         steps: &[Step::NoVpn, Step::Firewall, Step::OtherNetwork],
-        cause: None,
     },
-    Symptom {
-        id: "cannot-connect",
+    SymptomHelp {
+        symptom: Symptom::CannotConnect,
         label: "The site does not load at all",
         steps: &[Step::OtherNetwork, Step::Firewall, Step::NoVpn],
-        cause: None,
     },
-    Symptom {
-        id: "logged-out",
+    SymptomHelp {
+        symptom: Symptom::LoggedOut,
         label: "Keeps logging me out",
         steps: &[Step::Relogin, Step::ClearCookies, Step::NoVpn],
-        cause: None,
     },
-    Symptom {
-        id: "not-available",
+    SymptomHelp {
+        symptom: Symptom::NotAvailable,
         label: "“Not available in your country”",
         steps: &[Step::NoVpn],
-        cause: Some(Cause::RegionUnsupported),
     },
-    Symptom {
-        id: "too-many-requests",
+    SymptomHelp {
+        symptom: Symptom::TooManyRequests,
         label: "“Too many requests” or a usage limit",
         steps: &[Step::Wait, Step::Relogin],
-        cause: Some(Cause::RateLimited),
     },
-    Symptom {
-        id: "slow",
+    SymptomHelp {
+        symptom: Symptom::Slow,
         label: "Very slow or cut-off answers",
         steps: &[Step::OtherNetwork, Step::NoVpn],
-        cause: Some(Cause::SlowResponses),
     },
 ];
 
@@ -263,7 +255,7 @@ async fn post_handler(
 #[derive(Default)]
 struct Request {
     service: Option<Service>,
-    symptoms: Vec<&'static Symptom>,
+    symptoms: Vec<&'static SymptomHelp>,
 }
 
 fn validate(engine: &Engine, params: &[(String, String)]) -> Result<Request, String> {
@@ -292,8 +284,13 @@ fn validate(engine: &Engine, params: &[(String, String)]) -> Result<Request, Str
                     }
                 }
             }
-            "symptom" => match SYMPTOMS.iter().find(|s| s.id == value) {
-                Some(symptom) if !request.symptoms.iter().any(|s| s.id == symptom.id) => {
+            "symptom" => match SYMPTOMS.iter().find(|s| s.symptom.id() == value) {
+                Some(symptom)
+                    if !request
+                        .symptoms
+                        .iter()
+                        .any(|s| s.symptom == symptom.symptom) =>
+                {
                     request.symptoms.push(symptom)
                 }
                 Some(_) => {}
@@ -410,7 +407,7 @@ fn headline(verdict: &Verdict, title: &str) -> (Tone, String) {
 }
 
 fn form(engine: &Engine, request: &Request) -> Markup {
-    let picked = |id: &str| request.symptoms.iter().any(|s| s.id == id);
+    let picked = |symptom: Symptom| request.symptoms.iter().any(|s| s.symptom == symptom);
     html! {
         form.justme method="get" action="/just-me" {
             div.field {
@@ -427,7 +424,7 @@ fn form(engine: &Engine, request: &Request) -> Markup {
                 div.symptoms {
                     @for s in SYMPTOMS {
                         label.check {
-                            input type="checkbox" name="symptom" value=(s.id) checked[picked(s.id)];
+                            input type="checkbox" name="symptom" value=(s.symptom.id()) checked[picked(s.symptom)];
                             span { (s.label) }
                         }
                     }
@@ -438,14 +435,15 @@ fn form(engine: &Engine, request: &Request) -> Markup {
     }
 }
 
-fn symptom_advice(symptom: &Symptom, service: &Service) -> Markup {
+fn symptom_advice(symptom: &SymptomHelp, service: &Service) -> Markup {
     let host = service
         .web_url
         .as_deref()
         .or(service.api_base.as_deref())
         .and_then(aiwatch_core::network::url_host);
     let more = symptom
-        .cause
+        .symptom
+        .likely_cause()
         .map(|c| {
             c.advice(&AdviceContext {
                 host,
