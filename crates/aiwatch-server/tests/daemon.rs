@@ -2,7 +2,6 @@
 //! watches fake providers that go down, come back badly, and come back well.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +16,9 @@ use aiwatch_server::scheduler::Limits;
 use aiwatch_server::DaemonConfig;
 use aiwatch_store::Retention;
 use aiwatch_store::SqliteStore;
-use aiwatch_testkit::{canned, summary_operational, summary_with_incident, DnsAnswer, World};
+use aiwatch_testkit::{canned, summary_with_incident, ApiClient, DnsAnswer, World};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -27,7 +26,7 @@ const INTERVAL: Duration = Duration::from_millis(150);
 
 /// A daemon running against a world, with its API address.
 struct Daemon {
-    addr: SocketAddr,
+    api: ApiClient,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -103,7 +102,7 @@ impl Daemon {
             .expect("daemon runs");
         });
         Daemon {
-            addr,
+            api: ApiClient { addr },
             stop: Some(stop),
             task,
         }
@@ -118,45 +117,13 @@ impl Daemon {
             .expect("the daemon stops within its grace period")
             .expect("the daemon task ends cleanly");
     }
+}
 
-    async fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: aiwatch\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
-    }
-
-    /// Waits until `check` holds on the JSON at `path`, or fails with the last value.
-    async fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let value = self.json(path).await;
-            if check(&value) {
-                return value;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; last {path}:\n{value:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+/// The daemon's API, as every test reads it.
+impl std::ops::Deref for Daemon {
+    type Target = ApiClient;
+    fn deref(&self) -> &ApiClient {
+        &self.api
     }
 }
 
@@ -177,22 +144,6 @@ fn open_incident(service: &Value) -> Option<Value> {
     service["incidents"].as_array()?.first().cloned()
 }
 
-async fn openai_world() -> World {
-    let mut world = World::start().await;
-    let api = world.api("openai-api", "api.openai.test", "/v1").await;
-    api.route("GET", "/v1/models", canned::openai_models());
-    api.route("POST", "/v1/chat/completions", canned::openai_stream(true));
-    world
-        .status_page("openai-api", "status.openai.test")
-        .await
-        .set_summary(&summary_operational(&[
-            "Chat Completions",
-            "Responses",
-            "Embeddings",
-        ]));
-    world
-}
-
 fn api(world: &World) -> &aiwatch_testkit::FakeServer {
     &world.service("openai-api").server
 }
@@ -210,7 +161,7 @@ fn timeline_kinds(incident: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_opens_an_incident_that_resolves_only_after_validated_recovery() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("a.db")).await;
     let path = "/api/services/openai-api";
@@ -306,7 +257,7 @@ async fn outage_opens_an_incident_that_resolves_only_after_validated_recovery() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_answers_keep_the_incident_open_until_complete_ones_arrive() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("t.db")).await;
     let path = "/api/services/openai-api";
@@ -344,7 +295,7 @@ async fn truncated_answers_keep_the_incident_open_until_complete_ones_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_page_turning_red_confirms_the_incident() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("c.db")).await;
     let path = "/api/services/openai-api";
@@ -427,7 +378,7 @@ async fn official_page_turning_red_confirms_the_incident() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_offline_records_gaps_and_opens_no_incident() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("o.db")).await;
     let path = "/api/services/openai-api";
@@ -461,7 +412,7 @@ async fn monitor_offline_records_gaps_and_opens_no_incident() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_the_open_incident_without_reopening_it() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let path = "/api/services/openai-api";
@@ -500,7 +451,7 @@ async fn restart_resumes_the_open_incident_without_reopening_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("p.db")).await;
     for path in [
@@ -558,7 +509,7 @@ async fn bad_api_parameters_get_400_json_and_unknown_names_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_while_a_slowloris_client_holds_hundreds_of_connections() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&world, &["openai-api"], &dir.path().join("s.db")).await;
     let mut held = Vec::new();

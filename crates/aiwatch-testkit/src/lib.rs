@@ -14,7 +14,9 @@
 //! - [`proxy`]: [`FakeProxy`], an HTTP proxy (CONNECT and absolute-form) to loopback targets.
 //! - [`world`]: [`World`], all of the above assembled for one test, with the aiwatch config
 //!   that points at it.
+//! - [`api_client`]: [`ApiClient`], requests to the aiwatch server under test.
 
+pub mod api_client;
 pub mod blackhole;
 pub mod ca;
 pub mod canned;
@@ -26,6 +28,7 @@ pub mod status_page;
 mod test_client;
 pub mod world;
 
+pub use api_client::ApiClient;
 pub use blackhole::{closed_port, Blackhole, SilentServer};
 pub use ca::{ServerIdentity, TestCa};
 pub use dns::{DnsAnswer, FakeDns};

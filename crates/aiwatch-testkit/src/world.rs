@@ -39,6 +39,24 @@ pub struct World {
 }
 
 impl World {
+    /// A healthy `openai-api` (list-models, complete streams) and its green Statuspage page
+    /// (Chat Completions, Responses, Embeddings): the world most daemon tests start from.
+    pub async fn openai() -> World {
+        let mut world = World::start().await;
+        let api = world.api("openai-api", "api.openai.test", "/v1").await;
+        api.route("GET", "/v1/models", canned::openai_models());
+        api.route("POST", "/v1/chat/completions", canned::openai_stream(true));
+        world
+            .status_page("openai-api", "status.openai.test")
+            .await
+            .set_summary(&crate::summary_operational(&[
+                "Chat Completions",
+                "Responses",
+                "Embeddings",
+            ]));
+        world
+    }
+
     /// DNS, CAs and a healthy control host; no services yet.
     pub async fn start() -> World {
         let dns = FakeDns::start().await;

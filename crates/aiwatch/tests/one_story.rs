@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aiwatch_core::Status;
 use aiwatch_server::dashboard::present::state_word;
-use aiwatch_testkit::{canned, summary_operational, summary_with_incident, DnsAnswer, World};
+use aiwatch_testkit::{canned, summary_with_incident, DnsAnswer, World};
 use serde_json::Value;
 
 mod common;
@@ -100,22 +100,6 @@ async fn assert_one_story(serve: &Serve, world: &World, name: &str, want: Status
     assert!(metrics.contains(&gauge), "{gauge} in /metrics");
 }
 
-async fn openai_world() -> World {
-    let mut world = World::start().await;
-    let api = world.api("openai-api", "api.openai.test", "/v1").await;
-    api.route("GET", "/v1/models", canned::openai_models());
-    api.route("POST", "/v1/chat/completions", canned::openai_stream(true));
-    world
-        .status_page("openai-api", "status.openai.test")
-        .await
-        .set_summary(&summary_operational(&[
-            "Chat Completions",
-            "Responses",
-            "Embeddings",
-        ]));
-    world
-}
-
 fn api(world: &World) -> &aiwatch_testkit::FakeServer {
     &world.service("openai-api").server
 }
@@ -127,7 +111,7 @@ async fn settle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_story_when_the_monitor_cannot_resolve_the_provider() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     world.dns.set("api.openai.test", DnsAnswer::NxDomain);
     let serve = Serve::start(&world, KEY, "openai-api").await;
     // The page (another host) is green and readable: the provider's word stands, the monitor's
@@ -151,7 +135,7 @@ async fn one_story_when_the_monitor_cannot_resolve_the_provider() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_story_when_the_key_is_rejected() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     api(&world).route("GET", "/v1/models", canned::openai_401());
     let serve = Serve::start(&world, KEY, "openai-api").await;
     assert_one_story(&serve, &world, "openai-api", Status::Operational, false).await;
@@ -167,7 +151,7 @@ async fn one_story_when_the_key_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_story_when_the_provider_fails() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
     let serve = Serve::start(&world, KEY, "openai-api").await;
     // Every request fails: an outage for the user, whatever the status code.
@@ -193,7 +177,7 @@ async fn one_story_when_the_provider_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_story_when_only_the_provider_reports_an_outage() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     world.status_pages[0].1.set_summary(&summary_with_incident(
         &[
             ("Chat Completions", "major_outage"),
@@ -214,7 +198,7 @@ async fn one_story_when_only_the_provider_reports_an_outage() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_story_when_the_provider_is_slow() {
-    let mut world = openai_world().await;
+    let mut world = World::openai().await;
     // Half the budget is slow for a one-shot check (`aiwatch-core/src/thresholds.rs`).
     world.set_timeout("1500ms");
     api(&world).route(
@@ -230,7 +214,7 @@ async fn one_story_when_the_provider_is_slow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_story_when_answers_are_cut_off() {
-    let world = openai_world().await;
+    let world = World::openai().await;
     api(&world).route("POST", "/v1/chat/completions", canned::openai_stream(false));
     let serve = Serve::start(&world, KEY, "openai-api").await;
     assert_one_story(&serve, &world, "openai-api", Status::Degraded, true).await;

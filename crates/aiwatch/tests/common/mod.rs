@@ -8,10 +8,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use aiwatch_testkit::World;
+use aiwatch_testkit::{ApiClient, World};
 use assert_cmd::Command;
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Checks every 200 ms, opens after two failures in a row, streams on every due check.
 const FAST: &str = "[defaults]\ninterval = \"200ms\"\nfailures_to_open = 2\nsuccesses_to_close = 2\nstream_interval = \"1s\"\n";
@@ -57,7 +55,7 @@ pub fn in_world(world: &World, subcommand: &str) -> Command {
 /// `aiwatch serve` as a child process on a free loopback port; killed when dropped.
 pub struct Serve {
     child: Child,
-    pub addr: SocketAddr,
+    api: ApiClient,
 }
 
 impl Serve {
@@ -100,7 +98,10 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .expect("aiwatch serve starts");
-        let serve = Serve { child, addr };
+        let serve = Serve {
+            child,
+            api: ApiClient { addr },
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while serve.get("/readyz").await.0 != 200 {
             assert!(
@@ -111,60 +112,13 @@ impl Serve {
         }
         serve
     }
+}
 
-    pub async fn get(&self, path: &str) -> (u16, String) {
-        self.get_with(path, &[]).await
-    }
-
-    /// GET `path` with extra request headers; (status, body), (0, "") when nothing answers.
-    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(self.addr).await else {
-            return (0, String::new());
-        };
-        let extra: String = headers
-            .iter()
-            .map(|(n, v)| format!("{n}: {v}\r\n"))
-            .collect();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: aiwatch\r\nConnection: close\r\n{extra}\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return (0, String::new());
-        }
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw).await;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    pub async fn json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
-    }
-
-    /// Waits until `check` holds on the JSON at `path`, or fails with the last value.
-    pub async fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let value = self.json(path).await;
-            if check(&value) {
-                return value;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last {path}:\n{value:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+/// The server's API, as every test reads it.
+impl std::ops::Deref for Serve {
+    type Target = ApiClient;
+    fn deref(&self) -> &ApiClient {
+        &self.api
     }
 }
 
