@@ -599,8 +599,19 @@ impl Config {
             }
         });
 
-        let known =
-            |name: &str| Catalog::is_builtin(name) || seen.iter().any(|s| s.as_str() == name);
+        // A service a route or an alert names: built in or configured, else close names.
+        let watched = |name: &str| -> Result<ServiceName, String> {
+            if Catalog::is_builtin(name) || seen.iter().any(|s| s.as_str() == name) {
+                return ServiceName::parse(name);
+            }
+            let mut candidates: Vec<&str> = crate::catalog::builtin_names().collect();
+            candidates.extend(seen.iter().map(ServiceName::as_str));
+            Err(crate::catalog::UnknownService {
+                name: name.to_owned(),
+                suggestions: crate::catalog::closest_names(name, candidates.into_iter()),
+            }
+            .to_string())
+        };
         let mut routes = Vec::with_capacity(raw.route.len());
         let mut aliases = HashSet::new();
         for spanned in raw.route {
@@ -654,18 +665,8 @@ impl Config {
                             format!("upstream `{raw_up}` is not \"service:model\""),
                         )
                     })?;
-                if !known(service) {
-                    let mut candidates: Vec<&str> = crate::catalog::builtin_names().collect();
-                    candidates.extend(seen.iter().map(ServiceName::as_str));
-                    let candidates = candidates.into_iter();
-                    let unknown = crate::catalog::UnknownService {
-                        name: service.to_owned(),
-                        suggestions: crate::catalog::closest_names(service, candidates),
-                    };
-                    return Err(locate(text, Some(up_span), unknown.to_string()));
-                }
-                let service = ServiceName::parse(service)
-                    .map_err(|e| locate(text, Some(up_span.clone()), e))?;
+                let service =
+                    watched(service).map_err(|e| locate(text, Some(up_span.clone()), e))?;
                 upstreams.push(Upstream {
                     service,
                     model: model.to_owned(),
@@ -689,18 +690,6 @@ impl Config {
             });
         }
 
-        let watched = |name: &str| -> Result<ServiceName, String> {
-            if known(name) {
-                return ServiceName::parse(name);
-            }
-            let mut candidates: Vec<&str> = crate::catalog::builtin_names().collect();
-            candidates.extend(seen.iter().map(ServiceName::as_str));
-            Err(crate::catalog::UnknownService {
-                name: name.to_owned(),
-                suggestions: crate::catalog::closest_names(name, candidates.into_iter()),
-            }
-            .to_string())
-        };
         let alerts = crate::alert::validate(text, raw.alert, watched)?;
 
         Ok(Self {

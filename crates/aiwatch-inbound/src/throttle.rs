@@ -40,6 +40,13 @@ impl Throttle {
         (bucket.tokens + gained).min(self.burst)
     }
 
+    /// How long until a bucket holding `tokens` has a whole one again (at least a second, as
+    /// Retry-After counts in seconds).
+    fn wait(&self, tokens: f64) -> Duration {
+        Duration::from_secs_f64(self.every.as_secs_f64() * (1.0 - tokens))
+            .max(Duration::from_secs(1))
+    }
+
     /// Spends one token of `ip`'s bucket; `Err(retry_after)` when it is empty.
     pub fn take(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
@@ -48,8 +55,7 @@ impl Throttle {
             .get(&ip)
             .map_or(self.burst, |b| self.refilled(*b, now));
         if tokens < 1.0 {
-            let wait = self.every.as_secs_f64() * (1.0 - tokens);
-            return Err(Duration::from_secs_f64(wait).max(Duration::from_secs(1)));
+            return Err(self.wait(tokens));
         }
         table.insert(
             ip,
@@ -69,10 +75,7 @@ impl Throttle {
         let now = Instant::now();
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         match table.get(&ip).map(|b| self.refilled(*b, now)) {
-            Some(tokens) if tokens < 1.0 => Err(Duration::from_secs_f64(
-                self.every.as_secs_f64() * (1.0 - tokens),
-            )
-            .max(Duration::from_secs(1))),
+            Some(tokens) if tokens < 1.0 => Err(self.wait(tokens)),
             _ => Ok(()),
         }
     }

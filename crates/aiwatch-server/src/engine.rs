@@ -544,6 +544,9 @@ impl Engine {
     /// Sets the state gauges from the core's current decisions (at scrape time, so the metrics
     /// say what every other surface says).
     pub fn publish_states(&self) {
+        self.metrics
+            .store_queue_depth
+            .set(i64::try_from(self.writer.queue_depth()).unwrap_or(i64::MAX));
         for (service, now) in self.services.iter().zip(self.services_now()) {
             let blind = matches!(
                 now.assessment.notice,

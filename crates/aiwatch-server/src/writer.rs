@@ -42,7 +42,6 @@ pub enum WriteOp {
 pub struct Writer {
     tx: mpsc::Sender<WriteOp>,
     alive: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -52,18 +51,16 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
-        let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("aiwatch-store-writer".into())
             .spawn(move || {
-                write_loop(&*store, &thread_metrics, rx, retention);
+                write_loop(&*store, &metrics, rx, retention);
                 flag.store(false, Ordering::Release);
             })
             .expect("the OS lets us start one thread");
         Self {
             tx,
             alive,
-            metrics,
             thread: std::sync::Mutex::new(Some(thread)),
         }
     }
@@ -74,18 +71,11 @@ impl Writer {
         if self.tx.send(op).await.is_err() {
             tracing::error!("store writer has stopped; data is not being saved");
         }
-        self.record_depth();
     }
 
-    /// Work waiting for the writer right now.
+    /// Work waiting for the writer right now (`aiwatch_store_queue_depth`, set at scrape).
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
-    }
-
-    fn record_depth(&self) {
-        self.metrics
-            .store_queue_depth
-            .set(i64::try_from(self.queue_depth()).unwrap_or(i64::MAX));
     }
 
     pub fn is_alive(&self) -> bool {
@@ -219,9 +209,6 @@ fn write_loop(
                 return;
             }
         }
-        metrics
-            .store_queue_depth
-            .set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
         if last_prune.elapsed() > Duration::from_secs(3600) {
             last_prune = Instant::now();
             if let Err(e) = store.prune(&retention, chrono::Utc::now()) {
