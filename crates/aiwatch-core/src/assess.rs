@@ -15,6 +15,11 @@
 //!   incident (severity Outage if any of them was Down, else Degraded); fewer change nothing and
 //!   the state stays Operational. An Up observation resets the failure count. A key never
 //!   observed is Unknown; its first Up, Down or Degraded observation makes it Operational.
+//! - **Slower than usual.** Outside incidents, an Up probe whose latency is past
+//!   `slow_above(baseline)` of the key's own probe baseline (once it holds
+//!   [`MIN_BASELINE_SAMPLES`]) counts as Degraded `slow_responses` and is kept out of the
+//!   baseline: `serve` judges slowness against each service's own normal, besides the absolute
+//!   per-layer thresholds `classify` applies to one check.
 //! - **Intermittent.** Failures that never come `failures_to_open` in a row still count:
 //!   `intermittent_failures` (at least `failures_to_open`) of the last `intermittent_window`
 //!   known observations open a Degraded incident ("3 of the last 10 checks failed"). Such an
@@ -627,6 +632,41 @@ fn confirmed_text(signal: Status, title: Option<&str>) -> String {
     }
 }
 
+/// Samples a key's probe baseline needs before its own latency judges a probe slow.
+pub const MIN_BASELINE_SAMPLES: usize = 10;
+
+/// An Up probe observation of a key with no open incident whose latency is past
+/// [`AssessConfig::slow_above`] its probe baseline (of at least [`MIN_BASELINE_SAMPLES`]),
+/// as the Degraded `slow_responses` observation it stands for; `None` otherwise.
+fn slower_than_usual(
+    ks: &KeyState,
+    obs: &Observation,
+    config: &AssessConfig,
+) -> Option<Observation> {
+    if obs.health != Health::Up || obs.source != Source::Probe || ks.incident.is_some() {
+        return None;
+    }
+    let baseline = &ks.probe_baseline;
+    if baseline.samples.len() < MIN_BASELINE_SAMPLES {
+        return None;
+    }
+    let usual = baseline.median()?;
+    let total = f64::from(obs.phases.total?);
+    if total <= config.slow_above(usual) {
+        return None;
+    }
+    Some(Observation {
+        health: Health::Degraded,
+        cause: Cause::SlowResponses,
+        detail: format!(
+            "answered in {} where it usually takes {}",
+            ms(total),
+            ms(usual)
+        ),
+        ..obs.clone()
+    })
+}
+
 /// Why a validating Up observation does not count as a pass, if it doesn't.
 fn canary_failure(
     obs: &Observation,
@@ -750,6 +790,9 @@ impl Assessor {
         }
         let key = Key::of(obs);
         let ks = key_entry(&mut self.keys, &mut self.services, key.clone());
+        // A probe that answers, but far slower than this key's own baseline, is a slow one.
+        let slowed = slower_than_usual(ks, obs, &self.config);
+        let obs = slowed.as_ref().unwrap_or(obs);
         let side = self.services.get(&obs.service);
         let signal = side.map_or(Status::Unknown, |s| s.signal);
         let title = side.and_then(|s| s.title.as_deref());

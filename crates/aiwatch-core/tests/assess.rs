@@ -867,3 +867,46 @@ fn ten_thousand_keys_each_open_and_resolve_once() {
     assert!(assessor.open_incidents().is_empty());
     assert_eq!(assessor.states().len(), 10_000);
 }
+
+#[test]
+fn probes_far_slower_than_the_keys_own_baseline_open_a_slow_responses_degradation() {
+    let mut assessor = Assessor::new(config(2, 2));
+    let mut step = 0i64;
+    let mut feed = |assessor: &mut Assessor, total: f32| {
+        step += 1;
+        let now = t0() + Duration::seconds(step * STEP_SECS);
+        let o = obs(
+            "api",
+            Source::Probe,
+            Health::Up,
+            Cause::Ok,
+            Some(total),
+            None,
+            now,
+        );
+        assessor.observe(&o, now)
+    };
+    // Too few samples: no baseline judges yet, however slow.
+    feed(&mut assessor, 300.0);
+    feed(&mut assessor, 5000.0);
+    feed(&mut assessor, 5000.0);
+    assert!(assessor.incident(&key("api")).is_none());
+    for _ in 0..12 {
+        feed(&mut assessor, 300.0);
+    }
+    assert_eq!(assessor.state(&key("api")), Status::Operational);
+    feed(&mut assessor, 1500.0);
+    let events = feed(&mut assessor, 1500.0);
+    let incident = assessor
+        .incident(&key("api"))
+        .expect("two slow probes in a row open one");
+    assert_eq!(incident.severity, Status::Degraded);
+    assert_eq!(incident.cause, Cause::SlowResponses);
+    assert!(
+        incident.timeline[0].text.contains("usually takes"),
+        "{}",
+        incident.timeline[0].text
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::IncidentOpened(_))));
+    assert_eq!(assessor.state(&key("api")), Status::Degraded);
+}
