@@ -5,11 +5,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::config::{field_span, locate, parse_duration, validate_http_url, ConfigError};
+use crate::observation::Component;
 use crate::service::ServiceName;
+
+/// How long a recovery holds before `recovered` is told, unless an alert sets `settle`.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(120);
 
 /// How an alert reaches people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -41,7 +45,7 @@ impl ChannelKind {
 }
 
 /// What an alert is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertEvent {
     /// An incident opened (own probes failing, unconfirmed or confirmed).
@@ -81,6 +85,11 @@ impl AlertEvent {
             Self::UsageSpike => "usage_spike",
             Self::MaintenanceStarted => "maintenance_started",
         }
+    }
+
+    /// The event with this name, if any.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == raw)
     }
 
     /// The events an alert gets when it names none: all but `usage_spike`.
@@ -155,10 +164,22 @@ pub struct AlertConfig {
     pub secret_env: Option<String>,
     /// Empty: every watched service.
     pub services: Vec<ServiceName>,
+    /// Empty: every component (`api`, `web`, `official`).
+    pub components: Vec<Component>,
+    /// Empty: every region (vantage point).
+    pub regions: Vec<String>,
     pub events: Vec<AlertEvent>,
     pub min_duration: Duration,
     pub repeat: Option<Duration>,
     pub quiet_hours: Option<QuietHours>,
+    /// How long a recovery must hold before `recovered` is told; a trouble that comes back
+    /// within it continues the one alert (no second `opened`). Default 2 minutes.
+    pub settle: Duration,
+    /// ntfy and Alertmanager: the variable holding a bearer token.
+    pub token_env: Option<String>,
+    /// A PEM file of extra CA certificates the receiver's certificate may chain to (a private
+    /// webhook, ntfy, Alertmanager or mail server).
+    pub ca_file: Option<std::path::PathBuf>,
     /// ntfy: 1..=5.
     pub priority: Option<u8>,
     /// ntfy: tags shown with the message.
@@ -169,6 +190,36 @@ impl AlertConfig {
     /// Whether this alert covers `service` (an empty list covers every watched service).
     pub fn covers(&self, service: &ServiceName) -> bool {
         self.services.is_empty() || self.services.contains(service)
+    }
+
+    /// Whether this alert covers a component seen from a region (empty lists cover all).
+    pub fn covers_part(&self, component: Component, region: &str) -> bool {
+        (self.components.is_empty() || self.components.contains(&component))
+            && (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
+    }
+
+    /// Whether this alert tells `event`.
+    pub fn wants(&self, event: AlertEvent) -> bool {
+        self.events.contains(&event)
+    }
+
+    /// The variables this alert reads its secrets from (all must be set for it to deliver).
+    pub fn secret_vars(&self) -> Vec<&str> {
+        let mut vars: Vec<&str> = Vec::new();
+        match &self.target {
+            Target::Url {
+                url_env: Some(v), ..
+            } => vars.push(v),
+            Target::Telegram { bot_token_env, .. } => vars.push(bot_token_env),
+            Target::Email {
+                password_env: Some(v),
+                ..
+            } => vars.push(v),
+            _ => {}
+        }
+        vars.extend(self.secret_env.as_deref());
+        vars.extend(self.token_env.as_deref());
+        vars
     }
 
     /// Whether a condition that has held since `since`, last notified at `last_sent`, is to be
@@ -210,6 +261,13 @@ pub(crate) struct RawAlert {
     secret_env: Option<String>,
     #[serde(default)]
     services: Vec<String>,
+    #[serde(default)]
+    components: Vec<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    settle: Option<String>,
+    token_env: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
     events: Option<Vec<AlertEvent>>,
     min_duration: Option<String>,
     repeat: Option<String>,
@@ -285,6 +343,7 @@ pub(crate) fn validate(
             ("secret_env", &a.secret_env),
             ("bot_token_env", &a.bot_token_env),
             ("password_env", &a.password_env),
+            ("token_env", &a.token_env),
         ] {
             if let Some(var) = var {
                 if !is_env_name(var) {
@@ -324,6 +383,26 @@ pub(crate) fn validate(
                 })
                 .transpose()
         };
+        let mut components = Vec::with_capacity(a.components.len());
+        for c in &a.components {
+            components.push(Component::parse(c).ok_or_else(|| {
+                fail(
+                    "components",
+                    format!("alert `{name}`: `{c}` is not a component; use api, web or official"),
+                )
+            })?);
+        }
+        if a.token_env.is_some() && !matches!(a.kind, ChannelKind::Ntfy | ChannelKind::Alertmanager)
+        {
+            return Err(fail(
+                "token_env",
+                format!(
+                    "alert `{name}`: `token_env` is a bearer token for ntfy or Alertmanager; a {} channel takes none",
+                    a.kind.as_str()
+                ),
+            ));
+        }
+        let settle = duration("settle", &a.settle)?.unwrap_or(DEFAULT_SETTLE);
         let min_duration = duration("min_duration", &a.min_duration)?.unwrap_or_default();
         let repeat = duration("repeat", &a.repeat)?;
         let quiet_hours = a
@@ -357,10 +436,15 @@ pub(crate) fn validate(
             target,
             secret_env: a.secret_env,
             services,
+            components,
+            regions: a.regions,
             events: a.events.unwrap_or_else(AlertEvent::defaults),
             min_duration,
             repeat,
             quiet_hours,
+            settle,
+            token_env: a.token_env,
+            ca_file: a.ca_file,
             priority: a.priority,
             tags: a.tags,
         });

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub auth_token_env: Option<String>,
     /// With a token: the dashboard and the Statuspage-compatible view stay readable without it.
     pub public: bool,
+    /// The dashboard's address as people reach it (behind a proxy, say); alerts link to it.
+    /// `None`: `http://` + `listen`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             auth_token_env: None,
             public: true,
+            public_url: None,
         }
     }
 }
@@ -235,6 +239,8 @@ struct RawServer {
     #[serde(default, deserialize_with = "env_name")]
     auth_token_env: Option<String>,
     public: Option<bool>,
+    #[serde(default, deserialize_with = "http_url")]
+    public_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -507,6 +513,10 @@ impl Config {
                 header_timeout: s.header_timeout.unwrap_or(fallback.header_timeout),
                 auth_token_env: s.auth_token_env,
                 public: s.public.unwrap_or(fallback.public),
+                public_url: s
+                    .public_url
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .or(fallback.public_url),
             }
         });
 
@@ -708,6 +718,13 @@ impl Config {
             if let Some(path) = &entry.ca_file {
                 if path.is_relative() {
                     entry.ca_file = Some(config_dir.join(path));
+                }
+            }
+        }
+        for alert in &mut self.alerts {
+            if let Some(path) = &alert.ca_file {
+                if path.is_relative() {
+                    alert.ca_file = Some(config_dir.join(path));
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! its results in here as values, so every rule below is tested without I/O.
 
 pub mod alert;
+pub mod alert_rules;
 pub mod assess;
 pub mod assessment;
 pub mod call_fault;
