@@ -21,6 +21,6 @@ pub use error::{Error, Result};
 pub use histogram::{HealthCounts, LatencyHistogram};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    Granularity, IncidentQuery, Pruned, Retention, Rollup, SavedState, Selector, Store, TimeRange,
-    Uptime, DAY_ROLLUP_RETENTION_DAYS,
+    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, Pruned,
+    Retention, Rollup, SavedState, Selector, Store, TimeRange, Uptime, DAY_ROLLUP_RETENTION_DAYS,
 };

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aiwatch_core::alert_rules::{AlertMessage, Notification};
 use aiwatch_core::assess::{Incident, Key};
 use aiwatch_core::observation::{Component, Observation, Region, Source};
 use aiwatch_core::ServiceName;
@@ -27,6 +28,8 @@ pub struct Retention {
     pub minute: chrono::Duration,
     pub hour: chrono::Duration,
     pub day: chrono::Duration,
+    /// Sent and dead deliveries (pending ones are never pruned).
+    pub deliveries: chrono::Duration,
 }
 
 impl Default for Retention {
@@ -36,6 +39,7 @@ impl Default for Retention {
             minute: chrono::Duration::days(8),
             hour: chrono::Duration::days(95),
             day: chrono::Duration::days(DAY_ROLLUP_RETENTION_DAYS),
+            deliveries: chrono::Duration::days(30),
         }
     }
 }
@@ -47,6 +51,7 @@ pub struct Pruned {
     pub minute: usize,
     pub hour: usize,
     pub day: usize,
+    pub deliveries: usize,
 }
 
 /// Which series a read covers: one service, optionally narrowed to a component, a region and a
@@ -208,6 +213,94 @@ pub struct SavedState {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// Where a notification is in its delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// The receiver accepted it.
+    Sent,
+    /// Given up after the retry budget, or refused for good by the receiver.
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// A notification for one alert, as the outbox keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    /// The `[[alert]]` name.
+    pub alert: String,
+    pub message: AlertMessage,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// When the next attempt is due (pending), or when it ended.
+    pub next_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The receiver's status code of the last attempt, if it answered.
+    pub last_status: Option<u16>,
+    /// What went wrong last, or what the receiver said.
+    pub last_error: Option<String>,
+}
+
+/// What one attempt came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeliveryOutcome {
+    Sent {
+        status: Option<u16>,
+    },
+    Retry {
+        at: DateTime<Utc>,
+        status: Option<u16>,
+        error: String,
+    },
+    Dead {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// Which deliveries to list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    pub alert: Option<String>,
+    /// Only deliveries created at or after this.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+    /// Oldest first (to replay decisions) instead of newest first (to show them).
+    pub oldest_first: bool,
+}
+
+impl Default for DeliveryQuery {
+    fn default() -> Self {
+        Self {
+            state: None,
+            alert: None,
+            since: None,
+            limit: 100,
+            oldest_first: false,
+        }
+    }
+}
+
 /// Persistence for the daemon. Calls are synchronous and may block on disk: call them from a
 /// dedicated writer thread or `spawn_blocking`. Implementations are shared across threads.
 pub trait Store: Send + Sync {
@@ -287,6 +380,9 @@ pub trait Store: Send + Sync {
     /// Deletes rollup buckets that start before `before`. Returns how many rows went.
     fn prune_rollups(&self, granularity: Granularity, before: DateTime<Utc>) -> Result<usize>;
 
+    /// Deletes sent and dead deliveries last touched before `before`; pending ones stay.
+    fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<usize>;
+
     /// Applies a retention policy as of `now` (for the daemon's periodic housekeeping).
     fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<Pruned> {
         Ok(Pruned {
@@ -294,8 +390,29 @@ pub trait Store: Send + Sync {
             minute: self.prune_rollups(Granularity::Minute, now - retention.minute)?,
             hour: self.prune_rollups(Granularity::Hour, now - retention.hour)?,
             day: self.prune_rollups(Granularity::Day, now - retention.day)?,
+            deliveries: self.prune_deliveries(now - retention.deliveries)?,
         })
     }
+
+    /// Writes incidents and the notifications they cause in one transaction (the outbox): a
+    /// notification exists if and only if the incident change that caused it was saved. A
+    /// notification whose (alert, idempotency key) is already in the outbox is skipped. Returns
+    /// how many notifications were new.
+    fn record(&self, incidents: &[Incident], notifications: &[Notification]) -> Result<usize>;
+
+    /// Pending deliveries due at `now`, oldest first, at most `limit`.
+    fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// When the earliest pending delivery is due.
+    fn next_delivery_at(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Records an attempt's outcome (and counts the attempt).
+    fn finish_attempt(&self, id: i64, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> Result<()>;
+
+    fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>>;
+
+    /// Counts of deliveries per state.
+    fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>>;
 
     /// Makes everything written so far durable in the main file (a WAL checkpoint); for shutdown.
     fn flush(&self) -> Result<()>;

@@ -12,7 +12,7 @@ pub const APPLICATION_ID: i64 = 0x6169_7774;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a
 /// migration that has shipped.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -207,4 +207,27 @@ CREATE TABLE state (
     since_ms INTEGER,
     PRIMARY KEY (service, component, region)
 ) WITHOUT ROWID;
+"#;
+
+/// The alert outbox: one row per (alert, idempotency key), written in the transaction of the
+/// incident change that caused it.
+const V2: &str = r#"
+CREATE TABLE delivery (
+    id INTEGER PRIMARY KEY,
+    alert TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    event TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    message TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    UNIQUE (alert, idempotency_key)
+);
+CREATE INDEX delivery_due ON delivery (next_at_ms) WHERE state = 'pending';
+CREATE INDEX delivery_by_created ON delivery (created_at_ms);
 "#;

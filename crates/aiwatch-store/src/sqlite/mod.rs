@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod migrations;
+mod outbox;
 mod read;
 mod write;
 
@@ -19,7 +20,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Granularity, IncidentQuery, Rollup, SavedState, Selector, Store, TimeRange, Uptime,
+    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, Rollup,
+    SavedState, Selector, Store, TimeRange, Uptime,
 };
 
 pub use migrations::{APPLICATION_ID, SCHEMA_VERSION};
@@ -390,6 +392,38 @@ impl Store for SqliteStore {
 
     fn save_states(&self, states: &[SavedState]) -> Result<()> {
         self.write(|w| w.save_states(states))
+    }
+
+    fn record(
+        &self,
+        incidents: &[Incident],
+        notifications: &[aiwatch_core::alert_rules::Notification],
+    ) -> Result<usize> {
+        self.write(|w| w.record(incidents, notifications))
+    }
+
+    fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>> {
+        self.with_reader(|c| outbox::due(c, now, limit))
+    }
+
+    fn next_delivery_at(&self) -> Result<Option<DateTime<Utc>>> {
+        self.with_reader(outbox::next_at)
+    }
+
+    fn finish_attempt(&self, id: i64, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> Result<()> {
+        self.write(|w| w.finish_attempt(id, outcome, now))
+    }
+
+    fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        self.with_reader(|c| outbox::list(c, query))
+    }
+
+    fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>> {
+        self.with_reader(outbox::counts)
+    }
+
+    fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<usize> {
+        self.write(|w| w.prune_deliveries(before))
     }
 
     fn load_states(&self) -> Result<Vec<SavedState>> {

@@ -289,22 +289,7 @@ impl Writer {
     }
 
     pub(crate) fn upsert_incident(&mut self, incident: &Incident) -> Result<()> {
-        let body = serde_json::to_string(incident).map_err(|e| Error::Encode {
-            what: "incident",
-            reason: e.to_string(),
-        })?;
-        let phase = serde_name("incident phase", &incident.phase)?;
-        self.conn.prepare_cached(UPSERT_INCIDENT)?.execute(params![
-            incident.id,
-            incident.key.service.as_str(),
-            incident.key.component.as_str(),
-            incident.key.region.as_str(),
-            to_ms(incident.opened_at),
-            incident.resolved_at.map(to_ms),
-            phase,
-            body,
-        ])?;
-        Ok(())
+        upsert_incident_in(&self.conn, incident)
     }
 
     pub(crate) fn save_states(&mut self, states: &[SavedState]) -> Result<()> {
@@ -441,5 +426,25 @@ fn upsert_rollup(
         }
     }
     stmt.raw_execute()?;
+    Ok(())
+}
+
+/// Inserts or replaces an incident on `conn` (inside the caller's transaction, if any).
+pub(crate) fn upsert_incident_in(conn: &rusqlite::Connection, incident: &Incident) -> Result<()> {
+    let body = serde_json::to_string(incident).map_err(|e| Error::Encode {
+        what: "incident",
+        reason: e.to_string(),
+    })?;
+    let phase = serde_name("incident phase", &incident.phase)?;
+    conn.prepare_cached(UPSERT_INCIDENT)?.execute(params![
+        incident.id,
+        incident.key.service.as_str(),
+        incident.key.component.as_str(),
+        incident.key.region.as_str(),
+        to_ms(incident.opened_at),
+        incident.resolved_at.map(to_ms),
+        phase,
+        body,
+    ])?;
     Ok(())
 }
