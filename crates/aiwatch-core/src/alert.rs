@@ -142,6 +142,8 @@ pub enum Target {
     Telegram {
         bot_token_env: String,
         chat_id: String,
+        /// A Bot API server other than api.telegram.org (`url`).
+        api: Option<String>,
     },
     Email {
         /// `smtp://` (STARTTLS) or `smtps://` (TLS) host and port.
@@ -404,7 +406,10 @@ pub(crate) fn validate(
         }
         let settle = duration("settle", &a.settle)?.unwrap_or(DEFAULT_SETTLE);
         let min_duration = duration("min_duration", &a.min_duration)?.unwrap_or_default();
-        let repeat = duration("repeat", &a.repeat)?;
+        // Alertmanager expires alerts that are not pushed again: re-push every minute.
+        let repeat = duration("repeat", &a.repeat)?.or(
+            (a.kind == ChannelKind::Alertmanager).then_some(Duration::from_secs(60)),
+        );
         let quiet_hours = a
             .quiet_hours
             .as_ref()
@@ -493,6 +498,7 @@ fn target(
                 .chat_id
                 .clone()
                 .ok_or_else(|| need("chat_id", "the chat to post in"))?,
+            api: a.url.clone(),
         }),
         ChannelKind::Email => {
             let smtp = a

@@ -400,7 +400,8 @@ pub trait Store: Send + Sync {
     /// how many notifications were new.
     fn record(&self, incidents: &[Incident], notifications: &[Notification]) -> Result<usize>;
 
-    /// Pending deliveries due at `now`, oldest first, at most `limit`.
+    /// Pending deliveries due at `now`, oldest first, at most `limit`; one waits while an older
+    /// one of the same alert and incident is pending, so a recovery never overtakes its opening.
     fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>>;
 
     /// When the earliest pending delivery is due.

@@ -170,7 +170,10 @@ fn collect(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<
 pub(crate) fn due(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>> {
     collect(
         conn,
-        &format!("SELECT {COLUMNS} FROM delivery WHERE state = 'pending' AND next_at_ms <= ?1 ORDER BY next_at_ms, id LIMIT ?2"),
+        &format!("SELECT {COLUMNS} FROM delivery AS d WHERE state = 'pending' AND next_at_ms <= ?1
+           AND NOT EXISTS (SELECT 1 FROM delivery AS e WHERE e.state = 'pending' AND e.alert = d.alert
+                           AND e.incident_id = d.incident_id AND e.id < d.id)
+           ORDER BY next_at_ms, id LIMIT ?2"),
         params![to_ms(now), limit as i64],
     )
 }
