@@ -44,8 +44,15 @@ impl fmt::Debug for Channel {
 }
 
 enum Resolved {
-    Http { url: String, secret: bool },
-    Telegram { base: String, token: ApiKey, chat_id: String },
+    Http {
+        url: String,
+        secret: bool,
+    },
+    Telegram {
+        base: String,
+        token: ApiKey,
+        chat_id: String,
+    },
     Email(MailTarget),
     Desktop,
 }
@@ -78,8 +85,15 @@ impl fmt::Debug for MailTarget {
 /// One attempt's request, by transport.
 pub enum Outbound {
     Http(HttpPost),
-    Mail { target: MailTarget, subject: String, body: String },
-    Desktop { title: String, body: String },
+    Mail {
+        target: MailTarget,
+        subject: String,
+        body: String,
+    },
+    Desktop {
+        title: String,
+        body: String,
+    },
 }
 
 /// An HTTP POST. `Debug` hides the URL when it is itself a secret (Slack, Discord, Telegram).
@@ -360,10 +374,12 @@ fn slack_body(m: &AlertMessage) -> Vec<u8> {
     if !advice.is_empty() && m.event != AlertEvent::Recovered {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cap(&format!("*What to do*\n{advice}"), 3000)}}));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-        "{} · scope `{}` · cause `{}` · <{}|Dashboard>",
-        slack_escape(&m.official_line()), m.scope.as_str(), m.cause.as_str(), m.dashboard_url
-    )}]}));
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "{} · scope `{}` · cause `{}` · <{}|Dashboard>",
+            slack_escape(&m.official_line()), m.scope.as_str(), m.cause.as_str(), m.dashboard_url
+        )}]}),
+    );
     serde_json::to_vec(&json!({"text": m.title, "blocks": blocks})).unwrap_or_default()
 }
 
@@ -384,7 +400,10 @@ fn discord_body(m: &AlertMessage) -> Vec<u8> {
         json!({"name": "Cause", "value": m.cause.as_str(), "inline": true}),
     ];
     if let Some(service) = &m.service {
-        fields.insert(0, json!({"name": "Service", "value": service, "inline": true}));
+        fields.insert(
+            0,
+            json!({"name": "Service", "value": service, "inline": true}),
+        );
     }
     let body = json!({
         "username": "aiwatch",
@@ -482,11 +501,9 @@ fn alertmanager_body(m: &AlertMessage, config: &AlertConfig) -> Vec<u8> {
     labels.insert("cause".into(), m.cause.as_str().into());
     labels.insert("scope".into(), m.scope.as_str().into());
     // A firing alert expires unless pushed again: a monitor that stops cannot leave it on.
-    let every = config
-        .repeat
-        .map_or(chrono::Duration::minutes(1), |r| {
-            chrono::Duration::from_std(r).unwrap_or(chrono::Duration::minutes(1))
-        });
+    let every = config.repeat.map_or(chrono::Duration::minutes(1), |r| {
+        chrono::Duration::from_std(r).unwrap_or(chrono::Duration::minutes(1))
+    });
     let ends_at = if m.event == AlertEvent::Recovered {
         m.at
     } else {

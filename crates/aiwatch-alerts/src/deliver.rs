@@ -190,10 +190,7 @@ impl Deliverer {
         let outcome = match self.channels.get(&delivery.alert) {
             None => DeliveryOutcome::Dead {
                 status: None,
-                error: format!(
-                    "no alert named `{}` is configured any more",
-                    delivery.alert
-                ),
+                error: format!("no alert named `{}` is configured any more", delivery.alert),
             },
             Some(channel) => {
                 let answer = self.send(channel, &delivery.message).await;
@@ -203,7 +200,9 @@ impl Deliverer {
         match &outcome {
             DeliveryOutcome::Sent { .. } => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                let micros = (now() - delivery.message.at).num_microseconds().unwrap_or(0);
+                let micros = (now() - delivery.message.at)
+                    .num_microseconds()
+                    .unwrap_or(0);
                 self.stats
                     .latency_micros
                     .fetch_add(u64::try_from(micros).unwrap_or(0), Ordering::Relaxed);
@@ -220,7 +219,8 @@ impl Deliverer {
         let store = self.store.clone();
         let id = delivery.id;
         let at = now();
-        let saved = tokio::task::spawn_blocking(move || store.finish_attempt(id, &outcome, at)).await;
+        let saved =
+            tokio::task::spawn_blocking(move || store.finish_attempt(id, &outcome, at)).await;
         if !matches!(saved, Ok(Ok(()))) {
             tracing::warn!(alert = %delivery.alert, "an alert delivery's outcome could not be saved; it may be sent again (receivers get the same Idempotency-Key)");
         }

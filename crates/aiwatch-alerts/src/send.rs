@@ -74,11 +74,23 @@ pub async fn attempt(
     }
 }
 
-async fn http_post(ctx: &ProbeContext, channel: &Channel, post: &HttpPost, timeout: Duration) -> Answer {
+async fn http_post(
+    ctx: &ProbeContext,
+    channel: &Channel,
+    post: &HttpPost,
+    timeout: Duration,
+) -> Answer {
     let deadline = Instant::now() + timeout;
     let host = post.host();
     let mut report = ProbeReport::new(Purpose::Web, "", &host);
-    let Some(opened) = open(ctx, &mut report, &post.url, channel.verifier.clone(), deadline).await
+    let Some(opened) = open(
+        ctx,
+        &mut report,
+        &post.url,
+        channel.verifier.clone(),
+        deadline,
+    )
+    .await
     else {
         return Answer::failed(failure_text(&report), true);
     };
@@ -168,15 +180,24 @@ async fn mail(
     use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-    let mut builder = Message::builder().subject(subject).header(ContentType::TEXT_PLAIN);
+    let mut builder = Message::builder()
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN);
     match target.from.parse() {
         Ok(from) => builder = builder.from(from),
-        Err(e) => return Answer::failed(format!("`{}` is not a sender address: {e}", target.from), false),
+        Err(e) => {
+            return Answer::failed(
+                format!("`{}` is not a sender address: {e}", target.from),
+                false,
+            )
+        }
     }
     for to in &target.to {
         match to.parse() {
             Ok(to) => builder = builder.to(to),
-            Err(e) => return Answer::failed(format!("`{to}` is not a recipient address: {e}"), false),
+            Err(e) => {
+                return Answer::failed(format!("`{to}` is not a recipient address: {e}"), false)
+            }
         }
     }
     let message = match builder.body(body) {
@@ -187,21 +208,29 @@ async fn mail(
     if let Some(pem) = &channel.ca_pem {
         match Certificate::from_pem(pem) {
             Ok(cert) => tls = tls.add_root_certificate(cert),
-            Err(e) => return Answer::failed(format!("the alert's ca_file is not usable: {e}"), false),
+            Err(e) => {
+                return Answer::failed(format!("the alert's ca_file is not usable: {e}"), false)
+            }
         }
     }
     let tls = match tls.build_rustls() {
         Ok(t) => t,
-        Err(e) => return Answer::failed(format!("TLS for {} could not be set up: {e}", target.host), false),
+        Err(e) => {
+            return Answer::failed(
+                format!("TLS for {} could not be set up: {e}", target.host),
+                false,
+            )
+        }
     };
-    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host.clone())
-        .port(target.port)
-        .tls(if target.implicit_tls {
-            Tls::Wrapper(tls)
-        } else {
-            Tls::Required(tls)
-        })
-        .timeout(Some(timeout));
+    let mut transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host.clone())
+            .port(target.port)
+            .tls(if target.implicit_tls {
+                Tls::Wrapper(tls)
+            } else {
+                Tls::Required(tls)
+            })
+            .timeout(Some(timeout));
     if let Some(user) = &target.user {
         let password = target
             .password
@@ -212,7 +241,10 @@ async fn mail(
     }
     let transport = transport.build();
     match tokio::time::timeout(timeout, transport.send(message)).await {
-        Err(_) => Answer::failed(format!("{} sent no answer within {timeout:?}", target.host), true),
+        Err(_) => Answer::failed(
+            format!("{} sent no answer within {timeout:?}", target.host),
+            true,
+        ),
         Ok(Ok(response)) => Answer {
             status: Some(u16::from(response.code())),
             accepted: true,
@@ -250,8 +282,14 @@ async fn desktop(title: String, body: String, timeout: Duration) -> Answer {
             retry_after: None,
             detail: "shown on the desktop".into(),
         },
-        Ok(Err(e)) => Answer::failed(format!("no desktop notification service answered: {e}"), true),
-        Err(_) => Answer::failed("the desktop notification service did not answer in time".into(), true),
+        Ok(Err(e)) => Answer::failed(
+            format!("no desktop notification service answered: {e}"),
+            true,
+        ),
+        Err(_) => Answer::failed(
+            "the desktop notification service did not answer in time".into(),
+            true,
+        ),
     }
 }
 

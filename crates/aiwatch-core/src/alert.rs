@@ -407,9 +407,8 @@ pub(crate) fn validate(
         let settle = duration("settle", &a.settle)?.unwrap_or(DEFAULT_SETTLE);
         let min_duration = duration("min_duration", &a.min_duration)?.unwrap_or_default();
         // Alertmanager expires alerts that are not pushed again: re-push every minute.
-        let repeat = duration("repeat", &a.repeat)?.or(
-            (a.kind == ChannelKind::Alertmanager).then_some(Duration::from_secs(60)),
-        );
+        let repeat = duration("repeat", &a.repeat)?
+            .or((a.kind == ChannelKind::Alertmanager).then_some(Duration::from_secs(60)));
         let quiet_hours = a
             .quiet_hours
             .as_ref()

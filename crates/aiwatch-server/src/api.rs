@@ -83,6 +83,7 @@ pub fn app(engine: Shared) -> Router {
         .route("/api/services/{name}/regions", get(regions))
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}", get(incident))
+        .route("/api/v1/alerts", get(alerts))
         .route("/api/v2/summary.json", get(statuspage::summary))
         .route("/api/v2/status.json", get(statuspage::status))
         .route("/api/v2/components.json", get(statuspage::components))
@@ -452,4 +453,84 @@ async fn incident(
     found
         .map(|i| Json(json!(i)))
         .ok_or_else(|| ApiError::not_found(format!("no incident `{id}`")))
+}
+
+/// `GET /api/v1/alerts`: the configured channels, the outbox's counts, and its deliveries
+/// (newest first; `state=pending|sent|dead`, `alert=NAME`, `limit`).
+async fn alerts(
+    AxumState(engine): AxumState<Shared>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let state = params
+        .get("state")
+        .map(|raw| {
+            aiwatch_store::DeliveryState::parse(raw).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`state` must be pending, sent or dead, not `{raw}`"
+                ))
+            })
+        })
+        .transpose()?;
+    let channels: Vec<Value> = engine
+        .alerting()
+        .map(|a| {
+            let mut names: Vec<&str> = a.deliverer.channel_names().collect();
+            names.sort_unstable();
+            names
+                .into_iter()
+                .filter_map(|name| a.deliverer.channel(name))
+                .map(|c| json!({"name": c.name(), "kind": c.config.kind.as_str()}))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(alert) = params.get("alert") {
+        if !channels.iter().any(|c| c["name"] == alert.as_str()) {
+            return Err(ApiError::not_found(format!("no alert is named `{alert}`")));
+        }
+    }
+    let query = aiwatch_store::DeliveryQuery {
+        state,
+        alert: params.get("alert").cloned(),
+        limit: limit(&params, 100, 1000)?,
+        ..aiwatch_store::DeliveryQuery::default()
+    };
+    let store = engine.store.clone();
+    let (list, counts) =
+        blocking(move || Ok((store.deliveries(&query)?, store.delivery_counts()?))).await?;
+    let count = |s: aiwatch_store::DeliveryState| {
+        counts
+            .iter()
+            .find(|(state, _)| *state == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    let deliveries: Vec<Value> = list
+        .into_iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "alert": d.alert,
+                "state": d.state,
+                "event": d.message.event,
+                "idempotency_key": d.message.idempotency_key,
+                "incident_id": d.message.incident_id,
+                "service": d.message.service,
+                "title": d.message.title,
+                "attempts": d.attempts,
+                "next_attempt_at": (d.state == aiwatch_store::DeliveryState::Pending).then_some(d.next_at),
+                "created_at": d.created_at,
+                "updated_at": d.updated_at,
+                "last_status": d.last_status,
+                "last_error": d.last_error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "channels": channels,
+        "counts": {
+            "pending": count(aiwatch_store::DeliveryState::Pending),
+            "sent": count(aiwatch_store::DeliveryState::Sent),
+            "dead": count(aiwatch_store::DeliveryState::Dead),
+        },
+        "deliveries": deliveries,
+    })))
 }

@@ -21,6 +21,11 @@ use crate::scheduler::{self, Job, Limits};
 use crate::writer::Writer;
 use crate::Error;
 
+/// One alert delivery attempt's deadline.
+const ALERT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the alert rules are asked about time-driven decisions.
+const ALERT_TICK: Duration = Duration::from_secs(1);
+
 /// Everything `serve` is made of.
 pub struct DaemonConfig {
     pub services: Vec<Service>,
@@ -35,6 +40,14 @@ pub struct DaemonConfig {
     pub access: crate::access::Access,
     pub retention: aiwatch_store::Retention,
     pub poll: PollerOptions,
+    /// The configured alert channels, secrets resolved (empty: no alerting).
+    pub alerts: Vec<aiwatch_alerts::Channel>,
+    /// How deliveries are retried.
+    pub alert_retry: aiwatch_alerts::RetryPolicy,
+    /// The dashboard's address as people reach it, for the links in alerts.
+    pub dashboard_url: String,
+    /// The gateway's usage spikes, when it runs in this process.
+    pub usage_spikes: Option<crate::alerting::UsageSource>,
 }
 
 /// A running daemon's handles, for tests and the benchmark.
@@ -68,6 +81,49 @@ pub async fn run(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+
+    // Alerts: the rules resume from the outbox, the deliverer sends what is due (also what was
+    // pending when the last run stopped), and a tick asks the rules about time-driven
+    // decisions.
+    let mut alert_tasks = Vec::new();
+    if !config.alerts.is_empty() {
+        let rules = aiwatch_core::alert_rules::AlertRules::new(
+            config.alerts.iter().map(|c| c.config.clone()).collect(),
+        );
+        let deliverer = Arc::new(aiwatch_alerts::Deliverer::new(
+            config.store.clone(),
+            config.alerts,
+            engine.checker().context().clone(),
+            config.alert_retry,
+            ALERT_ATTEMPT_TIMEOUT,
+        ));
+        let alerting = Arc::new(crate::alerting::Alerting::new(
+            rules,
+            deliverer.clone(),
+            config.dashboard_url,
+            &*config.store,
+            Utc::now(),
+        )?);
+        if let Some(source) = config.usage_spikes {
+            alerting.set_usage_source(source);
+        }
+        engine.set_alerting(alerting);
+        let rx = stop_rx.clone();
+        alert_tasks.push(tokio::spawn(deliverer.run(stopped(rx))));
+        let (engine, rx) = (engine.clone(), stop_rx.clone());
+        alert_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ALERT_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let stop = stopped(rx);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    _ = tick.tick() => engine.alert_tick().await,
+                }
+            }
+        }));
+    }
 
     // Official pages: one poller for every distinct page; each change updates the services it
     // covers, and a periodic tick notices pages that went stale without a poll.
@@ -175,6 +231,9 @@ pub async fn run(
     let _ = official_task.await;
     let _ = poll_task.await;
     let _ = server_task.await;
+    for task in alert_tasks {
+        let _ = task.await;
+    }
     engine.flush().await;
     Ok(())
 }

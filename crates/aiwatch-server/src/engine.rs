@@ -129,6 +129,8 @@ pub struct Engine {
     last_measured: Mutex<HashMap<ServiceName, (Status, DateTime<Utc>)>>,
     /// Each service's last streamed completion, by index.
     streams: Mutex<Vec<LastStream>>,
+    /// The alert rules and deliverer, when `[[alert]]`s are configured.
+    alerting: std::sync::OnceLock<Arc<crate::alerting::Alerting>>,
 }
 
 impl Engine {
@@ -193,7 +195,53 @@ impl Engine {
             ready: AtomicBool::new(false),
             last_measured: Mutex::new(HashMap::new()),
             streams: Mutex::new(vec![LastStream::default(); services_len]),
+            alerting: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects the alert rules and deliverer (once, at start).
+    pub fn set_alerting(&self, alerting: Arc<crate::alerting::Alerting>) {
+        let _ = self.alerting.set(alerting);
+    }
+
+    pub fn alerting(&self) -> Option<&Arc<crate::alerting::Alerting>> {
+        self.alerting.get()
+    }
+
+    /// Whether the picture is complete enough for alerts: every service checked once since
+    /// the start (or two intervals passed), so a restart does not read "not checked yet" as a
+    /// recovery.
+    fn alerts_armed(&self) -> bool {
+        let checked = self.latest.read().map_or(0, |l| l.len());
+        checked >= self.services.len()
+            || (Utc::now() - self.started_at).to_std().unwrap_or_default()
+                >= self.options.default_interval * 2
+    }
+
+    /// Asks the alert rules what is owed now and saves it (time-driven decisions: a
+    /// `min_duration` reached, quiet hours over, a recovery settled, a reminder due).
+    pub async fn alert_tick(&self) {
+        self.record(Vec::new()).await;
+    }
+
+    /// Saves incident changes together with the notifications the rules decide on the picture
+    /// they leave, in one transaction.
+    async fn record(&self, incidents: Vec<Incident>) {
+        let notifications = match self.alerting.get() {
+            Some(alerting) if self.alerts_armed() => alerting.evaluate(self, Utc::now()),
+            _ => Vec::new(),
+        };
+        if incidents.is_empty() && notifications.is_empty() {
+            return;
+        }
+        let wake = self.alerting.get().map(|a| a.deliverer.clone());
+        self.writer
+            .send(WriteOp::Record {
+                incidents,
+                notifications,
+                wake,
+            })
+            .await;
     }
 
     pub fn checker(&self) -> &Checker {
@@ -362,6 +410,7 @@ impl Engine {
 
     async fn apply_events(&self, events: Vec<Event>) {
         let mut changed = Vec::new();
+        let mut incidents = Vec::new();
         for event in events {
             match event {
                 Event::StateChanged { key, to, at, .. } => {
@@ -375,14 +424,16 @@ impl Engine {
                 | Event::IncidentUpdated(incident)
                 | Event::IncidentResolved(incident) => {
                     tracing::info!(incident = %incident.id, service = %incident.key.service, component = %incident.key.component, phase = incident.phase.as_str(), "incident");
-                    self.writer
-                        .send(WriteOp::Incident(Box::new(incident)))
-                        .await;
+                    incidents.push(incident);
                 }
             }
         }
-        if !changed.is_empty() {
+        let state_changed = !changed.is_empty();
+        if state_changed {
             self.writer.send(WriteOp::States(changed)).await;
+        }
+        if !incidents.is_empty() || state_changed {
+            self.record(incidents).await;
         }
     }
 

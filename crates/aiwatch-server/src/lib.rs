@@ -3,6 +3,7 @@
 //! Statuspage-compatible API and Prometheus metrics.
 
 pub mod access;
+pub mod alerting;
 pub mod api;
 pub mod daemon;
 pub mod dashboard;

@@ -5,11 +5,14 @@
 //! counted, logged at most once a minute and make `/readyz` answer 503 (the store reports
 //! itself unhealthy).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use aiwatch_alerts::Deliverer;
+use aiwatch_core::alert_rules::Notification;
 use aiwatch_core::assess::Incident;
 use aiwatch_core::observation::Observation;
 use aiwatch_store::{Retention, SavedState, Store};
@@ -29,10 +32,52 @@ const RETRY_BUFFER: usize = 200_000;
 /// A failing store is reported in the log at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
+/// Incident changes with their notifications, waiting to be saved.
+type Record = (Vec<Incident>, Vec<Notification>, Option<Arc<Deliverer>>);
+
+/// Records kept for retry while the store fails; past it the oldest are given up (and counted).
+const RECORD_RETRY_BUFFER: usize = 10_000;
+
+/// Saves the queued records in order; stops at the first failure and keeps the rest (bounded)
+/// for the next try, so an incident's story and its notifications are never saved out of order.
+fn save_records(
+    store: &dyn Store,
+    metrics: &Metrics,
+    records: &mut VecDeque<Record>,
+    report: &mut FailureReport,
+) {
+    while let Some((incidents, notifications, wake)) = records.front() {
+        match store.record(incidents, notifications) {
+            Ok(new) => {
+                if new > 0 {
+                    if let Some(deliverer) = wake {
+                        deliverer.wake();
+                    }
+                }
+                records.pop_front();
+            }
+            Err(e) => {
+                report.failed(metrics, "saving incidents and alerts failed", &e);
+                while records.len() > RECORD_RETRY_BUFFER {
+                    records.pop_front();
+                    metrics.store_dropped.inc();
+                }
+                return;
+            }
+        }
+    }
+}
+
 /// Work for the writer thread.
 pub enum WriteOp {
     Observations(Vec<Observation>),
-    Incident(Box<Incident>),
+    /// Incident changes and the notifications they cause, saved in one transaction; the
+    /// deliverer is woken once they are.
+    Record {
+        incidents: Vec<Incident>,
+        notifications: Vec<Notification>,
+        wake: Option<Arc<Deliverer>>,
+    },
     States(Vec<SavedState>),
     /// Write everything pending, checkpoint, then answer.
     Flush(oneshot::Sender<()>),
@@ -137,6 +182,7 @@ fn write_loop(
         return;
     };
     let mut pending: Vec<Observation> = Vec::with_capacity(BATCH);
+    let mut records: VecDeque<Record> = VecDeque::new();
     let mut oldest: Option<Instant> = None;
     let mut last_prune = Instant::now();
     let mut report = FailureReport {
@@ -181,10 +227,13 @@ fn write_loop(
                     oldest = (!pending.is_empty()).then(Instant::now);
                 }
             }
-            Ok(Some(WriteOp::Incident(incident))) => {
-                if let Err(e) = store.upsert_incident(&incident) {
-                    report.failed(metrics, "saving an incident failed", &e);
-                }
+            Ok(Some(WriteOp::Record {
+                incidents,
+                notifications,
+                wake,
+            })) => {
+                records.push_back((incidents, notifications, wake));
+                save_records(store, metrics, &mut records, &mut report);
             }
             Ok(Some(WriteOp::States(states))) => {
                 if let Err(e) = store.save_states(&states) {
@@ -192,6 +241,7 @@ fn write_loop(
                 }
             }
             Ok(Some(WriteOp::Flush(done))) => {
+                save_records(store, metrics, &mut records, &mut report);
                 write(&mut pending, &mut report);
                 oldest = (!pending.is_empty()).then(Instant::now);
                 if let Err(e) = store.flush() {
@@ -200,10 +250,12 @@ fn write_loop(
                 let _ = done.send(());
             }
             Err(_elapsed) => {
+                save_records(store, metrics, &mut records, &mut report);
                 write(&mut pending, &mut report);
                 oldest = (!pending.is_empty()).then(Instant::now);
             }
             Ok(None) => {
+                save_records(store, metrics, &mut records, &mut report);
                 write(&mut pending, &mut report);
                 let _ = store.flush();
                 return;

@@ -33,7 +33,30 @@ struct Daemon {
 
 impl Daemon {
     async fn start(world: &World, services: &[&str], db: &Path) -> Daemon {
-        let config = Config::parse(&world.config_toml()).expect("valid world config");
+        Self::start_with_alerts(world, services, db, "").await
+    }
+
+    /// Starts with the `[[alert]]` entries of `alerts_toml` (secrets read from this process's
+    /// environment; receivers' certificates from the world's public CA).
+    async fn start_with_alerts(
+        world: &World,
+        services: &[&str],
+        db: &Path,
+        alerts_toml: &str,
+    ) -> Daemon {
+        let config = Config::parse(&format!("{}\n{alerts_toml}", world.config_toml()))
+            .expect("valid world config");
+        let trust = aiwatch_probe::tls::Trust::new(&[world.public_ca_path()]).unwrap();
+        let alerts: Vec<aiwatch_alerts::Channel> = config
+            .alerts
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                a.ca_file = Some(world.public_ca_path());
+                aiwatch_alerts::Channel::build(a, &|v| std::env::var(v).ok(), &trust)
+                    .expect("alert channel builds")
+            })
+            .collect();
         let catalog = Catalog::with_config(&config);
         let services: Vec<_> = services
             .iter()
@@ -85,6 +108,13 @@ impl Daemon {
                 stale_after: Duration::from_secs(3),
                 ..PollerOptions::default()
             },
+            alerts,
+            alert_retry: aiwatch_alerts::RetryPolicy {
+                base: Duration::from_millis(100),
+                ..aiwatch_alerts::RetryPolicy::default()
+            },
+            dashboard_url: "http://aiwatch.test".into(),
+            usage_spikes: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aiwatch_core::alert_rules::Notification;
 use aiwatch_core::assess::{Incident, Key};
 use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
 use aiwatch_core::{Cause, ServiceName};
 use aiwatch_server::metrics::Metrics;
 use aiwatch_server::writer::{WriteOp, Writer};
 use aiwatch_store::{
-    Granularity, IncidentQuery, Retention, Rollup, SavedState, Selector, SqliteStore, Store,
-    TimeRange, Uptime,
+    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, Retention,
+    Rollup, SavedState, Selector, SqliteStore, Store, TimeRange, Uptime,
 };
 use chrono::{DateTime, Utc};
 
@@ -106,6 +107,41 @@ impl Store for FlakyStore {
     }
     fn prune_rollups(&self, g: Granularity, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
         self.inner.prune_rollups(g, before)
+    }
+    fn record(
+        &self,
+        incidents: &[Incident],
+        notifications: &[Notification],
+    ) -> aiwatch_store::Result<usize> {
+        self.refuse()?;
+        self.inner.record(incidents, notifications)
+    }
+    fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> aiwatch_store::Result<Vec<Delivery>> {
+        self.inner.due_deliveries(now, limit)
+    }
+    fn next_delivery_at(&self) -> aiwatch_store::Result<Option<DateTime<Utc>>> {
+        self.inner.next_delivery_at()
+    }
+    fn finish_attempt(
+        &self,
+        id: i64,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> aiwatch_store::Result<()> {
+        self.inner.finish_attempt(id, outcome, now)
+    }
+    fn deliveries(&self, q: &DeliveryQuery) -> aiwatch_store::Result<Vec<Delivery>> {
+        self.inner.deliveries(q)
+    }
+    fn delivery_counts(&self) -> aiwatch_store::Result<Vec<(DeliveryState, u64)>> {
+        self.inner.delivery_counts()
+    }
+    fn prune_deliveries(&self, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
+        self.inner.prune_deliveries(before)
     }
     fn flush(&self) -> aiwatch_store::Result<()> {
         self.inner.flush()

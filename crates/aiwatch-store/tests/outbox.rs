@@ -53,10 +53,15 @@ fn a_notification_is_saved_with_its_incident_and_only_once() {
     let t0 = at("2026-12-01T12:00:00Z");
     let inc = incident("inc-1", key("openai-api", "api", "local"), t0);
     let n = notification("ops", "inc-1", AlertEvent::Opened, t0);
-    assert_eq!(store.record(&[inc.clone()], &[n.clone()]).unwrap(), 1);
+    assert_eq!(
+        store
+            .record(std::slice::from_ref(&inc), std::slice::from_ref(&n))
+            .unwrap(),
+        1
+    );
     assert!(store.incident("inc-1").unwrap().is_some());
     // The same decision again (a replay after a restart) adds nothing.
-    assert_eq!(store.record(&[inc], &[n.clone()]).unwrap(), 0);
+    assert_eq!(store.record(&[inc], std::slice::from_ref(&n)).unwrap(), 0);
     // Another alert gets its own copy.
     let mut other = n.clone();
     other.alert = "chat".into();

@@ -12,6 +12,8 @@
 //! - [`status_page`]: [`FakeStatusPage`], a Statuspage v2 `summary.json` with ETags and
 //!   switchable failures, and builders of summaries.
 //! - [`proxy`]: [`FakeProxy`], an HTTP proxy (CONNECT and absolute-form) to loopback targets.
+//! - [`smtp`]: [`FakeSmtp`], an SMTP server (STARTTLS, implicit TLS or plain, AUTH PLAIN/LOGIN)
+//!   recording each accepted [`ReceivedMail`].
 //! - [`world`]: [`World`], all of the above assembled for one test, with the aiwatch config
 //!   that points at it.
 //! - [`api_client`]: [`ApiClient`], requests to the aiwatch server under test.
@@ -23,6 +25,7 @@ pub mod canned;
 pub mod dns;
 pub mod http_server;
 pub mod proxy;
+pub mod smtp;
 pub mod status_page;
 #[cfg(test)]
 mod test_client;
@@ -34,5 +37,6 @@ pub use ca::{ServerIdentity, TestCa};
 pub use dns::{DnsAnswer, FakeDns};
 pub use http_server::{FakeServer, Reply, Seen};
 pub use proxy::FakeProxy;
+pub use smtp::{FakeSmtp, ReceivedMail, SmtpSecurity};
 pub use status_page::{summary_operational, summary_with_incident, FakeStatusPage};
 pub use world::World;

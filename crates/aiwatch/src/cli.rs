@@ -55,6 +55,25 @@ pub enum Command {
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work with the configured `[[alert]]` channels.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a sample notification through one configured channel and show the receiver's
+    /// answer.
+    #[command(
+        after_help = "Example: aiwatch alert test ops\n\nExit codes: 0 the receiver accepted it, 2 it did not; 64 usage error (unknown alert), 78 config error."
+    )]
+    Test {
+        /// The alert's `name`.
+        name: String,
+        /// The sample's event (opened, degraded, recovered, monitor_trouble, …).
+        #[arg(long, default_value = "opened")]
+        event: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -108,6 +108,11 @@ fn guard_moved_keys(catalog: &Catalog, path: &Path, origin: Origin) -> anyhow::R
     Ok(())
 }
 
+/// A secret from the environment variable the config names (alert URLs, tokens, passwords).
+pub fn env_secret(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
 /// Reads each service's key from the environment variable it names. The keys stay in memory
 /// and go only into their own provider's auth header.
 pub fn read_keys(catalog: &Catalog) -> HashMap<ServiceName, ApiKey> {

@@ -31,46 +31,12 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             })?;
         }
     }
+    // Each alert is built as `serve` builds it: its variables set, its CA file usable, its
+    // mail server address whole.
+    let trust = aiwatch_probe::tls::Trust::new(&[]).map_err(|e| exit::config(e.to_string()))?;
     for alert in &config.alerts {
-        let vars = [
-            ("secret_env", alert.secret_env.as_deref()),
-            (
-                "url_env",
-                match &alert.target {
-                    aiwatch_core::alert::Target::Url { url_env, .. } => url_env.as_deref(),
-                    _ => None,
-                },
-            ),
-            (
-                "bot_token_env",
-                match &alert.target {
-                    aiwatch_core::alert::Target::Telegram { bot_token_env, .. } => {
-                        Some(bot_token_env.as_str())
-                    }
-                    _ => None,
-                },
-            ),
-            (
-                "password_env",
-                match &alert.target {
-                    aiwatch_core::alert::Target::Email { password_env, .. } => {
-                        password_env.as_deref()
-                    }
-                    _ => None,
-                },
-            ),
-        ];
-        for (field, var) in vars {
-            if let Some(var) = var {
-                if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
-                    return Err(exit::config(format!(
-                        "{}: alert `{}`: `{field}` names {var}, which is not set",
-                        path.display(),
-                        alert.name
-                    )));
-                }
-            }
-        }
+        aiwatch_alerts::Channel::build(alert.clone(), &load::env_secret, &trust)
+            .map_err(|e| exit::config(format!("{}: {e}", path.display())))?;
     }
     let catalog = Catalog::with_config(&config);
     for m in aiwatch_core::key_route::moved_keys(&catalog) {

@@ -1,5 +1,6 @@
 //! Dispatches each subcommand to its module.
 
+pub mod alert;
 mod check;
 mod config;
 mod drill;
@@ -10,7 +11,7 @@ mod status;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{AlertCommand, Cli, Command, ConfigCommand};
 
 /// Runs the parsed command and returns its exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -23,6 +24,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Services(args) => services::run(cli.config.as_deref(), &args),
         Command::Config(ConfigCommand::Check { file }) => {
             config::check(file.as_deref().or(cli.config.as_deref()))
+        }
+        Command::Alert(AlertCommand::Test { name, event }) => {
+            alert::test(cli.config.as_deref(), &name, &event)
         }
     }
 }

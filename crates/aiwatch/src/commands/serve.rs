@@ -83,14 +83,15 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
     let store = SqliteStore::open(&db)
         .map_err(|e| exit::config(format!("cannot open the database {}: {e}", db.display())))?;
     let access = access(&loaded.config.server, listen)?;
-    if !loaded.config.alerts.is_empty() {
-        eprintln!(
-            "aiwatch serve: note: {} [[alert]] entries are valid, but this version does not deliver alerts yet",
-            loaded.config.alerts.len()
-        );
-    }
+    let alerts = crate::commands::alert::channels(&loaded.config.alerts, &args.network.ca_file)?;
+    let dashboard_url = loaded
+        .config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| local_url(listen));
     let defaults = &loaded.config.defaults;
-    let config = DaemonConfig {
+    let mut config = DaemonConfig {
         services,
         check: CheckOptions {
             timeout: defaults.timeout,
@@ -125,6 +126,10 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             request_timeout: defaults.timeout.max(std::time::Duration::from_secs(10)),
             ..PollerOptions::default()
         },
+        alerts,
+        alert_retry: aiwatch_alerts::RetryPolicy::default(),
+        dashboard_url,
+        usage_spikes: None,
     };
 
     tracing_subscriber_init();
@@ -147,6 +152,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         let (monitor_tx, monitor_rx) = tokio::sync::watch::channel(MonitorView::new());
         if with_gateway {
             let gateway = gateway::build(&loaded, &args.network, Some(monitor_rx), true)?;
+            config.usage_spikes = Some(usage_spikes(gateway.clone()));
             let gateway_listen = gateway.settings.listen;
             let gateway_listener = tokio::net::TcpListener::bind(gateway_listen)
                 .await
@@ -175,6 +181,49 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         .map_err(|e| exit::config(e.to_string()))
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard's address when `[server] public_url` is not set: the listen address, with a
+/// wildcard address read as this machine.
+fn local_url(listen: std::net::SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", listen.port())
+}
+
+/// The gateway's keys whose usage is far above their normal, for `usage_spike` alerts.
+fn usage_spikes(gateway: Arc<aiwatch_gateway::Gateway>) -> aiwatch_server::alerting::UsageSource {
+    Arc::new(move || {
+        let minute = gateway.minute();
+        let report = gateway
+            .ledger
+            .lock()
+            .map(|l| l.report(minute))
+            .unwrap_or_default();
+        let now = chrono::Utc::now();
+        let since =
+            now - chrono::Duration::seconds(i64::from(now.timestamp().rem_euclid(60) as i32));
+        report
+            .into_iter()
+            .filter_map(|k| {
+                let spike = k.spike?;
+                Some(aiwatch_core::alert_rules::UsageSpike {
+                    summary: format!(
+                        "gateway key {} used {:.0} tokens this minute, {:.1}× its normal of {:.0} (a leaked key or a runaway script?)",
+                        k.key,
+                        spike.current,
+                        spike.ratio(),
+                        spike.baseline
+                    ),
+                    label: k.key,
+                    since,
+                })
+            })
+            .collect()
+    })
 }
 
 /// Tells the gateway which services the monitor sees in an outage, every few seconds.
