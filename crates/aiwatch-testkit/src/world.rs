@@ -109,6 +109,14 @@ impl World {
         self.api_with_identity(name, host, path, &identity).await
     }
 
+    /// A receiver of notifications (a webhook, chat or Alertmanager endpoint): `host` resolves
+    /// to loopback and presents a certificate from the public CA. The caller owns it.
+    pub async fn receiver(&self, host: &str) -> FakeServer {
+        let server = FakeServer::start(Some(&self.public_ca.issue(&[host]))).await;
+        self.dns.set(host, DnsAnswer::Addresses(vec![LOOPBACK]));
+        server
+    }
+
     /// Adds an API service presenting `identity` (an interceptor's or an expired certificate).
     pub async fn api_with_identity(
         &mut self,
