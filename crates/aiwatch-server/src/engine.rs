@@ -280,6 +280,18 @@ impl Engine {
         online
     }
 
+    /// A remote provider answered properly: the monitor's own connection works, whatever its
+    /// last control probe said (the control host is only asked when something fails, so
+    /// without this a recovered monitor would read as offline until then).
+    async fn reached_the_internet(&self) {
+        let mut cache = self.control.lock().await;
+        if cache.checked.is_some() && !cache.online {
+            cache.online = true;
+            cache.checked = Some(Instant::now());
+            self.metrics.control_up.set(1);
+        }
+    }
+
     /// Runs the scheduled check of service `index`: probes (a canary while recovery is being
     /// validated), observations, assessment, storage.
     pub async fn check(&self, index: usize) {
@@ -314,6 +326,9 @@ impl Engine {
         let now = Utc::now();
         let mut observations =
             crate::observe::observations(service, &probes, true, canary, self.options.timeout, now);
+        if !service.local && observations.iter().all(|o| o.health == Health::Up) {
+            self.reached_the_internet().await;
+        }
         if observations.iter().any(|o| o.health != Health::Up)
             && !service.local
             && !self.monitor_online().await

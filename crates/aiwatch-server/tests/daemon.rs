@@ -563,3 +563,174 @@ async fn healthz_answers_while_a_slowloris_client_holds_hundreds_of_connections(
     drop(held);
     daemon.stop().await;
 }
+
+// === Alerts ===
+
+/// The events a webhook receiver got, in order.
+fn hook_events(hook: &aiwatch_testkit::FakeServer) -> Vec<Value> {
+    hook.requests()
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect()
+}
+
+fn event_names(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn wait_for_hook(
+    hook: &aiwatch_testkit::FakeServer,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = hook_events(hook);
+        if done(&events) {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; received {:?}",
+            event_names(&events)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn webhook_alert(hook: &aiwatch_testkit::FakeServer, settle: &str) -> String {
+    format!(
+        "[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsettle = \"{settle}\"\n",
+        hook.url("hooks.example.test")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_told_once_with_its_cause_and_link_then_its_validated_recovery_once() {
+    let world = World::openai().await;
+    let hook = world.receiver("hooks.example.test").await;
+    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_alerts(
+        &world,
+        &["openai-api"],
+        &dir.path().join("alerts.db"),
+        &webhook_alert(&hook, "0s"),
+    )
+    .await;
+    let path = "/api/services/openai-api";
+    daemon
+        .wait_for(path, "operational", |s| api_state(s) == "operational")
+        .await;
+    api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
+    let events = wait_for_hook(&hook, "opened", |e| !e.is_empty()).await;
+    let opened = &events[0];
+    assert_eq!(opened["event"], "opened");
+    assert_eq!(opened["service"], "openai-api");
+    assert_eq!(opened["cause"], "provider_overloaded");
+    assert_eq!(opened["dashboard_url"], "http://aiwatch.test/services/openai-api");
+    assert!(opened["incident_id"].as_str().unwrap().starts_with("inc-openai-api-api"));
+    assert!(!opened["advice"].as_array().unwrap().is_empty());
+    // What the alert says is what the API says.
+    let service = daemon.json(path).await;
+    assert_eq!(service["cause"], opened["cause"]);
+
+    api(&world).route("GET", "/v1/models", canned::openai_models());
+    let events = wait_for_hook(&hook, "recovered", |e| {
+        event_names(e).contains(&"recovered".to_owned())
+    })
+    .await;
+    assert_eq!(event_names(&events), ["opened", "recovered"]);
+    assert_eq!(events[1]["incident_id"], opened["incident_id"]);
+    let alerts = daemon
+        .wait_for("/api/v1/alerts", "two sent deliveries", |a| {
+            a["counts"]["sent"] == 2
+        })
+        .await;
+    assert_eq!(alerts["channels"][0]["kind"], "webhook");
+    assert_eq!(alerts["deliveries"][0]["event"], "recovered");
+    assert_eq!(alerts["counts"]["pending"], 0);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_provider_is_one_alert_not_ten() {
+    let world = World::openai().await;
+    let hook = world.receiver("hooks.example.test").await;
+    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_alerts(
+        &world,
+        &["openai-api"],
+        &dir.path().join("flap.db"),
+        &webhook_alert(&hook, "1m"),
+    )
+    .await;
+    daemon
+        .wait_for("/api/services/openai-api", "operational", |s| {
+            api_state(s) == "operational"
+        })
+        .await;
+    // Down, up, down, up… for a while.
+    for _ in 0..6 {
+        api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
+        tokio::time::sleep(INTERVAL * 4).await;
+        api(&world).route("GET", "/v1/models", canned::openai_models());
+        tokio::time::sleep(INTERVAL * 6).await;
+    }
+    wait_for_hook(&hook, "the first alert", |e| !e.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = hook_events(&hook);
+    assert_eq!(event_names(&events), ["opened"], "one alert for the whole flapping");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_whose_dns_fails_sends_one_monitor_trouble_alert_and_none_for_the_provider() {
+    let world = World::openai().await;
+    let hook = world.receiver("hooks.example.test").await;
+    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_alerts(
+        &world,
+        &["openai-api"],
+        &dir.path().join("dns.db"),
+        &webhook_alert(&hook, "0s"),
+    )
+    .await;
+    daemon
+        .wait_for("/api/services/openai-api", "operational", |s| {
+            api_state(s) == "operational"
+        })
+        .await;
+    // The monitor's resolver fails for the provider and for its own control host.
+    for host in ["api.openai.test", aiwatch_testkit::world::CONTROL_HOST] {
+        world.dns.set(host, DnsAnswer::ServFail);
+    }
+    let events = wait_for_hook(&hook, "monitor_trouble", |e| !e.is_empty()).await;
+    assert_eq!(events[0]["event"], "monitor_trouble");
+    assert_eq!(events[0]["scope"], "local");
+    assert!(events[0]["service"].is_null());
+    tokio::time::sleep(INTERVAL * 10).await;
+    assert_eq!(
+        event_names(&hook_events(&hook)),
+        ["monitor_trouble"],
+        "no provider is blamed for the monitor's own trouble"
+    );
+    for host in ["api.openai.test", aiwatch_testkit::world::CONTROL_HOST] {
+        world
+            .dns
+            .set(host, DnsAnswer::Addresses(vec!["127.0.0.1".parse().unwrap()]));
+    }
+    daemon
+        .wait_for("/api/services/openai-api", "operational again", |s| {
+            api_state(s) == "operational"
+        })
+        .await;
+    let events = wait_for_hook(&hook, "the monitor's recovery", |e| e.len() >= 2).await;
+    assert_eq!(event_names(&events), ["monitor_trouble", "recovered"]);
+    daemon.stop().await;
+}
