@@ -13,9 +13,20 @@ use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn send(world: &World, toml: &str, secrets: &[(&str, &str)], event: AlertEvent) -> aiwatch_alerts::Answer {
+async fn send(
+    world: &World,
+    toml: &str,
+    secrets: &[(&str, &str)],
+    event: AlertEvent,
+) -> aiwatch_alerts::Answer {
     let channel = channel(world, toml, secrets);
-    attempt(&context(world), &channel, channel.outbound(&message(event)), TIMEOUT).await
+    attempt(
+        &context(world),
+        &channel,
+        channel.outbound(&message(event)),
+        TIMEOUT,
+    )
+    .await
 }
 
 fn body(server: &FakeServer) -> Value {
@@ -43,8 +54,20 @@ async fn the_webhook_posts_the_versioned_message_signed_with_hmac_sha256() {
     let seen = &hook.requests()[0];
     let payload: Value = serde_json::from_slice(&seen.body).unwrap();
     for field in [
-        "version", "event", "service", "component", "region", "status", "scope", "cause", "summary",
-        "advice", "official", "dashboard_url", "incident_id", "at",
+        "version",
+        "event",
+        "service",
+        "component",
+        "region",
+        "status",
+        "scope",
+        "cause",
+        "summary",
+        "advice",
+        "official",
+        "dashboard_url",
+        "incident_id",
+        "at",
     ] {
         assert!(payload.get(field).is_some(), "the body lacks {field}");
     }
@@ -96,14 +119,23 @@ async fn slack_gets_blocks_with_escaped_text_and_its_secret_url_stays_out_of_ans
         AlertEvent::Opened,
     )
     .await;
-    assert!(!answer.accepted && !answer.transient, "404 is for good: {answer:?}");
-    assert!(!answer.detail.contains("XXXXsecretXXXXtoken"), "{}", answer.detail);
+    assert!(
+        !answer.accepted && !answer.transient,
+        "404 is for good: {answer:?}"
+    );
+    assert!(
+        !answer.detail.contains("XXXXsecretXXXXtoken"),
+        "{}",
+        answer.detail
+    );
     let payload = body(&slack);
     assert!(payload["text"].as_str().unwrap().contains("OpenAI API"));
     let blocks = payload["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
     let all = payload.to_string();
-    assert!(all.contains("&lt;for everyone&gt; &amp; more") || all.contains("<for everyone> & more"));
+    assert!(
+        all.contains("&lt;for everyone&gt; &amp; more") || all.contains("<for everyone> & more")
+    );
     assert!(all.contains("Send traffic to another provider"));
     assert!(all.contains("<http://aiwatch.test/services/openai-api|Dashboard>"));
     assert!(all.contains("Elevated errors on Chat Completions"));
@@ -116,7 +148,10 @@ async fn discord_gets_an_embed_that_pings_nobody_and_its_429_says_how_long_to_wa
     discord.route(
         "POST",
         "/api/webhooks/1/tok",
-        Reply::json(429, json!({"message": "You are being rate limited.", "retry_after": 2.5, "global": false})),
+        Reply::json(
+            429,
+            json!({"message": "You are being rate limited.", "retry_after": 2.5, "global": false}),
+        ),
     );
     let url = format!("{}/api/webhooks/1/tok", discord.url("discord.test"));
     let answer = send(
@@ -134,7 +169,10 @@ async fn discord_gets_an_embed_that_pings_nobody_and_its_429_says_how_long_to_wa
     let embed = &payload["embeds"][0];
     assert!(embed["title"].as_str().unwrap().starts_with("OpenAI API"));
     assert_eq!(embed["url"], "http://aiwatch.test/services/openai-api");
-    assert!(embed["description"].as_str().unwrap().contains("529 overloaded"));
+    assert!(embed["description"]
+        .as_str()
+        .unwrap()
+        .contains("529 overloaded"));
     assert_eq!(embed["color"], 0xd1242f);
 }
 
@@ -142,7 +180,11 @@ async fn discord_gets_an_embed_that_pings_nobody_and_its_429_says_how_long_to_wa
 async fn ntfy_publishes_json_to_the_server_root_with_topic_priority_tags_and_token() {
     let world = World::start().await;
     let ntfy = world.receiver("ntfy.test").await;
-    ntfy.route("POST", "/", Reply::json(200, json!({"id": "abc", "event": "message"})));
+    ntfy.route(
+        "POST",
+        "/",
+        Reply::json(200, json!({"id": "abc", "event": "message"})),
+    );
     let answer = send(
         &world,
         &format!(
@@ -188,7 +230,11 @@ async fn telegram_calls_send_message_with_html_and_honours_retry_after_in_the_bo
     .await;
     assert_eq!(answer.retry_after, Some(Duration::from_secs(7)));
     assert!(answer.transient);
-    assert!(!answer.detail.contains("ABC-secret-token"), "{}", answer.detail);
+    assert!(
+        !answer.detail.contains("ABC-secret-token"),
+        "{}",
+        answer.detail
+    );
     let payload = body(&telegram);
     assert_eq!(payload["chat_id"], "-100200300");
     assert_eq!(payload["parse_mode"], "HTML");
@@ -215,12 +261,23 @@ async fn alertmanager_gets_v2_alerts_that_expire_unless_pushed_and_end_on_recove
     let firing: Value = serde_json::from_slice(&seen[0].body).unwrap();
     let resolved: Value = serde_json::from_slice(&seen[1].body).unwrap();
     let alert = &firing[0];
-    for label in ["alertname", "service", "component", "region", "cause", "scope", "incident_id"] {
+    for label in [
+        "alertname",
+        "service",
+        "component",
+        "region",
+        "cause",
+        "scope",
+        "incident_id",
+    ] {
         assert!(alert["labels"][label].is_string(), "label {label}: {alert}");
     }
     assert_eq!(alert["labels"]["cause"], "provider_overloaded");
     for annotation in ["summary", "advice", "dashboard_url"] {
-        assert!(alert["annotations"][annotation].is_string(), "annotation {annotation}");
+        assert!(
+            alert["annotations"][annotation].is_string(),
+            "annotation {annotation}"
+        );
     }
     assert_eq!(alert["startsAt"], "2026-12-01T12:00:00+00:00");
     // Firing: it expires five re-push intervals (1m by default) ahead unless pushed again.
@@ -257,15 +314,28 @@ async fn email_goes_out_over_starttls_with_auth_and_carries_the_whole_story() {
     assert_eq!(mail.to.len(), 2);
     let subject = mail.header("subject").unwrap_or_default();
     assert!(subject.starts_with("[aiwatch] OpenAI API"), "{subject}");
-    for part in ["529 overloaded", "Send traffic to another provider", "Elevated errors", "http://aiwatch.test/services/openai-api"] {
-        assert!(mail.data.contains(part), "the mail lacks {part}:\n{}", mail.data);
+    for part in [
+        "529 overloaded",
+        "Send traffic to another provider",
+        "Elevated errors",
+        "http://aiwatch.test/services/openai-api",
+    ] {
+        assert!(
+            mail.data.contains(part),
+            "the mail lacks {part}:\n{}",
+            mail.data
+        );
     }
 }
 
 #[tokio::test]
 async fn a_mail_server_refusing_for_now_is_retried_and_a_wrong_password_is_not() {
     let world = World::start().await;
-    let smtp = FakeSmtp::start(SmtpSecurity::ImplicitTls, Some(&world.public_ca.issue(&["127.0.0.1"]))).await;
+    let smtp = FakeSmtp::start(
+        SmtpSecurity::ImplicitTls,
+        Some(&world.public_ca.issue(&["127.0.0.1"])),
+    )
+    .await;
     smtp.require_auth("aiwatch", "right");
     let toml = format!(
         "[[alert]]\nname = \"mail\"\nkind = \"email\"\nsmtp = \"smtps://127.0.0.1:{}\"\nuser = \"aiwatch\"\npassword_env = \"P\"\nfrom = \"a@example.test\"\nto = [\"b@example.test\"]\n",
@@ -284,22 +354,26 @@ async fn a_mail_server_refusing_for_now_is_retried_and_a_wrong_password_is_not()
 async fn a_secret_url_is_never_sent_through_intercepted_tls() {
     let world = World::start().await;
     // The network presents an interceptor's certificate for the Slack host.
-    let intercepted = FakeServer::start(Some(&world.interceptor.issue(&["hooks.slack.test"]))).await;
+    let intercepted =
+        FakeServer::start(Some(&world.interceptor.issue(&["hooks.slack.test"]))).await;
     world.dns.set(
         "hooks.slack.test",
         aiwatch_testkit::DnsAnswer::Addresses(vec!["127.0.0.1".parse().unwrap()]),
     );
     intercepted.fallback(Reply::empty(200));
-    let url = format!("{}/services/T/B/secret", intercepted.url("hooks.slack.test"));
-    let config = aiwatch_core::Config::parse("[[alert]]\nname = \"team\"\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\n").unwrap();
-    // Trusting the interceptor's root as a non-public anchor, as a company laptop does.
-    let trust = aiwatch_probe::tls::Trust::new(&[world.interceptor_ca_path()]).unwrap();
-    let channel = aiwatch_alerts::Channel::build(
-        config.alerts[0].clone(),
-        &|_| Some(url.clone()),
-        &trust,
+    let url = format!(
+        "{}/services/T/B/secret",
+        intercepted.url("hooks.slack.test")
+    );
+    let config = aiwatch_core::Config::parse(
+        "[[alert]]\nname = \"team\"\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\n",
     )
     .unwrap();
+    // Trusting the interceptor's root as a non-public anchor, as a company laptop does.
+    let trust = aiwatch_probe::tls::Trust::new(&[world.interceptor_ca_path()]).unwrap();
+    let channel =
+        aiwatch_alerts::Channel::build(config.alerts[0].clone(), &|_| Some(url.clone()), &trust)
+            .unwrap();
     let ctx = aiwatch_probe::Checker::new(aiwatch_probe::CheckOptions {
         timeout: TIMEOUT,
         dns: aiwatch_probe::DnsChoice::Server(world.dns.addr()),
@@ -311,10 +385,19 @@ async fn a_secret_url_is_never_sent_through_intercepted_tls() {
     .unwrap()
     .context()
     .clone();
-    let answer = attempt(&ctx, &channel, channel.outbound(&message(AlertEvent::Opened)), TIMEOUT).await;
+    let answer = attempt(
+        &ctx,
+        &channel,
+        channel.outbound(&message(AlertEvent::Opened)),
+        TIMEOUT,
+    )
+    .await;
     assert!(!answer.accepted, "{answer:?}");
     assert!(answer.detail.contains("intercepted"), "{}", answer.detail);
-    assert!(intercepted.requests().is_empty(), "nothing went through the interceptor");
+    assert!(
+        intercepted.requests().is_empty(),
+        "nothing went through the interceptor"
+    );
 }
 
 #[tokio::test]
@@ -324,7 +407,10 @@ async fn a_receiver_that_never_answers_is_a_timeout_worth_retrying() {
     hook.fallback(Reply::hang());
     let channel = channel(
         &world,
-        &format!("[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/x\"\n", hook.url("slow.example.test")),
+        &format!(
+            "[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/x\"\n",
+            hook.url("slow.example.test")
+        ),
         &[],
     );
     let answer = attempt(

@@ -51,7 +51,13 @@ fn deliverer(s: &Setup, store: Arc<dyn Store>, policy: RetryPolicy) -> Deliverer
         ),
         &[],
     );
-    Deliverer::new(store, vec![channel], context(&s.world), policy, Duration::from_secs(3))
+    Deliverer::new(
+        store,
+        vec![channel],
+        context(&s.world),
+        policy,
+        Duration::from_secs(3),
+    )
 }
 
 fn queue(store: &dyn Store, events: &[AlertEvent]) {
@@ -86,7 +92,11 @@ async fn a_failing_receiver_is_retried_until_it_accepts() {
     s.hook.route(
         "POST",
         "/hook",
-        Reply::sequence(vec![Reply::empty(503), Reply::empty(502), Reply::empty(200)]),
+        Reply::sequence(vec![
+            Reply::empty(503),
+            Reply::empty(502),
+            Reply::empty(200),
+        ]),
     );
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&s.path).unwrap());
     queue(&*store, &[AlertEvent::Opened]);
@@ -103,14 +113,21 @@ async fn a_failing_receiver_is_retried_until_it_accepts() {
     let seen = s.hook.requests();
     assert_eq!(seen.len(), 3);
     // Every attempt carries the same idempotency key, so the receiver can drop repeats.
-    let keys: Vec<_> = seen.iter().map(|r| r.header("idempotency-key").unwrap().to_owned()).collect();
+    let keys: Vec<_> = seen
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_owned())
+        .collect();
     assert!(keys.iter().all(|k| k == &keys[0]));
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let s = setup().await;
-    s.hook.route("POST", "/hook", Reply::empty(429).header("retry-after", "30"));
+    s.hook.route(
+        "POST",
+        "/hook",
+        Reply::empty(429).header("retry-after", "30"),
+    );
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&s.path).unwrap());
     queue(&*store, &[AlertEvent::Opened]);
     let worker = deliverer(&s, store.clone(), fast());
@@ -119,7 +136,10 @@ async fn retry_after_is_honoured() {
     assert_eq!(d.state, DeliveryState::Pending);
     assert_eq!(d.last_status, Some(429));
     let wait = (d.next_at - Utc::now()).num_seconds();
-    assert!((28..=30).contains(&wait), "waits as asked, not the 20 ms backoff: {wait}s");
+    assert!(
+        (28..=30).contains(&wait),
+        "waits as asked, not the 20 ms backoff: {wait}s"
+    );
     worker.deliver_due().await;
     assert_eq!(s.hook.requests().len(), 1, "not retried before its time");
 }
@@ -156,7 +176,11 @@ async fn a_refusal_for_good_and_a_spent_budget_end_in_the_dead_letters() {
     let d = &all(&*store)[0];
     assert_eq!(d.state, DeliveryState::Dead);
     assert_eq!(d.attempts, 3);
-    assert!(d.last_error.as_deref().unwrap().starts_with("gave up after 3 attempts"));
+    assert!(d
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("gave up after 3 attempts"));
     assert_eq!(s.hook.requests().len(), 3);
 }
 
@@ -166,7 +190,11 @@ async fn a_recovery_never_overtakes_its_opening() {
     s.hook.route(
         "POST",
         "/hook",
-        Reply::sequence(vec![Reply::empty(503), Reply::empty(200), Reply::empty(200)]),
+        Reply::sequence(vec![
+            Reply::empty(503),
+            Reply::empty(200),
+            Reply::empty(200),
+        ]),
     );
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&s.path).unwrap());
     queue(&*store, &[AlertEvent::Opened, AlertEvent::Recovered]);
@@ -187,7 +215,11 @@ async fn a_recovery_never_overtakes_its_opening() {
 #[tokio::test]
 async fn what_was_pending_when_the_process_stopped_goes_out_after_a_restart() {
     let s = setup().await;
-    s.hook.route("POST", "/hook", Reply::sequence(vec![Reply::empty(503), Reply::empty(200)]));
+    s.hook.route(
+        "POST",
+        "/hook",
+        Reply::sequence(vec![Reply::empty(503), Reply::empty(200)]),
+    );
     {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&s.path).unwrap());
         queue(&*store, &[AlertEvent::Opened]);

@@ -631,8 +631,14 @@ async fn an_outage_is_told_once_with_its_cause_and_link_then_its_validated_recov
     assert_eq!(opened["event"], "opened");
     assert_eq!(opened["service"], "openai-api");
     assert_eq!(opened["cause"], "provider_overloaded");
-    assert_eq!(opened["dashboard_url"], "http://aiwatch.test/services/openai-api");
-    assert!(opened["incident_id"].as_str().unwrap().starts_with("inc-openai-api-api"));
+    assert_eq!(
+        opened["dashboard_url"],
+        "http://aiwatch.test/services/openai-api"
+    );
+    assert!(opened["incident_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("inc-openai-api-api"));
     assert!(!opened["advice"].as_array().unwrap().is_empty());
     // What the alert says is what the API says.
     let service = daemon.json(path).await;
@@ -684,7 +690,11 @@ async fn a_flapping_provider_is_one_alert_not_ten() {
     wait_for_hook(&hook, "the first alert", |e| !e.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = hook_events(&hook);
-    assert_eq!(event_names(&events), ["opened"], "one alert for the whole flapping");
+    assert_eq!(
+        event_names(&events),
+        ["opened"],
+        "one alert for the whole flapping"
+    );
     daemon.stop().await;
 }
 
@@ -721,9 +731,10 @@ async fn a_monitor_whose_dns_fails_sends_one_monitor_trouble_alert_and_none_for_
         "no provider is blamed for the monitor's own trouble"
     );
     for host in ["api.openai.test", aiwatch_testkit::world::CONTROL_HOST] {
-        world
-            .dns
-            .set(host, DnsAnswer::Addresses(vec!["127.0.0.1".parse().unwrap()]));
+        world.dns.set(
+            host,
+            DnsAnswer::Addresses(vec!["127.0.0.1".parse().unwrap()]),
+        );
     }
     daemon
         .wait_for("/api/services/openai-api", "operational again", |s| {

@@ -73,6 +73,8 @@ pub enum AlertCommand {
         /// The sample's event (opened, degraded, recovered, monitor_trouble, …).
         #[arg(long, default_value = "opened")]
         event: String,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
 }
 

@@ -66,7 +66,12 @@ fn sample(event: AlertEvent, dashboard: &str) -> AlertMessage {
     }
 }
 
-pub fn test(config_path: Option<&Path>, name: &str, event: &str) -> anyhow::Result<ExitCode> {
+pub fn test(
+    config_path: Option<&Path>,
+    name: &str,
+    event: &str,
+    network: &crate::cli::NetworkArgs,
+) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let alerts = &loaded.config.alerts;
     let Some(alert) = alerts.iter().find(|a| a.name == name) else {
@@ -88,13 +93,13 @@ pub fn test(config_path: Option<&Path>, name: &str, event: &str) -> anyhow::Resu
             all.join(", ")
         ))
     })?;
-    let channel = channels(std::slice::from_ref(alert), &[])?
+    let channel = channels(std::slice::from_ref(alert), &network.ca_file)?
         .pop()
         .context("the alert was built")?;
     let checker = aiwatch_probe::Checker::new(aiwatch_probe::CheckOptions {
         timeout: std::time::Duration::from_secs(15),
-        dns: load::network(None, &[])?,
-        ca_files: Vec::new(),
+        dns: load::network(network.dns_server.as_deref(), &network.ca_file)?,
+        ca_files: network.ca_file.clone(),
         control_url: None,
         deep: false,
         proxies: aiwatch_probe::ProxySettings::from_env()

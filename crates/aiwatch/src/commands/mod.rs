@@ -25,8 +25,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => {
             config::check(file.as_deref().or(cli.config.as_deref()))
         }
-        Command::Alert(AlertCommand::Test { name, event }) => {
-            alert::test(cli.config.as_deref(), &name, &event)
-        }
+        Command::Alert(AlertCommand::Test {
+            name,
+            event,
+            network,
+        }) => alert::test(cli.config.as_deref(), &name, &event, &network),
     }
 }
