@@ -29,6 +29,10 @@ pub fn run(args: &[&str]) -> Result<()> {
     if let Some(suite @ ("sdk" | "local-model")) = only {
         return crate::e2e_gateway::run(suite);
     }
+    if only == Some("alerts") {
+        let binary = build()?;
+        return tokio::runtime::Runtime::new()?.block_on(webhook_signature(&binary));
+    }
     install(&["prometheus", "chromium", "chromium-driver"])?;
     let binary = build()?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -52,6 +56,7 @@ pub fn run(args: &[&str]) -> Result<()> {
             .await?;
         }
         if only.is_none() {
+            webhook_signature(&binary).await?;
             crate::e2e_gateway::sdk(&binary).await?;
             crate::e2e_gateway::local_model(&binary).await?;
         }
@@ -61,6 +66,55 @@ pub fn run(args: &[&str]) -> Result<()> {
         );
         Ok(())
     })
+}
+
+/// The webhook's `X-Aiwatch-Signature` verifies with an independent HMAC implementation:
+/// Python's `hmac` module over the raw body bytes the receiver got from `aiwatch alert test`.
+async fn webhook_signature(binary: &Path) -> Result<()> {
+    let world = World::start().await;
+    let hook = world.receiver("hooks.example.test").await;
+    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
+    let config = world.dir().join("alerts.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsecret_env = \"E2E_HOOK_SECRET\"\nca_file = \"{}\"\n",
+            hook.url("hooks.example.test"),
+            world.public_ca_path().display()
+        ),
+    )?;
+    let secret = "e2e shared secret ✓";
+    let status = tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .args(["alert", "test", "ops", "--dns-server"])
+        .arg(world.dns.addr().to_string())
+        .env("E2E_HOOK_SECRET", secret)
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("aiwatch alert test failed: {status}");
+    }
+    let seen = hook.requests();
+    let request = seen.first().context("the webhook received nothing")?;
+    let signature = request
+        .header("x-aiwatch-signature")
+        .context("no X-Aiwatch-Signature header")?;
+    let body = world.dir().join("body.json");
+    std::fs::write(&body, &request.body)?;
+    let verify = "import hashlib, hmac, sys\nbody = open(sys.argv[1], 'rb').read()\nwant = 'sha256=' + hmac.new(sys.argv[2].encode(), body, hashlib.sha256).hexdigest()\nsys.exit(0 if hmac.compare_digest(want, sys.argv[3]) else 1)\n";
+    let checked = Command::new("python3")
+        .args(["-c", verify])
+        .arg(&body)
+        .arg(secret)
+        .arg(signature)
+        .status()
+        .context("python3")?;
+    if !checked.success() {
+        bail!("Python's hmac does not verify the webhook signature {signature}");
+    }
+    println!("e2e alerts: the webhook signature verifies with Python's hmac");
+    Ok(())
 }
 
 /// Installs Debian packages that are not there yet.
