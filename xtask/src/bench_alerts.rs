@@ -58,7 +58,9 @@ fn latency(
         Reply::dynamic(move |seen| {
             let at = Utc::now();
             if let Ok(body) = serde_json::from_slice(&seen.body) {
-                log.lock().unwrap_or_else(|p| p.into_inner()).push((at, body));
+                log.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((at, body));
             }
             Reply::empty(204)
         }),
@@ -76,7 +78,9 @@ fn latency(
     }
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, text)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = Command::new(binary)
         .arg("--config")
         .arg(&config)
@@ -117,7 +121,11 @@ fn latency(
             std::thread::sleep(Duration::from_millis(50));
         }
         for i in 0..services {
-            fake.route("GET", &format!("/h/{i}"), Reply::text(200, "text/plain", "ok"));
+            fake.route(
+                "GET",
+                &format!("/h/{i}"),
+                Reply::text(200, "text/plain", "ok"),
+            );
         }
         let recovered = |a: &Arrivals| {
             a.lock()
@@ -131,7 +139,10 @@ fn latency(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     let all = arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut latencies: Vec<f64> = all

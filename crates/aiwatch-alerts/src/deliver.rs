@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,15 +81,8 @@ impl RetryPolicy {
     }
 }
 
-/// Counts for `/metrics`.
-#[derive(Debug, Default)]
-pub struct DeliveryStats {
-    pub sent: AtomicU64,
-    pub retried: AtomicU64,
-    pub dead: AtomicU64,
-    /// Microseconds from the notification's decision to its acceptance, summed over `sent`.
-    pub latency_micros: AtomicU64,
-}
+/// Told about every attempt's outcome (the daemon counts them in `/metrics`).
+pub type Observer = Box<dyn Fn(&DeliveryOutcome) + Send + Sync>;
 
 /// The worker over the outbox.
 pub struct Deliverer {
@@ -101,7 +93,7 @@ pub struct Deliverer {
     /// One attempt's deadline.
     timeout: Duration,
     wake: Arc<Notify>,
-    pub stats: DeliveryStats,
+    observer: Option<Observer>,
 }
 
 impl Deliverer {
@@ -122,8 +114,14 @@ impl Deliverer {
             policy,
             timeout,
             wake: Arc::new(Notify::new()),
-            stats: DeliveryStats::default(),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` every attempt's outcome.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Wakes the worker (new notifications were saved).
@@ -197,22 +195,15 @@ impl Deliverer {
                 self.judge(delivery, &answer, now())
             }
         };
+        if let Some(observer) = &self.observer {
+            observer(&outcome);
+        }
         match &outcome {
-            DeliveryOutcome::Sent { .. } => {
-                self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                let micros = (now() - delivery.message.at)
-                    .num_microseconds()
-                    .unwrap_or(0);
-                self.stats
-                    .latency_micros
-                    .fetch_add(u64::try_from(micros).unwrap_or(0), Ordering::Relaxed);
-            }
+            DeliveryOutcome::Sent { .. } => {}
             DeliveryOutcome::Retry { error, .. } => {
-                self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(alert = %delivery.alert, key = %delivery.message.idempotency_key, error = %error, "alert delivery failed; will retry");
             }
             DeliveryOutcome::Dead { error, .. } => {
-                self.stats.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(alert = %delivery.alert, key = %delivery.message.idempotency_key, error = %error, "alert delivery given up");
             }
         }

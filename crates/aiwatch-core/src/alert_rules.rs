@@ -453,7 +453,8 @@ impl AlertRules {
                 }
                 // Worse than told: a degradation that became an outage is told again.
                 if primary == AlertEvent::Opened
-                    && told.primary == Some(AlertEvent::Degraded)
+                    && told.primary != Some(AlertEvent::Opened)
+                    && matches!(subject.kind, Kind::Trouble | Kind::Account)
                     && alert.wants(AlertEvent::Opened)
                 {
                     emit(subject, AlertEvent::Opened, "");

@@ -203,6 +203,8 @@ pub struct Provenance {
     /// What the own probes say about the provider (Unknown when they cannot see it).
     pub probes: Status,
     pub agreement: Agreement,
+    /// What people report (problem reports and public posts), when they report anything.
+    pub crowd: Option<crate::crowd::CrowdLevel>,
 }
 
 /// Whether the official page and the own probes tell the same story.
@@ -272,8 +274,30 @@ impl Assessment {
 impl Assessment {
     /// One sentence for a headline: what the status is, and on whose word.
     pub fn headline(&self, title: &str) -> String {
+        let base = self.headline_without_crowd(title);
+        match self.provenance.crowd {
+            Some(level)
+                if self.cause != Cause::CrowdReports && level != crate::crowd::CrowdLevel::None =>
+            {
+                format!("{base}; users report problems too")
+            }
+            _ => base,
+        }
+    }
+
+    fn headline_without_crowd(&self, title: &str) -> String {
         let status = self.status;
         let why = self.cause;
+        if why == Cause::CrowdReports {
+            let region = if self.scope == Scope::Regional {
+                " in some regions"
+            } else {
+                ""
+            };
+            return format!(
+                "{title}: users report problems{region}, far more than usual; our probes pass"
+            );
+        }
         match (status, self.notice) {
             (Status::NotRunning, _) => format!("{title} is not running on this machine ({why})"),
             (_, Some(notice @ (Notice::MonitorOffline(_) | Notice::MonitorCannotSee(_)))) => {
@@ -340,6 +364,7 @@ pub fn fuse(probes: ProbeReading, official: OfficialReading) -> Assessment {
         official: page,
         probes: probes_status,
         agreement,
+        crowd: None,
     };
     let (status, scope, cause, notice) = match probes {
         ProbeReading::NotRunning(cause) => (Status::NotRunning, Scope::Local, cause, None),
@@ -417,6 +442,35 @@ pub fn fuse(probes: ProbeReading, official: OfficialReading) -> Assessment {
 /// speaks for it (a face that cannot be seen does not hide one that can); when nothing was
 /// measured, the worst of the rest (unknown over not running). A notice of any component is
 /// kept, so "the monitor cannot see the API" survives a web front-end that works.
+/// Adds what people report to an assessment (`scope`: `Regional` when the spike is in some
+/// regions only, else `Global`):
+/// - a spike alone, with probes passing or unable to tell → degraded, cause `crowd_reports`
+///   ("users report problems");
+/// - a spike while the probes fail → the probes' verdict stands, now backed by the crowd;
+/// - no spike → unchanged (an official incident with passing probes stays "reported by the
+///   provider").
+///
+/// The monitor's own trouble, a local runtime and maintenance are left as they are.
+pub fn with_crowd(mut a: Assessment, level: crate::crowd::CrowdLevel, scope: Scope) -> Assessment {
+    use crate::crowd::CrowdLevel;
+    if level == CrowdLevel::None {
+        return a;
+    }
+    a.provenance.crowd = Some(level);
+    let untouched = matches!(a.status, Status::NotRunning | Status::Maintenance)
+        || matches!(
+            a.notice,
+            Some(Notice::MonitorOffline(_) | Notice::MonitorIntercepted(_))
+        );
+    if untouched || a.status.is_trouble() {
+        return a;
+    }
+    a.status = Status::Degraded;
+    a.scope = scope;
+    a.cause = Cause::CrowdReports;
+    a
+}
+
 pub fn roll_up(components: &[Assessment]) -> Option<Assessment> {
     let rank = |a: &&Assessment| (a.status.severity(), scope_rank(a.scope));
     let mut top = *components

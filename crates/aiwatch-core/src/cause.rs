@@ -163,6 +163,8 @@ pub enum Cause {
     TruncatedResponses,
     OfficialIncident,
     Maintenance,
+    /// Many people report problems with it right now (problem reports, public posts).
+    CrowdReports,
     // Neither.
     Ok,
     Unknown,
@@ -198,7 +200,7 @@ pub struct AdviceContext<'a> {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 23] = [
+    pub const ALL: [Cause; 24] = [
         Self::DnsFailure,
         Self::DnsFiltered,
         Self::TcpRefused,
@@ -220,6 +222,7 @@ impl Cause {
         Self::TruncatedResponses,
         Self::OfficialIncident,
         Self::Maintenance,
+        Self::CrowdReports,
         Self::Ok,
         Self::Unknown,
     ];
@@ -247,6 +250,7 @@ impl Cause {
             Self::TruncatedResponses => "truncated_responses",
             Self::OfficialIncident => "official_incident",
             Self::Maintenance => "maintenance",
+            Self::CrowdReports => "crowd_reports",
             Self::Ok => "ok",
             Self::Unknown => "unknown",
         }
@@ -275,7 +279,8 @@ impl Cause {
             | Self::SlowResponses
             | Self::TruncatedResponses
             | Self::OfficialIncident
-            | Self::Maintenance => Side::Provider,
+            | Self::Maintenance
+            | Self::CrowdReports => Side::Provider,
             Self::Ok | Self::Unknown => Side::Neither,
         }
     }
@@ -380,6 +385,10 @@ impl Cause {
             ],
             Self::Maintenance => vec![
                 "The provider is in a maintenance window; expect disruption until it ends.".into(),
+            ],
+            Self::CrowdReports => vec![
+                "Many people report problems with it right now, far more than usual: if it fails for you too, it is not just you.".into(),
+                "Wait a few minutes, or switch to another provider or a local model; the API may still work when the web app does not.".into(),
             ],
             Self::Ok => Vec::new(),
             Self::Unknown => vec![

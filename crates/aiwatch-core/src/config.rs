@@ -36,6 +36,22 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     pub routes: Vec<Route>,
     pub alerts: Vec<crate::alert::AlertConfig>,
+    /// When problem reports make a spike (`[crowd]`).
+    pub crowd: crate::crowd::CrowdConfig,
+    /// Public feeds whose posts are counted as second-hand reports (`[[feed]]`).
+    pub feeds: Vec<FeedConfig>,
+}
+
+/// One `[[feed]]`: a public feed (a subreddit, a forum, a Hacker News search) whose posts that
+/// speak of a service's trouble count as reports, with a weight below a first-hand report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedConfig {
+    pub url: String,
+    pub services: Vec<ServiceName>,
+    /// Words that make a post about trouble; empty: the built-in outage words.
+    pub keywords: Vec<String>,
+    pub weight: f64,
+    pub interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -204,6 +220,21 @@ struct RawConfig {
     route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     alert: Vec<Spanned<crate::alert::RawAlert>>,
+    crowd: Option<crate::crowd::CrowdConfig>,
+    #[serde(default)]
+    feed: Vec<Spanned<RawFeed>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    url: String,
+    services: Vec<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+    weight: Option<f64>,
+    #[serde(default, deserialize_with = "duration")]
+    interval: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -702,6 +733,51 @@ impl Config {
 
         let alerts = crate::alert::validate(text, raw.alert, watched)?;
 
+        let mut feeds = Vec::with_capacity(raw.feed.len());
+        for spanned in raw.feed {
+            let span = spanned.span();
+            let f = spanned.into_inner();
+            let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
+            validate_http_url(&f.url).map_err(|e| locate(text, at("url"), format!("feed: {e}")))?;
+            if f.services.is_empty() {
+                return Err(locate(
+                    text,
+                    at("services"),
+                    "a feed needs `services`: the services its posts speak about".into(),
+                ));
+            }
+            let mut services = Vec::with_capacity(f.services.len());
+            for name in &f.services {
+                services.push(
+                    watched(name)
+                        .map_err(|e| locate(text, at("services"), format!("feed: {e}")))?,
+                );
+            }
+            let weight = f.weight.unwrap_or(0.3);
+            if !(weight > 0.0 && weight <= 1.0) {
+                return Err(locate(
+                    text,
+                    at("weight"),
+                    format!("feed `weight` must be above 0 and at most 1 (a first-hand report), not {weight}"),
+                ));
+            }
+            let interval = f.interval.unwrap_or(Duration::from_secs(300));
+            if interval < Duration::from_secs(60) {
+                return Err(locate(
+                    text,
+                    at("interval"),
+                    "feed `interval` must be at least 1m: public feeds are read politely".into(),
+                ));
+            }
+            feeds.push(FeedConfig {
+                url: f.url,
+                services,
+                keywords: f.keywords,
+                weight,
+                interval,
+            });
+        }
+
         Ok(Self {
             defaults,
             server,
@@ -709,6 +785,8 @@ impl Config {
             gateway,
             routes,
             alerts,
+            crowd: raw.crowd.unwrap_or_default(),
+            feeds,
         })
     }
 

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod cause;
 pub mod classify;
 pub mod config;
+pub mod crowd;
 pub mod evidence;
 pub mod key_route;
 pub mod network;

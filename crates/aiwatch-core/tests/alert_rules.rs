@@ -418,3 +418,53 @@ fn the_message_text_carries_summary_advice_official_view_and_link() {
     assert_eq!(json["event"], "opened");
     assert_eq!(json["version"], 1);
 }
+
+#[test]
+fn an_alert_that_skips_degradations_still_hears_when_it_becomes_an_outage() {
+    let mut rules = rules(&format!("{WEBHOOK}events = [\"opened\", \"recovered\"]\n"));
+    let slow = failing(
+        "openai-api",
+        "inc-1",
+        0,
+        Status::Degraded,
+        Cause::SlowResponses,
+    );
+    assert!(rules.evaluate(&picture(0, vec![slow])).is_empty());
+    let down = failing(
+        "openai-api",
+        "inc-1",
+        0,
+        Status::Outage,
+        Cause::ProviderError,
+    );
+    assert_eq!(
+        events(&rules.evaluate(&picture(1, vec![down]))),
+        ["inc-1:opened"]
+    );
+    assert_eq!(
+        events(&rules.evaluate(&picture(2, vec![passing("openai-api")]))),
+        ["inc-1:recovered"]
+    );
+}
+
+#[test]
+fn a_usage_spike_that_lasts_minutes_is_one_alert() {
+    let mut rules = rules(&format!(
+        "{}events = [\"usage_spike\"]\n",
+        WEBHOOK.replace("settle = \"0s\"", "settle = \"5m\"")
+    ));
+    let mut told = Vec::new();
+    for minute in 0..10 {
+        let mut p = picture(minute, vec![passing("openai-api")]);
+        // The gateway reports a spike each minute, stamped with that minute.
+        p.usage_spikes = vec![aiwatch_core::alert_rules::UsageSpike {
+            label: "key-2".into(),
+            since: t(minute),
+            summary: "key-2 used 90000 tokens this minute, 30× its normal".into(),
+        }];
+        told.extend(rules.evaluate(&p));
+    }
+    assert_eq!(told.len(), 1, "{:?}", events(&told));
+    assert_eq!(told[0].message.event, AlertEvent::UsageSpike);
+    assert!(told[0].message.title.contains("key-2"));
+}

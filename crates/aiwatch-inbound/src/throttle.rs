@@ -1,18 +1,20 @@
-//! Per-client-address rate limits for what a request costs the server or could gain an attacker
-//! (a check run on demand, a failed sign-in): a token bucket per address, in a bounded table so
-//! a flood of addresses cannot grow memory.
+//! Per-client rate limits for what a request costs the server or could gain an attacker (a
+//! check run on demand, a failed sign-in, a problem report): a token bucket per client address
+//! (or any other key, such as a reporter's token), in a bounded table so a flood of clients
+//! cannot grow memory.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A bucket of `burst` tokens per client address, refilled one per `every`.
-pub struct Throttle {
+/// A bucket of `burst` tokens per client (by default, its address), refilled one per `every`.
+pub struct Throttle<K = IpAddr> {
     burst: f64,
     every: Duration,
     max_clients: usize,
-    table: Mutex<HashMap<IpAddr, Bucket>>,
+    table: Mutex<HashMap<K, Bucket>>,
 }
 
 #[derive(Clone, Copy)]
@@ -21,8 +23,8 @@ struct Bucket {
     at: Instant,
 }
 
-impl Throttle {
-    /// Addresses remembered at most; past it, full buckets and then the stalest are forgotten.
+impl<K: Copy + Eq + Hash + Ord> Throttle<K> {
+    /// Clients remembered at most; past it, full buckets and then the stalest are forgotten.
     pub const MAX_CLIENTS: usize = 10_000;
 
     pub fn new(burst: u32, every: Duration) -> Self {
@@ -48,7 +50,7 @@ impl Throttle {
     }
 
     /// Spends one token of `ip`'s bucket; `Err(retry_after)` when it is empty.
-    pub fn take(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub fn take(&self, ip: K) -> Result<(), Duration> {
         let now = Instant::now();
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let tokens = table
@@ -71,7 +73,7 @@ impl Throttle {
     }
 
     /// Whether `ip` has run out, without spending anything; `Err(retry_after)` if so.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub fn check(&self, ip: K) -> Result<(), Duration> {
         let now = Instant::now();
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         match table.get(&ip).map(|b| self.refilled(*b, now)) {
@@ -81,12 +83,11 @@ impl Throttle {
     }
 
     /// Drops buckets that have refilled (they hold nothing), then the stalest, down to 90 %.
-    fn forget(&self, table: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+    fn forget(&self, table: &mut HashMap<K, Bucket>, now: Instant) {
         table.retain(|_, b| self.refilled(*b, now) < self.burst);
         let keep = self.max_clients * 9 / 10;
         if table.len() > keep {
-            let mut ages: Vec<(Instant, IpAddr)> =
-                table.iter().map(|(ip, b)| (b.at, *ip)).collect();
+            let mut ages: Vec<(Instant, K)> = table.iter().map(|(ip, b)| (b.at, *ip)).collect();
             ages.sort_unstable();
             for (_, ip) in ages.into_iter().take(table.len() - keep) {
                 table.remove(&ip);

@@ -11,6 +11,9 @@ pub enum Error {
         format: &'static str,
         reason: String,
     },
+    /// A chatter feed (subreddit, forum, Hacker News search) could not be read.
+    #[error("chatter feed: {0}")]
+    Chatter(#[from] crate::chatter::ChatterError),
     /// Fetching something over HTTP failed (with the layer and reason).
     #[error("{0}")]
     Fetch(String),

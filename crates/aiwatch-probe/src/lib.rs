@@ -5,6 +5,7 @@
 //! evidence types, and the core decides what they mean.
 
 pub mod api;
+pub mod chatter;
 pub mod check;
 pub mod connect;
 pub mod dns;

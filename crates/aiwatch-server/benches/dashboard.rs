@@ -182,6 +182,7 @@ async fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc
         assess: AssessConfig::default(),
         page_name: "aiwatch bench".into(),
         stream_interval: None,
+        crowd: aiwatch_core::crowd::CrowdConfig::default(),
     };
     let engine = Arc::new(
         Engine::new(

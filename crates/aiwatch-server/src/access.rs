@@ -85,7 +85,7 @@ enum Class {
     /// Liveness and readiness, for load balancers.
     Probe,
     /// What a status page shows: dashboard pages, badges, widgets, assets, the
-    /// Statuspage-compatible view.
+    /// Statuspage-compatible view; and problem reports, which its form posts.
     Public,
     /// The JSON API and metrics.
     Private,
@@ -96,6 +96,8 @@ fn class(path: &str) -> Class {
         "/healthz" | "/readyz" => Class::Probe,
         "/metrics" => Class::Private,
         p if p.starts_with("/api/v2/") => Class::Public,
+        // Reporting a problem is what the public dashboard's form does too.
+        "/api/v1/reports" => Class::Public,
         p if p == "/api" || p.starts_with("/api/") => Class::Private,
         _ => Class::Public,
     }

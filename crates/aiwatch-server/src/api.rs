@@ -44,7 +44,7 @@ impl ApiError {
         }
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
@@ -84,6 +84,8 @@ pub fn app(engine: Shared) -> Router {
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}", get(incident))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/reports", axum::routing::post(post_report))
+        .route("/api/v1/services/{name}/reports", get(service_reports))
         .route("/api/v2/summary.json", get(statuspage::summary))
         .route("/api/v2/status.json", get(statuspage::status))
         .route("/api/v2/components.json", get(statuspage::components))
@@ -114,6 +116,18 @@ async fn readyz(AxumState(engine): AxumState<Shared>) -> Response {
 async fn metrics(AxumState(engine): AxumState<Shared>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
         engine.publish_states();
+        if engine.alerting().is_some() {
+            if let Ok(counts) = engine.store.delivery_counts() {
+                let pending = counts
+                    .iter()
+                    .find(|(s, _)| *s == aiwatch_store::DeliveryState::Pending)
+                    .map_or(0, |(_, n)| *n);
+                engine
+                    .metrics
+                    .alerts_pending
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+        }
         engine.metrics.encode()
     })
     .await;
@@ -533,4 +547,114 @@ async fn alerts(
         },
         "deliveries": deliveries,
     })))
+}
+
+/// The reporter's token: the `X-Aiwatch-Reporter` header, else the `aiwatch_reporter` cookie;
+/// `None` when neither is there.
+pub fn reporter_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(token) = headers
+        .get(crate::reports::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(token.trim().to_owned());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == crate::reports::COOKIE).then(|| value.to_owned())
+        })
+}
+
+/// The `Set-Cookie` value that gives a browser its reporter token for a year.
+pub fn reporter_cookie(token: &str) -> String {
+    format!(
+        "{}={token}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+        crate::reports::COOKIE
+    )
+}
+
+/// Takes one report for `engine`: the token (a new one when the client has none), the
+/// outcome, and the cookie to set when a token was made.
+pub async fn take_report(
+    engine: &Shared,
+    headers: &axum::http::HeaderMap,
+    client: Option<std::net::IpAddr>,
+    incoming: crate::reports::Incoming,
+) -> (Result<bool, crate::reports::Refusal>, Option<String>) {
+    let (token, cookie) = match reporter_token(headers) {
+        Some(token) => (token, None),
+        None => {
+            let token = crate::reports::ReportDesk::new_token();
+            let cookie = reporter_cookie(&token);
+            (token, Some(cookie))
+        }
+    };
+    let engine = engine.clone();
+    let taken = tokio::task::spawn_blocking(move || {
+        let names: Vec<ServiceName> = engine.services.iter().map(|s| s.name.clone()).collect();
+        engine
+            .reports
+            .take(&*engine.store, &names, incoming, &token, client, Utc::now())
+    })
+    .await
+    .unwrap_or(Err(crate::reports::Refusal::Store));
+    (taken, cookie)
+}
+
+/// `POST /api/v1/reports`: `{service, symptom, region?, comment?}` → 202 `{"counted": …}`.
+async fn post_report(
+    AxumState(engine): AxumState<Shared>,
+    client: Option<axum::extract::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if body.len() > 8 * 1024 {
+        return ApiError::bad_request("a report is at most 8 KiB").into_response();
+    }
+    let incoming: crate::reports::Incoming = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::bad_request(format!(
+                "the body must be JSON {{\"service\", \"symptom\", \"region\"?, \"comment\"?}}: {e}"
+            ))
+            .into_response()
+        }
+    };
+    let (taken, cookie) =
+        take_report(&engine, &headers, client.map(|c| c.0 .0.ip()), incoming).await;
+    let mut response = match taken {
+        Ok(counted) => (StatusCode::ACCEPTED, Json(json!({ "counted": counted }))).into_response(),
+        Err(crate::reports::Refusal::Invalid(message)) => {
+            ApiError::bad_request(message).into_response()
+        }
+        Err(crate::reports::Refusal::TooMany(wait)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+            Json(json!({ "error": "too many reports from this reporter or address; try again later" })),
+        )
+            .into_response(),
+        Err(crate::reports::Refusal::Store) => {
+            ApiError::internal("the report could not be saved").into_response()
+        }
+    };
+    if let Some(cookie) = cookie {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// `GET /api/v1/services/{name}/reports`: what people report about a service now.
+async fn service_reports(
+    AxumState(engine): AxumState<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let service = find_service(&engine, &name)?;
+    let summary = crate::crowd::summary(&engine, &service).await?;
+    Ok(Json(json!(summary)))
 }

@@ -90,13 +90,29 @@ pub async fn run(
         let rules = aiwatch_core::alert_rules::AlertRules::new(
             config.alerts.iter().map(|c| c.config.clone()).collect(),
         );
-        let deliverer = Arc::new(aiwatch_alerts::Deliverer::new(
-            config.store.clone(),
-            config.alerts,
-            engine.checker().context().clone(),
-            config.alert_retry,
-            ALERT_ATTEMPT_TIMEOUT,
-        ));
+        let deliverer = Arc::new(
+            aiwatch_alerts::Deliverer::new(
+                config.store.clone(),
+                config.alerts,
+                engine.checker().context().clone(),
+                config.alert_retry,
+                ALERT_ATTEMPT_TIMEOUT,
+            )
+            .with_observer({
+                let metrics = metrics.clone();
+                Box::new(move |outcome| {
+                    let outcome = match outcome {
+                        aiwatch_store::DeliveryOutcome::Sent { .. } => "sent",
+                        aiwatch_store::DeliveryOutcome::Retry { .. } => "retry",
+                        aiwatch_store::DeliveryOutcome::Dead { .. } => "dead",
+                    };
+                    metrics
+                        .alert_attempts
+                        .get_or_create(&crate::metrics::OutcomeLabels { outcome })
+                        .inc();
+                })
+            }),
+        );
         let alerting = Arc::new(crate::alerting::Alerting::new(
             rules,
             deliverer.clone(),
@@ -171,6 +187,28 @@ pub async fn run(
         })
     };
 
+    // The crowd: each complete minute of problem reports goes into the detector.
+    let crowd_task = {
+        let (engine, rx) = (engine.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let stop = stopped(rx);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    _ = tick.tick() => {
+                        let engine = engine.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            engine.crowd.tick(&*engine.store, Utc::now());
+                        })
+                        .await;
+                    }
+                }
+            }
+        })
+    };
+
     // A restart resumes each service's schedule from its last stored observation.
     let last_seen = config.store.last_observation_times().unwrap_or_default();
     let now = Utc::now();
@@ -234,6 +272,7 @@ pub async fn run(
     for task in alert_tasks {
         let _ = task.await;
     }
+    let _ = crowd_task.await;
     engine.flush().await;
     Ok(())
 }

@@ -37,6 +37,9 @@ struct LastStream {
 /// A key's state as the assessor lists it: status and since when.
 type KeyStatus = (Key, Status, Option<DateTime<Utc>>);
 
+/// One counted problem report per reporter, service and window.
+const REPORT_WINDOW: Duration = Duration::from_secs(3600);
+
 /// How long a control-probe result is trusted before it is asked again.
 const CONTROL_TTL: Duration = Duration::from_secs(10);
 
@@ -104,6 +107,8 @@ pub struct EngineOptions {
     /// How often an API check also streams a tiny completion (the first check always does);
     /// `None` streams only the canaries of a recovery.
     pub stream_interval: Option<Duration>,
+    /// When problem reports make a spike.
+    pub crowd: aiwatch_core::crowd::CrowdConfig,
 }
 
 /// Everything the daemon knows and does, shared by the scheduler, the poller and the API.
@@ -131,6 +136,10 @@ pub struct Engine {
     streams: Mutex<Vec<LastStream>>,
     /// The alert rules and deliverer, when `[[alert]]`s are configured.
     alerting: std::sync::OnceLock<Arc<crate::alerting::Alerting>>,
+    /// Takes problem reports.
+    pub reports: crate::reports::ReportDesk,
+    /// What people report, per service, through the core's detector.
+    pub crowd: crate::crowd::Crowd,
 }
 
 impl Engine {
@@ -175,6 +184,8 @@ impl Engine {
             .open_incidents
             .set(i64::try_from(assessor.open_incidents().len()).unwrap_or(i64::MAX));
         let services_len = services.len();
+        let store_for_reports = store.clone();
+        let crowd_config = options.crowd.clone();
         Ok(Self {
             services,
             checker,
@@ -196,6 +207,8 @@ impl Engine {
             last_measured: Mutex::new(HashMap::new()),
             streams: Mutex::new(vec![LastStream::default(); services_len]),
             alerting: std::sync::OnceLock::new(),
+            reports: crate::reports::ReportDesk::new(&*store_for_reports, REPORT_WINDOW)?,
+            crowd: crate::crowd::Crowd::restore(&*store_for_reports, crowd_config, Utc::now()),
         })
     }
 
@@ -560,13 +573,21 @@ impl Engine {
                     || OfficialNow::default().reading(service.status.is_some()),
                     |o| o.reading(service.status.is_some()),
                 );
+                let crowd = self.crowd.reading(&service.name);
                 let components: Vec<ComponentNow> = by_service
                     .get(&service.name)
                     .into_iter()
                     .flatten()
                     .map(|(key, _, since)| {
                         let probes = assessor.reading(key, service.local, online);
-                        let assessment = fuse(probes, reading);
+                        let mut assessment = fuse(probes, reading);
+                        if let Some((crowd, reporting)) = &crowd {
+                            assessment = aiwatch_core::assessment::with_crowd(
+                                assessment,
+                                crowd.level,
+                                crowd.scope(*reporting),
+                            );
+                        }
                         let description = if assessor.incident(key).is_some() {
                             assessor.describe(key)
                         } else {

@@ -5,12 +5,14 @@
 pub mod access;
 pub mod alerting;
 pub mod api;
+pub mod crowd;
 pub mod daemon;
 pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod observe;
+pub mod reports;
 pub mod scheduler;
 pub mod statuspage;
 pub mod writer;

@@ -71,12 +71,21 @@ pub struct Metrics {
     pub open_incidents: Gauge,
     pub canaries: Family<ServiceLabels, Counter>,
     pub control_up: Gauge,
+    /// Alert delivery attempts by outcome (`sent`, `retry`, `dead`).
+    pub alert_attempts: Family<OutcomeLabels, Counter>,
+    /// Deliveries waiting in the outbox (set at scrape).
+    pub alerts_pending: Gauge,
     /// Per-service phase histograms, or one series per phase (`service="all"`) when the daemon
     /// watches more services than [`PER_SERVICE_HISTOGRAMS_UP_TO`].
     per_service_phases: bool,
     /// Worst drift seen since start, in microseconds.
     max_drift_us: AtomicU64,
     pub max_drift_seconds: Gauge<f64, AtomicU64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 /// Above this many services, phase histograms are aggregated across services: 10,000
@@ -192,6 +201,18 @@ impl Metrics {
             "1 when the monitor's own connection works (control probe), 0 when it does not",
             control_up.clone(),
         );
+        let alert_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "alert_delivery_attempts",
+            "Alert delivery attempts by outcome: sent (accepted), retry (will try again), dead (given up)",
+            alert_attempts.clone(),
+        );
+        let alerts_pending = Gauge::default();
+        registry.register(
+            "alerts_pending",
+            "Alert deliveries waiting in the outbox",
+            alerts_pending.clone(),
+        );
         Self {
             registry,
             state,
@@ -209,6 +230,8 @@ impl Metrics {
             open_incidents,
             canaries,
             control_up,
+            alert_attempts,
+            alerts_pending,
             per_service_phases: services <= PER_SERVICE_HISTOGRAMS_UP_TO,
             max_drift_us: AtomicU64::new(0),
             max_drift_seconds,

@@ -12,8 +12,8 @@ use aiwatch_core::{Cause, ServiceName};
 use aiwatch_server::metrics::Metrics;
 use aiwatch_server::writer::{WriteOp, Writer};
 use aiwatch_store::{
-    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, Retention,
-    Rollup, SavedState, Selector, SqliteStore, Store, TimeRange, Uptime,
+    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, NewReport,
+    PublicPost, Retention, Rollup, SavedState, Selector, SqliteStore, Store, TimeRange, Uptime,
 };
 use chrono::{DateTime, Utc};
 
@@ -142,6 +142,47 @@ impl Store for FlakyStore {
     }
     fn prune_deliveries(&self, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
         self.inner.prune_deliveries(before)
+    }
+    fn insert_report(&self, r: &NewReport) -> aiwatch_store::Result<bool> {
+        self.inner.insert_report(r)
+    }
+    fn report_minutes(
+        &self,
+        service: &ServiceName,
+        region: Option<&Region>,
+        range: TimeRange,
+    ) -> aiwatch_store::Result<Vec<(DateTime<Utc>, u32)>> {
+        self.inner.report_minutes(service, region, range)
+    }
+    fn report_minutes_all(
+        &self,
+        range: TimeRange,
+    ) -> aiwatch_store::Result<Vec<aiwatch_store::ReportMinute>> {
+        self.inner.report_minutes_all(range)
+    }
+    fn report_symptoms(
+        &self,
+        service: &ServiceName,
+        range: TimeRange,
+    ) -> aiwatch_store::Result<Vec<(String, u32)>> {
+        self.inner.report_symptoms(service, range)
+    }
+    fn insert_posts(&self, posts: &[PublicPost]) -> aiwatch_store::Result<usize> {
+        self.inner.insert_posts(posts)
+    }
+    fn posts(
+        &self,
+        service: &ServiceName,
+        range: TimeRange,
+        limit: usize,
+    ) -> aiwatch_store::Result<Vec<PublicPost>> {
+        self.inner.posts(service, range, limit)
+    }
+    fn meta_value(&self, key: &str, default: &str) -> aiwatch_store::Result<String> {
+        self.inner.meta_value(key, default)
+    }
+    fn prune_reports(&self, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
+        self.inner.prune_reports(before)
     }
     fn flush(&self) -> aiwatch_store::Result<()> {
         self.inner.flush()

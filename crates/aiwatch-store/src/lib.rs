@@ -21,6 +21,7 @@ pub use error::{Error, Result};
 pub use histogram::{HealthCounts, LatencyHistogram};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, Pruned,
-    Retention, Rollup, SavedState, Selector, Store, TimeRange, Uptime, DAY_ROLLUP_RETENTION_DAYS,
+    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, NewReport,
+    Pruned, PublicPost, ReportMinute, Retention, Rollup, SavedState, Selector, Store, TimeRange,
+    Uptime, DAY_ROLLUP_RETENTION_DAYS,
 };

@@ -30,6 +30,8 @@ pub struct Retention {
     pub day: chrono::Duration,
     /// Sent and dead deliveries (pending ones are never pruned).
     pub deliveries: chrono::Duration,
+    /// Problem reports and public posts (the crowd baseline learns from 8 weeks).
+    pub reports: chrono::Duration,
 }
 
 impl Default for Retention {
@@ -40,6 +42,7 @@ impl Default for Retention {
             hour: chrono::Duration::days(95),
             day: chrono::Duration::days(DAY_ROLLUP_RETENTION_DAYS),
             deliveries: chrono::Duration::days(30),
+            reports: chrono::Duration::days(70),
         }
     }
 }
@@ -52,6 +55,7 @@ pub struct Pruned {
     pub hour: usize,
     pub day: usize,
     pub deliveries: usize,
+    pub reports: usize,
 }
 
 /// Which series a read covers: one service, optionally narrowed to a component, a region and a
@@ -301,6 +305,40 @@ impl Default for DeliveryQuery {
     }
 }
 
+/// Counted reports of one service and region in one minute: (service, region, minute start,
+/// count).
+pub type ReportMinute = (ServiceName, Region, DateTime<Utc>, u32);
+
+/// One problem report, as stored: the reporter only as a salted hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReport {
+    pub service: ServiceName,
+    pub region: Region,
+    /// A symptom id (`cannot_load`, …).
+    pub symptom: String,
+    /// The salted hash of the reporter's token.
+    pub reporter: String,
+    /// The start of the dedup window: one counted report per reporter, service and window.
+    pub window_start: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub comment: Option<String>,
+}
+
+/// A public post (a feed entry) that speaks of a service's trouble.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PublicPost {
+    pub service: ServiceName,
+    /// Stable per post within its source.
+    pub id: String,
+    /// The feed's host.
+    pub source: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub at: DateTime<Utc>,
+    /// How much it counts next to a first-hand report (1.0).
+    pub weight: f64,
+}
+
 /// Persistence for the daemon. Calls are synchronous and may block on disk: call them from a
 /// dedicated writer thread or `spawn_blocking`. Implementations are shared across threads.
 pub trait Store: Send + Sync {
@@ -391,6 +429,7 @@ pub trait Store: Send + Sync {
             hour: self.prune_rollups(Granularity::Hour, now - retention.hour)?,
             day: self.prune_rollups(Granularity::Day, now - retention.day)?,
             deliveries: self.prune_deliveries(now - retention.deliveries)?,
+            reports: self.prune_reports(now - retention.reports)?,
         })
     }
 
@@ -414,6 +453,46 @@ pub trait Store: Send + Sync {
 
     /// Counts of deliveries per state.
     fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>>;
+
+    /// Saves a report unless this reporter already has one for this service in this window.
+    /// Returns whether it was counted.
+    fn insert_report(&self, report: &NewReport) -> Result<bool>;
+
+    /// Counted reports per minute (minute start, count) of a service in `range`, for one
+    /// region or all; minutes without reports are absent.
+    fn report_minutes(
+        &self,
+        service: &ServiceName,
+        region: Option<&Region>,
+        range: TimeRange,
+    ) -> Result<Vec<(DateTime<Utc>, u32)>>;
+
+    /// Counted reports per (region, minute start) of every service, for minutes in `range`.
+    fn report_minutes_all(&self, range: TimeRange) -> Result<Vec<ReportMinute>>;
+
+    /// Counted reports by symptom of a service in `range`, most reported first.
+    fn report_symptoms(
+        &self,
+        service: &ServiceName,
+        range: TimeRange,
+    ) -> Result<Vec<(String, u32)>>;
+
+    /// Saves public posts (a post seen again is ignored); returns how many were new.
+    fn insert_posts(&self, posts: &[PublicPost]) -> Result<usize>;
+
+    /// A service's public posts in `range`, newest first.
+    fn posts(
+        &self,
+        service: &ServiceName,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<PublicPost>>;
+
+    /// A value kept in the database (set to `default` the first time it is asked for).
+    fn meta_value(&self, key: &str, default: &str) -> Result<String>;
+
+    /// Deletes reports and posts older than `before`.
+    fn prune_reports(&self, before: DateTime<Utc>) -> Result<usize>;
 
     /// Makes everything written so far durable in the main file (a WAL checkpoint); for shutdown.
     fn flush(&self) -> Result<()>;

@@ -651,6 +651,7 @@ fn a_retention_policy_prunes_every_tier() {
             hour: 5 * 24,
             day: 0,
             deliveries: 0,
+            reports: 0,
         }
     );
     // 90-day uptime still counts every hour of the 90 days.

@@ -92,7 +92,7 @@ pub const SYMPTOMS: &[SymptomHelp] = &[
         steps: &[Step::NoVpn, Step::Firewall, Step::OtherNetwork],
     },
     SymptomHelp {
-        symptom: Symptom::CannotConnect,
+        symptom: Symptom::CannotLoad,
         label: "The site does not load at all",
         steps: &[Step::OtherNetwork, Step::Firewall, Step::NoVpn],
     },
@@ -102,19 +102,29 @@ pub const SYMPTOMS: &[SymptomHelp] = &[
         steps: &[Step::Relogin, Step::ClearCookies, Step::NoVpn],
     },
     SymptomHelp {
-        symptom: Symptom::NotAvailable,
+        symptom: Symptom::RegionBlocked,
         label: "“Not available in your country”",
         steps: &[Step::NoVpn],
     },
     SymptomHelp {
-        symptom: Symptom::TooManyRequests,
+        symptom: Symptom::RateLimited,
         label: "“Too many requests” or a usage limit",
         steps: &[Step::Wait, Step::Relogin],
     },
     SymptomHelp {
-        symptom: Symptom::Slow,
+        symptom: Symptom::SlowOrCutOff,
         label: "Very slow or cut-off answers",
         steps: &[Step::OtherNetwork, Step::NoVpn],
+    },
+    SymptomHelp {
+        symptom: Symptom::MissingHistory,
+        label: "My chat history is gone",
+        steps: &[Step::Relogin, Step::OtherBrowser],
+    },
+    SymptomHelp {
+        symptom: Symptom::Other,
+        label: "Something else",
+        steps: &[Step::OtherBrowser, Step::OtherNetwork],
     },
 ];
 
@@ -284,7 +294,9 @@ fn validate(engine: &Engine, params: &[(String, String)]) -> Result<Request, Str
                     }
                 }
             }
-            "symptom" => match SYMPTOMS.iter().find(|s| s.symptom.id() == value) {
+            "symptom" => match Symptom::parse(value)
+                .and_then(|parsed| SYMPTOMS.iter().find(|s| s.symptom == parsed))
+            {
                 Some(symptom)
                     if !request
                         .symptoms

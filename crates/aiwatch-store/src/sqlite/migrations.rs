@@ -12,7 +12,7 @@ pub const APPLICATION_ID: i64 = 0x6169_7774;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a
 /// migration that has shipped.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -230,4 +230,34 @@ CREATE TABLE delivery (
 );
 CREATE INDEX delivery_due ON delivery (next_at_ms) WHERE state = 'pending';
 CREATE INDEX delivery_by_created ON delivery (created_at_ms);
+"#;
+
+/// Problem reports (one counted row per reporter, service and window; the reporter only as a
+/// salted hash, never an address) and the public posts matched from feeds.
+const V3: &str = r#"
+CREATE TABLE report (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    region TEXT NOT NULL,
+    symptom TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    comment TEXT,
+    UNIQUE (service, reporter, window_start_ms)
+);
+CREATE INDEX report_by_service_at ON report (service, at_ms);
+CREATE INDEX report_by_at ON report (at_ms);
+
+CREATE TABLE public_post (
+    service TEXT NOT NULL,
+    id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    title TEXT NOT NULL,
+    url TEXT,
+    at_ms INTEGER NOT NULL,
+    weight REAL NOT NULL,
+    PRIMARY KEY (service, id)
+) WITHOUT ROWID;
+CREATE INDEX public_post_by_service_at ON public_post (service, at_ms);
 "#;

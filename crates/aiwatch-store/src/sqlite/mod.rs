@@ -5,6 +5,7 @@ mod checkpoint;
 mod migrations;
 mod outbox;
 mod read;
+mod reports;
 mod write;
 
 use std::collections::HashMap;
@@ -19,9 +20,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::store::ReportMinute;
 use crate::store::{
-    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, Rollup,
-    SavedState, Selector, Store, TimeRange, Uptime,
+    Delivery, DeliveryOutcome, DeliveryQuery, DeliveryState, Granularity, IncidentQuery, NewReport,
+    PublicPost, Rollup, SavedState, Selector, Store, TimeRange, Uptime,
 };
 
 pub use migrations::{APPLICATION_ID, SCHEMA_VERSION};
@@ -424,6 +426,52 @@ impl Store for SqliteStore {
 
     fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<usize> {
         self.write(|w| w.prune_deliveries(before))
+    }
+
+    fn insert_report(&self, report: &NewReport) -> Result<bool> {
+        self.write(|w| w.insert_report(report))
+    }
+
+    fn report_minutes(
+        &self,
+        service: &aiwatch_core::ServiceName,
+        region: Option<&aiwatch_core::observation::Region>,
+        range: TimeRange,
+    ) -> Result<Vec<(DateTime<Utc>, u32)>> {
+        self.with_reader(|c| reports::minutes(c, service, region, range))
+    }
+
+    fn report_minutes_all(&self, range: TimeRange) -> Result<Vec<ReportMinute>> {
+        self.with_reader(|c| reports::minutes_all(c, range))
+    }
+
+    fn report_symptoms(
+        &self,
+        service: &aiwatch_core::ServiceName,
+        range: TimeRange,
+    ) -> Result<Vec<(String, u32)>> {
+        self.with_reader(|c| reports::symptoms(c, service, range))
+    }
+
+    fn insert_posts(&self, posts: &[PublicPost]) -> Result<usize> {
+        self.write(|w| w.insert_posts(posts))
+    }
+
+    fn posts(
+        &self,
+        service: &aiwatch_core::ServiceName,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<PublicPost>> {
+        self.with_reader(|c| reports::posts(c, service, range, limit))
+    }
+
+    fn meta_value(&self, key: &str, default: &str) -> Result<String> {
+        self.write(|w| w.meta_value(key, default))
+    }
+
+    fn prune_reports(&self, before: DateTime<Utc>) -> Result<usize> {
+        self.write(|w| w.prune_reports(before))
     }
 
     fn load_states(&self) -> Result<Vec<SavedState>> {

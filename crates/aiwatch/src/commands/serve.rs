@@ -109,6 +109,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             assess: AssessConfig::from_defaults(defaults),
             page_name: "aiwatch".into(),
             stream_interval: defaults.stream_interval,
+            crowd: loaded.config.crowd.clone(),
         },
         limits: Limits::default(),
         access,
