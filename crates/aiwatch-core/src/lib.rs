@@ -18,6 +18,7 @@ pub mod key_route;
 pub mod network;
 pub mod observation;
 pub mod official;
+pub mod official_lag;
 pub mod prometheus_text;
 pub mod scrub;
 pub mod secret;

@@ -48,6 +48,8 @@ pub struct DaemonConfig {
     pub dashboard_url: String,
     /// The gateway's usage spikes, when it runs in this process.
     pub usage_spikes: Option<crate::alerting::UsageSource>,
+    /// Public feeds read for posts about trouble (`[[feed]]`).
+    pub feeds: Vec<aiwatch_core::config::FeedConfig>,
 }
 
 /// A running daemon's handles, for tests and the benchmark.
@@ -209,6 +211,12 @@ pub async fn run(
         })
     };
 
+    let chatter_task = (!config.feeds.is_empty()).then(|| {
+        let (engine, rx) = (engine.clone(), stop_rx.clone());
+        let ctx = engine.checker().context().clone();
+        tokio::spawn(crate::chatter::run(engine, ctx, config.feeds, stopped(rx)))
+    });
+
     // A restart resumes each service's schedule from its last stored observation.
     let last_seen = config.store.last_observation_times().unwrap_or_default();
     let now = Utc::now();
@@ -273,6 +281,9 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = crowd_task.await;
+    if let Some(task) = chatter_task {
+        let _ = task.await;
+    }
     engine.flush().await;
     Ok(())
 }

@@ -602,8 +602,15 @@ impl Engine {
                     })
                     .collect();
                 let rolled: Vec<Assessment> = components.iter().map(|c| c.assessment).collect();
-                let assessment =
+                let mut assessment =
                     roll_up(&rolled).unwrap_or_else(|| fuse(ProbeReading::NotChecked, reading));
+                if let Some((crowd, reporting)) = &crowd {
+                    assessment = aiwatch_core::assessment::with_crowd(
+                        assessment,
+                        crowd.level,
+                        crowd.scope(*reporting),
+                    );
+                }
                 let since = components
                     .iter()
                     .filter(|c| c.assessment.status == assessment.status)

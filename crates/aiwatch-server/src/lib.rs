@@ -5,6 +5,7 @@
 pub mod access;
 pub mod alerting;
 pub mod api;
+pub mod chatter;
 pub mod crowd;
 pub mod daemon;
 pub mod dashboard;

@@ -116,6 +116,7 @@ impl Daemon {
             },
             dashboard_url: "http://aiwatch.test".into(),
             usage_spikes: None,
+            feeds: Vec::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

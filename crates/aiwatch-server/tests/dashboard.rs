@@ -935,3 +935,156 @@ async fn just_me_turns_away_what_would_wait_too_long_for_a_check() {
     assert!(busy >= 1, "the wait is bounded: {statuses:?}");
     assert_eq!(busy + served, 24, "{statuses:?}");
 }
+
+// === What people report ===
+
+async fn report(engine: &Arc<Engine>, reporter: &str, body: &str) -> Page {
+    send(
+        engine,
+        Request::post("/api/v1/reports")
+            .header("content-type", "application/json")
+            .header("x-aiwatch-reporter", reporter)
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The crowd detector's minutes after now, as the daemon's tick would record them.
+fn minutes_pass(engine: &Engine, minutes: i64) {
+    let now = Utc::now();
+    for m in 1..=minutes {
+        engine
+            .crowd
+            .tick(&*engine.store, now + chrono::Duration::minutes(m));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_from_many_people_move_the_assessment_and_one_reporter_moves_nothing() {
+    let engine = engine(&["chatgpt"]);
+    feed(&engine, "chatgpt", "web", Health::Up, 5, 0).await;
+    let body = r#"{"service": "chatgpt", "symptom": "login_loop"}"#;
+
+    // One reporter repeating itself: counted once, then held back; nothing moves.
+    let first = report(&engine, "reporter-repeating-0001", body).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert!(first.body.contains("\"counted\":true"), "{}", first.body);
+    let mut refused = false;
+    for _ in 0..20 {
+        let again = report(&engine, "reporter-repeating-0001", body).await;
+        match again.status {
+            StatusCode::ACCEPTED => assert!(again.body.contains("\"counted\":false")),
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(again.headers.contains_key(header::RETRY_AFTER));
+                refused = true;
+                break;
+            }
+            other => panic!("unexpected {other}: {}", again.body),
+        }
+    }
+    assert!(refused, "a flooding reporter is held back");
+    minutes_pass(&engine, 4);
+    let service = get(&engine, "/api/services/chatgpt").await;
+    assert!(
+        service.body.contains("\"state\":\"operational\""),
+        "{}",
+        service.body
+    );
+
+    // Twelve people (on a server that has not heard them yet): the level rises and the one
+    // assessment says so everywhere.
+    let engine = self::engine(&["chatgpt"]);
+    feed(&engine, "chatgpt", "web", Health::Up, 5, 0).await;
+    for i in 0..12 {
+        let page = report(&engine, &format!("reporter-distinct-{i:04}"), body).await;
+        assert_eq!(page.status, StatusCode::ACCEPTED, "{}", page.body);
+    }
+    minutes_pass(&engine, 4);
+    let api = get(&engine, "/api/services/chatgpt").await;
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["state"], "degraded", "{}", api.body);
+    assert_eq!(json["cause"], "crowd_reports", "{}", api.body);
+    let summary = get(&engine, "/api/v2/summary.json").await;
+    assert!(
+        summary.body.contains("degraded_performance"),
+        "{}",
+        summary.body
+    );
+    let page = get(&engine, "/services/chatgpt").await;
+    assert!(
+        page.body.contains("users report problems"),
+        "the headline says so"
+    );
+    assert!(page.body.contains("What people report"));
+    assert!(
+        page.body.contains("Login loop"),
+        "the top symptom is listed"
+    );
+    let reports = get(&engine, "/api/v1/services/chatgpt/reports").await;
+    let reports: serde_json::Value = serde_json::from_str(&reports.body).unwrap();
+    assert_eq!(
+        reports["level"], "possible",
+        "cold start says at most possible"
+    );
+    assert_eq!(reports["last_hour"]["total"], 12);
+    assert_eq!(
+        reports["last_hour"]["by_symptom"][0]["symptom"],
+        "login_loop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_names_the_allowed_values_and_the_form_works_without_javascript() {
+    let engine = engine(&["chatgpt"]);
+    let bad = report(
+        &engine,
+        "reporter-bad-input-0001",
+        r#"{"service": "chatgtp", "symptom": "login_loop"}"#,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("did you mean chatgpt"), "{}", bad.body);
+    let bad = report(
+        &engine,
+        "reporter-bad-input-0001",
+        r#"{"service": "chatgpt", "symptom": "on_fire"}"#,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("cannot_load") && bad.body.contains("other"),
+        "{}",
+        bad.body
+    );
+
+    // A browser without a token: the form posts, gets a cookie and is sent to the service page.
+    let posted = send(
+        &engine,
+        Request::post("/report")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "service=chatgpt&symptom=blank_page&comment={}",
+                "%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    assert_eq!(
+        posted.headers[header::LOCATION],
+        "/services/chatgpt?reported=1#reports"
+    );
+    let cookie = posted.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with("aiwatch_reporter=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let page = get(&engine, "/services/chatgpt?reported=1").await;
+    assert!(page.body.contains("your report counts"), "{}", page.body);
+    assert!(
+        page.body.contains("action=\"/report\""),
+        "the form is on the page"
+    );
+    assert_escaped(&page, "/services/chatgpt?reported=1");
+}

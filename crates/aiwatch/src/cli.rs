@@ -58,6 +58,32 @@ pub enum Command {
     /// Work with the configured `[[alert]]` channels.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Tell an aiwatch server that you see a problem with a service ("is anyone else seeing
+    /// this?"), and see what others report.
+    #[command(
+        after_help = "Example: aiwatch report chatgpt --symptom login_loop --server https://aiwatch.example.com\n\nSymptoms: cannot_load, login_loop, blank_page, access_denied, network_error, logged_out, region_blocked, rate_limited, slow_or_cut_off, missing_history, other.\n\nExit codes: 0 the report was taken (counted or already counted this hour), 2 the server refused it or could not be reached; 64 usage error."
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The service, as the server names it (e.g. chatgpt).
+    pub service: String,
+    /// What you see.
+    #[arg(long)]
+    pub symptom: String,
+    /// The server (default: the config's [server] listen address on this machine).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Your coarse region (optional), e.g. eu-west or fr.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A short comment (at most 500 characters; keys are scrubbed).
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Subcommand)]

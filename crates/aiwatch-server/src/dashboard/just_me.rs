@@ -490,6 +490,9 @@ fn render(
             div.alert role="alert" { (present::icon(Tone::Bad)) (message) }
         }
         (form(engine, request))
+        @if let Some(service) = &request.service {
+            (super::reports::form(service.name.as_str()))
+        }
         @if let (Some(service), Some((age, verdict))) = (&request.service, result) {
             @let (tone, text) = headline(verdict, &service.title);
             section.result aria-labelledby="answer" aria-live="polite" {

@@ -16,6 +16,7 @@ pub mod just_me;
 pub mod layout;
 pub mod overview;
 pub mod present;
+pub mod reports;
 pub mod service;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<Shared> {
         .route("/services/{name}", get(service::handler))
         .route("/incidents", get(incidents::handler))
         .route("/just-me", just_me::method_router())
+        .route("/report", axum::routing::post(reports::post))
         .route("/badge/{file}", get(badge::badge))
         .route("/widget/{name}", get(badge::widget))
         .route("/assets/{file}", get(assets::serve))

@@ -121,6 +121,10 @@ pub struct Detail {
     pub latency: Vec<ComponentLatency>,
     pub incidents: Vec<Incident>,
     pub verdict: Option<Verdict>,
+    /// What people report.
+    pub crowd: super::reports::CrowdView,
+    /// What the reader's own report did (`?reported=1|0` after the form).
+    pub reported: Option<bool>,
 }
 
 fn bucket_points(
@@ -340,6 +344,8 @@ pub fn gather(
         latency,
         incidents,
         verdict: engine.latest_verdict(&service.name),
+        crowd: super::reports::gather(engine, service, now)?,
+        reported: None,
     })
 }
 
@@ -354,6 +360,10 @@ pub async fn handler(
         Err(response) => return response,
     };
     let mut range = None;
+    let reported = params
+        .iter()
+        .find(|(k, _)| k == "reported")
+        .map(|(_, v)| v == "1");
     for (key, value) in &params {
         if key != "range" {
             continue;
@@ -371,7 +381,10 @@ pub async fn handler(
     let range = range.unwrap_or(Range::Day);
     super::blocking(&engine, move |engine| {
         match gather(engine, &service, range, Utc::now()) {
-            Ok(detail) => layout::html_response(StatusCode::OK, render(&detail)),
+            Ok(mut detail) => {
+                detail.reported = reported;
+                layout::html_response(StatusCode::OK, render(&detail))
+            }
             Err(e) => super::store_failed(engine, &e),
         }
     })
@@ -687,6 +700,7 @@ pub fn render(d: &Detail) -> Markup {
             @for incident in &d.incidents { (incidents::incident_card(incident, None, d.now)) }
         }
         (official_section(d))
+        (super::reports::section(&d.crowd, &d.name, d.reported))
         section aria-labelledby="embed-title" {
             h2 #embed-title { "Embed" }
             p {

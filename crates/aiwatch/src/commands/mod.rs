@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod drill;
 pub mod gateway;
+mod report;
 pub mod serve;
 mod services;
 mod status;
@@ -30,5 +31,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             event,
             network,
         }) => alert::test(cli.config.as_deref(), &name, &event, &network),
+        Command::Report(args) => report::run(cli.config.as_deref(), &args),
     }
 }

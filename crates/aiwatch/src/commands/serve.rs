@@ -131,6 +131,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         alert_retry: aiwatch_alerts::RetryPolicy::default(),
         dashboard_url,
         usage_spikes: None,
+        feeds: loaded.config.feeds.clone(),
     };
 
     tracing_subscriber_init();
