@@ -86,6 +86,7 @@ pub fn app(engine: Shared) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/reports", axum::routing::post(post_report))
         .route("/api/v1/services/{name}/reports", get(service_reports))
+        .route("/api/v1/official-lag", get(official_lag))
         .route("/api/v2/summary.json", get(statuspage::summary))
         .route("/api/v2/status.json", get(statuspage::status))
         .route("/api/v2/components.json", get(statuspage::components))
@@ -126,6 +127,37 @@ async fn metrics(AxumState(engine): AxumState<Shared>) -> Response {
                     .metrics
                     .alerts_pending
                     .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+        }
+        for service in &engine.services {
+            let level = engine
+                .crowd
+                .reading(&service.name)
+                .map_or(0, |(c, _)| match c.level {
+                    aiwatch_core::crowd::CrowdLevel::None => 0,
+                    aiwatch_core::crowd::CrowdLevel::Possible => 1,
+                    aiwatch_core::crowd::CrowdLevel::Likely => 2,
+                });
+            engine
+                .metrics
+                .crowd_level
+                .get_or_create(&crate::metrics::ServiceLabels {
+                    service: service.name.to_string(),
+                })
+                .set(level);
+        }
+        for (service, lag) in engine.crowd.lags() {
+            for (quantile, value) in [("0.5", lag.median_seconds), ("0.9", lag.p90_seconds)] {
+                if let Some(value) = value {
+                    engine
+                        .metrics
+                        .official_lag
+                        .get_or_create(&crate::metrics::LagLabels {
+                            service: service.to_string(),
+                            quantile,
+                        })
+                        .set(value);
+                }
             }
         }
         engine.metrics.encode()
@@ -657,4 +689,31 @@ async fn service_reports(
     let service = find_service(&engine, &name)?;
     let summary = crate::crowd::summary(&engine, &service).await?;
     Ok(Json(json!(summary)))
+}
+
+/// `GET /api/v1/official-lag`: per service, how late its official page acknowledged the
+/// incidents aiwatch saw first over the last 90 days.
+async fn official_lag(AxumState(engine): AxumState<Shared>) -> Json<Value> {
+    let lags = engine.crowd.lags();
+    let list: Vec<Value> = engine
+        .services
+        .iter()
+        .filter_map(|s| {
+            let lag = lags.get(&s.name)?;
+            let page = s
+                .status
+                .as_ref()
+                .and_then(|p| aiwatch_core::network::url_host(p.url()).map(str::to_owned));
+            Some(json!({
+                "service": s.name,
+                "status_page": page,
+                "acknowledged": lag.acknowledged,
+                "never_acknowledged": lag.never_acknowledged,
+                "median_seconds": lag.median_seconds,
+                "p90_seconds": lag.p90_seconds,
+                "sentence": lag.sentence(page.as_deref().unwrap_or("The official page")),
+            }))
+        })
+        .collect();
+    Json(json!(list))
 }

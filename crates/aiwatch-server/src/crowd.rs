@@ -7,6 +7,7 @@ use std::sync::{Mutex, RwLock};
 
 use aiwatch_core::crowd::{CrowdConfig, CrowdLevel, CrowdReading, CrowdSeries};
 use aiwatch_core::observation::Region;
+use aiwatch_core::official_lag::LagSummary;
 use aiwatch_core::{Scope, ServiceName};
 use aiwatch_store::{Store, TimeRange};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -53,6 +54,8 @@ pub struct Crowd {
     last: Mutex<Option<DateTime<Utc>>>,
     /// Weighted public posts per service, for the minute being filled.
     posts: Mutex<HashMap<ServiceName, f64>>,
+    /// How late each service's official page acknowledged incidents (refreshed each minute).
+    lag: RwLock<HashMap<ServiceName, LagSummary>>,
 }
 
 fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -84,7 +87,36 @@ impl Crowd {
             readings: RwLock::new(HashMap::new()),
             last: Mutex::new(Some(this_minute - Duration::minutes(1))),
             posts: Mutex::new(HashMap::new()),
+            lag: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Recomputes each service's official-page lag from the last 90 days of incidents.
+    pub fn refresh_lag(&self, store: &dyn Store, services: &[ServiceName], now: DateTime<Utc>) {
+        let incidents = match store.incidents(&aiwatch_store::IncidentQuery {
+            from: Some(now - Duration::days(90)),
+            limit: 10_000,
+            ..aiwatch_store::IncidentQuery::default()
+        }) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "incidents could not be read for the official-page lag");
+                return;
+            }
+        };
+        let lag = services
+            .iter()
+            .map(|s| {
+                let own = incidents.iter().filter(|i| &i.key.service == s);
+                (s.clone(), aiwatch_core::official_lag::summarize(own))
+            })
+            .collect();
+        *self.lag.write().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    /// Every service's official-page lag, as last computed.
+    pub fn lags(&self) -> HashMap<ServiceName, LagSummary> {
+        self.lag.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Counts matched public posts (already weighted) into the current minute.
@@ -97,21 +129,22 @@ impl Crowd {
             .or_default() += weight;
     }
 
-    /// Records every complete minute since the last one and assesses each series.
-    pub fn tick(&self, store: &dyn Store, now: DateTime<Utc>) {
+    /// Records every complete minute since the last one and assesses each series; returns
+    /// whether a new minute was recorded.
+    pub fn tick(&self, store: &dyn Store, now: DateTime<Utc>) -> bool {
         let this_minute = minute_of(now);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let from = last.map_or(this_minute - Duration::minutes(1), |l| {
             l + Duration::minutes(1)
         });
         if from >= this_minute {
-            return;
+            return false;
         }
         let rows = match store.report_minutes_all(TimeRange::new(from, this_minute)) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "problem reports could not be counted this minute");
-                return;
+                return false;
             }
         };
         let posts = std::mem::take(&mut *self.posts.lock().unwrap_or_else(|p| p.into_inner()));
@@ -159,6 +192,7 @@ impl Crowd {
         }
         *self.readings.write().unwrap_or_else(|p| p.into_inner()) = readings;
         *last = Some(this_minute - Duration::minutes(1));
+        true
     }
 
     /// A service's crowd signal now, and how many regions report at all.

@@ -202,7 +202,12 @@ pub async fn run(
                     _ = tick.tick() => {
                         let engine = engine.clone();
                         let _ = tokio::task::spawn_blocking(move || {
-                            engine.crowd.tick(&*engine.store, Utc::now());
+                            let now = Utc::now();
+                            if engine.crowd.tick(&*engine.store, now) {
+                                let names: Vec<_> =
+                                    engine.services.iter().map(|s| s.name.clone()).collect();
+                                engine.crowd.refresh_lag(&*engine.store, &names, now);
+                            }
                         })
                         .await;
                     }

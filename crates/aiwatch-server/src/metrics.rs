@@ -75,12 +75,22 @@ pub struct Metrics {
     pub alert_attempts: Family<OutcomeLabels, Counter>,
     /// Deliveries waiting in the outbox (set at scrape).
     pub alerts_pending: Gauge,
+    /// How late each official page acknowledged what aiwatch saw first (90 days).
+    pub official_lag: Family<LagLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Problem reports' level per service: 0 none, 1 possible, 2 likely.
+    pub crowd_level: Family<ServiceLabels, Gauge>,
     /// Per-service phase histograms, or one series per phase (`service="all"`) when the daemon
     /// watches more services than [`PER_SERVICE_HISTOGRAMS_UP_TO`].
     per_service_phases: bool,
     /// Worst drift seen since start, in microseconds.
     max_drift_us: AtomicU64,
     pub max_drift_seconds: Gauge<f64, AtomicU64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub service: String,
+    pub quantile: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,6 +223,18 @@ impl Metrics {
             "Alert deliveries waiting in the outbox",
             alerts_pending.clone(),
         );
+        let official_lag = Family::<LagLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "official_lag_seconds",
+            "How long after aiwatch's own probes the official page acknowledged incidents (last 90 days; quantile 0.5 and 0.9)",
+            official_lag.clone(),
+        );
+        let crowd_level = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "crowd_level",
+            "Problem reports compared with the usual: 0 none, 1 possible problems, 2 likely problems",
+            crowd_level.clone(),
+        );
         Self {
             registry,
             state,
@@ -232,6 +254,8 @@ impl Metrics {
             control_up,
             alert_attempts,
             alerts_pending,
+            official_lag,
+            crowd_level,
             per_service_phases: services <= PER_SERVICE_HISTOGRAMS_UP_TO,
             max_drift_us: AtomicU64::new(0),
             max_drift_seconds,

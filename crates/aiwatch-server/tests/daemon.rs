@@ -116,7 +116,7 @@ impl Daemon {
             },
             dashboard_url: "http://aiwatch.test".into(),
             usage_spikes: None,
-            feeds: Vec::new(),
+            feeds: config.feeds.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -745,5 +745,70 @@ async fn a_monitor_whose_dns_fails_sends_one_monitor_trouble_alert_and_none_for_
         .await;
     let events = wait_for_hook(&hook, "the monitor's recovery", |e| e.len() >= 2).await;
     assert_eq!(event_names(&events), ["monitor_trouble", "recovered"]);
+    daemon.stop().await;
+}
+
+// === Public chatter ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_about_trouble_in_a_public_feed_are_saved_and_shown() {
+    let world = World::openai().await;
+    let feed = world.receiver("forum.example.test").await;
+    let now = chrono::Utc::now().to_rfc3339();
+    feed.route(
+        "GET",
+        "/latest.atom",
+        aiwatch_testkit::Reply::text(
+            200,
+            "application/atom+xml",
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>forum</title><id>urn:forum</id><updated>{now}</updated>
+  <entry><id>urn:post:1</id><title>OpenAI API down? Getting 503 everywhere</title>
+    <link href="https://forum.example.test/t/1"/><updated>{now}</updated>
+    <content type="html">Is it just me or is it not working since 10 minutes?</content></entry>
+  <entry><id>urn:post:2</id><title>How do I download my OpenAI invoices?</title>
+    <link href="https://forum.example.test/t/2"/><updated>{now}</updated>
+    <content type="html">Looking for the billing page.</content></entry>
+  <entry><id>urn:post:3</id><title>Anthropic is down</title>
+    <link href="https://forum.example.test/t/3"/><updated>{now}</updated>
+    <content type="html">not our service</content></entry>
+</feed>"#
+            ),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_alerts(
+        &world,
+        &["openai-api"],
+        &dir.path().join("feeds.db"),
+        &format!(
+            "[[feed]]\nurl = \"{}/latest.atom\"\nservices = [\"openai-api\"]\n",
+            feed.url("forum.example.test")
+        ),
+    )
+    .await;
+    let reports = daemon
+        .wait_for(
+            "/api/v1/services/openai-api/reports",
+            "the matched post",
+            |r| r["posts"].as_array().is_some_and(|p| !p.is_empty()),
+        )
+        .await;
+    let posts = reports["posts"].as_array().unwrap();
+    assert_eq!(
+        posts.len(),
+        1,
+        "only the post about trouble with this service: {posts:?}"
+    );
+    assert_eq!(posts[0]["title"], "OpenAI API down? Getting 503 everywhere");
+    assert_eq!(posts[0]["url"], "https://forum.example.test/t/1");
+    let page = daemon.get("/services/openai-api").await;
+    assert!(
+        page.1.contains("What people are saying"),
+        "the page links it"
+    );
+    assert!(page.1.contains("https://forum.example.test/t/1"));
     daemon.stop().await;
 }

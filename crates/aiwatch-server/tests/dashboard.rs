@@ -1088,3 +1088,64 @@ async fn a_report_names_the_allowed_values_and_the_form_works_without_javascript
     );
     assert_escaped(&page, "/services/chatgpt?reported=1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_pages_lag_is_measured_from_our_opening_to_its_acknowledgement() {
+    use aiwatch_core::assess::{Incident, IncidentPhase, Key, TimelineEntry, TimelineKind};
+    let engine = engine(&["openai-api"]);
+    let opened = Utc::now() - chrono::Duration::days(2);
+    for (i, minutes) in [4i64, 11, 30].into_iter().enumerate() {
+        let at = opened + chrono::Duration::hours(i as i64);
+        let entry = |offset: i64, kind| TimelineEntry {
+            at: at + chrono::Duration::minutes(offset),
+            kind,
+            text: "…".into(),
+        };
+        engine
+            .store
+            .upsert_incident(&Incident {
+                id: format!("inc-{i}"),
+                key: Key::new(
+                    aiwatch_core::ServiceName::parse("openai-api").unwrap(),
+                    aiwatch_core::observation::Component::Api,
+                    "local",
+                ),
+                opened_at: at,
+                updated_at: at,
+                resolved_at: Some(at + chrono::Duration::hours(1)),
+                phase: IncidentPhase::Resolved,
+                severity: aiwatch_core::Status::Outage,
+                cause: Cause::ProviderError,
+                confirmed: true,
+                timeline: vec![
+                    entry(0, TimelineKind::Opened),
+                    entry(minutes, TimelineKind::Confirmed),
+                    entry(60, TimelineKind::Resolved),
+                ],
+            })
+            .unwrap();
+    }
+    let names = vec![aiwatch_core::ServiceName::parse("openai-api").unwrap()];
+    engine.crowd.refresh_lag(&*engine.store, &names, Utc::now());
+    let lag = get(&engine, "/api/v1/official-lag").await;
+    let lag: serde_json::Value = serde_json::from_str(&lag.body).unwrap();
+    assert_eq!(lag[0]["acknowledged"], 3);
+    assert_eq!(lag[0]["median_seconds"], 660.0);
+    assert!(
+        lag[0]["sentence"]
+            .as_str()
+            .unwrap()
+            .starts_with("status.openai.com acknowledged outages a median 11 min after our probes"),
+        "{lag}"
+    );
+    let metrics = get(&engine, "/metrics").await;
+    assert!(
+        metrics
+            .body
+            .contains("aiwatch_official_lag_seconds{service=\"openai-api\",quantile=\"0.5\"} 660"),
+        "{}",
+        metrics.body
+    );
+    let page = get(&engine, "/services/openai-api").await;
+    assert!(page.body.contains("acknowledged outages a median 11 min"));
+}

@@ -9,7 +9,7 @@ use aiwatch_core::crowd::CrowdLevel;
 use aiwatch_core::official_lag::LagSummary;
 use aiwatch_core::symptom::Symptom;
 use aiwatch_core::Service;
-use aiwatch_store::{IncidentQuery, PublicPost, TimeRange};
+use aiwatch_store::{PublicPost, TimeRange};
 use axum::extract::{ConnectInfo, Extension, Form, State as AxumState};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -78,12 +78,6 @@ pub fn gather(
     let day = TimeRange::new(now - Duration::hours(24), now);
     let top = engine.store.report_symptoms(&service.name, day)?;
     let posts = engine.store.posts(&service.name, day, 10)?;
-    let incidents = engine.store.incidents(&IncidentQuery {
-        service: Some(service.name.clone()),
-        from: Some(now - Duration::days(90)),
-        limit: 1000,
-        ..IncidentQuery::default()
-    })?;
     let (level, regions) = engine
         .crowd
         .reading(&service.name)
@@ -95,7 +89,11 @@ pub fn gather(
         hours,
         top,
         posts,
-        lag: aiwatch_core::official_lag::summarize(&incidents),
+        lag: engine
+            .crowd
+            .lags()
+            .remove(&service.name)
+            .unwrap_or_else(|| aiwatch_core::official_lag::summarize([])),
         page_host: service
             .status
             .as_ref()
