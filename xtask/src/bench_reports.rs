@@ -24,7 +24,13 @@ pub fn run(args: &[&str]) -> Result<()> {
         .map(|i| ServiceName::parse(&format!("svc-{i:03}")))
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
-    let symptoms = ["cannot_load", "login_loop", "blank_page", "slow_or_cut_off", "other"];
+    let symptoms = [
+        "cannot_load",
+        "login_loop",
+        "blank_page",
+        "slow_or_cut_off",
+        "other",
+    ];
     let pass = |label: &str| -> Result<()> {
         let started = Instant::now();
         let mut counted = 0;
@@ -55,6 +61,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     pass("the same reporters again (deduped)")?;
     store.flush()?;
     let size = std::fs::metadata(dir.path().join("reports.db"))?.len() as f64 / 1e6;
-    println!("  database after {} reports: {size:.1} MB   (goal ≥ 5,000 reports/s)", 2 * count);
+    println!(
+        "  database after {} reports: {size:.1} MB   (goal ≥ 5,000 reports/s)",
+        2 * count
+    );
     Ok(())
 }

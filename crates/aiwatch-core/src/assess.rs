@@ -361,6 +361,9 @@ struct ServiceSide {
     signal: Status,
     title: Option<String>,
     keys: Vec<Key>,
+    /// Many people report problems with the service right now: a failing check is believed at
+    /// once (the incident opens on the first failure, "confirmed by reports").
+    crowd: bool,
 }
 
 impl Default for ServiceSide {
@@ -369,6 +372,7 @@ impl Default for ServiceSide {
             signal: Status::Unknown,
             title: None,
             keys: Vec::new(),
+            crowd: false,
         }
     }
 }
@@ -796,7 +800,10 @@ impl Assessor {
         let side = self.services.get(&obs.service);
         let signal = side.map_or(Status::Unknown, |s| s.signal);
         let title = side.and_then(|s| s.title.as_deref());
+        let crowd = side.is_some_and(|s| s.crowd);
         let config = &self.config;
+        // Reports from many people corroborate a failing check: no need to wait for a run.
+        let open_after = if crowd { 1 } else { config.open_after() };
         let mut dirty = false;
         ks.last = Some((obs.health, obs.cause));
 
@@ -812,7 +819,7 @@ impl Assessor {
                 let passes = ks.passes;
                 match ks.incident.as_mut() {
                     None => {
-                        let in_a_row = ks.failures >= config.open_after();
+                        let in_a_row = ks.failures >= open_after;
                         let scattered = ks.recent_failures() >= config.intermittent_after();
                         if (in_a_row || scattered) && signal != Status::Maintenance {
                             let opening = if in_a_row {
@@ -985,6 +992,12 @@ impl Assessor {
     }
 
     /// The official page's signal for a service (and the title of its incident, if any).
+    /// Whether many people report problems with `service` right now (the crowd's level is
+    /// raised): then a failing check opens an incident at once instead of after a run.
+    pub fn set_crowd(&mut self, service: &ServiceName, raised: bool) {
+        self.services.entry(service.clone()).or_default().crowd = raised;
+    }
+
     pub fn official(
         &mut self,
         service: &ServiceName,

@@ -910,3 +910,28 @@ fn probes_far_slower_than_the_keys_own_baseline_open_a_slow_responses_degradatio
     assert!(events.iter().any(|e| matches!(e, Event::IncidentOpened(_))));
     assert_eq!(assessor.state(&key("api")), Status::Degraded);
 }
+
+#[test]
+fn a_failure_corroborated_by_a_crowd_of_reports_opens_at_once() {
+    let mut assessor = Assessor::new(config(3, 2));
+    let at = t0();
+    assessor.set_crowd(&service(), true);
+    let down = obs(
+        "api",
+        Source::Probe,
+        Health::Down,
+        Cause::ProviderError,
+        Some(100.0),
+        None,
+        at,
+    );
+    let events = assessor.observe(&down, at);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::IncidentOpened(_))),
+        "one failure with many people reporting is enough: {events:?}"
+    );
+    // Without the crowd, one failure is not.
+    let mut quiet = Assessor::new(config(3, 2));
+    let events = quiet.observe(&down, at);
+    assert!(!events.iter().any(|e| matches!(e, Event::IncidentOpened(_))));
+}

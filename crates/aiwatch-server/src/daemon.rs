@@ -204,6 +204,7 @@ pub async fn run(
                         let _ = tokio::task::spawn_blocking(move || {
                             let now = Utc::now();
                             if engine.crowd.tick(&*engine.store, now) {
+                                engine.apply_crowd();
                                 let names: Vec<_> =
                                     engine.services.iter().map(|s| s.name.clone()).collect();
                                 engine.crowd.refresh_lag(&*engine.store, &names, now);

@@ -231,6 +231,19 @@ impl Engine {
                 >= self.options.default_interval * 2
     }
 
+    /// Tells the assessor which services many people report problems with right now (a failing
+    /// check of those opens an incident at once).
+    pub fn apply_crowd(&self) {
+        let mut assessor = self.assessor();
+        for service in &self.services {
+            let raised = self
+                .crowd
+                .reading(&service.name)
+                .is_some_and(|(c, _)| c.level != aiwatch_core::crowd::CrowdLevel::None);
+            assessor.set_crowd(&service.name, raised);
+        }
+    }
+
     /// Asks the alert rules what is owed now and saves it (time-driven decisions: a
     /// `min_duration` reached, quiet hours over, a recovery settled, a reminder due).
     pub async fn alert_tick(&self) {
