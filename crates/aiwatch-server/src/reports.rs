@@ -54,7 +54,14 @@ pub struct ReportDesk {
     pub window: Duration,
     per_token: Throttle<u64>,
     per_address: Throttle,
+    /// The regions each service has been reported from in this run: bounded, so made-up
+    /// region names cannot grow the detector's series (past the cap they count as "other").
+    regions:
+        std::sync::Mutex<std::collections::HashMap<ServiceName, std::collections::HashSet<String>>>,
 }
+
+/// Distinct regions per service before new ones count as "other".
+pub const REGIONS_PER_SERVICE: usize = 32;
 
 impl ReportDesk {
     /// Keys the reporter hashes with the server's secret (made once, kept in the store).
@@ -67,6 +74,7 @@ impl ReportDesk {
             per_token: Throttle::new(10, Duration::from_secs(6)),
             // A shared address (an office, a school) reports for many people.
             per_address: Throttle::new(60, Duration::from_secs(1)),
+            regions: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -151,7 +159,17 @@ impl ReportDesk {
         })?;
         let region = match incoming.region.as_deref().map(str::trim) {
             None | Some("") => Region::from("unknown"),
-            Some(r) if is_coarse_region(r) => Region::from(r.to_ascii_lowercase()),
+            Some(r) if is_coarse_region(r) => {
+                let r = r.to_ascii_lowercase();
+                let mut regions = self.regions.lock().unwrap_or_else(|p| p.into_inner());
+                let known = regions.entry(service.clone()).or_default();
+                if known.contains(&r) || known.len() < REGIONS_PER_SERVICE {
+                    known.insert(r.clone());
+                    Region::from(r)
+                } else {
+                    Region::from("other")
+                }
+            }
             Some(r) => {
                 return Err(Refusal::Invalid(format!(
                     "`region`: `{}` is not a region name (letters, digits and dashes, at most 32, like \"eu-west\" or \"fr\")",
@@ -313,6 +331,22 @@ mod tests {
             comment.len()
         );
         assert!(!comment.contains(&"a".repeat(40)), "{comment}");
+    }
+
+    #[test]
+    fn made_up_regions_past_the_cap_count_as_other() {
+        let (_d, _store, desk) = desk();
+        let mut last = String::new();
+        for i in 0..=REGIONS_PER_SERVICE {
+            let mut r = report("other");
+            r.region = Some(format!("region-{i}"));
+            last = desk
+                .validate(&services(), r, TOKEN, Utc::now())
+                .unwrap()
+                .region
+                .to_string();
+        }
+        assert_eq!(last, "other");
     }
 
     #[test]
