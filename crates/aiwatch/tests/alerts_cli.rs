@@ -104,6 +104,10 @@ fn config_check_names_an_alerts_missing_secret_variable() {
         stderr.contains("team") && stderr.contains("AIWATCH_TEST_UNSET_SLACK_URL"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("aiwatch.toml:4:"),
+        "names the line: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,9 +34,23 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     // Each alert is built as `serve` builds it: its variables set, its CA file usable, its
     // mail server address whole.
     let trust = aiwatch_probe::tls::Trust::new(&[]).map_err(|e| exit::config(e.to_string()))?;
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
     for alert in &config.alerts {
-        aiwatch_alerts::Channel::build(alert.clone(), &load::env_secret, &trust)
-            .map_err(|e| exit::config(format!("{}: {e}", path.display())))?;
+        aiwatch_alerts::Channel::build(alert.clone(), &load::env_secret, &trust).map_err(|e| {
+            // Point at the line that names the variable, as every other config error does.
+            let line = match &e {
+                aiwatch_alerts::Error::MissingSecret { var, .. } => text
+                    .lines()
+                    .position(|l| l.contains(&format!("\"{var}\"")))
+                    .map(|i| format!(":{}", i + 1)),
+                _ => None,
+            };
+            exit::config(format!(
+                "{}{}: {e}",
+                path.display(),
+                line.unwrap_or_default()
+            ))
+        })?;
     }
     let catalog = Catalog::with_config(&config);
     for m in aiwatch_core::key_route::moved_keys(&catalog) {
