@@ -6,6 +6,7 @@ mod bench_gateway;
 mod bench_reports;
 mod bench_serve;
 mod browser;
+mod dist;
 mod e2e;
 mod e2e_gateway;
 mod fuzz;
@@ -27,9 +28,10 @@ fn main() -> Result<()> {
         ["bench", "reports", rest @ ..] => bench_reports::run(rest),
         ["e2e", rest @ ..] => e2e::run(rest),
         ["fuzz", rest @ ..] => fuzz::run(rest),
+        ["dist", rest @ ..] => dist::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask bench alerts | cargo xtask bench reports | cargo xtask e2e [promtool|browser|alerts|sdk|local-model]\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  bench alerts  [--services N --rounds R --outbox M]: incident → webhook arrival latency of\n                a real `aiwatch serve`, and the outbox's delivered alerts/s, on loopback\n  bench reports [--reports N]: problem reports/s into SQLite through the report desk\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser;\n                alerts verifies the webhook signature with Python's hmac;\n                sdk drives the gateway with the official openai Python SDK, local-model\n                puts a real llama.cpp model (SmolLM2) behind it as the last upstream\n  fuzz          [--seconds N] every `never_panic` property, many more cases, fresh seeds"
+                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask bench alerts | cargo xtask bench reports | cargo xtask e2e [promtool|browser|alerts|sdk|local-model] | cargo xtask dist\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  bench alerts  [--services N --rounds R --outbox M]: incident → webhook arrival latency of\n                a real `aiwatch serve`, and the outbox's delivered alerts/s, on loopback\n  bench reports [--reports N]: problem reports/s into SQLite through the report desk\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser;\n                alerts verifies the webhook signature with Python's hmac;\n                sdk drives the gateway with the official openai Python SDK, local-model\n                puts a real llama.cpp model (SmolLM2) behind it as the last upstream\n  dist          the release binary (strip, LTO, one codegen unit), completions, man pages\n                and the systemd unit in $CARGO_TARGET_DIR/dist/aiwatch-dist, with sizes\n  fuzz          [--seconds N] every `never_panic` property, many more cases, fresh seeds"
             );
             bail!("unknown task: {}", args.join(" "))
         }

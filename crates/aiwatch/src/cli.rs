@@ -31,26 +31,36 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Diagnose services from this machine: is it down, or is it me?
+    #[command(
+        after_help = "Examples:\n  aiwatch check                  every service in the catalog\n  aiwatch check chatgpt openai-api --deep\n  aiwatch check --json claude | jq '.[0].cause'\n\nExit codes: 0 operational, 1 degraded or maintenance, 2 outage at the provider, 3 the problem is on your side (network, account, local runtime), 4 aiwatch could not tell; with several services, your side ranks first, then outages; 64 usage error, 78 config error."
+    )]
     Check(CheckArgs),
     /// What the providers' official status pages say: indicator, components, incidents,
     /// maintenance.
     #[command(
-        after_help = "Exit codes: 0 operational, 1 degraded or maintenance, 2 outage, 4 a page could not be read; 64 usage error."
+        after_help = "Example: aiwatch status openai-api anthropic-api\n\nExit codes: 0 operational, 1 degraded or maintenance, 2 outage, 4 a page could not be read; 64 usage error."
     )]
     Status(StatusArgs),
     /// Keep watching: scheduled probes and official pages, incidents, history, JSON API,
     /// Statuspage-compatible API and Prometheus metrics.
+    #[command(
+        after_help = "Examples:\n  aiwatch serve                           the default watch list, dashboard on http://127.0.0.1:8080\n  aiwatch serve chatgpt openai-api --listen 0.0.0.0:8080 --db /var/lib/aiwatch/aiwatch.db\n\nExit codes: 0 stopped by SIGINT/SIGTERM, 64 usage error, 78 config error (including a database it cannot open)."
+    )]
     Serve(ServeArgs),
     /// The OpenAI-compatible failover gateway: point SDKs at it, and requests go to the first
     /// healthy upstream of their model's route.
+    #[command(
+        after_help = "Example: AIWATCH_GATEWAY_KEYS=sk-gw-... aiwatch gateway   then point an SDK at http://127.0.0.1:4000/v1 (see docs/gateway.md)\n\nExit codes: 0 stopped by SIGINT/SIGTERM, 64 usage error, 78 config error."
+    )]
     Gateway(GatewayArgs),
     /// Failover drill: which upstream of a route would carry traffic right now, and is the
     /// local plan B installed and able to run?
     #[command(
-        after_help = "Exit codes: 0 some upstream is ready, 2 none is; 64 usage error, 78 config error."
+        after_help = "Example: aiwatch drill gpt-4o-mini\n\nExit codes: 0 some upstream is ready, 2 none is; 64 usage error, 78 config error."
     )]
     Drill(DrillArgs),
     /// List the catalog: built-in services plus those from the config file.
+    #[command(after_help = "Example: aiwatch services --json | jq '.[].name'")]
     Services(ServicesArgs),
     /// Work with the config file.
     #[command(subcommand)]
@@ -64,6 +74,19 @@ pub enum Command {
         after_help = "Example: aiwatch report chatgpt --symptom login_loop --server https://aiwatch.example.com\n\nSymptoms: cannot_load, login_loop, blank_page, access_denied, network_error, logged_out, region_blocked, rate_limited, slow_or_cut_off, missing_history, other.\n\nExit codes: 0 the report was taken (counted or already counted this hour), 2 the server refused it or could not be reached; 64 usage error."
     )]
     Report(ReportArgs),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish).
+    #[command(
+        after_help = "Examples:\n  aiwatch completions bash > ~/.local/share/bash-completion/completions/aiwatch\n  aiwatch completions zsh > \"${fpath[1]}/_aiwatch\"\n  aiwatch completions fish > ~/.config/fish/completions/aiwatch.fish"
+    )]
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (aiwatch.1 and one per subcommand) into a folder.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +238,9 @@ pub struct ServicesArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate a config file; errors name the line and the field.
+    #[command(
+        after_help = "Example: aiwatch config check ~/.config/aiwatch/aiwatch.toml\n\nExit codes: 0 valid, 64 usage error, 78 an error in the file (its line and field are named)."
+    )]
     Check {
         /// The file to validate (default: the one aiwatch would load).
         file: Option<PathBuf>,

@@ -4,6 +4,7 @@ pub mod alert;
 mod check;
 mod config;
 mod drill;
+mod man;
 pub mod gateway;
 mod report;
 pub mod serve;
@@ -32,5 +33,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             network,
         }) => alert::test(cli.config.as_deref(), &name, &event, &network),
         Command::Report(args) => report::run(cli.config.as_deref(), &args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "aiwatch", &mut script);
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man::write(&dir),
     }
 }
