@@ -74,13 +74,24 @@ pub enum Command {
         after_help = "Example: aiwatch report chatgpt --symptom login_loop --server https://aiwatch.example.com\n\nSymptoms: cannot_load, login_loop, blank_page, access_denied, network_error, logged_out, region_blocked, rate_limited, slow_or_cut_off, missing_history, other.\n\nExit codes: 0 the report was taken (counted or already counted this hour), 2 the server refused it or could not be reached; 64 usage error."
     )]
     Report(ReportArgs),
+    /// Write a commented starter config: the services whose keys are set here, the local
+    /// models running now, a gateway route ending with a local model, the dashboard address.
+    #[command(
+        after_help = "Examples:\n  aiwatch init             writes ~/.config/aiwatch/aiwatch.toml (never over an existing file)\n  aiwatch init --print     shows it instead\n  aiwatch init --force     replaces the existing file\n\nExit codes: 0 written (or printed), 64 the file exists (use --force) or usage error."
+    )]
+    Init {
+        /// Replace an existing config file.
+        #[arg(long)]
+        force: bool,
+        /// Print the config instead of writing it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Print shell completions (bash, zsh, fish, powershell, elvish).
     #[command(
         after_help = "Examples:\n  aiwatch completions bash > ~/.local/share/bash-completion/completions/aiwatch\n  aiwatch completions zsh > \"${fpath[1]}/_aiwatch\"\n  aiwatch completions fish > ~/.config/fish/completions/aiwatch.fish"
     )]
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Write man pages (aiwatch.1 and one per subcommand) into a folder.
     #[command(hide = true)]
     Man {

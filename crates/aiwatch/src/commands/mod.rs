@@ -4,8 +4,9 @@ pub mod alert;
 mod check;
 mod config;
 mod drill;
-mod man;
 pub mod gateway;
+mod init;
+mod man;
 mod report;
 pub mod serve;
 mod services;
@@ -42,5 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => man::write(&dir),
+        Command::Init { force, print } => init::run(cli.config.as_deref(), force, print),
     }
 }
