@@ -406,6 +406,12 @@ pub(crate) fn validate(
         }
         let settle = duration("settle", &a.settle)?.unwrap_or(DEFAULT_SETTLE);
         let min_duration = duration("min_duration", &a.min_duration)?.unwrap_or_default();
+        if duration("repeat", &a.repeat)?.is_some_and(|r| r < Duration::from_secs(60)) {
+            return Err(fail(
+                "repeat",
+                format!("alert `{name}`: `repeat` must be at least 1m (reminders, not a flood)"),
+            ));
+        }
         // Alertmanager expires alerts that are not pushed again: re-push every minute.
         let repeat = duration("repeat", &a.repeat)?
             .or((a.kind == ChannelKind::Alertmanager).then_some(Duration::from_secs(60)));

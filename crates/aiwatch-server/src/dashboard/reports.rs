@@ -158,9 +158,9 @@ pub fn form(service: &str) -> Markup {
             fieldset {
                 legend { "Report a problem you see with it" }
                 div.symptoms {
-                    @for (i, s) in SYMPTOMS.iter().enumerate() {
+                    @for s in SYMPTOMS {
                         label.check {
-                            input type="radio" name="symptom" value=(s.symptom.id()) required checked[i == 0];
+                            input type="radio" name="symptom" value=(s.symptom.id()) required;
                             span { (s.label) }
                         }
                     }
