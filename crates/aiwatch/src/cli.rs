@@ -18,14 +18,6 @@ pub struct Cli {
     /// Config file (TOML); default: ./aiwatch.toml, else the user's config dir.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-
-    /// More detail (evidence for every service).
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
-    pub verbose: bool,
-
-    /// Less output: one line per service.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +132,14 @@ pub enum AlertCommand {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// More detail (evidence for every service).
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Less output: one line per service.
+    #[arg(short, long)]
+    pub quiet: bool,
+
     /// Services to check (default: every service in the catalog).
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
@@ -167,6 +167,14 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// More detail (evidence for every service).
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Less output: one line per service.
+    #[arg(short, long)]
+    pub quiet: bool,
+
     /// Services to show (default: every service that has an official status page).
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,

@@ -70,3 +70,22 @@ fn every_subcommand_help_has_an_example() {
         );
     }
 }
+
+#[test]
+fn verbose_and_quiet_are_accepted_only_where_they_change_something() {
+    for sub in ["serve", "gateway", "services", "drill"] {
+        let out = common::aiwatch().args([sub, "-v"]).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "`aiwatch {sub} -v` is a usage error"
+        );
+    }
+    for sub in ["check", "status"] {
+        let out = common::aiwatch()
+            .args([sub, "-q", "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "`aiwatch {sub} -q` is accepted");
+    }
+}

@@ -19,8 +19,10 @@ use crate::cli::{AlertCommand, Cli, Command, ConfigCommand};
 /// Runs the parsed command and returns its exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => check::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
-        Command::Status(args) => status::run(cli.config.as_deref(), &args, cli.verbose, cli.quiet),
+        Command::Check(args) => check::run(cli.config.as_deref(), &args, args.verbose, args.quiet),
+        Command::Status(args) => {
+            status::run(cli.config.as_deref(), &args, args.verbose, args.quiet)
+        }
         Command::Serve(args) => serve::run(cli.config.as_deref(), &args),
         Command::Gateway(args) => gateway::run(cli.config.as_deref(), &args),
         Command::Drill(args) => drill::run(cli.config.as_deref(), &args),
