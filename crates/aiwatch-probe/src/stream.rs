@@ -37,9 +37,10 @@ fn request(kind: ServiceKind, base: &str, model: &str) -> (String, Value) {
             json!({"contents": [{"parts": [{"text": PROMPT}]}],
                    "generationConfig": {"maxOutputTokens": MAX_TOKENS}}),
         ),
+        // Ollama through its OpenAI-compatible endpoint: the one the gateway and `drill` use.
         ServiceKind::Ollama => (
-            format!("{base}/api/chat"),
-            json!({"model": model, "stream": true, "options": {"num_predict": MAX_TOKENS},
+            format!("{base}/v1/chat/completions"),
+            json!({"model": model, "max_tokens": MAX_TOKENS, "stream": true,
                    "messages": [{"role": "user", "content": PROMPT}]}),
         ),
         ServiceKind::Openai | ServiceKind::Http => (
@@ -106,15 +107,7 @@ fn read_line(kind: ServiceKind, line: &str) -> LineSays {
                 error: None,
             }
         }
-        ServiceKind::Ollama => LineSays {
-            token: v
-                .pointer("/message/content")
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty()),
-            finished: v.get("done").and_then(Value::as_bool) == Some(true),
-            error: None,
-        },
-        ServiceKind::Openai | ServiceKind::Http => {
+        ServiceKind::Openai | ServiceKind::Http | ServiceKind::Ollama => {
             let choice = v.pointer("/choices/0");
             LineSays {
                 token: choice
@@ -270,12 +263,11 @@ mod tests {
             read_line(ServiceKind::Anthropic, err).error.as_deref(),
             Some("Overloaded")
         );
-        assert!(
-            read_line(
-                ServiceKind::Ollama,
-                r#"{"message":{"content":""},"done":true}"#
-            )
-            .finished
+        // Ollama speaks its OpenAI-compatible stream here, as it does to the gateway.
+        assert!(read_line(ServiceKind::Ollama, last).finished);
+        assert_eq!(
+            request(ServiceKind::Ollama, "http://127.0.0.1:11434", "llama3.2").0,
+            "http://127.0.0.1:11434/v1/chat/completions"
         );
         assert!(read_line(ServiceKind::Gemini, r#"data: {"candidates":[{"content":{"parts":[{"text":"OK"}]},"finishReason":"MAX_TOKENS"}]}"#).finished);
         assert_eq!(
