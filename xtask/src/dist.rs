@@ -12,7 +12,8 @@ pub fn run(args: &[&str]) -> Result<()> {
     if !args.is_empty() {
         bail!("usage: cargo xtask dist");
     }
-    let target = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
+    let target =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
     let started = Instant::now();
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--locked", "--profile", "dist", "-p", "aiwatch"])
@@ -33,18 +34,29 @@ pub fn run(args: &[&str]) -> Result<()> {
         ("fish", "aiwatch.fish"),
         ("powershell", "_aiwatch.ps1"),
     ] {
-        let script = Command::new(&binary).args(["completions", shell]).output()?;
+        let script = Command::new(&binary)
+            .args(["completions", shell])
+            .output()?;
         if !script.status.success() {
             bail!("aiwatch completions {shell} failed");
         }
         std::fs::write(out.join("completions").join(file), script.stdout)?;
     }
-    let man = Command::new(&binary).arg("man").arg(out.join("man")).output()?;
+    let man = Command::new(&binary)
+        .arg("man")
+        .arg(out.join("man"))
+        .output()?;
     if !man.status.success() {
-        bail!("aiwatch man failed: {}", String::from_utf8_lossy(&man.stderr));
+        bail!(
+            "aiwatch man failed: {}",
+            String::from_utf8_lossy(&man.stderr)
+        );
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::copy(root.join("dist/aiwatch.service"), out.join("aiwatch.service"))?;
+    std::fs::copy(
+        root.join("dist/aiwatch.service"),
+        out.join("aiwatch.service"),
+    )?;
     // Start-up: the binary answering `--version`, best of five.
     let startup = (0..5)
         .map(|_| {
@@ -54,7 +66,11 @@ pub fn run(args: &[&str]) -> Result<()> {
         })
         .min()
         .unwrap_or_default();
-    let mb = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e6).unwrap_or(0.0);
+    let mb = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0)
+    };
     println!(
         "dist: {} in {:.0} s\n  binary          {:.1} MB   (goal ≤ 25 MB)\n  start-up        {:.1} ms (aiwatch --version, best of 5)\n  completions     bash, zsh, fish, PowerShell\n  man pages       {}\n  systemd unit    aiwatch.service",
         out.display(),
