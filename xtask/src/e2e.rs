@@ -29,9 +29,17 @@ pub fn run(args: &[&str]) -> Result<()> {
     if let Some(suite @ ("sdk" | "local-model")) = only {
         return crate::e2e_gateway::run(suite);
     }
+    if only == Some("install") {
+        return install_from_path();
+    }
     if only == Some("alerts") {
         let binary = build()?;
         return tokio::runtime::Runtime::new()?.block_on(webhook_signature(&binary));
+    }
+    if only == Some("contract") {
+        let binary = build()?;
+        return tokio::runtime::Runtime::new()?
+            .block_on(crate::e2e_contract::run(&binary, &args[1..]));
     }
     install(&["prometheus", "chromium", "chromium-driver"])?;
     let binary = build()?;
@@ -56,7 +64,9 @@ pub fn run(args: &[&str]) -> Result<()> {
             .await?;
         }
         if only.is_none() {
+            install_from_path()?;
             webhook_signature(&binary).await?;
+            crate::e2e_contract::run(&binary, &[]).await?;
             crate::e2e_gateway::sdk(&binary).await?;
             crate::e2e_gateway::local_model(&binary).await?;
         }
@@ -117,6 +127,43 @@ async fn webhook_signature(binary: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `cargo install --locked --path crates/aiwatch` into a throwaway root works, and the
+/// installed binary runs (`--version`, `init --print`).
+fn install_from_path() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "--locked", "--path", "crates/aiwatch", "--root"])
+        .arg(root.path())
+        .status()
+        .context("cargo install")?;
+    if !status.success() {
+        bail!("cargo install --locked --path crates/aiwatch failed");
+    }
+    let binary = root.path().join("bin").join("aiwatch");
+    let version = Command::new(&binary).arg("--version").output()?;
+    if !version.status.success()
+        || !String::from_utf8_lossy(&version.stdout).starts_with("aiwatch ")
+    {
+        bail!("the installed aiwatch does not run");
+    }
+    let home = tempfile::tempdir()?;
+    let init = Command::new(&binary)
+        .args(["init", "--print"])
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()?;
+    if !init.status.success() {
+        bail!(
+            "aiwatch init --print failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    println!(
+        "e2e install: cargo install --path works; {}",
+        String::from_utf8_lossy(&version.stdout).trim()
+    );
+    Ok(())
+}
+
 /// Installs Debian packages that are not there yet.
 pub fn install(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
@@ -162,7 +209,7 @@ fn build() -> Result<PathBuf> {
 }
 
 /// Three services behind healthy fakes with green official pages.
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     let mut world = World::start().await;
     let api = world.api("openai-api", "api.openai.test", "/v1").await;
     api.route("GET", "/v1/models", canned::openai_models());
@@ -197,11 +244,16 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_serve(binary: &Path, world: &World) -> Result<Serve> {
+    start_serve_with(binary, world, "")
+}
+
+/// [`start_serve`] with `extra` (e.g. `[[alert]]` tables) appended to the config.
+pub(crate) fn start_serve_with(binary: &Path, world: &World, extra: &str) -> Result<Serve> {
     let config = world.config_toml().replacen(
         "[defaults]\n",
         "[defaults]\ninterval = \"1s\"\nfailures_to_open = 2\n",
         1,
-    );
+    ) + extra;
     let config_path = world.dir().join("e2e.toml");
     std::fs::write(&config_path, config)?;
     let port = free_port()?;

@@ -209,7 +209,7 @@ pub async fn incidents(AxumState(engine): AxumState<Shared>) -> Result<Json<Valu
         })
     })
     .await
-    .map_err(|_| ApiError::bad_request("interrupted"))??;
+    .map_err(|_| ApiError::internal("the incidents could not be read"))??;
     let incidents: Vec<Value> = list.iter().map(incident_json).collect();
     Ok(Json(json!({"page": page(&engine), "incidents": incidents})))
 }
