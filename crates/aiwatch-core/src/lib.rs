@@ -19,6 +19,7 @@ pub mod network;
 pub mod observation;
 pub mod official;
 pub mod official_lag;
+pub mod plan_b;
 pub mod prometheus_text;
 pub mod scrub;
 pub mod secret;

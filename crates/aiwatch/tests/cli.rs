@@ -411,3 +411,23 @@ fn serve_refuses_a_damaged_database_with_exit_78_and_says_what_to_do() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chatgpt_down_with_the_api_working_says_how_to_keep_working() {
+    let world = healthy_world().await;
+    world
+        .service("chatgpt")
+        .server
+        .route("GET", "/", canned::cloudflare_origin_error(522));
+    let output = check_in(&world)
+        .args(["openai-api", "chatgpt"])
+        .env("OPENAI_API_KEY", "sk-test-plan-b-0123456789")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Keep working:"), "{stdout}");
+    assert!(
+        stdout.contains("the OpenAI API works with your key") && stdout.contains("aiwatch gateway"),
+        "{stdout}"
+    );
+}

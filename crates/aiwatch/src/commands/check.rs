@@ -83,6 +83,13 @@ pub fn run(
             "{}",
             report::render(&services, &verdicts, detail, report::use_color())
         );
+        let plan_b = aiwatch_core::plan_b::advice(&verdicts);
+        if !plan_b.is_empty() && !quiet {
+            println!("\nKeep working:");
+            for line in plan_b {
+                println!("  • {line}");
+            }
+        }
     }
     let fault = Fault::worst(verdicts.iter().map(Verdict::fault));
     Ok(ExitCode::from(fault.exit_code()))
