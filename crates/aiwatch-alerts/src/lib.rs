@@ -33,6 +33,4 @@ pub enum Error {
     /// The `smtp` address or a mail address does not parse.
     #[error("alert `{alert}`: {reason}")]
     Address { alert: String, reason: String },
-    #[error("no alert is named `{name}`{hint}")]
-    UnknownAlert { name: String, hint: String },
 }

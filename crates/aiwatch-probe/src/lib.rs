@@ -9,6 +9,7 @@ pub mod chatter;
 pub mod check;
 pub mod connect;
 pub mod dns;
+mod entities;
 pub mod error;
 pub mod http;
 pub mod layered;

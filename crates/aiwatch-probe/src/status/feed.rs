@@ -372,53 +372,7 @@ fn html_to_text(html: &str) -> String {
         rest = &after[close + 1..];
     }
     text.push_str(rest);
-    decode_entities(&text).trim().to_owned()
-}
-
-fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp..];
-        // Entities are short; look for the ';' within a few characters only.
-        let semi = after
-            .char_indices()
-            .take(12)
-            .find(|&(_, c)| c == ';')
-            .map(|(i, _)| i);
-        match semi.and_then(|semi| entity(&after[1..semi]).map(|c| (c, semi))) {
-            Some((c, semi)) => {
-                out.push(c);
-                rest = &after[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn entity(name: &str) -> Option<char> {
-    match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        "nbsp" => Some(' '),
-        _ => {
-            let number = name.strip_prefix('#')?;
-            let code = match number.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => number.parse().ok()?,
-            };
-            char::from_u32(code)
-        }
-    }
+    crate::entities::decode(&text).trim().to_owned()
 }
 
 /// Reads "Feb  4, 17:06 UTC" (optionally with a year, or "5:06 PM"); the year, when absent,
