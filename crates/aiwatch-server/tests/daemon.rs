@@ -603,6 +603,40 @@ async fn wait_for_hook(
     }
 }
 
+/// A healthy OpenAI world, a webhook receiver answering 204, and a daemon alerting it, once
+/// the API is operational.
+struct AlertWorld {
+    world: World,
+    hook: aiwatch_testkit::FakeServer,
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+async fn alert_world(settle: &str) -> AlertWorld {
+    let world = World::openai().await;
+    let hook = world.receiver("hooks.example.test").await;
+    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_alerts(
+        &world,
+        &["openai-api"],
+        &dir.path().join("alerts.db"),
+        &webhook_alert(&hook, settle),
+    )
+    .await;
+    daemon
+        .wait_for("/api/services/openai-api", "operational", |s| {
+            api_state(s) == "operational"
+        })
+        .await;
+    AlertWorld {
+        world,
+        hook,
+        daemon,
+        _dir: dir,
+    }
+}
+
 fn webhook_alert(hook: &aiwatch_testkit::FakeServer, settle: &str) -> String {
     format!(
         "[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/hook\"\nsettle = \"{settle}\"\n",
@@ -612,21 +646,13 @@ fn webhook_alert(hook: &aiwatch_testkit::FakeServer, settle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_told_once_with_its_cause_and_link_then_its_validated_recovery_once() {
-    let world = World::openai().await;
-    let hook = world.receiver("hooks.example.test").await;
-    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with_alerts(
-        &world,
-        &["openai-api"],
-        &dir.path().join("alerts.db"),
-        &webhook_alert(&hook, "0s"),
-    )
-    .await;
+    let AlertWorld {
+        world,
+        hook,
+        daemon,
+        _dir,
+    } = alert_world("0s").await;
     let path = "/api/services/openai-api";
-    daemon
-        .wait_for(path, "operational", |s| api_state(s) == "operational")
-        .await;
     api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
     let events = wait_for_hook(&hook, "opened", |e| !e.is_empty()).await;
     let opened = &events[0];
@@ -666,22 +692,12 @@ async fn an_outage_is_told_once_with_its_cause_and_link_then_its_validated_recov
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_provider_is_one_alert_not_ten() {
-    let world = World::openai().await;
-    let hook = world.receiver("hooks.example.test").await;
-    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with_alerts(
-        &world,
-        &["openai-api"],
-        &dir.path().join("flap.db"),
-        &webhook_alert(&hook, "1m"),
-    )
-    .await;
-    daemon
-        .wait_for("/api/services/openai-api", "operational", |s| {
-            api_state(s) == "operational"
-        })
-        .await;
+    let AlertWorld {
+        world,
+        hook,
+        daemon,
+        _dir,
+    } = alert_world("1m").await;
     // Down, up, down, up… for a while.
     for _ in 0..6 {
         api(&world).route("GET", "/v1/models", canned::openai_503_overloaded());
@@ -702,22 +718,12 @@ async fn a_flapping_provider_is_one_alert_not_ten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_whose_dns_fails_sends_one_monitor_trouble_alert_and_none_for_the_provider() {
-    let world = World::openai().await;
-    let hook = world.receiver("hooks.example.test").await;
-    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with_alerts(
-        &world,
-        &["openai-api"],
-        &dir.path().join("dns.db"),
-        &webhook_alert(&hook, "0s"),
-    )
-    .await;
-    daemon
-        .wait_for("/api/services/openai-api", "operational", |s| {
-            api_state(s) == "operational"
-        })
-        .await;
+    let AlertWorld {
+        world,
+        hook,
+        daemon,
+        _dir,
+    } = alert_world("0s").await;
     // The monitor's resolver fails for the provider and for its own control host.
     for host in ["api.openai.test", aiwatch_testkit::world::CONTROL_HOST] {
         world.dns.set(host, DnsAnswer::ServFail);
