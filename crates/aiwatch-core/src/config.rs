@@ -40,6 +40,38 @@ pub struct Config {
     pub crowd: crate::crowd::CrowdConfig,
     /// Public feeds whose posts are counted as second-hand reports (`[[feed]]`).
     pub feeds: Vec<FeedConfig>,
+    /// Vantage points that may push observations (`[[agent]]`), one per region.
+    pub agents: Vec<AgentEntry>,
+}
+
+/// One `[[agent]]`: a region whose agent may push observations, and the variable holding the
+/// token that agent must present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentEntry {
+    pub region: crate::observation::Region,
+    pub token_env: String,
+}
+
+/// The shortest agent token `serve` accepts (the contract: at least 20 characters).
+pub const MIN_AGENT_TOKEN_LEN: usize = 20;
+
+/// Whether `raw` is a region name agents may use: lowercase letters, digits and `-`, 1 to 32
+/// characters, starting with a letter, and not `local` (this machine's own vantage point).
+pub fn validate_region(raw: &str) -> Result<(), String> {
+    let shaped = (1..=32).contains(&raw.len())
+        && raw.starts_with(|c: char| c.is_ascii_lowercase())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !shaped {
+        return Err(format!(
+            "`{raw}` is not a region name: use 1 to 32 lowercase letters, digits and `-`, starting with a letter (e.g. \"eu-west\")"
+        ));
+    }
+    if raw == crate::observation::LOCAL_REGION {
+        return Err("`local` is this machine's own vantage point; name the agent's region (e.g. \"eu-west\")".into());
+    }
+    Ok(())
 }
 
 /// One `[[feed]]`: a public feed (a subreddit, a forum, a Hacker News search) whose posts that
@@ -97,6 +129,13 @@ pub struct ServerConfig {
     /// The dashboard's address as people reach it (behind a proxy, say); alerts link to it.
     /// `None`: `http://` + `listen`.
     pub public_url: Option<String>,
+    /// How many vantage points (this machine and each agent's region) must see a provider
+    /// failing before it is a global outage; fewer is `regional`. Clamped to the regions that
+    /// can see the service at the time.
+    pub quorum: u32,
+    /// An agent silent for this long makes its region unknown; `None`: three default
+    /// intervals, at least 90 s.
+    pub agent_grace: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +149,8 @@ impl Default for ServerConfig {
             auth_token_env: None,
             public: true,
             public_url: None,
+            quorum: 2,
+            agent_grace: None,
         }
     }
 }
@@ -223,6 +264,16 @@ struct RawConfig {
     crowd: Option<crate::crowd::CrowdConfig>,
     #[serde(default)]
     feed: Vec<Spanned<RawFeed>>,
+    #[serde(default)]
+    agent: Vec<Spanned<RawAgent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    region: String,
+    #[serde(deserialize_with = "env_name")]
+    token_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +323,10 @@ struct RawServer {
     public: Option<bool>,
     #[serde(default, deserialize_with = "http_url")]
     public_url: Option<String>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    quorum: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    agent_grace: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -548,6 +603,8 @@ impl Config {
                     .public_url
                     .map(|u| u.trim_end_matches('/').to_owned())
                     .or(fallback.public_url),
+                quorum: s.quorum.unwrap_or(fallback.quorum),
+                agent_grace: s.agent_grace,
             }
         });
 
@@ -778,6 +835,25 @@ impl Config {
             });
         }
 
+        let mut agents: Vec<AgentEntry> = Vec::with_capacity(raw.agent.len());
+        for spanned in raw.agent {
+            let span = spanned.span();
+            let a = spanned.into_inner();
+            let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
+            validate_region(&a.region)
+                .map_err(|e| locate(text, at("region"), format!("agent: {e}")))?;
+            let region = crate::observation::Region::new(a.region);
+            if agents.iter().any(|known| known.region == region) {
+                return Err(locate(
+                    text,
+                    at("region"),
+                    format!("agent: region `{region}` is declared twice; one `[[agent]]` per region"),
+                ));
+            }
+            let token_env = a.token_env.unwrap_or_default();
+            agents.push(AgentEntry { region, token_env });
+        }
+
         Ok(Self {
             defaults,
             server,
@@ -787,6 +863,7 @@ impl Config {
             alerts,
             crowd: raw.crowd.unwrap_or_default(),
             feeds,
+            agents,
         })
     }
 
@@ -949,6 +1026,26 @@ mod tests {
         assert_eq!(e.line, 3);
         assert_eq!(e.field.as_deref(), Some("defaults.intervall"));
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn agents_declare_one_region_each_with_a_token_variable() {
+        let config = Config::parse(
+            "[server]\nquorum = 3\nagent_grace = \"2m\"\n\n[[agent]]\nregion = \"eu-west\"\ntoken_env = \"EU_TOKEN\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.quorum, 3);
+        assert_eq!(config.server.agent_grace, Some(Duration::from_secs(120)));
+        assert_eq!(config.agents[0].region.as_str(), "eu-west");
+        assert_eq!(config.agents[0].token_env, "EU_TOKEN");
+        let twice = err("[[agent]]\nregion = \"eu-west\"\ntoken_env = \"A\"\n\n[[agent]]\nregion = \"eu-west\"\ntoken_env = \"B\"\n");
+        assert_eq!(twice.line, 6);
+        assert!(twice.message.contains("declared twice"), "{twice}");
+        let local = err("[[agent]]\nregion = \"local\"\ntoken_env = \"A\"\n");
+        assert_eq!(local.line, 2);
+        assert!(local.message.contains("this machine"), "{local}");
+        let no_token = err("[[agent]]\nregion = \"eu-west\"\n");
+        assert!(no_token.message.contains("token_env"), "{no_token}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Everything that touches the network, the disk or the clock lives in other crates and hands
 //! its results in here as values, so every rule below is tested without I/O.
 
+pub mod agent_wire;
 pub mod alert;
 pub mod alert_rules;
 pub mod assess;
@@ -21,6 +22,7 @@ pub mod official;
 pub mod official_lag;
 pub mod plan_b;
 pub mod prometheus_text;
+pub mod regions;
 pub mod scrub;
 pub mod secret;
 pub mod service;
