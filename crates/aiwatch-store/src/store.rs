@@ -346,6 +346,14 @@ pub trait Store: Send + Sync {
     /// When this returns `Ok`, the batch survives a crash of the process.
     fn insert_observations(&self, batch: &[Observation]) -> Result<()>;
 
+    /// Stores a push from an agent and raises the counter `cursor` to `seq` (the push's last
+    /// sequence number) in one transaction: after a crash either both are there or neither,
+    /// so a resent push is recognised and nothing is stored twice.
+    fn insert_pushed(&self, batch: &[Observation], cursor: &str, seq: u64) -> Result<()>;
+
+    /// The counter `cursor` (0 when it was never raised).
+    fn cursor(&self, cursor: &str) -> Result<u64>;
+
     /// Raw observations in `range`, newest first, at most `limit`. Times come back at
     /// millisecond precision, phase timings at microsecond precision.
     fn observations(

@@ -903,3 +903,22 @@ fn readers_run_alongside_the_writer() {
         4000
     );
 }
+
+#[test]
+fn a_pushed_batch_and_its_cursor_are_saved_together() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.cursor("agent_seq:eu-west").unwrap(), 0);
+    let batch = varied_observations();
+    store
+        .insert_pushed(&batch, "agent_seq:eu-west", 12)
+        .unwrap();
+    // A lower number never lowers the cursor.
+    store.insert_pushed(&[], "agent_seq:eu-west", 3).unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.cursor("agent_seq:eu-west").unwrap(), 12);
+    assert_eq!(store.cursor("agent_seq:us-east").unwrap(), 0);
+    let stored = store.observations(&openai(), all_time(), 100).unwrap();
+    assert_eq!(stored.len(), batch.len());
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 use aiwatch_core::assess::{Incident, Key};
 use aiwatch_core::observation::{Observation, Source};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::store::ReportMinute;
@@ -312,11 +312,32 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write(|w| w.insert_observations(batch))?;
+        self.write(|w| w.insert_observations(batch, None))?;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.kick();
         }
         Ok(())
+    }
+
+    fn insert_pushed(&self, batch: &[Observation], cursor: &str, seq: u64) -> Result<()> {
+        self.write(|w| w.insert_observations(batch, Some((cursor, seq))))?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.kick();
+        }
+        Ok(())
+    }
+
+    fn cursor(&self, cursor: &str) -> Result<u64> {
+        self.with_reader(|conn| {
+            let value: Option<i64> = conn
+                .query_row(
+                    "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
+                    [cursor],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+        })
     }
 
     fn observations(

@@ -187,7 +187,13 @@ pub(crate) fn serde_name<T: serde::Serialize>(what: &'static str, value: &T) -> 
 }
 
 impl Writer {
-    pub(crate) fn insert_observations(&mut self, batch: &[Observation]) -> Result<()> {
+    /// Inserts `batch` (and rolls it up); with a `cursor`, also raises that `meta` counter to
+    /// the given sequence number in the same transaction.
+    pub(crate) fn insert_observations(
+        &mut self,
+        batch: &[Observation],
+        cursor: Option<(&str, u64)>,
+    ) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -281,6 +287,13 @@ impl Writer {
                     upsert_rollup(stmt, variant, g == Granularity::Day, key, agg)?;
                 }
             }
+        }
+        if let Some((name, seq)) = cursor {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET \
+                 value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                params![name, i64::try_from(seq).unwrap_or(i64::MAX)],
+            )?;
         }
         tx.commit()?;
         // Only committed series ids may enter the cache.
