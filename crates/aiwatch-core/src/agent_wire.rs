@@ -122,6 +122,9 @@ pub struct Push {
     pub agent_version: String,
     /// The agent's clock when it sent the push (the server derives the clock offset).
     pub sent_at: DateTime<Utc>,
+    /// Names the agent's buffer: a new buffer (deleted, or on another machine) numbers its
+    /// observations from 1 again under a new stream.
+    pub stream: String,
     /// The sequence number of the first observation; the others follow one by one.
     pub first_seq: u64,
     /// Whether the agent's own connection worked at its latest control probe.
@@ -277,6 +280,12 @@ mod tests {
     use crate::cause::Cause;
     use crate::observation::{Component, Health, PhaseMs};
 
+    fn fixed_now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
     fn obs(region: &str, at: DateTime<Utc>) -> Observation {
         Observation {
             service: ServiceName::parse("openai-api").unwrap(),
@@ -297,7 +306,8 @@ mod tests {
             protocol: PROTOCOL,
             region: Region::new("eu-west"),
             agent_version: "0.1.0".into(),
-            sent_at: Utc::now(),
+            sent_at: fixed_now(),
+            stream: "test".into(),
             first_seq: 1,
             control_online: Some(true),
             observations,
@@ -310,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_push_may_not_write_another_regions_data() {
-        let now = Utc::now();
+        let now = fixed_now();
         let eu = Region::new("eu-west");
         let err = accept(
             push(vec![obs("us-east", now)]),
@@ -331,7 +341,7 @@ mod tests {
 
     #[test]
     fn official_observations_and_unassigned_services_are_refused() {
-        let now = Utc::now();
+        let now = fixed_now();
         let eu = Region::new("eu-west");
         let mut official = obs("eu-west", now);
         official.source = Source::Official;
@@ -357,7 +367,7 @@ mod tests {
 
     #[test]
     fn timestamps_move_by_the_clock_offset_and_the_future_is_refused() {
-        let now = Utc::now();
+        let now = fixed_now();
         let eu = Region::new("eu-west");
         // The agent's clock runs ten minutes ahead.
         let ahead = ChronoDuration::minutes(10);
@@ -378,7 +388,7 @@ mod tests {
 
     #[test]
     fn long_details_are_cut_and_bad_phase_times_refused() {
-        let now = Utc::now();
+        let now = fixed_now();
         let eu = Region::new("eu-west");
         let mut long = obs("eu-west", now);
         long.detail = "x".repeat(5_000);
@@ -410,8 +420,16 @@ mod tests {
             "https://api.openai.com/v1",
             &[]
         ));
-        assert!(!key_allowed("OPENAI_API_KEY", "https://evil.example/v1", &[]));
-        assert!(!key_allowed("OPENAI_API_KEY", "http://api.openai.com/v1", &[]));
+        assert!(!key_allowed(
+            "OPENAI_API_KEY",
+            "https://evil.example/v1",
+            &[]
+        ));
+        assert!(!key_allowed(
+            "OPENAI_API_KEY",
+            "http://api.openai.com/v1",
+            &[]
+        ));
         assert!(!key_allowed("HOME", "https://api.openai.com/v1", &[]));
         assert!(key_allowed(
             "TEAM_LLM_KEY",
@@ -432,11 +450,11 @@ mod tests {
         let mut b = a.clone();
         b.interval_ms = 60_000;
         assert_ne!(
-            Assignments::revision_of(&[a.clone()], None),
+            Assignments::revision_of(std::slice::from_ref(&a), None),
             Assignments::revision_of(&[b], None)
         );
         assert_eq!(
-            Assignments::revision_of(&[a.clone()], None),
+            Assignments::revision_of(std::slice::from_ref(&a), None),
             Assignments::revision_of(&[a], None)
         );
     }

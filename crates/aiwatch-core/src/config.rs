@@ -847,7 +847,9 @@ impl Config {
                 return Err(locate(
                     text,
                     at("region"),
-                    format!("agent: region `{region}` is declared twice; one `[[agent]]` per region"),
+                    format!(
+                        "agent: region `{region}` is declared twice; one `[[agent]]` per region"
+                    ),
                 ));
             }
             let token_env = a.token_env.unwrap_or_default();

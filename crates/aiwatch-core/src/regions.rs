@@ -101,7 +101,9 @@ pub fn across_regions(readings: &[RegionReading], quorum: u32) -> Option<Regiona
         .iter()
         .map(|r| r.assessment)
         .max_by_key(|a| a.status.severity())?;
-    let need = usize::try_from(quorum).unwrap_or(usize::MAX).clamp(1, counted);
+    let need = usize::try_from(quorum)
+        .unwrap_or(usize::MAX)
+        .clamp(1, counted);
     let mut assessment = worst;
     if failing.len() < need {
         assessment.scope = Scope::Regional;
@@ -325,11 +327,21 @@ mod tests {
 
     #[test]
     fn silence_is_judged_against_the_grace() {
-        let now = Utc::now();
+        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .to_utc();
         let grace = std::time::Duration::from_secs(90);
         assert!(is_silent(None, now, grace));
-        assert!(!is_silent(Some(now - chrono::Duration::seconds(30)), now, grace));
-        assert!(is_silent(Some(now - chrono::Duration::seconds(91)), now, grace));
+        assert!(!is_silent(
+            Some(now - chrono::Duration::seconds(30)),
+            now,
+            grace
+        ));
+        assert!(is_silent(
+            Some(now - chrono::Duration::seconds(91)),
+            now,
+            grace
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod entities;
 pub mod error;
 pub mod http;
 pub mod layered;
+pub mod observe;
 pub mod official;
 pub mod poller;
 pub mod proxy;

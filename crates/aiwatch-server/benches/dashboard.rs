@@ -183,6 +183,7 @@ async fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc
         page_name: "aiwatch bench".into(),
         stream_interval: None,
         crowd: aiwatch_core::crowd::CrowdConfig::default(),
+        regions: aiwatch_server::agents::RegionOptions::default(),
     };
     let engine = Arc::new(
         Engine::new(

@@ -70,7 +70,7 @@ impl Access {
             return true;
         };
         match class(path) {
-            Class::Probe => true,
+            Class::Probe | Class::Agent => true,
             Class::Public if self.public => true,
             Class::Public | Class::Private => presented(authorization).is_some_and(|given| {
                 given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
@@ -89,11 +89,14 @@ enum Class {
     Public,
     /// The JSON API and metrics.
     Private,
+    /// What agents call: guarded by each agent's own token, not the server's.
+    Agent,
 }
 
 fn class(path: &str) -> Class {
     match path {
         "/healthz" | "/readyz" => Class::Probe,
+        "/api/v1/agent/assignments" | "/api/v1/agent/observations" => Class::Agent,
         "/metrics" => Class::Private,
         p if p.starts_with("/api/v2/") => Class::Public,
         // Reporting a problem is what the public dashboard's form does too.

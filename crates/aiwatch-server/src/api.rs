@@ -81,6 +81,15 @@ pub fn app(engine: Shared) -> Router {
         .route("/api/services/{name}/uptime", get(uptime))
         .route("/api/services/{name}/latency", get(latency))
         .route("/api/services/{name}/regions", get(regions))
+        .route("/api/v1/services/{name}/regions", get(regions))
+        .route("/api/v1/agents", get(crate::agents::list))
+        .route("/api/v1/agent/assignments", get(crate::agents::assignments))
+        .route(
+            "/api/v1/agent/observations",
+            axum::routing::post(crate::agents::push).layer(axum::extract::DefaultBodyLimit::max(
+                aiwatch_core::agent_wire::MAX_PUSH_BYTES,
+            )),
+        )
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/{id}", get(incident))
         .route("/api/v1/alerts", get(alerts))
@@ -230,6 +239,7 @@ fn service_json(engine: &Engine, name: &ServiceName, detail: bool) -> Value {
         "kind": service.kind,
         "state": a.status,
         "scope": a.scope,
+        "failing_regions": now.failing_regions,
         "cause": a.cause,
         "summary": now.headline,
         "provenance": a.provenance,
@@ -277,15 +287,50 @@ async fn regions(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let name = find_service(&engine, &name)?;
-    let mut by_region: HashMap<String, Vec<Value>> = HashMap::new();
-    for (k, state, since, description) in engine.states() {
-        if k.service == name {
-            by_region.entry(k.region.to_string()).or_default().push(json!({
-                "component": k.component, "state": state, "since": since, "description": description,
-            }));
-        }
-    }
-    Ok(Json(json!(by_region)))
+    let Some(now) = engine.service_now(&name) else {
+        return Err(ApiError::not_found(format!("no service `{name}`")));
+    };
+    let regions: Vec<Value> = now
+        .regions
+        .iter()
+        .map(|r| {
+            let contact = engine.agents.contact(&r.region);
+            let components: Vec<Value> = now
+                .components
+                .iter()
+                .filter(|c| c.key.region == r.region)
+                .map(|c| {
+                    json!({
+                        "component": c.key.component,
+                        "state": c.assessment.status,
+                        "cause": c.assessment.cause,
+                        "since": c.since,
+                        "description": c.description,
+                    })
+                })
+                .collect();
+            let local = r.region.as_str() == aiwatch_core::observation::LOCAL_REGION;
+            json!({
+                "region": r.region,
+                "agent": !local,
+                "state": r.assessment.status,
+                "cause": r.assessment.cause,
+                "counted": r.role,
+                "silent": r.silent,
+                "last_contact": if local { None } else { contact.as_ref().map(|c| c.last_contact) },
+                "clock_offset_ms": contact.as_ref().map(|c| c.clock_offset_ms),
+                "components": components,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "service": name,
+        "state": now.assessment.status,
+        "scope": now.assessment.scope,
+        "failing_regions": now.failing_regions,
+        "quorum": engine.agents.quorum(),
+        "regions": regions,
+    })))
 }
 
 /// Reads `from`/`to` (RFC 3339) with a default span ending now.

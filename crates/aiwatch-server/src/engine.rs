@@ -86,7 +86,23 @@ pub struct ServiceNow {
     pub assessment: Assessment,
     pub headline: String,
     pub since: Option<DateTime<Utc>>,
+    /// One per (component, region) key.
     pub components: Vec<ComponentNow>,
+    /// The regions whose probes see trouble (named when the scope is `regional`).
+    pub failing_regions: Vec<Region>,
+    /// Each vantage point's own word on the service (this machine's, then each agent's).
+    pub regions: Vec<RegionNow>,
+}
+
+/// One vantage point's word on a service.
+#[derive(Clone, Debug)]
+pub struct RegionNow {
+    pub region: Region,
+    /// The region's components rolled up (unknown when its agent is silent).
+    pub assessment: Assessment,
+    /// How the quorum counted it.
+    pub role: aiwatch_core::regions::RegionRole,
+    pub silent: bool,
 }
 
 struct ControlCache {
@@ -109,6 +125,8 @@ pub struct EngineOptions {
     pub stream_interval: Option<Duration>,
     /// When problem reports make a spike.
     pub crowd: aiwatch_core::crowd::CrowdConfig,
+    /// Agents, their grace period and the quorum of regions.
+    pub regions: crate::agents::RegionOptions,
 }
 
 /// Everything the daemon knows and does, shared by the scheduler, the poller and the API.
@@ -140,6 +158,8 @@ pub struct Engine {
     pub reports: crate::reports::ReportDesk,
     /// What people report, per service, through the core's detector.
     pub crowd: crate::crowd::Crowd,
+    /// The agents of other regions: who may push, and when each was last heard from.
+    pub agents: crate::agents::AgentDesk,
 }
 
 impl Engine {
@@ -186,6 +206,7 @@ impl Engine {
         let services_len = services.len();
         let store_for_reports = store.clone();
         let crowd_config = options.crowd.clone();
+        let regions = options.regions.clone();
         Ok(Self {
             services,
             checker,
@@ -209,6 +230,7 @@ impl Engine {
             alerting: std::sync::OnceLock::new(),
             reports: crate::reports::ReportDesk::new(&*store_for_reports, REPORT_WINDOW)?,
             crowd: crate::crowd::Crowd::restore(&*store_for_reports, crowd_config, Utc::now()),
+            agents: crate::agents::AgentDesk::new(regions),
         })
     }
 
@@ -350,8 +372,15 @@ impl Engine {
             self.streamed(index, streamed.finished);
         }
         let now = Utc::now();
-        let mut observations =
-            crate::observe::observations(service, &probes, true, canary, self.options.timeout, now);
+        let mut observations = aiwatch_probe::observe::observations(
+            service,
+            &Region::local(),
+            &probes,
+            true,
+            canary,
+            self.options.timeout,
+            now,
+        );
         if !service.local && observations.iter().all(|o| o.health == Health::Up) {
             self.reached_the_internet().await;
         }
@@ -359,8 +388,9 @@ impl Engine {
             && !service.local
             && !self.monitor_online().await
         {
-            observations = crate::observe::observations(
+            observations = aiwatch_probe::observe::observations(
                 service,
+                &Region::local(),
                 &probes,
                 false,
                 canary,
@@ -423,19 +453,35 @@ impl Engine {
 
     /// Feeds observations to the assessor and the store.
     pub async fn ingest(&self, observations: Vec<Observation>, now: DateTime<Utc>) {
+        let events = self.assess(&observations, Some(now));
+        self.writer.send(WriteOp::Observations(observations)).await;
+        self.apply_events(events).await;
+    }
+
+    /// Feeds an agent's push, already stored with its cursor, to the assessor (each at its
+    /// own time: a buffered push tells what happened when it happened).
+    pub async fn assess_pushed(&self, observations: &[Observation]) {
+        let events = self.assess(observations, None);
+        self.apply_events(events).await;
+    }
+
+    /// The assessor's events for `observations` (official ones excepted: the page is read
+    /// through `set_official`) at `now` (`None`: each at its own time), and the result
+    /// counters.
+    fn assess(&self, observations: &[Observation], now: Option<DateTime<Utc>>) -> Vec<Event> {
         let mut events = Vec::new();
         {
             let mut assessor = self.assessor();
-            for obs in &observations {
+            for obs in observations {
                 if obs.source != aiwatch_core::observation::Source::Official {
-                    events.extend(assessor.observe(obs, now));
+                    events.extend(assessor.observe(obs, now.unwrap_or(obs.at)));
                 }
             }
             self.metrics
                 .open_incidents
                 .set(i64::try_from(assessor.open_incidents().len()).unwrap_or(i64::MAX));
         }
-        for obs in &observations {
+        for obs in observations {
             self.metrics
                 .results
                 .get_or_create(&crate::metrics::ResultLabels {
@@ -445,8 +491,7 @@ impl Engine {
                 })
                 .inc();
         }
-        self.writer.send(WriteOp::Observations(observations)).await;
-        self.apply_events(events).await;
+        events
     }
 
     async fn apply_events(&self, events: Vec<Event>) {
@@ -508,7 +553,7 @@ impl Engine {
         let events = self
             .assessor()
             .official(&service.name, signal, title.as_deref(), now);
-        let obs = crate::observe::official_observation(
+        let obs = aiwatch_probe::observe::official_observation(
             service,
             now_official.view.as_ref().map(|v| v.signal),
             detail,
@@ -566,6 +611,7 @@ impl Engine {
     /// monitor's own health.
     pub fn services_now(&self) -> Vec<ServiceNow> {
         let online = self.monitor_online_now();
+        let now = Utc::now();
         let official = self
             .official
             .read()
@@ -592,7 +638,17 @@ impl Engine {
                     .into_iter()
                     .flatten()
                     .map(|(key, _, since)| {
-                        let probes = assessor.reading(key, service.local, online);
+                        let local = key.region.as_str() == aiwatch_core::observation::LOCAL_REGION;
+                        let probes = if self.agents.is_silent(&key.region, now) {
+                            ProbeReading::NotChecked
+                        } else {
+                            let online = if local {
+                                online
+                            } else {
+                                self.agents.online(&key.region)
+                            };
+                            assessor.reading(key, service.local, online)
+                        };
                         let mut assessment = fuse(probes, reading);
                         if let Some((crowd, reporting)) = &crowd {
                             assessment = aiwatch_core::assessment::with_crowd(
@@ -614,9 +670,25 @@ impl Engine {
                         }
                     })
                     .collect();
-                let rolled: Vec<Assessment> = components.iter().map(|c| c.assessment).collect();
+                let fused = self.across_regions(&components, now);
+                let rolled: Vec<Assessment> = fused.iter().map(|f| f.assessment).collect();
                 let mut assessment =
                     roll_up(&rolled).unwrap_or_else(|| fuse(ProbeReading::NotChecked, reading));
+                let mut failing_regions: Vec<Region> = fused
+                    .iter()
+                    .filter(|f| f.assessment.status.is_trouble())
+                    .flat_map(|f| f.failing.iter().cloned())
+                    .collect();
+                failing_regions.sort();
+                failing_regions.dedup();
+                let regional = fused
+                    .iter()
+                    .find(|f| {
+                        let a = f.assessment;
+                        (a.status, a.scope, a.cause)
+                            == (assessment.status, assessment.scope, assessment.cause)
+                    })
+                    .and_then(|f| aiwatch_core::regions::regional_headline(&service.title, f));
                 if let Some((crowd, reporting)) = &crowd {
                     assessment = aiwatch_core::assessment::with_crowd(
                         assessment,
@@ -629,16 +701,18 @@ impl Engine {
                     .filter(|c| c.assessment.status == assessment.status)
                     .filter_map(|c| c.since)
                     .min();
+                let regions = self.region_words(&components, now);
                 ServiceNow {
-                    headline: assessment.headline(&service.title),
+                    headline: regional.unwrap_or_else(|| assessment.headline(&service.title)),
                     assessment,
                     since,
                     components,
+                    failing_regions,
+                    regions,
                 }
             })
             .collect();
         drop(assessor);
-        let now = Utc::now();
         let mut last = self.last_measured.lock().unwrap_or_else(|p| p.into_inner());
         for (service, now_of) in self.services.iter().zip(&all) {
             if now_of.assessment.status.statuspage_component().is_some() {
@@ -648,12 +722,83 @@ impl Engine {
         all
     }
 
+    /// Each face's word across the regions, by the core's quorum rule.
+    fn across_regions(
+        &self,
+        components: &[ComponentNow],
+        now: DateTime<Utc>,
+    ) -> Vec<aiwatch_core::regions::RegionalAssessment> {
+        let mut faces: Vec<Component> = components.iter().map(|c| c.key.component).collect();
+        faces.sort();
+        faces.dedup();
+        faces
+            .into_iter()
+            .filter_map(|face| {
+                let readings: Vec<aiwatch_core::regions::RegionReading> = components
+                    .iter()
+                    .filter(|c| c.key.component == face)
+                    .map(|c| aiwatch_core::regions::RegionReading {
+                        region: c.key.region.clone(),
+                        assessment: c.assessment,
+                        silent: self.agents.is_silent(&c.key.region, now),
+                    })
+                    .collect();
+                aiwatch_core::regions::across_regions(&readings, self.agents.quorum())
+            })
+            .collect()
+    }
+
+    /// Each vantage point's own word: this machine's first, then every declared agent's (an
+    /// agent never heard from is listed as unknown).
+    fn region_words(&self, components: &[ComponentNow], now: DateTime<Utc>) -> Vec<RegionNow> {
+        let mut regions: Vec<Region> = vec![Region::local()];
+        regions.extend(self.agents.regions().cloned());
+        for c in components {
+            if !regions.contains(&c.key.region) {
+                regions.push(c.key.region.clone());
+            }
+        }
+        regions
+            .into_iter()
+            .map(|region| {
+                let silent = self.agents.is_silent(&region, now);
+                let own: Vec<Assessment> = components
+                    .iter()
+                    .filter(|c| c.key.region == region)
+                    .map(|c| c.assessment)
+                    .collect();
+                let assessment = roll_up(&own)
+                    .unwrap_or_else(|| fuse(ProbeReading::NotChecked, OfficialReading::None));
+                let role = aiwatch_core::regions::role(&aiwatch_core::regions::RegionReading {
+                    region: region.clone(),
+                    assessment,
+                    silent,
+                });
+                RegionNow {
+                    region,
+                    assessment,
+                    role,
+                    silent,
+                }
+            })
+            .collect()
+    }
+
     /// Sets the state gauges from the core's current decisions (at scrape time, so the metrics
     /// say what every other surface says).
     pub fn publish_states(&self) {
         self.metrics
             .store_queue_depth
             .set(i64::try_from(self.writer.queue_depth()).unwrap_or(i64::MAX));
+        let at = Utc::now();
+        for region in self.agents.regions() {
+            self.metrics
+                .agent_connected
+                .get_or_create(&crate::metrics::RegionLabels {
+                    region: region.to_string(),
+                })
+                .set(i64::from(!self.agents.is_silent(region, at)));
+        }
         for (service, now) in self.services.iter().zip(self.services_now()) {
             let blind = matches!(
                 now.assessment.notice,

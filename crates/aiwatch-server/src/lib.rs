@@ -3,6 +3,7 @@
 //! Statuspage-compatible API and Prometheus metrics.
 
 pub mod access;
+pub mod agents;
 pub mod alerting;
 pub mod api;
 pub mod chatter;
@@ -12,7 +13,6 @@ pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod metrics;
-pub mod observe;
 pub mod reports;
 pub mod scheduler;
 pub mod statuspage;

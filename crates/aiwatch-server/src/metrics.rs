@@ -45,6 +45,11 @@ pub struct ServiceLabels {
     pub service: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -79,6 +84,10 @@ pub struct Metrics {
     pub official_lag: Family<LagLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Problem reports' level per service: 0 none, 1 possible, 2 likely.
     pub crowd_level: Family<ServiceLabels, Gauge>,
+    /// Observations stored from agents' pushes.
+    pub agent_observations: Counter,
+    /// Per declared agent region: 1 heard from within the grace period, 0 silent (at scrape).
+    pub agent_connected: Family<RegionLabels, Gauge>,
     /// Per-service phase histograms, or one series per phase (`service="all"`) when the daemon
     /// watches more services than [`PER_SERVICE_HISTOGRAMS_UP_TO`].
     per_service_phases: bool,
@@ -235,6 +244,18 @@ impl Metrics {
             "Problem reports compared with the usual: 0 none, 1 possible problems, 2 likely problems",
             crowd_level.clone(),
         );
+        let agent_observations = Counter::default();
+        registry.register(
+            "agent_observations",
+            "Observations stored from agents' pushes",
+            agent_observations.clone(),
+        );
+        let agent_connected = Family::<RegionLabels, Gauge>::default();
+        registry.register(
+            "agent_connected",
+            "Per agent region: 1 heard from within the grace period, 0 silent or never seen",
+            agent_connected.clone(),
+        );
         Self {
             registry,
             state,
@@ -256,6 +277,8 @@ impl Metrics {
             alerts_pending,
             official_lag,
             crowd_level,
+            agent_observations,
+            agent_connected,
             per_service_phases: services <= PER_SERVICE_HISTOGRAMS_UP_TO,
             max_drift_us: AtomicU64::new(0),
             max_drift_seconds,

@@ -95,6 +95,7 @@ impl Daemon {
                 page_name: "aiwatch test".into(),
                 stream_interval: None,
                 crowd: aiwatch_core::crowd::CrowdConfig::default(),
+                regions: aiwatch_server::agents::RegionOptions::default(),
             },
             limits: Limits {
                 shutdown_grace: Duration::from_secs(2),

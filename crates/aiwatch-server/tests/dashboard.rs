@@ -44,6 +44,7 @@ fn engine_with(services: Vec<Service>, checks: CheckOptions) -> Arc<Engine> {
         page_name: "aiwatch test".into(),
         stream_interval: None,
         crowd: aiwatch_core::crowd::CrowdConfig::default(),
+        regions: aiwatch_server::agents::RegionOptions::default(),
     };
     Arc::new(
         Engine::new(

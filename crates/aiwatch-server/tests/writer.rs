@@ -38,6 +38,18 @@ impl Store for FlakyStore {
         self.refuse()?;
         self.inner.insert_observations(batch)
     }
+    fn insert_pushed(
+        &self,
+        batch: &[Observation],
+        cursor: &str,
+        seq: u64,
+    ) -> aiwatch_store::Result<()> {
+        self.refuse()?;
+        self.inner.insert_pushed(batch, cursor, seq)
+    }
+    fn cursor(&self, cursor: &str) -> aiwatch_store::Result<u64> {
+        self.inner.cursor(cursor)
+    }
     fn observations(
         &self,
         s: &Selector,

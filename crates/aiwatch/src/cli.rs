@@ -45,6 +45,12 @@ pub enum Command {
         after_help = "Example: AIWATCH_GATEWAY_KEYS=sk-gw-... aiwatch gateway   then point an SDK at http://127.0.0.1:4000/v1 (see docs/gateway.md)\n\nExit codes: 0 stopped by SIGINT/SIGTERM, 64 usage error, 78 config error."
     )]
     Gateway(GatewayArgs),
+    /// Be a vantage point for a server elsewhere: run its checks from here (this region's DNS,
+    /// proxy and network) and push what is seen, buffered on disk while the server is away.
+    #[command(
+        after_help = "Example:\n  AIWATCH_AGENT_TOKEN=... aiwatch agent --server https://aiwatch.example.com --region eu-west\n\nThe server declares the region and its token in an [[agent]] entry (see docs/agents.md).\n\nExit codes: 0 stopped by SIGINT/SIGTERM, 2 the server refused this agent (wrong token, undeclared region: its reason is printed), 64 usage error."
+    )]
+    Agent(AgentArgs),
     /// Failover drill: which upstream of a route would carry traffic right now, and is the
     /// local plan B installed and able to run?
     #[command(
@@ -221,6 +227,36 @@ pub struct NetworkArgs {
     /// reported as intercepted, and keys are never sent through them.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The aiwatch server to report to (https://…; plain http only to this machine or a
+    /// private network).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// This vantage point's region, as the server's [[agent]] entry names it.
+    #[arg(long, value_name = "NAME")]
+    pub region: String,
+    /// The variable holding this agent's token.
+    #[arg(long, value_name = "VAR", default_value = "AIWATCH_AGENT_TOKEN")]
+    pub token_env: String,
+    /// The server's own CA (PEM), when its certificate is not from a public CA.
+    #[arg(long, value_name = "PEM")]
+    pub server_ca: Option<PathBuf>,
+    /// Where observations wait for delivery (default: agent-REGION.db in the data dir).
+    #[arg(long, value_name = "FILE")]
+    pub buffer: Option<PathBuf>,
+    /// Observations the buffer keeps at most while the server is away; past it the oldest
+    /// are given up (and counted).
+    #[arg(long, value_name = "N", default_value_t = aiwatch_agent::buffer::DEFAULT_CAPACITY)]
+    pub buffer_capacity: u64,
+    /// Also use this key variable (from this machine's environment) for the services the
+    /// server points it at; built-in key variables are only ever sent to their own provider.
+    #[arg(long, value_name = "VAR")]
+    pub allow_key: Vec<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Args)]

@@ -52,6 +52,9 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             ))
         })?;
     }
+    // Each agent's token as `serve` reads it.
+    crate::commands::serve::region_options(&config)
+        .map_err(|e| exit::config(format!("{}: {e}", path.display())))?;
     let catalog = Catalog::with_config(&config);
     for m in aiwatch_core::key_route::moved_keys(&catalog) {
         println!(

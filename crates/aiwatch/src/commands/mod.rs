@@ -1,5 +1,6 @@
 //! Dispatches each subcommand to its module.
 
+mod agent;
 pub mod alert;
 mod check;
 mod config;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(cli.config.as_deref(), &args),
         Command::Gateway(args) => gateway::run(cli.config.as_deref(), &args),
+        Command::Agent(args) => agent::run(&args),
         Command::Drill(args) => drill::run(cli.config.as_deref(), &args),
         Command::Services(args) => services::run(cli.config.as_deref(), &args),
         Command::Config(ConfigCommand::Check { file }) => {

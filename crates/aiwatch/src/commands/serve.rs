@@ -68,6 +68,52 @@ fn access(
         .map_err(|e| exit::config(format!("[server] auth_token_env ({var}): {e}")))
 }
 
+/// The vantage points `serve` accepts pushes from: each `[[agent]]` with its token read from
+/// the variable it names (set, at least 20 characters, and no two regions sharing one), the
+/// grace period and the quorum. `config check` builds the same.
+pub fn region_options(
+    config: &aiwatch_core::config::Config,
+) -> anyhow::Result<aiwatch_server::agents::RegionOptions> {
+    use aiwatch_core::config::MIN_AGENT_TOKEN_LEN;
+    let mut agents: Vec<aiwatch_server::agents::DeclaredAgent> = Vec::new();
+    for entry in &config.agents {
+        let var = &entry.token_env;
+        let region = &entry.region;
+        let token = load::env_secret(var)
+            .and_then(aiwatch_core::secret::ApiKey::new)
+            .ok_or_else(|| {
+                exit::config(format!(
+                "[[agent]] region \"{region}\": token_env names {var}, which is not set or empty"
+            ))
+            })?;
+        if token.expose().trim().chars().count() < MIN_AGENT_TOKEN_LEN {
+            return Err(exit::config(format!(
+                "[[agent]] region \"{region}\": the token in {var} is shorter than {MIN_AGENT_TOKEN_LEN} characters (e.g. `openssl rand -hex 24`)"
+            )));
+        }
+        if let Some(twin) = agents.iter().find(|a| a.token.expose() == token.expose()) {
+            return Err(exit::config(format!(
+                "[[agent]] region \"{region}\": {var} holds the same token as region \"{}\"; give each region its own",
+                twin.region
+            )));
+        }
+        agents.push(aiwatch_server::agents::DeclaredAgent {
+            region: region.clone(),
+            token,
+        });
+    }
+    let interval = config.defaults.interval;
+    Ok(aiwatch_server::agents::RegionOptions {
+        agents,
+        grace: config
+            .server
+            .agent_grace
+            .unwrap_or_else(|| (interval * 3).max(std::time::Duration::from_secs(90))),
+        quorum: config.server.quorum,
+        control_url: Some(config.defaults.control_url.clone()),
+    })
+}
+
 pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let services = load::select_services(&loaded.catalog, &args.services, || {
@@ -110,6 +156,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             page_name: "aiwatch".into(),
             stream_interval: defaults.stream_interval,
             crowd: loaded.config.crowd.clone(),
+            regions: region_options(&loaded.config)?,
         },
         limits: Limits::default(),
         access,

@@ -1,15 +1,15 @@
-//! Turns one scheduled check's probes into observations, one per face of the service (web,
+//! Turns one scheduled check's probes (by `serve` or an agent) into observations, one per face of the service (web,
 //! API), judged by the same `classify` as `aiwatch check`; what each records about the provider
 //! is the core's `health_of_check`.
 
 use std::time::Duration;
 
+use crate::check::ServiceProbes;
 use aiwatch_core::assessment::{observed_health, official_observation as official_health};
 use aiwatch_core::classify::classify;
 use aiwatch_core::evidence::{CheckEvidence, OfficialOutcome, PhaseTimings, ProbeReport};
 use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
 use aiwatch_core::{Service, Status};
-use aiwatch_probe::check::ServiceProbes;
 use chrono::{DateTime, Utc};
 
 fn phases(t: &PhaseTimings) -> PhaseMs {
@@ -23,10 +23,12 @@ fn phases(t: &PhaseTimings) -> PhaseMs {
     }
 }
 
-/// Observations of one check. `monitor_online == false` (the control probe failed) turns
-/// failures into gaps: the monitor cannot see, so it says nothing about the provider.
+/// Observations of one check from the vantage point `region`. `monitor_online == false` (the
+/// control probe failed) turns failures into gaps: the monitor cannot see, so it says nothing
+/// about the provider.
 pub fn observations(
     service: &Service,
+    region: &Region,
     probes: &ServiceProbes,
     monitor_online: bool,
     canary: bool,
@@ -62,7 +64,7 @@ pub fn observations(
             Some(Observation {
                 service: service.name.clone(),
                 component,
-                region: Region::local(),
+                region: region.clone(),
                 source: if canary {
                     Source::Canary
                 } else {
