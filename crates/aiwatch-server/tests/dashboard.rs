@@ -2,22 +2,19 @@
 //! observations and official views by hand (and, for the on-demand check, loopback fakes), with
 //! third-party text that tries to inject markup, and bad input.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiwatch_core::assess::AssessConfig;
 use aiwatch_core::observation::{Health, Observation, PhaseMs, Source, LOCAL_REGION};
 use aiwatch_core::official::{
     Component, ComponentStatus, Impact, Incident, IncidentStatus, IncidentUpdate, Indicator,
     Maintenance, MaintenanceStatus, OfficialStatus,
 };
 use aiwatch_core::{Catalog, Cause, Config, Service};
-use aiwatch_probe::{CheckOptions, Checker, DnsChoice, ProxySettings};
-use aiwatch_server::engine::{Engine, EngineOptions, OfficialNow};
-use aiwatch_server::metrics::Metrics;
-use aiwatch_server::writer::Writer;
-use aiwatch_store::{Retention, SqliteStore, Store};
+use aiwatch_probe::{CheckOptions, DnsChoice, ProxySettings};
+use aiwatch_server::engine::{Engine, OfficialNow};
 use aiwatch_testkit::{canned, summary_operational, World};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -29,34 +26,10 @@ const IMG: &str = "<img src=x onerror=alert(1)>";
 
 /// An engine over an in-memory store; `checks` says how its checker reaches services.
 fn engine_with(services: Vec<Service>, checks: CheckOptions) -> Arc<Engine> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("in-memory store"));
-    let metrics = Arc::new(Metrics::new(0));
-    let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
-    let checker = Checker::new(checks).expect("checker");
-    let options = EngineOptions {
-        timeout: Duration::from_secs(3),
-        default_interval: Duration::from_secs(30),
-        assess: AssessConfig {
-            failures_to_open: 2,
-            successes_to_close: 2,
-            ..AssessConfig::default()
-        },
-        page_name: "aiwatch test".into(),
-        stream_interval: None,
-        crowd: aiwatch_core::crowd::CrowdConfig::default(),
-        regions: aiwatch_server::agents::RegionOptions::default(),
-    };
-    Arc::new(
-        Engine::new(
-            services,
-            checker,
-            HashMap::new(),
-            store,
-            writer,
-            metrics,
-            options,
-        )
-        .expect("engine"),
+    common::engine(
+        services,
+        checks,
+        aiwatch_server::agents::RegionOptions::default(),
     )
 }
 
@@ -67,17 +40,7 @@ fn engine(names: &[&str]) -> Arc<Engine> {
         .iter()
         .map(|n| catalog.get(n).expect("built-in").clone())
         .collect();
-    engine_with(
-        services,
-        CheckOptions {
-            timeout: Duration::from_secs(1),
-            dns: DnsChoice::Server("127.0.0.1:9".parse().unwrap()),
-            ca_files: Vec::new(),
-            control_url: None,
-            deep: false,
-            proxies: ProxySettings::none(),
-        },
-    )
+    engine_with(services, common::no_network())
 }
 
 fn service<'a>(engine: &'a Engine, name: &str) -> &'a Service {

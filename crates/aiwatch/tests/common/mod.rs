@@ -77,18 +77,32 @@ impl Serve {
             world.config_toml().replacen("[defaults]\n", FAST, 1)
         );
         std::fs::write(&config, text).expect("write the serve config");
-        let addr = free_port();
+        let db = world.dir().join(format!("{service}.db"));
+        let dns = world.dns.addr().to_string();
+        let ca = world.public_ca_path();
+        let mut args: Vec<std::ffi::OsString> = vec![service.into(), "--db".into(), db.into()];
+        args.extend([
+            "--dns-server".into(),
+            dns.into(),
+            "--ca-file".into(),
+            ca.into(),
+        ]);
+        Self::spawn(&config, free_port(), &args, env).await
+    }
+
+    /// `aiwatch --config CONFIG serve --listen ADDR ARGS…` with `env` set; waits until ready.
+    pub async fn spawn(
+        config: &std::path::Path,
+        addr: SocketAddr,
+        args: &[std::ffi::OsString],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
             .arg("--config")
-            .arg(&config)
-            .args(["serve", service, "--listen"])
+            .arg(config)
+            .args(["serve", "--listen"])
             .arg(addr.to_string())
-            .arg("--db")
-            .arg(world.dir().join(format!("{service}.db")))
-            .arg("--dns-server")
-            .arg(world.dns.addr().to_string())
-            .arg("--ca-file")
-            .arg(world.public_ca_path())
+            .args(args)
             .env_remove("HTTPS_PROXY")
             .env_remove("HTTP_PROXY")
             .env_remove("https_proxy")
@@ -112,6 +126,12 @@ impl Serve {
         }
         serve
     }
+
+    /// Stops it at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The server's API, as every test reads it.
@@ -129,7 +149,7 @@ impl Drop for Serve {
     }
 }
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("its address")
 }
