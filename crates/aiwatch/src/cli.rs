@@ -169,6 +169,12 @@ pub struct CheckArgs {
     /// Skip the control probe to the neutral host.
     #[arg(long)]
     pub no_control: bool,
+
+    /// Also ask this aiwatch server what its other vantage points see (its own machine and
+    /// each agent's region): "it fails from here but works from eu-west → it's you". Its API
+    /// token, if it has one, is read from AIWATCH_SERVER_TOKEN.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -423,3 +423,45 @@ async fn the_agents_buffer_loses_and_duplicates_nothing_across_a_server_crash_an
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_a_server_says_its_you_when_every_other_vantage_point_sees_it_work() {
+    let world = Regions::start().await;
+    let config = world.config(2);
+    let serve = world.serve(&config, free_port()).await;
+    let _us = Agent::start(
+        serve.addr,
+        "us-east",
+        US_TOKEN,
+        &world.dns_ok,
+        &world.dir.path().join("us.db"),
+    );
+    serve
+        .wait_for("/api/services/acme/regions", "us-east heard", |r| {
+            region(r, "us-east")["state"] == "operational"
+                && region(r, "local")["state"] == "operational"
+        })
+        .await;
+    // From here, this machine's DNS sends the service to the failing fake.
+    let output = common::aiwatch()
+        .arg("--config")
+        .arg(&config)
+        .args(["check", "acme", "--no-control", "--server"])
+        .arg(format!("http://{}", serve.addr))
+        .arg("--dns-server")
+        .arg(world.dns_bad.addr().to_string())
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("check runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "the local verdict still decides: {stdout}"
+    );
+    assert!(stdout.contains("Elsewhere"), "{stdout}");
+    assert!(
+        stdout.contains("works from the server and us-east: the trouble is on your side"),
+        "{stdout}"
+    );
+}

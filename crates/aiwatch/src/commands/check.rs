@@ -83,6 +83,15 @@ pub fn run(
             "{}",
             report::render(&services, &verdicts, detail, report::use_color())
         );
+        if let Some(server) = &args.server {
+            let lines = elsewhere(server, &services, &verdicts, &args.network)?;
+            if !lines.is_empty() {
+                println!("\nElsewhere (what {server} sees):");
+                for line in lines {
+                    println!("  • {line}");
+                }
+            }
+        }
         let plan_b = aiwatch_core::plan_b::advice(&verdicts);
         if !plan_b.is_empty() && !quiet {
             println!("\nKeep working:");
@@ -93,4 +102,115 @@ pub fn run(
     }
     let fault = Fault::worst(verdicts.iter().map(Verdict::fault));
     Ok(ExitCode::from(fault.exit_code()))
+}
+
+/// One line per service on what the server's vantage points see, joined to the local verdict
+/// by the core (`compare_with_elsewhere`); a server that cannot be asked says so once.
+fn elsewhere(
+    server: &str,
+    services: &[aiwatch_core::Service],
+    verdicts: &[Verdict],
+    network: &crate::cli::NetworkArgs,
+) -> anyhow::Result<Vec<String>> {
+    use aiwatch_core::evidence::{HttpOutcome, Purpose};
+    use aiwatch_core::observation::Region;
+    use aiwatch_core::regions::{compare_with_elsewhere, ElsewhereReading};
+    use aiwatch_probe::layered::{probe, Ask};
+
+    let server = server.trim_end_matches('/').to_owned();
+    aiwatch_core::config::validate_http_url(&server)
+        .map_err(|e| exit::usage(format!("--server: {e}")))?;
+    let token =
+        load::env_secret("AIWATCH_SERVER_TOKEN").and_then(aiwatch_core::secret::ApiKey::new);
+    if token.is_some() {
+        if let Some(refusal) =
+            aiwatch_core::key_route::plain_http_refusal(&server, "AIWATCH_SERVER_TOKEN", false)
+        {
+            return Err(exit::usage(format!("--server: {refusal}")));
+        }
+    }
+    let checker = Checker::new(CheckOptions {
+        timeout: Duration::from_secs(10),
+        dns: load::network(network.dns_server.as_deref(), &network.ca_file)?,
+        ca_files: network.ca_file.clone(),
+        control_url: None,
+        deep: false,
+        proxies: ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?,
+    })
+    .map_err(|e| exit::config(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    for (service, verdict) in services.iter().zip(verdicts) {
+        let url = format!("{server}/api/v1/services/{}/regions", service.name);
+        let mut headers = vec![("accept", "application/json".to_owned())];
+        if let Some(token) = &token {
+            headers.push(("authorization", format!("Bearer {}", token.expose())));
+        }
+        let probed = runtime.block_on(probe(
+            checker.context(),
+            Purpose::Api,
+            &url,
+            Ask {
+                headers,
+                carries_key: token.is_some(),
+                body_cap: 1024 * 1024,
+                ..Ask::get()
+            },
+            None,
+            deadline,
+        ));
+        let status = match &probed.report.http {
+            Some(HttpOutcome::Response(r)) => r.status,
+            _ => {
+                lines.push(format!(
+                    "{server} could not be asked: {}",
+                    aiwatch_probe::official::failure_text(&probed.report)
+                ));
+                break;
+            }
+        };
+        if status == 404 {
+            lines.push(format!("{}: the server does not watch it", service.name));
+            continue;
+        }
+        if status != 200 {
+            lines.push(format!(
+                "{server} answered {status} (set AIWATCH_SERVER_TOKEN if it has a token)"
+            ));
+            break;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&probed.body).unwrap_or_default();
+        let others: Vec<ElsewhereReading> = body["regions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let name = r["region"].as_str()?;
+                let status = serde_json::from_value(r["state"].clone()).ok()?;
+                let region = if name == aiwatch_core::observation::LOCAL_REGION {
+                    Region::new("the server")
+                } else {
+                    Region::new(name)
+                };
+                Some(ElsewhereReading { region, status })
+            })
+            .collect();
+        let seen: Vec<String> = others
+            .iter()
+            .map(|o| format!("{} {}", o.region, o.status))
+            .collect();
+        let verdict_line = compare_with_elsewhere(verdict.status, &others)
+            .unwrap_or_else(|| "no vantage point there can tell yet".to_owned());
+        lines.push(format!(
+            "{}: {} — {verdict_line}",
+            service.name,
+            seen.join(", ")
+        ));
+    }
+    runtime.shutdown_timeout(Duration::from_millis(50));
+    Ok(lines)
 }
