@@ -227,6 +227,17 @@ async fn a_failure_seen_from_one_region_only_is_regional_and_names_that_region()
     );
     assert_eq!(regions["scope"], "regional");
 
+    // The dashboard's region matrix heads each column with how it was counted and its agent.
+    let (status, page) = serve.get("/services/acme").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("eu-west"), "{page}");
+    assert!(page.contains("sees trouble"), "{page}");
+    assert!(
+        page.contains(&format!("agent {}", env!("CARGO_PKG_VERSION"))),
+        "{page}"
+    );
+    assert!(page.contains("seen from eu-west only"), "{page}");
+
     let agents = serve.json("/api/v1/agents").await;
     let rows = agents["agents"].as_array().cloned().unwrap_or_default();
     assert_eq!(rows.len(), 2, "{agents}");

@@ -97,6 +97,14 @@ pub struct ComponentLatency {
     pub phases: Option<Phases>,
 }
 
+/// One vantage point as the region matrix heads its column.
+pub struct RegionColumn {
+    pub region: Region,
+    pub role: aiwatch_core::regions::RegionRole,
+    pub silent: bool,
+    pub contact: Option<crate::agents::Contact>,
+}
+
 /// Everything the service page shows.
 pub struct Detail {
     pub site: String,
@@ -113,6 +121,9 @@ pub struct Detail {
     pub components: Vec<ComponentNow>,
     /// (component, region, state, since, description).
     pub matrix: Vec<(Key, Status, Option<DateTime<Utc>>, String)>,
+    /// Every vantage point, this server's first: how the quorum counted it and when its agent
+    /// was last heard from.
+    pub regions: Vec<RegionColumn>,
     pub official: OfficialNow,
     pub has_status_page: bool,
     pub days: Vec<history::Day>,
@@ -237,6 +248,20 @@ pub fn gather(
     matrix.sort_by(|a, b| {
         (a.0.region != local, &a.0.region).cmp(&(b.0.region != local, &b.0.region))
     });
+    let regions: Vec<RegionColumn> = now_of
+        .as_ref()
+        .map(|n| {
+            n.regions
+                .iter()
+                .map(|r| RegionColumn {
+                    region: r.region.clone(),
+                    role: r.role,
+                    silent: r.silent,
+                    contact: engine.agents.contact(&r.region),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
 
     let first_day = history::first_day(now, DAYS);
     let all_incidents = overview::incidents_since(engine, first_day.min(now - range.span()))?;
@@ -336,6 +361,7 @@ pub fn gather(
         since: now_of.as_ref().and_then(|n| n.since),
         components,
         matrix,
+        regions,
         official: engine.official_of(&service.name),
         has_status_page: service.status.is_some(),
         uptime_90: history::overall(&days),
@@ -474,8 +500,40 @@ fn region_name(region: &Region) -> String {
     }
 }
 
+/// How a region's word was counted, in words.
+fn role_words(column: &RegionColumn) -> &'static str {
+    use aiwatch_core::regions::RegionRole;
+    if column.silent && column.region != Region::local() {
+        return if column.contact.is_some() {
+            "silent: not counted"
+        } else {
+            "never heard from"
+        };
+    }
+    match column.role {
+        RegionRole::Failing => "sees trouble",
+        RegionRole::Passing => "sees it work",
+        RegionRole::NotCounted => "cannot tell",
+    }
+}
+
+fn region_head(column: &RegionColumn, now: DateTime<Utc>) -> Markup {
+    html! {
+        (region_name(&column.region))
+        span.sub { (role_words(column)) }
+        @if let Some(contact) = &column.contact {
+            span.sub {
+                "agent " (contact.version) ", heard " (present::time(contact.last_contact, now))
+                @if contact.clock_offset_ms != 0 {
+                    ", clock off by " (present::ms(contact.clock_offset_ms.unsigned_abs() as f64))
+                }
+            }
+        }
+    }
+}
+
 fn region_matrix(d: &Detail) -> Markup {
-    let mut regions: Vec<&Region> = Vec::new();
+    let mut regions: Vec<&Region> = d.regions.iter().map(|c| &c.region).collect();
     let mut components: Vec<Component> = Vec::new();
     for (k, ..) in &d.matrix {
         if !regions.contains(&&k.region) {
@@ -494,7 +552,14 @@ fn region_matrix(d: &Detail) -> Markup {
                     thead {
                         tr {
                             th scope="col" { "Component" }
-                            @for r in &regions { th scope="col" { (region_name(r)) } }
+                            @for r in &regions {
+                                th scope="col" {
+                                    @match d.regions.iter().find(|c| &c.region == *r) {
+                                        Some(column) => { (region_head(column, d.now)) }
+                                        None => { (region_name(r)) }
+                                    }
+                                }
+                            }
                         }
                     }
                     tbody {
