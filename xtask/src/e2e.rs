@@ -36,6 +36,10 @@ pub fn run(args: &[&str]) -> Result<()> {
         let binary = build()?;
         return tokio::runtime::Runtime::new()?.block_on(webhook_signature(&binary));
     }
+    if only == Some("regions") {
+        let binary = build()?;
+        return tokio::runtime::Runtime::new()?.block_on(crate::e2e_regions::run(&binary));
+    }
     if only == Some("contract") {
         let binary = build()?;
         return tokio::runtime::Runtime::new()?

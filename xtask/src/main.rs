@@ -10,6 +10,7 @@ mod dist;
 mod e2e;
 mod e2e_contract;
 mod e2e_gateway;
+mod e2e_regions;
 mod fuzz;
 
 use anyhow::{bail, Result};

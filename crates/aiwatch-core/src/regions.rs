@@ -81,10 +81,19 @@ pub fn across_regions(readings: &[RegionReading], quorum: u32) -> Option<Regiona
         names
     };
     let counted = failing.len() + passing.len();
+    // A notice is about one vantage point's own trouble: with several, only this machine's
+    // travels into the fused word (an agent's own trouble shows in its region's row).
+    let several = readings.len() > 1;
     let heard: Vec<Assessment> = readings
         .iter()
         .filter(|r| !r.silent)
-        .map(|r| r.assessment)
+        .map(|r| {
+            let mut a = r.assessment;
+            if several && r.region.as_str() != crate::observation::LOCAL_REGION {
+                a.notice = None;
+            }
+            a
+        })
         .collect();
     if failing.is_empty() {
         let assessment = roll_up(&heard).or_else(|| {
@@ -101,6 +110,10 @@ pub fn across_regions(readings: &[RegionReading], quorum: u32) -> Option<Regiona
         .iter()
         .map(|r| r.assessment)
         .max_by_key(|a| a.status.severity())?;
+    let worst = Assessment {
+        notice: None,
+        ..worst
+    };
     let need = usize::try_from(quorum)
         .unwrap_or(usize::MAX)
         .clamp(1, counted);
@@ -323,6 +336,20 @@ mod tests {
             fused.assessment.notice,
             Some(Notice::MonitorCannotSee(Cause::DnsFiltered))
         ));
+    }
+
+    #[test]
+    fn an_agents_own_trouble_does_not_become_the_services_word() {
+        let fused = across_regions(
+            &[
+                at("local", ProbeReading::Passing),
+                at("eu-west", ProbeReading::MonitorOffline(Cause::DnsFailure)),
+            ],
+            2,
+        )
+        .unwrap();
+        assert_eq!(fused.assessment.status, Status::Operational);
+        assert_eq!(fused.assessment.notice, None);
     }
 
     #[test]
