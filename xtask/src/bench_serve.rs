@@ -123,7 +123,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -136,7 +136,7 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / 100.0)
 }
 
-fn status_kb(pid: u32, field: &str) -> Result<f64> {
+pub(crate) fn status_kb(pid: u32, field: &str) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -155,7 +155,7 @@ fn metric(base_url: &str, name: &str) -> Result<f64> {
 }
 
 /// The value of an unlabelled sample.
-fn metric_in(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_in(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
