@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use aiwatch_core::agent_wire::{Push, PROTOCOL};
 use aiwatch_core::observation::{Component, Health, Observation, PhaseMs, Region, Source};
 use aiwatch_core::{Cause, ServiceName};
-use aiwatch_testkit::{canned, FakeServer, Reply};
+use aiwatch_testkit::{canned, DnsAnswer, FakeDns, FakeServer, Reply};
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -82,6 +82,7 @@ fn start_serve(
     dir: &Path,
     config_text: &str,
     services: &[String],
+    dns: &str,
     env: &[(String, String)],
 ) -> Result<Daemon> {
     let config = dir.join("bench.toml");
@@ -95,7 +96,8 @@ fn start_serve(
         .arg(&config)
         .args(["serve", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
-        .args(services);
+        .args(services)
+        .args(["--dns-server", dns]);
     if !config_text.contains("database =") {
         command.arg("--db").arg(dir.join("bench.db"));
     }
@@ -132,30 +134,48 @@ pub fn run(args: &[&str]) -> Result<()> {
     let fake = runtime.block_on(FakeServer::start(None));
     fake.fallback(Reply::text(200, "text/plain", "ok"));
     fake.route("GET", "/generate_204", canned::generate_204());
-    let base = format!("http://{}", fake.addr());
-    runtime.block_on(ingest(&binary, &base, &options))?;
-    footprint(&binary, &base, options.footprint_seconds)?;
+    // Names, not loopback URLs: a loopback URL would make each service a local runtime of the
+    // server, which agents are never assigned.
+    let dns = runtime.block_on(FakeDns::start());
+    let loopback = DnsAnswer::Addresses(vec![fake.addr().ip()]);
+    for i in 0..1_000 {
+        dns.set(&format!("svc-{i:04}.bench.test"), loopback.clone());
+    }
+    dns.set("control.bench.test", loopback);
+    let net = Net {
+        port: fake.addr().port(),
+        dns: dns.addr().to_string(),
+    };
+    runtime.block_on(ingest(&binary, &net, &options))?;
+    footprint(&binary, &net, options.footprint_seconds)?;
     Ok(())
 }
 
-fn services_toml(base: &str, count: usize, interval: &str) -> (String, Vec<String>) {
+/// Where the fake provider is, and the DNS server that names it.
+struct Net {
+    port: u16,
+    dns: String,
+}
+
+fn services_toml(net: &Net, count: usize, interval: &str) -> (String, Vec<String>) {
+    let port = net.port;
     let mut text = format!(
-        "[defaults]\ninterval = \"{interval}\"\ntimeout = \"5s\"\nstream_interval = \"off\"\ncontrol_url = \"{base}/generate_204\"\n"
+        "[defaults]\ninterval = \"{interval}\"\ntimeout = \"5s\"\nstream_interval = \"off\"\ncontrol_url = \"http://control.bench.test:{port}/generate_204\"\n"
     );
     let mut names = Vec::new();
     for i in 0..count {
         let name = format!("svc-{i:04}");
         let _ = write!(
             text,
-            "\n[[service]]\nname = \"{name}\"\nkind = \"http\"\nweb_url = \"{base}/h/{i}\"\n"
+            "\n[[service]]\nname = \"{name}\"\nkind = \"http\"\nweb_url = \"http://{name}.bench.test:{port}/h/{i}\"\n"
         );
         names.push(name);
     }
     (text, names)
 }
 
-async fn ingest(binary: &Path, base: &str, options: &Options) -> Result<()> {
-    let (mut text, names) = services_toml(base, SERVICES, "1h");
+async fn ingest(binary: &Path, net: &Net, options: &Options) -> Result<()> {
+    let (mut text, names) = services_toml(net, SERVICES, "1h");
     let _ = write!(text, "\n[server]\nagent_grace = \"1h\"\n");
     if let Some(url) = &options.database {
         let _ = writeln!(text, "database = \"{url}\"");
@@ -169,7 +189,7 @@ async fn ingest(binary: &Path, base: &str, options: &Options) -> Result<()> {
         env.push((format!("BENCH_AGENT_{i:02}"), token(i)));
     }
     let dir = tempfile::tempdir()?;
-    let daemon = start_serve(binary, dir.path(), &text, &names, &env)?;
+    let daemon = start_serve(binary, dir.path(), &text, &names, &net.dns, &env)?;
     let engine = options
         .database
         .as_deref()
@@ -280,20 +300,21 @@ async fn ingest(binary: &Path, base: &str, options: &Options) -> Result<()> {
     Ok(())
 }
 
-fn footprint(binary: &Path, base: &str, seconds: u64) -> Result<()> {
+fn footprint(binary: &Path, net: &Net, seconds: u64) -> Result<()> {
     const CHECKS: usize = 1_000;
-    let (mut text, _) = services_toml(base, CHECKS, "30s");
+    let (mut text, names) = services_toml(net, CHECKS, "30s");
     let _ = write!(
         text,
         "\n[[agent]]\nregion = \"bench\"\ntoken_env = \"BENCH_AGENT\"\n"
     );
     let dir = tempfile::tempdir()?;
-    // The server runs only a token check of its own (its watch list is one service).
+    // Agents are assigned what the server watches: all 1,000 (the server checks them too).
     let daemon = start_serve(
         binary,
         dir.path(),
         &text,
-        &["svc-0000".to_owned()],
+        &names,
+        &net.dns,
         &[("BENCH_AGENT".into(), token(0))],
     )?;
     let mut agent = Command::new(binary)
@@ -340,9 +361,10 @@ fn footprint(binary: &Path, base: &str, seconds: u64) -> Result<()> {
         rss_peak / 1024.0,
         rss_now / 1024.0
     );
+    // Each check first runs at a random point of its first 30 s, then every 30 s.
     println!(
         "  observations delivered      {delivered:.0} (expected ≈ {:.0})",
-        (seconds + 5) as f64 * CHECKS as f64 / 30.0
+        CHECKS as f64 * ((seconds + 5) as f64 / 30.0 - 0.5)
     );
     Ok(())
 }
