@@ -56,6 +56,37 @@ pub enum Error {
     #[error("encoding {what} failed: {reason}")]
     Encode { what: &'static str, reason: String },
 
+    /// PostgreSQL refused or failed an operation.
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] postgres::Error),
+
+    /// No connection to PostgreSQL could be opened (`target` is the address, never a password).
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
+
+    /// A PostgreSQL schema migration failed; the database was left at the version before it.
+    #[error("migrating the PostgreSQL database to schema version {version} failed: {source}")]
+    PostgresMigration {
+        version: i64,
+        #[source]
+        source: postgres::Error,
+    },
+
+    /// The PostgreSQL database was written by a newer aiwatch.
+    #[error(
+        "PostgreSQL database {target} has schema version {found}, but this aiwatch knows versions \
+         up to {supported}; upgrade aiwatch or point it at another database"
+    )]
+    PostgresTooNew {
+        target: String,
+        found: i64,
+        supported: i64,
+    },
+
+    /// A `database` setting that is neither `sqlite:PATH` nor a usable `postgres://` URL.
+    #[error("invalid database URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+
     /// The caller asked for something that makes no sense (`from` after `to`, a quantile
     /// outside 0..=1).
     #[error("invalid query: {0}")]

@@ -502,6 +502,23 @@ pub trait Store: Send + Sync {
     /// Deletes reports and posts older than `before`.
     fn prune_reports(&self, before: DateTime<Utc>) -> Result<usize>;
 
+    /// Claims the checks `instance` runs: renews its leases among `keys`, takes free or expired
+    /// ones up to a fair share (`keys` over the instances that claimed within their `ttl`,
+    /// rounded up) and gives back the rest; returns the keys it holds, sorted. Every instance
+    /// calls it with the same `keys` well within `ttl` (a third of it, say); one that stops
+    /// calling loses its keys to the others once `ttl` has passed. Keys held by two instances
+    /// at once never happens: claims run one at a time.
+    fn claim_checks(
+        &self,
+        instance: &str,
+        keys: &[String],
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>>;
+
+    /// Gives back every lease of `instance` (at shutdown), so others take its checks at once.
+    fn release_checks(&self, instance: &str) -> Result<()>;
+
     /// Makes everything written so far durable in the main file (a WAL checkpoint); for shutdown.
     fn flush(&self) -> Result<()>;
 

@@ -1,14 +1,15 @@
-//! The alert outbox: notifications saved with the incident change that caused them, each
-//! once, picked up when due, retried and given up as told.
+//! The alert outbox on both engines: notifications saved with the incident change that caused
+//! them, each once, picked up when due, retried and given up as told.
 
+#[macro_use]
 mod common;
 
 use aiwatch_core::alert::AlertEvent;
 use aiwatch_core::alert_rules::{AlertMessage, Notification, MESSAGE_VERSION};
 use aiwatch_core::{Cause, Scope, Status};
-use aiwatch_store::{DeliveryOutcome, DeliveryQuery, DeliveryState, Retention, SqliteStore, Store};
+use aiwatch_store::{DeliveryOutcome, DeliveryQuery, DeliveryState, Retention};
 use chrono::{DateTime, Duration, Utc};
-use common::{at, incident, key};
+use common::{at, incident, key, TestDb};
 
 fn notification(
     alert: &str,
@@ -41,15 +42,8 @@ fn notification(
     }
 }
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("outbox.db")).unwrap();
-    (dir, store)
-}
-
-#[test]
-fn a_notification_is_saved_with_its_incident_and_only_once() {
-    let (_dir, store) = store();
+fn a_notification_is_saved_with_its_incident_and_only_once(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2026-12-01T12:00:00Z");
     let inc = incident("inc-1", key("openai-api", "api", "local"), t0);
     let n = notification("ops", "inc-1", AlertEvent::Opened, t0);
@@ -72,9 +66,8 @@ fn a_notification_is_saved_with_its_incident_and_only_once() {
     assert_eq!(due[0].state, DeliveryState::Pending);
 }
 
-#[test]
-fn retries_wait_their_time_and_dead_ones_stay_listed() {
-    let (_dir, store) = store();
+fn retries_wait_their_time_and_dead_ones_stay_listed(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2026-12-01T12:00:00Z");
     store
         .record(
@@ -139,9 +132,8 @@ fn retries_wait_their_time_and_dead_ones_stay_listed() {
     assert_eq!(counts, [(DeliveryState::Dead, 1), (DeliveryState::Sent, 1)]);
 }
 
-#[test]
-fn pruning_keeps_pending_deliveries_and_drops_old_finished_ones() {
-    let (_dir, store) = store();
+fn pruning_keeps_pending_deliveries_and_drops_old_finished_ones(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2026-10-01T12:00:00Z");
     store
         .record(
@@ -165,9 +157,8 @@ fn pruning_keeps_pending_deliveries_and_drops_old_finished_ones() {
     assert_eq!(left[0].state, DeliveryState::Pending);
 }
 
-#[test]
-fn decisions_replay_oldest_first() {
-    let (_dir, store) = store();
+fn decisions_replay_oldest_first(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2026-12-01T12:00:00Z");
     for (i, event) in [AlertEvent::Opened, AlertEvent::Recovered]
         .into_iter()
@@ -195,3 +186,10 @@ fn decisions_replay_oldest_first() {
     let events: Vec<AlertEvent> = replay.iter().map(|d| d.message.event).collect();
     assert_eq!(events, [AlertEvent::Opened, AlertEvent::Recovered]);
 }
+
+on_both_engines!(
+    a_notification_is_saved_with_its_incident_and_only_once,
+    retries_wait_their_time_and_dead_ones_stay_listed,
+    pruning_keeps_pending_deliveries_and_drops_old_finished_ones,
+    decisions_replay_oldest_first,
+);

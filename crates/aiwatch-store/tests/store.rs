@@ -1,6 +1,9 @@
-//! Behaviour of the SQLite store through its public API: round-trips, migrations, rollup math,
-//! uptime with unknown share and gaps, pruning, incidents, states and concurrent reads.
+//! Behaviour of the stores through their public API, each test on SQLite and on PostgreSQL
+//! (`sqlite::…`, `postgres::…`; the latter skip unless `AIWATCH_TEST_POSTGRES_URL` is set):
+//! round-trips, rollup math, uptime with unknown share and gaps, pruning, incidents, states,
+//! concurrent reads and leases; and what only one engine has (SQLite files, migrations).
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -19,7 +22,7 @@ use aiwatch_store::{
     TimeRange,
 };
 use chrono::Duration;
-use common::{at, component_named, incident, key, name, obs, series};
+use common::{at, component_named, incident, key, name, obs, series, TestDb};
 
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -76,10 +79,8 @@ fn varied_observations() -> Vec<Observation> {
     out
 }
 
-#[test]
-fn observations_round_trip_through_a_file_newest_first() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
+fn observations_round_trip_newest_first(db: &TestDb) {
+    let store = db.open();
     let input = varied_observations();
     store.insert_observations(&input[..5]).unwrap();
     store.insert_observations(&input[5..]).unwrap();
@@ -122,9 +123,21 @@ fn observations_round_trip_through_a_file_newest_first() {
     let got = store.observations(&openai(), range, 100).unwrap();
     assert_eq!(got, vec![input[3].clone(), input[2].clone()]);
 
-    // The same in memory.
+    // The same after a restart.
+    drop(store);
+    assert_eq!(
+        db.open().observations(&openai(), all_time(), 1000).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn an_in_memory_sqlite_store_round_trips_observations() {
     let mem = SqliteStore::open_in_memory().unwrap();
+    let input = varied_observations();
     mem.insert_observations(&input).unwrap();
+    let mut expected = input.clone();
+    expected.reverse();
     assert_eq!(
         mem.observations(&openai(), all_time(), 1000).unwrap(),
         expected
@@ -205,9 +218,8 @@ fn a_foreign_sqlite_file_is_refused_and_left_alone() {
     assert_eq!(tables, 1);
 }
 
-#[test]
-fn rollups_count_by_health_per_minute_and_per_day() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn rollups_count_by_health_per_minute_and_per_day(db: &TestDb) {
+    let store = db.open();
     // Every 20 s for 2 days: the health cycles up, up, degraded, down, unknown.
     let t0 = at("2025-03-01T00:00:00Z");
     let health = |i: usize| match i % 5 {
@@ -268,9 +280,8 @@ fn rollups_count_by_health_per_minute_and_per_day() {
     assert_eq!(total, 27);
 }
 
-#[test]
-fn rollups_are_per_key_and_merge_sources_unless_selected() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn rollups_are_per_key_and_merge_sources_unless_selected(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T12:00:00Z");
     let mut batch = Vec::new();
     for (region, source) in [
@@ -309,9 +320,8 @@ fn latency(i: usize) -> f32 {
     5.0 * 1000f32.powf(x)
 }
 
-#[test]
-fn percentiles_from_merged_rollups_are_within_bucket_error() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn percentiles_from_merged_rollups_are_within_bucket_error(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T06:00:00Z");
     // Three days every 30 s, partly in another region.
     let mut input = series(t0, Duration::seconds(30), 3 * 2880, |i| {
@@ -352,9 +362,8 @@ fn percentiles_from_merged_rollups_are_within_bucket_error() {
     assert_eq!(none, vec![None]);
 }
 
-#[test]
-fn uptime_is_over_known_observations_with_the_unknown_share_beside_it() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn uptime_is_over_known_observations_with_the_unknown_share_beside_it(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T10:00:00Z");
     // 100 observations, 30 s apart: 80 up, 5 degraded, 10 down, 5 unknown.
     let input = series(t0, Duration::seconds(30), 100, |i| {
@@ -387,9 +396,8 @@ fn uptime_is_over_known_observations_with_the_unknown_share_beside_it() {
     assert!((up.unknown_ratio - 0.05).abs() < 1e-9);
 }
 
-#[test]
-fn time_without_observations_counts_as_unknown_never_as_up() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn time_without_observations_counts_as_unknown_never_as_up(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T10:00:00Z");
     // One hour at a 30 s interval, but the monitor was off for the second half.
     store
@@ -428,9 +436,8 @@ fn time_without_observations_counts_as_unknown_never_as_up() {
     );
 }
 
-#[test]
-fn uptime_over_90_days_matches_the_raw_counts() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn uptime_over_90_days_matches_the_raw_counts(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-01-01T00:00:00Z");
     // Every 10 minutes for 95 days; down one observation in seven.
     let input = series(t0, Duration::minutes(10), 95 * 144, |i| {
@@ -459,9 +466,8 @@ fn uptime_over_90_days_matches_the_raw_counts() {
     assert!((up.up_ratio.unwrap() - (1.0 - down as f64 / inside.len() as f64)).abs() < 1e-12);
 }
 
-#[test]
-fn pruning_raw_observations_keeps_rollups() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn pruning_raw_observations_keeps_rollups(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T00:00:00Z");
     let input = series(t0, Duration::minutes(1), 2 * 1440, |i| {
         (
@@ -523,9 +529,8 @@ fn pruning_raw_observations_keeps_rollups() {
     );
 }
 
-#[test]
-fn a_large_prune_is_split_into_chunks_and_cuts_exactly() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn a_large_prune_is_split_into_chunks_and_cuts_exactly(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T00:00:00Z");
     // 50,000 observations 1 s apart (more than two prune chunks).
     let input = series(t0, Duration::seconds(1), 50_000, |_| {
@@ -544,9 +549,8 @@ fn a_large_prune_is_split_into_chunks_and_cuts_exactly() {
     assert_eq!(store.prune_rollups(Granularity::Minute, cut).unwrap(), 751);
 }
 
-#[test]
-fn late_observations_land_in_their_own_buckets() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn late_observations_land_in_their_own_buckets(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T10:00:00Z");
     let api = key("openai-api", "api", "local");
     store
@@ -573,16 +577,15 @@ fn late_observations_land_in_their_own_buckets() {
     );
 }
 
-#[test]
-fn pruned_tiers_fall_back_to_coarser_rollups() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn pruned_tiers_fall_back_to_coarser_rollups(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T00:00:00Z");
     store
         .insert_observations(&series(t0, Duration::minutes(1), 3 * 1440, |_| {
             (Health::Up, Some(90.0))
         }))
         .unwrap();
-    let total = |store: &SqliteStore| {
+    let total = |store: &dyn Store| {
         let range = TimeRange::new(
             t0 + Duration::minutes(12 * 60 + 30),
             t0 + Duration::hours(60),
@@ -590,7 +593,7 @@ fn pruned_tiers_fall_back_to_coarser_rollups() {
         store.uptime(&openai(), range, None).unwrap().counts.total()
     };
     // 12:30 on day 1 to 12:00 on day 3, one observation a minute.
-    assert_eq!(total(&store), 2850);
+    assert_eq!(total(&*store), 2850);
     assert_eq!(
         store
             .rollups(&openai(), all_time(), Granularity::Hour)
@@ -606,7 +609,7 @@ fn pruned_tiers_fall_back_to_coarser_rollups() {
             .unwrap(),
         1440
     );
-    assert_eq!(total(&store), 2850 + 30);
+    assert_eq!(total(&*store), 2850 + 30);
     // Hours of day 1 gone too: day 1 is read whole from its day rollup.
     assert_eq!(
         store
@@ -614,7 +617,7 @@ fn pruned_tiers_fall_back_to_coarser_rollups() {
             .unwrap(),
         24
     );
-    assert_eq!(total(&store), 3 * 1440 - 720);
+    assert_eq!(total(&*store), 3 * 1440 - 720);
     // Day rollups go by their own cut-off.
     assert_eq!(
         store
@@ -631,9 +634,8 @@ fn pruned_tiers_fall_back_to_coarser_rollups() {
     );
 }
 
-#[test]
-fn a_retention_policy_prunes_every_tier() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn a_retention_policy_prunes_every_tier(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-01-01T00:00:00Z");
     store
         .insert_observations(&series(t0, Duration::hours(1), 100 * 24, |_| {
@@ -661,9 +663,8 @@ fn a_retention_policy_prunes_every_tier() {
     assert_eq!(up.counts.total(), 90 * 24);
 }
 
-#[test]
-fn incidents_are_upserted_listed_and_resolved() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn incidents_are_upserted_listed_and_resolved(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T10:00:00Z");
     let a = incident("inc-a", key("openai-api", "api", "local"), t0);
     let mut b = incident(
@@ -751,14 +752,12 @@ fn incidents_are_upserted_listed_and_resolved() {
     );
 }
 
-#[test]
-fn states_and_last_observations_survive_a_restart() {
-    let (_dir, path) = temp_db();
+fn states_and_last_observations_survive_a_restart(db: &TestDb) {
     let t0 = at("2025-03-01T10:00:00Z");
     let api = key("openai-api", "api", "local");
     let web = key("openai-api", "web", "local");
     {
-        let store = SqliteStore::open(&path).unwrap();
+        let store = db.open();
         store
             .save_states(&[
                 SavedState {
@@ -795,7 +794,7 @@ fn states_and_last_observations_survive_a_restart() {
             .unwrap();
         store.flush().unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open();
     let states = store.load_states().unwrap();
     assert_eq!(
         states,
@@ -833,9 +832,8 @@ fn states_and_last_observations_survive_a_restart() {
     );
 }
 
-#[test]
-fn bad_queries_are_refused_not_guessed() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn bad_queries_are_refused_not_guessed(db: &TestDb) {
+    let store = db.open();
     let t0 = at("2025-03-01T10:00:00Z");
     let backwards = TimeRange::new(t0, t0 - Duration::hours(1));
     assert!(matches!(
@@ -853,11 +851,9 @@ fn bad_queries_are_refused_not_guessed() {
     assert!(store.insert_observations(&[]).is_ok());
 }
 
-#[test]
-fn readers_run_alongside_the_writer() {
-    let (_dir, path) = temp_db();
+fn readers_run_alongside_the_writer(db: &TestDb) {
     // Shared the way the daemon shares it.
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let store: Arc<dyn Store> = db.open();
     let t0 = at("2025-03-01T00:00:00Z");
     let writer = {
         let store = Arc::clone(&store);
@@ -904,10 +900,9 @@ fn readers_run_alongside_the_writer() {
     );
 }
 
-#[test]
-fn a_pushed_batch_and_its_cursor_are_saved_together() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
+/// A pushed batch and the agent's sequence cursor are saved together; the cursor never goes down.
+fn a_pushed_batch_and_its_cursor_are_saved_together(db: &TestDb) {
+    let store = db.open();
     assert_eq!(store.cursor("agent_seq:eu-west").unwrap(), 0);
     let batch = varied_observations();
     store
@@ -916,9 +911,188 @@ fn a_pushed_batch_and_its_cursor_are_saved_together() {
     // A lower number never lowers the cursor.
     store.insert_pushed(&[], "agent_seq:eu-west", 3).unwrap();
     drop(store);
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open();
     assert_eq!(store.cursor("agent_seq:eu-west").unwrap(), 12);
     assert_eq!(store.cursor("agent_seq:us-east").unwrap(), 0);
     let stored = store.observations(&openai(), all_time(), 100).unwrap();
     assert_eq!(stored.len(), batch.len());
 }
+
+#[test]
+fn a_postgres_database_from_a_newer_aiwatch_is_refused() {
+    let Some(db) = common::postgres_db("newer_schema") else {
+        return;
+    };
+    drop(db.open());
+    let common::TestDb::Postgres(pg) = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    let mut client = pg.url.connect_admin(StdDuration::from_secs(10)).unwrap();
+    client
+        .execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&(aiwatch_store::postgres::SCHEMA_VERSION + 1)],
+        )
+        .unwrap();
+    let err = aiwatch_store::PostgresStore::open(&pg.url, Default::default())
+        .err()
+        .expect("must refuse");
+    assert!(matches!(err, Error::PostgresTooNew { .. }), "{err}");
+    assert!(err.to_string().contains("upgrade aiwatch"), "{err}");
+}
+
+#[test]
+fn an_unreachable_postgres_fails_fast_naming_the_host_but_not_the_password() {
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = aiwatch_store::PostgresUrl::parse(&format!(
+        "postgres://aiwatch:hunter2secret@127.0.0.1:{port}/aiwatch"
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = aiwatch_store::PostgresStore::open(
+        &url,
+        aiwatch_store::PostgresOptions {
+            connect_timeout: StdDuration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("nothing listens there");
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+    assert!(started.elapsed() < StdDuration::from_secs(5));
+}
+
+/// Two instances claiming the same checks split them; when one stops renewing, the other has
+/// them all once the lease time has passed.
+fn two_instances_split_the_checks_and_take_over_a_silent_ones(db: &TestDb) {
+    let a = db.open();
+    let b = db.open();
+    let keys: Vec<String> = (0..10)
+        .map(|i| format!("openai-api/api/check-{i}"))
+        .collect();
+    let ttl = StdDuration::from_secs(30);
+    let t0 = at("2026-12-07T01:00:00Z");
+    let mut now = t0;
+    let (mut held_a, mut held_b) = (Vec::new(), Vec::new());
+    // Claims every 10 s (a third of the lease), in turn, as the two daemons would.
+    for _ in 0..4 {
+        held_a = a.claim_checks("a", &keys, ttl, now).unwrap();
+        let set_a: HashSet<_> = held_a.iter().collect();
+        assert!(
+            held_b.iter().all(|k| !set_a.contains(k)),
+            "{held_a:?} {held_b:?}"
+        );
+        now += Duration::seconds(5);
+        held_b = b.claim_checks("b", &keys, ttl, now).unwrap();
+        let set_b: HashSet<_> = held_b.iter().collect();
+        assert!(
+            held_a.iter().all(|k| !set_b.contains(k)),
+            "{held_a:?} {held_b:?}"
+        );
+        now += Duration::seconds(5);
+    }
+    assert_eq!((held_a.len(), held_b.len()), (5, 5));
+    let all: HashSet<_> = held_a.iter().chain(&held_b).collect();
+    assert_eq!(all.len(), 10);
+
+    // `a` stops claiming. Until its leases run out, `b` keeps its own half only.
+    let a_last = now - Duration::seconds(10);
+    let before_expiry = a_last + Duration::seconds(29);
+    assert_eq!(
+        b.claim_checks("b", &keys, ttl, before_expiry).unwrap(),
+        held_b
+    );
+    let after_expiry = a_last + Duration::seconds(30);
+    assert_eq!(
+        b.claim_checks("b", &keys, ttl, after_expiry).unwrap(),
+        keys_sorted(&keys)
+    );
+
+    // A clean stop hands everything over at once.
+    b.release_checks("b").unwrap();
+    assert_eq!(
+        a.claim_checks("a", &keys, ttl, after_expiry).unwrap(),
+        keys_sorted(&keys)
+    );
+}
+
+fn keys_sorted(keys: &[String]) -> Vec<String> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys
+}
+
+/// Two instances recording the same incident change and notification (as two daemons that
+/// both saw the outage would) store one incident and one notification.
+fn the_same_incident_recorded_by_two_instances_is_stored_once(db: &TestDb) {
+    use aiwatch_core::alert::AlertEvent;
+    use aiwatch_core::alert_rules::{AlertMessage, Notification, MESSAGE_VERSION};
+    let a = db.open();
+    let b = db.open();
+    let t0 = at("2026-12-07T01:00:00Z");
+    let inc = incident("inc-shared", key("openai-api", "api", "local"), t0);
+    let n = Notification {
+        alert: "ops".into(),
+        message: AlertMessage {
+            version: MESSAGE_VERSION,
+            event: AlertEvent::Opened,
+            service: Some("openai-api".into()),
+            service_title: None,
+            component: Some("api".into()),
+            region: Some("local".into()),
+            status: Status::Outage,
+            scope: aiwatch_core::Scope::Global,
+            cause: Cause::ProviderError,
+            title: "down".into(),
+            summary: "down".into(),
+            advice: vec![],
+            official: None,
+            dashboard_url: "http://localhost:8080".into(),
+            incident_id: "inc-shared".into(),
+            idempotency_key: "inc-shared:opened".into(),
+            at: t0,
+            since: t0,
+        },
+    };
+    let threads: Vec<_> = [a, b]
+        .into_iter()
+        .map(|store| {
+            let (inc, n) = (inc.clone(), n.clone());
+            std::thread::spawn(move || store.record(&[inc], &[n]).unwrap())
+        })
+        .collect();
+    let new: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(new, 1);
+    let store = db.open();
+    assert_eq!(store.open_incidents().unwrap(), vec![inc]);
+    assert_eq!(store.due_deliveries(t0, 10).unwrap().len(), 1);
+}
+
+on_both_engines!(
+    observations_round_trip_newest_first,
+    rollups_count_by_health_per_minute_and_per_day,
+    rollups_are_per_key_and_merge_sources_unless_selected,
+    percentiles_from_merged_rollups_are_within_bucket_error,
+    uptime_is_over_known_observations_with_the_unknown_share_beside_it,
+    time_without_observations_counts_as_unknown_never_as_up,
+    uptime_over_90_days_matches_the_raw_counts,
+    pruning_raw_observations_keeps_rollups,
+    a_large_prune_is_split_into_chunks_and_cuts_exactly,
+    late_observations_land_in_their_own_buckets,
+    pruned_tiers_fall_back_to_coarser_rollups,
+    a_retention_policy_prunes_every_tier,
+    incidents_are_upserted_listed_and_resolved,
+    states_and_last_observations_survive_a_restart,
+    bad_queries_are_refused_not_guessed,
+    readers_run_alongside_the_writer,
+    two_instances_split_the_checks_and_take_over_a_silent_ones,
+    the_same_incident_recorded_by_two_instances_is_stored_once,
+    a_pushed_batch_and_its_cursor_are_saved_together,
+);

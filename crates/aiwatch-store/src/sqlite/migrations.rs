@@ -12,7 +12,7 @@ pub const APPLICATION_ID: i64 = 0x6169_7774;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a
 /// migration that has shipped.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -260,4 +260,18 @@ CREATE TABLE public_post (
     PRIMARY KEY (service, id)
 ) WITHOUT ROWID;
 CREATE INDEX public_post_by_service_at ON public_post (service, at_ms);
+"#;
+
+/// Leases: which `serve` instance runs which check (one process on SQLite, so one holder; the
+/// same table as PostgreSQL's keeps the trait's contract one).
+const V4: &str = r#"
+CREATE TABLE lease (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lease_instance (
+    instance TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;

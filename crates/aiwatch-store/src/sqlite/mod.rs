@@ -285,27 +285,9 @@ fn configure(conn: &Connection, options: &SqliteOptions, writer: bool) -> Result
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn to_ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
+pub(crate) use crate::tiers::to_ms;
 
-pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::Decode {
-        what: "timestamp",
-        reason: format!("{ms} ms is out of range"),
-    })
-}
-
-fn check_range(range: TimeRange) -> Result<()> {
-    if range.from > range.to {
-        return Err(Error::InvalidQuery(format!(
-            "`from` ({}) is after `to` ({})",
-            range.from, range.to
-        )));
-    }
-    Ok(())
-}
+pub(crate) use crate::codec::{check_range, from_ms};
 
 impl Store for SqliteStore {
     fn insert_observations(&self, batch: &[Observation]) -> Result<()> {
@@ -493,6 +475,20 @@ impl Store for SqliteStore {
 
     fn prune_reports(&self, before: DateTime<Utc>) -> Result<usize> {
         self.write(|w| w.prune_reports(before))
+    }
+
+    fn claim_checks(
+        &self,
+        instance: &str,
+        keys: &[String],
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        self.write(|w| w.claim_checks(instance, keys, ttl, now))
+    }
+
+    fn release_checks(&self, instance: &str) -> Result<()> {
+        self.write(|w| w.release_checks(instance))
     }
 
     fn load_states(&self) -> Result<Vec<SavedState>> {

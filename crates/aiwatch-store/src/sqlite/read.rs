@@ -20,44 +20,21 @@ use aiwatch_core::{Cause, ServiceName};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::write::{histogram_columns, pruned_before_key, rollup_table};
 use super::{from_ms, to_ms};
+use crate::codec::{component, service_name, word};
 use crate::error::{Error, Result};
 use crate::histogram::{HealthCounts, LatencyHistogram, BUCKETS};
 use crate::store::{Granularity, IncidentQuery, Rollup, SavedState, Selector, TimeRange, Uptime};
-
-const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
-const MINUTE_MS: i64 = 60_000;
+use crate::tiers::{
+    floor_to, histogram_columns, pruned_before_key, rollup_table, spans, PrunedBefore, Span,
+    MINUTE_MS,
+};
 
 /// One matching (service, component, region).
 struct Series {
     id: i64,
     key: Key,
     first_seen_ms: i64,
-}
-
-fn service_name(raw: String) -> Result<ServiceName> {
-    ServiceName::parse(&raw).map_err(|reason| Error::Decode {
-        what: "service name",
-        reason,
-    })
-}
-
-fn component(raw: String) -> Result<Component> {
-    Component::parse(&raw).ok_or_else(|| Error::Decode {
-        what: "component",
-        reason: format!("`{raw}` is not a component (api, web, official)"),
-    })
-}
-
-/// A stored word decoded strictly: a value this version does not know is a decode error that
-/// names it, never a silent default.
-fn word<T>(raw: String, what: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
-    parse(&raw).ok_or_else(|| Error::Decode {
-        what,
-        reason: format!("`{raw}` is not a known value"),
-    })
 }
 
 fn matching_series(conn: &Connection, sel: &Selector) -> Result<Vec<Series>> {
@@ -302,94 +279,6 @@ fn decode_rollup_row(r: &Row<'_>) -> rusqlite::Result<(i64, HealthCounts, Latenc
         buckets,
     };
     Ok((r.get(0)?, counts, latency))
-}
-
-/// One stretch of time read from one rollup table: buckets starting in `[from_ms, to_ms)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    granularity: Granularity,
-    from_ms: i64,
-    to_ms: i64,
-}
-
-fn floor_to(ms: i64, unit: i64) -> i64 {
-    ms.div_euclid(unit) * unit
-}
-
-fn ceil_to(ms: i64, unit: i64) -> i64 {
-    -floor_to(-ms, unit)
-}
-
-/// A half-open `[from, to)` in ms.
-type Interval = (i64, i64);
-
-/// Splits `[from, to)` at `unit` boundaries: the whole units inside it, and the partial units at
-/// either end (each inside one unit).
-fn split(from: i64, to: i64, unit: i64) -> (Option<Interval>, Vec<Interval>) {
-    let head_end = ceil_to(from, unit);
-    let tail_start = floor_to(to, unit);
-    if head_end > tail_start {
-        // Both ends inside one unit.
-        return (None, vec![(from, to)]);
-    }
-    let whole = (head_end < tail_start).then_some((head_end, tail_start));
-    let mut partial = Vec::new();
-    if from < head_end {
-        partial.push((from, head_end));
-    }
-    if tail_start < to {
-        partial.push((tail_start, to));
-    }
-    (whole, partial)
-}
-
-/// How far each tier has been pruned (ms; `i64::MIN` when never).
-#[derive(Clone, Copy, Debug)]
-struct PrunedBefore {
-    minute: i64,
-    hour: i64,
-}
-
-/// Splits a range (its start rounded down to the minute) into whole UTC days read from day
-/// rollups, whole hours from hour rollups and the minutes left at either end from minute
-/// rollups. Where a finer tier was pruned, the enclosing hour or day is read whole instead.
-fn spans(range: TimeRange, pruned: PrunedBefore) -> Vec<Span> {
-    let from = floor_to(to_ms(range.from), MINUTE_MS);
-    let to = to_ms(range.to);
-    if to <= from {
-        return Vec::new();
-    }
-    let span = |granularity, (from_ms, to_ms)| Span {
-        granularity,
-        from_ms,
-        to_ms,
-    };
-    let mut out = Vec::new();
-    let (days, partial_days) = split(from, to, DAY_MS);
-    if let Some(days) = days {
-        out.push(span(Granularity::Day, days));
-    }
-    for (a, b) in partial_days {
-        if a < pruned.hour {
-            let day = floor_to(a, DAY_MS);
-            out.push(span(Granularity::Day, (day, day + DAY_MS)));
-            continue;
-        }
-        let (hours, partial_hours) = split(a, b, HOUR_MS);
-        if let Some(hours) = hours {
-            out.push(span(Granularity::Hour, hours));
-        }
-        for (c, d) in partial_hours {
-            if c < pruned.minute {
-                let hour = floor_to(c, HOUR_MS);
-                out.push(span(Granularity::Hour, (hour, hour + HOUR_MS)));
-            } else {
-                out.push(span(Granularity::Minute, (c, d)));
-            }
-        }
-    }
-    out.sort_by_key(|s| s.from_ms);
-    out
 }
 
 fn pruned_before(conn: &Connection) -> Result<PrunedBefore> {
@@ -806,87 +695,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    const NEVER: PrunedBefore = PrunedBefore {
-        minute: i64::MIN,
-        hour: i64::MIN,
-    };
-
-    fn shape(spans: &[Span]) -> Vec<(Granularity, String, String)> {
-        spans
-            .iter()
-            .map(|s| {
-                (
-                    s.granularity,
-                    from_ms(s.from_ms).unwrap().format("%dT%H:%M").to_string(),
-                    from_ms(s.to_ms).unwrap().format("%dT%H:%M").to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn g(granularity: Granularity, from: &str, to: &str) -> (Granularity, String, String) {
-        (granularity, from.into(), to.into())
-    }
-
-    #[test]
-    fn a_range_splits_into_days_hours_and_minutes() {
-        use Granularity::*;
-        let r = TimeRange::new(at("2025-01-01T12:34:30Z"), at("2025-01-04T06:07:00Z"));
-        assert_eq!(
-            shape(&spans(r, NEVER)),
-            [
-                g(Minute, "01T12:34", "01T13:00"),
-                g(Hour, "01T13:00", "02T00:00"),
-                g(Day, "02T00:00", "04T00:00"),
-                g(Hour, "04T00:00", "04T06:00"),
-                g(Minute, "04T06:00", "04T06:07"),
-            ]
-        );
-        // Inside one hour; across midnight without a whole day or hour.
-        let inside = TimeRange::new(at("2025-01-01T01:10:00Z"), at("2025-01-01T01:20:00Z"));
-        assert_eq!(
-            shape(&spans(inside, NEVER)),
-            [g(Minute, "01T01:10", "01T01:20")]
-        );
-        let midnight = TimeRange::new(at("2025-01-01T23:30:00Z"), at("2025-01-02T00:30:00Z"));
-        assert_eq!(
-            shape(&spans(midnight, NEVER)),
-            [
-                g(Minute, "01T23:30", "02T00:00"),
-                g(Minute, "02T00:00", "02T00:30"),
-            ]
-        );
-        // Minute rollups pruned up to Jan 3: the head's partial hour is read from its hour.
-        let pruned = PrunedBefore {
-            minute: to_ms(at("2025-01-03T00:00:00Z")),
-            hour: i64::MIN,
-        };
-        assert_eq!(
-            shape(&spans(r, pruned))[..2],
-            [
-                g(Hour, "01T12:00", "01T13:00"),
-                g(Hour, "01T13:00", "02T00:00"),
-            ]
-        );
-        // Hour rollups pruned too: the head's partial day is read from its day.
-        let pruned = PrunedBefore {
-            minute: to_ms(at("2025-01-03T00:00:00Z")),
-            hour: to_ms(at("2025-01-02T00:00:00Z")),
-        };
-        assert_eq!(
-            shape(&spans(r, pruned)),
-            [
-                g(Day, "01T00:00", "02T00:00"),
-                g(Day, "02T00:00", "04T00:00"),
-                g(Hour, "04T00:00", "04T06:00"),
-                g(Minute, "04T06:00", "04T06:07"),
-            ]
-        );
     }
 }

@@ -65,6 +65,77 @@ impl Writer {
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
     }
 
+    pub(crate) fn claim_checks(
+        &mut self,
+        instance: &str,
+        keys: &[String],
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        let now_ms = to_ms(now);
+        let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO lease_instance (instance, expires_at_ms) VALUES (?1, ?2) \
+             ON CONFLICT (instance) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+            params![instance, until],
+        )?;
+        tx.execute(
+            "DELETE FROM lease_instance WHERE expires_at_ms <= ?1",
+            [now_ms],
+        )?;
+        let live: i64 = tx.query_row("SELECT count(*) FROM lease_instance", [], |r| r.get(0))?;
+        let mut current = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT key, holder, expires_at_ms FROM lease WHERE key = ?1")?;
+            for key in keys {
+                let mut rows = stmt.query([key])?;
+                while let Some(r) = rows.next()? {
+                    current.push(crate::lease::Lease {
+                        key: r.get(0)?,
+                        holder: r.get(1)?,
+                        expires_at_ms: r.get(2)?,
+                    });
+                }
+            }
+        }
+        let plan = crate::lease::plan(
+            instance,
+            keys,
+            &current,
+            usize::try_from(live).unwrap_or(1),
+            now_ms,
+        );
+        {
+            let mut release =
+                tx.prepare_cached("DELETE FROM lease WHERE holder = ?1 AND key = ?2")?;
+            for key in &plan.release {
+                release.execute(params![instance, key])?;
+            }
+            let mut hold = tx.prepare_cached(
+                "INSERT INTO lease (key, holder, expires_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, \
+                 expires_at_ms = excluded.expires_at_ms",
+            )?;
+            for key in &plan.hold {
+                hold.execute(params![key, instance, until])?;
+            }
+        }
+        tx.commit()?;
+        Ok(plan.hold)
+    }
+
+    pub(crate) fn release_checks(&mut self, instance: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM lease WHERE holder = ?1", [instance])?;
+        self.conn
+            .execute("DELETE FROM lease_instance WHERE instance = ?1", [instance])?;
+        Ok(())
+    }
+
     pub(crate) fn prune_reports(&mut self, before: DateTime<Utc>) -> Result<usize> {
         let ms = to_ms(before);
         Ok(self

@@ -9,9 +9,11 @@ use aiwatch_core::observation::{Health, Observation, Source};
 use rusqlite::{params, CachedStatement, TransactionBehavior};
 
 use super::{to_ms, Writer};
+use crate::codec::serde_name;
 use crate::error::{Error, Result};
 use crate::histogram::{HealthCounts, LatencyHistogram, BUCKETS};
 use crate::store::{Granularity, SavedState};
+use crate::tiers::{histogram_columns, pruned_before_key, rollup_table};
 
 const INSERT_OBSERVATION: &str = "INSERT INTO observation \
     (series_id, at_ms, source, health, cause, dns_us, connect_us, tls_us, first_byte_us, \
@@ -37,16 +39,6 @@ const UPSERT_STATE: &str = "INSERT INTO state (service, component, region, state
     ON CONFLICT (service, component, region) \
     DO UPDATE SET state = excluded.state, since_ms = excluded.since_ms";
 
-/// The `meta` key remembering how far a rollup tier was pruned, so that reads fall back to the
-/// next coarser tier there.
-pub(crate) fn pruned_before_key(granularity: Granularity) -> &'static str {
-    match granularity {
-        Granularity::Minute => "minute_rollups_pruned_before_ms",
-        Granularity::Hour => "hour_rollups_pruned_before_ms",
-        Granularity::Day => "day_rollups_pruned_before_ms",
-    }
-}
-
 /// Rollup UPSERTs by granularity: index `b < BUCKETS` touches only histogram column `b` (the
 /// common case of a bucket that got one latency, or several in the same histogram bucket),
 /// `BUCKETS` touches none (no latency), `BUCKETS + 1` all of them. Fewer columns in the `SET`
@@ -58,20 +50,6 @@ static UPSERT_ROLLUP: LazyLock<[Vec<String>; 3]> = LazyLock::new(|| {
             .collect()
     })
 });
-
-/// The rollup table of a granularity.
-pub(crate) fn rollup_table(granularity: Granularity) -> &'static str {
-    match granularity {
-        Granularity::Minute => "rollup_minute",
-        Granularity::Hour => "rollup_hour",
-        Granularity::Day => "rollup_day",
-    }
-}
-
-/// Names of the histogram columns, `h00`..`h31`.
-pub(crate) fn histogram_columns() -> impl Iterator<Item = String> {
-    (0..BUCKETS).map(|i| format!("h{i:02}"))
-}
 
 /// An UPSERT that adds one bucket's aggregate into a rollup row; `variant` as in
 /// [`UPSERT_ROLLUP`]. Parameters in column order: the 11 fixed columns, `last_at_ms` for day
@@ -173,18 +151,6 @@ pub(crate) fn series_key(buf: &mut String, service: &str, component: &str, regio
 /// At most this many rows are deleted per transaction, so a large prune never holds the writer
 /// for long.
 pub(crate) const PRUNE_CHUNK: i64 = 20_000;
-
-/// Serializes a unit-like enum to its serde name (`"outage"`, `"resolved"`).
-pub(crate) fn serde_name<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String> {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
-        Ok(other) => Ok(other.to_string()),
-        Err(e) => Err(Error::Encode {
-            what,
-            reason: e.to_string(),
-        }),
-    }
-}
 
 impl Writer {
     /// Inserts `batch` (and rolls it up); with a `cursor`, also raises that `meta` counter to
