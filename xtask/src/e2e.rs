@@ -29,6 +29,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     if let Some(suite @ ("sdk" | "local-model")) = only {
         return crate::e2e_gateway::run(suite);
     }
+    if only == Some("postgres") {
+        return crate::postgres::e2e(&args[1..]);
+    }
     if only == Some("install") {
         return install_from_path();
     }

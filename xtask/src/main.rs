@@ -4,6 +4,7 @@ mod bench_agents;
 mod bench_alerts;
 mod bench_check;
 mod bench_gateway;
+mod bench_ingest;
 mod bench_reports;
 mod bench_serve;
 mod browser;
@@ -13,6 +14,7 @@ mod e2e_contract;
 mod e2e_gateway;
 mod e2e_regions;
 mod fuzz;
+mod postgres;
 
 use anyhow::{bail, Result};
 
@@ -30,12 +32,13 @@ fn main() -> Result<()> {
         ["bench", "alerts", rest @ ..] => bench_alerts::run(rest),
         ["bench", "agents", rest @ ..] => bench_agents::run(rest),
         ["bench", "reports", rest @ ..] => bench_reports::run(rest),
+        ["bench", "ingest", rest @ ..] => bench_ingest::run(rest),
         ["e2e", rest @ ..] => e2e::run(rest),
         ["fuzz", rest @ ..] => fuzz::run(rest),
         ["dist", rest @ ..] => dist::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask bench alerts | cargo xtask bench reports | cargo xtask bench agents | cargo xtask e2e [promtool|browser|alerts|install|contract|sdk|local-model|regions] | cargo xtask dist\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  bench alerts  [--services N --rounds R --outbox M]: incident → webhook arrival latency of\n                a real `aiwatch serve`, and the outbox's delivered alerts/s, on loopback\n  bench reports [--reports N]: problem reports/s into SQLite through the report desk\n  bench agents  [--seconds S] [--footprint-seconds S] [--database postgres://…]: observations/s\n                20 agents push into a real serve (SQLite, or PostgreSQL), and one agent's\n                CPU and RSS for 1,000 checks every 30 s\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser;\n                alerts verifies the webhook signature with Python's hmac; install runs\n                `cargo install --locked --path crates/aiwatch` into a temp root;\n                contract validates docs/openapi.yaml and fuzzes a live serve with\n                Schemathesis (`st run --checks all`; extra arguments go to st);\n                sdk drives the gateway with the official openai Python SDK, local-model\n                puts a real llama.cpp model (SmolLM2) behind it as the last upstream;\n                regions (root) rehearses a regional outage with a network namespace\n                per agent\n  dist          the release binary (strip, LTO, one codegen unit), completions, man pages\n                and the systemd unit in $CARGO_TARGET_DIR/dist/aiwatch-dist, with sizes\n  fuzz          [--seconds N] every `never_panic` property, many more cases, fresh seeds"
+                "usage: cargo xtask bench check [--runs N] | cargo xtask bench serve | cargo xtask bench alerts | cargo xtask bench reports | cargo xtask bench agents | cargo xtask bench ingest | cargo xtask e2e [promtool|browser|alerts|install|contract|sdk|local-model|regions|postgres] | cargo xtask dist\n\n  bench check   wall time of `aiwatch check` for the whole catalog against loopback\n                fakes (healthy and blackholed), and binary start-up time\n  bench serve   10,000 HTTP checks every 30 s: CPU, RSS, schedule drift, store writes\n  bench gateway [--seconds N] [--connections C] [--skip-peers]: aiwatch gateway vs direct,\n                nginx, LiteLLM and Portkey under wrk, and failover when the primary dies\n  bench alerts  [--services N --rounds R --outbox M]: incident → webhook arrival latency of\n                a real `aiwatch serve`, and the outbox's delivered alerts/s, on loopback\n  bench reports [--reports N]: problem reports/s into SQLite through the report desk\n  bench ingest  [--writers W --batch B --seconds S]: observations/s from W concurrent writers\n                into SQLite and into a throwaway PostgreSQL (release build of the store)\n  bench agents  [--seconds S] [--footprint-seconds S] [--database postgres://…]: observations/s\n                20 agents push into a real serve (SQLite, or PostgreSQL), and one agent's\n                CPU and RSS for 1,000 checks every 30 s\n  e2e           installs promtool and chromium, runs `aiwatch serve` against loopback\n                fakes, checks /metrics with promtool and the dashboard in a browser;\n                alerts verifies the webhook signature with Python's hmac; install runs\n                `cargo install --locked --path crates/aiwatch` into a temp root;\n                contract validates docs/openapi.yaml and fuzzes a live serve with\n                Schemathesis (`st run --checks all`; extra arguments go to st);\n                sdk drives the gateway with the official openai Python SDK, local-model\n                puts a real llama.cpp model (SmolLM2) behind it as the last upstream;\n                regions (root) rehearses a regional outage with a network namespace\n                per agent; postgres runs the store suite and serve against a throwaway\n                PostgreSQL (Debian's postgresql, initdb in a temp dir, 127.0.0.1 only)\n  dist          the release binary (strip, LTO, one codegen unit), completions, man pages\n                and the systemd unit in $CARGO_TARGET_DIR/dist/aiwatch-dist, with sizes\n  fuzz          [--seconds N] every `never_panic` property, many more cases, fresh seeds"
             );
             bail!("unknown task: {}", args.join(" "))
         }

@@ -196,6 +196,18 @@ impl Store for FlakyStore {
     fn prune_reports(&self, before: DateTime<Utc>) -> aiwatch_store::Result<usize> {
         self.inner.prune_reports(before)
     }
+    fn claim_checks(
+        &self,
+        instance: &str,
+        keys: &[String],
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> aiwatch_store::Result<Vec<String>> {
+        self.inner.claim_checks(instance, keys, ttl, now)
+    }
+    fn release_checks(&self, instance: &str) -> aiwatch_store::Result<()> {
+        self.inner.release_checks(instance)
+    }
     fn flush(&self) -> aiwatch_store::Result<()> {
         self.inner.flush()
     }

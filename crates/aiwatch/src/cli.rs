@@ -209,8 +209,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<std::net::SocketAddr>,
 
-    /// SQLite database file (default: the config's [server] database, else aiwatch.db in the
-    /// user's data dir).
+    /// SQLite database file (default: the config's [server] database — an SQLite file or
+    /// PostgreSQL — else aiwatch.db in the user's data dir).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
 

@@ -58,6 +58,9 @@ impl Default for PostgresOptions {
     }
 }
 
+/// How long `healthy` waits for a connection.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Prepared statements of one connection, by SQL text.
 #[derive(Default)]
 pub(crate) struct Stmts(HashMap<String, Statement>);
@@ -74,10 +77,36 @@ impl Stmts {
     }
 }
 
-/// A pooled connection and its statements.
+/// A pooled connection and its statements. The client is only taken out to be closed.
 pub(crate) struct Conn {
-    client: Client,
+    client: Option<Client>,
     stmts: Stmts,
+}
+
+impl Conn {
+    fn parts(&mut self) -> Result<(&mut Client, &mut Stmts)> {
+        match &mut self.client {
+            Some(client) => Ok((client, &mut self.stmts)),
+            None => Err(Error::Connect {
+                target: "the pool".into(),
+                reason: "the connection was closed".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Conn {
+    /// Closing a client blocks on its own runtime, which tokio forbids on its worker threads
+    /// (where the last handle of a store may well be dropped): close it on a thread of its own
+    /// there.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = off_runtime(move || {
+                drop(client);
+                Ok(())
+            });
+        }
+    }
 }
 
 struct Manager {
@@ -86,21 +115,22 @@ struct Manager {
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = Error;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
+    fn connect(&self) -> Result<Conn> {
         Ok(Conn {
-            client: self.config.connect(NoTls)?,
+            client: Some(self.config.connect(NoTls)?),
             stmts: Stmts::default(),
         })
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Error> {
+        conn.parts()?.0.simple_query("")?;
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.client.as_ref().is_none_or(Client::is_closed)
     }
 }
 
@@ -169,7 +199,7 @@ impl PostgresStore {
             reason: e.to_string(),
         })?;
         migrations::migrate(&mut client, &url.to_string())?;
-        drop(client);
+        drop(client); // here, off the runtime
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections.max(1))
             .min_idle(Some(1))
@@ -203,7 +233,7 @@ impl PostgresStore {
     ) -> Result<T> {
         off_runtime(|| {
             let mut conn = self.conn()?;
-            let Conn { client, stmts } = &mut *conn;
+            let (client, stmts) = conn.parts()?;
             let mut tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -223,7 +253,7 @@ impl PostgresStore {
     ) -> Result<T> {
         let result = off_runtime(|| {
             let mut conn = self.conn()?;
-            let Conn { client, stmts } = &mut *conn;
+            let (client, stmts) = conn.parts()?;
             let mut tries = 0;
             loop {
                 tries += 1;
@@ -493,10 +523,20 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    /// Asked by `/readyz`: answers within about a second even when the server is gone.
     fn healthy(&self) -> bool {
         self.last_write_ok.load(Ordering::Relaxed)
-            && self
-                .read(|tx, _| Ok(tx.query_one("SELECT count(*) FROM meta", &[])?))
-                .is_ok()
+            && off_runtime(|| {
+                let mut conn =
+                    self.pool
+                        .get_timeout(HEALTH_TIMEOUT)
+                        .map_err(|e| Error::Connect {
+                            target: self.url.target(),
+                            reason: e.to_string(),
+                        })?;
+                conn.parts()?.0.simple_query("SELECT count(*) FROM meta")?;
+                Ok(())
+            })
+            .is_ok()
     }
 }

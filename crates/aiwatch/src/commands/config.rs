@@ -16,6 +16,12 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         })?,
     };
     let config = load::read_config(&path)?;
+    // The same reading of `database` as `serve`'s (whether the server answers is serve's
+    // business: it says so and exits 78).
+    if let Some(url) = &config.server.database {
+        aiwatch_store::Database::parse(url)
+            .map_err(|e| exit::config(format!("{}: [server] {e}", path.display())))?;
+    }
     for entry in &config.services {
         if let Some(ca) = &entry.ca_file {
             if !ca.is_file() {

@@ -12,8 +12,8 @@ use aiwatch_probe::{CheckOptions, ProxySettings};
 use aiwatch_server::engine::EngineOptions;
 use aiwatch_server::scheduler::Limits;
 use aiwatch_server::DaemonConfig;
+use aiwatch_store::Database;
 use aiwatch_store::Retention;
-use aiwatch_store::SqliteStore;
 use anyhow::Context;
 
 use aiwatch_gateway::canary::MonitorView;
@@ -23,23 +23,19 @@ use crate::commands::gateway;
 use crate::exit;
 use crate::load;
 
-/// Where the database lives: `--db`, else the config's `sqlite:PATH`, else the data dir.
-fn database_path(args: &ServeArgs, configured: Option<&str>) -> anyhow::Result<PathBuf> {
+/// Which database: `--db PATH` (an SQLite file), else the config's `sqlite:PATH` or
+/// `postgres://…`, else an SQLite file in the data dir.
+fn database(args: &ServeArgs, configured: Option<&str>) -> anyhow::Result<Database> {
     if let Some(path) = &args.db {
-        return Ok(path.clone());
+        return Ok(Database::Sqlite(path.clone()));
     }
     match configured {
-        Some(url) if url.starts_with("postgres") => Err(exit::config(
-            "[server] database: PostgreSQL is not supported yet; use \"sqlite:PATH\"",
-        )),
-        Some(url) => Ok(PathBuf::from(
-            url.trim_start_matches("sqlite:").trim_start_matches("//"),
-        )),
+        Some(url) => Database::parse(url).map_err(|e| exit::config(format!("[server] {e}"))),
         None => {
             let dir = dirs::data_dir()
                 .map(|d| d.join("aiwatch"))
                 .unwrap_or_else(|| PathBuf::from("."));
-            Ok(dir.join("aiwatch.db"))
+            Ok(Database::Sqlite(dir.join("aiwatch.db")))
         }
     }
 }
@@ -121,13 +117,17 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
     })?;
     let dns = load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?;
     let listen = args.listen.unwrap_or(loaded.config.server.listen);
-    let db = database_path(args, loaded.config.server.database.as_deref())?;
-    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
+    let db = database(args, loaded.config.server.database.as_deref())?;
+    if let Database::Sqlite(path) = &db {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!("cannot create the database folder {}", parent.display())
+            })?;
+        }
     }
-    let store = SqliteStore::open(&db)
-        .map_err(|e| exit::config(format!("cannot open the database {}: {e}", db.display())))?;
+    // Opened before the async runtime starts: the PostgreSQL client blocks.
+    let store = aiwatch_store::open(&db)
+        .map_err(|e| exit::config(format!("cannot open the database {db}: {e}")))?;
     let access = access(&loaded.config.server, listen)?;
     let alerts = crate::commands::alert::channels(&loaded.config.alerts, &args.network.ca_file)?;
     let dashboard_url = loaded
@@ -148,7 +148,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             proxies: ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?,
         },
         keys: load::read_keys(&loaded.catalog),
-        store: Arc::new(store),
+        store,
         engine: EngineOptions {
             timeout: defaults.timeout,
             default_interval: defaults.interval,
@@ -195,7 +195,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             "aiwatch serve: watching {} services, API on http://{}, database {}",
             config.services.len(),
             listener.local_addr()?,
-            db.display()
+            db
         );
         // With [gateway] and routes, the gateway runs too, fed by the monitor's view.
         let (monitor_tx, monitor_rx) = tokio::sync::watch::channel(MonitorView::new());

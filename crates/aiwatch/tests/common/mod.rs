@@ -64,7 +64,8 @@ impl Serve {
         Self::start_with(world, service, "", &[("OPENAI_API_KEY", key)]).await
     }
 
-    /// Like [`Serve::start`], with `server` as the `[server]` table's body and `env` set.
+    /// Like [`Serve::start`], with `server` as the `[server]` table's body and `env` set. When
+    /// `server` names a `database`, that one is used; otherwise an SQLite file in the world.
     pub async fn start_with(
         world: &World,
         service: &str,
@@ -80,7 +81,10 @@ impl Serve {
         let db = world.dir().join(format!("{service}.db"));
         let dns = world.dns.addr().to_string();
         let ca = world.public_ca_path();
-        let mut args: Vec<std::ffi::OsString> = vec![service.into(), "--db".into(), db.into()];
+        let mut args: Vec<std::ffi::OsString> = vec![service.into()];
+        if !server.contains("database =") {
+            args.extend(["--db".into(), db.into()]);
+        }
         args.extend([
             "--dns-server".into(),
             dns.into(),
