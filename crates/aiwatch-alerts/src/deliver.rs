@@ -94,6 +94,9 @@ pub struct Deliverer {
     timeout: Duration,
     wake: Arc<Notify>,
     observer: Option<Observer>,
+    /// Whether this process sends (several `serve` instances on one database: only the one
+    /// holding the deliverer's lease does).
+    active: std::sync::atomic::AtomicBool,
 }
 
 impl Deliverer {
@@ -114,6 +117,7 @@ impl Deliverer {
             policy,
             timeout,
             wake: Arc::new(Notify::new()),
+            active: std::sync::atomic::AtomicBool::new(true),
             observer: None,
         }
     }
@@ -122,6 +126,16 @@ impl Deliverer {
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Lets this process send, or stops it (another instance holds the deliverer's lease).
+    pub fn set_active(&self, active: bool) {
+        let was = self
+            .active
+            .swap(active, std::sync::atomic::Ordering::Relaxed);
+        if active && !was {
+            self.wake.notify_one();
+        }
     }
 
     /// Wakes the worker (new notifications were saved).
@@ -141,6 +155,14 @@ impl Deliverer {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
+            if !self.active.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(IDLE_CHECK) => {}
+                }
+                continue;
+            }
             let handled = self.deliver_due().await;
             if handled >= PASS {
                 continue;

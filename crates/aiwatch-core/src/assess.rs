@@ -763,6 +763,31 @@ impl Assessor {
         &self.config
     }
 
+    /// Several instances on one database: the open incidents the store holds for `service`
+    /// (written by the instance that ran its checks) replace this assessor's own for the same
+    /// keys, so an instance that takes the service over continues the same incident instead of
+    /// opening a second one.
+    pub fn adopt(&mut self, service: &ServiceName, stored: &[Incident]) {
+        for incident in stored
+            .iter()
+            .filter(|i| &i.key.service == service && i.is_open())
+        {
+            let ks = self.key_state(incident.key.clone());
+            if ks
+                .incident
+                .as_ref()
+                .is_some_and(|own| own.id == incident.id)
+            {
+                continue;
+            }
+            ks.last_open_secs = incident.opened_at.timestamp();
+            ks.opens_in_second = 1;
+            ks.since = ks.since.or(Some(incident.opened_at));
+            ks.run_cause = incident.cause;
+            ks.incident = Some(incident.clone());
+        }
+    }
+
     /// The key's machine, created (with its service index entry) when missing.
     fn key_state(&mut self, key: Key) -> &mut KeyState {
         key_entry(&mut self.keys, &mut self.services, key)

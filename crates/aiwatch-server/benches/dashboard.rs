@@ -184,6 +184,7 @@ async fn engine(store: Arc<dyn Store>, services: Vec<Service>, now: DateTime<Utc
         stream_interval: None,
         crowd: aiwatch_core::crowd::CrowdConfig::default(),
         regions: aiwatch_server::agents::RegionOptions::default(),
+        instance: None,
     };
     let engine = Arc::new(
         Engine::new(

@@ -250,12 +250,26 @@ pub async fn run(
                 .to_owned(),
         })
         .collect();
+    // Several instances on one database: claim a share of the checks before the first runs.
+    crate::leases::claim(&engine).await;
+    let lease_task = {
+        let (engine, rx) = (engine.clone(), stop_rx.clone());
+        tokio::spawn(crate::leases::run(engine, stopped(rx)))
+    };
     let scheduler_task = {
         let (engine, rx) = (engine.clone(), stop_rx.clone());
         let observer: Arc<dyn scheduler::Observer> = Arc::new(DriftObserver(metrics.clone()));
         let run_job = move |i: usize| {
             let engine = engine.clone();
-            async move { engine.check(i).await }
+            async move {
+                let held = engine
+                    .services
+                    .get(i)
+                    .is_some_and(|s| engine.leases.holds(s.name.as_str()));
+                if held {
+                    engine.check(i).await;
+                }
+            }
         };
         let limits = config.limits;
         tokio::spawn(
@@ -280,6 +294,7 @@ pub async fn run(
     tracing::info!("shutting down: finishing in-flight checks, flushing the store");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
+    let _ = lease_task.await;
     let _ = official_task.await;
     let _ = poll_task.await;
     let _ = server_task.await;

@@ -127,6 +127,9 @@ pub struct EngineOptions {
     pub crowd: aiwatch_core::crowd::CrowdConfig,
     /// Agents, their grace period and the quorum of regions.
     pub regions: crate::agents::RegionOptions,
+    /// This instance's name when several share one database (PostgreSQL): checks are split
+    /// between them by leases. `None`: the store is this process's own.
+    pub instance: Option<String>,
 }
 
 /// Everything the daemon knows and does, shared by the scheduler, the poller and the API.
@@ -160,6 +163,11 @@ pub struct Engine {
     pub crowd: crate::crowd::Crowd,
     /// The agents of other regions: who may push, and when each was last heard from.
     pub agents: crate::agents::AgentDesk,
+    /// Which checks this instance runs (all, unless several instances share the database).
+    pub leases: crate::leases::Leases,
+    /// The time of the newest observation assessed per key, so following the store never
+    /// assesses one twice.
+    assessed: Mutex<HashMap<Key, DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -207,6 +215,18 @@ impl Engine {
         let store_for_reports = store.clone();
         let crowd_config = options.crowd.clone();
         let regions = options.regions.clone();
+        let shortest = services
+            .iter()
+            .map(|s| s.interval.unwrap_or(options.default_interval))
+            .min()
+            .unwrap_or(options.default_interval);
+        let leases = match &options.instance {
+            Some(name) => crate::leases::Leases::shared(
+                name.clone(),
+                crate::leases::Leases::ttl_for(shortest),
+            ),
+            None => crate::leases::Leases::solo(),
+        };
         Ok(Self {
             services,
             checker,
@@ -231,6 +251,8 @@ impl Engine {
             reports: crate::reports::ReportDesk::new(&*store_for_reports, REPORT_WINDOW)?,
             crowd: crate::crowd::Crowd::restore(&*store_for_reports, crowd_config, Utc::now()),
             agents: crate::agents::AgentDesk::new(regions),
+            leases,
+            assessed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -274,9 +296,16 @@ impl Engine {
 
     /// Saves incident changes together with the notifications the rules decide on the picture
     /// they leave, in one transaction.
-    async fn record(&self, incidents: Vec<Incident>) {
+    async fn record(&self, mut incidents: Vec<Incident>) {
+        // Several instances on one database: a service's incidents are written by the instance
+        // running its checks, and notifications by the one holding the deliverer's lease.
+        incidents.retain(|i| self.leases.holds(i.key.service.as_str()));
         let notifications = match self.alerting.get() {
-            Some(alerting) if self.alerts_armed() => alerting.evaluate(self, Utc::now()),
+            Some(alerting)
+                if self.alerts_armed() && self.leases.holds(crate::leases::DELIVERER) =>
+            {
+                alerting.evaluate(self, Utc::now())
+            }
             _ => Vec::new(),
         };
         if incidents.is_empty() && notifications.is_empty() {
@@ -458,6 +487,59 @@ impl Engine {
         self.apply_events(events).await;
     }
 
+    /// Several instances on one database: assesses what the others stored for the checks this
+    /// instance does not hold (their probes and the agents' pushes they took), newer than what
+    /// was already assessed per key, in time order. Nothing is written.
+    pub async fn follow(&self) {
+        if !self.leases.is_shared() {
+            return;
+        }
+        let now = Utc::now();
+        for service in &self.services {
+            let from = {
+                let assessed = self.assessed.lock().unwrap_or_else(|p| p.into_inner());
+                assessed
+                    .iter()
+                    .filter(|(k, _)| k.service == service.name)
+                    .map(|(_, at)| *at)
+                    .min()
+                    .unwrap_or(now - chrono::Duration::minutes(10))
+            };
+            let store = self.store.clone();
+            let selector = aiwatch_store::Selector::service(service.name.clone());
+            let range = aiwatch_store::TimeRange::new(from, now + chrono::Duration::seconds(1));
+            let Ok(Ok(mut found)) =
+                tokio::task::spawn_blocking(move || store.observations(&selector, range, 5_000))
+                    .await
+            else {
+                continue;
+            };
+            {
+                let assessed = self.assessed.lock().unwrap_or_else(|p| p.into_inner());
+                found.retain(|o| {
+                    o.source != aiwatch_core::observation::Source::Official
+                        && assessed.get(&Key::of(o)).is_none_or(|at| o.at > *at)
+                });
+            }
+            if found.is_empty() {
+                continue;
+            }
+            found.sort_by_key(|o| o.at);
+            let events = self.assess(&found, None);
+            self.apply_events(events).await;
+        }
+    }
+
+    /// Takes over `service` from another instance: its open incidents as the store holds them
+    /// replace this assessor's own.
+    pub async fn adopt(&self, service: &ServiceName) {
+        let store = self.store.clone();
+        let Ok(Ok(open)) = tokio::task::spawn_blocking(move || store.open_incidents()).await else {
+            return;
+        };
+        self.assessor().adopt(service, &open);
+    }
+
     /// Feeds an agent's push, already stored with its cursor, to the assessor (each at its
     /// own time: a buffered push tells what happened when it happened).
     pub async fn assess_pushed(&self, observations: &[Observation]) {
@@ -472,9 +554,12 @@ impl Engine {
         let mut events = Vec::new();
         {
             let mut assessor = self.assessor();
+            let mut assessed = self.assessed.lock().unwrap_or_else(|p| p.into_inner());
             for obs in observations {
                 if obs.source != aiwatch_core::observation::Source::Official {
                     events.extend(assessor.observe(obs, now.unwrap_or(obs.at)));
+                    let newest = assessed.entry(Key::of(obs)).or_insert(obs.at);
+                    *newest = (*newest).max(obs.at);
                 }
             }
             self.metrics
@@ -563,7 +648,10 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.name.clone(), now_official);
-        self.writer.send(WriteOp::Observations(vec![obs])).await;
+        // Several instances read the same page: the one running the service's checks records it.
+        if self.leases.holds(service.name.as_str()) {
+            self.writer.send(WriteOp::Observations(vec![obs])).await;
+        }
         self.apply_events(events).await;
     }
 

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod engine;
 pub mod error;
+pub mod leases;
 pub mod metrics;
 pub mod reports;
 pub mod scheduler;

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub crowd_level: Family<ServiceLabels, Gauge>,
     /// Observations stored from agents' pushes.
     pub agent_observations: Counter,
+    /// Checks this instance holds when several share one database.
+    pub checks_held: Gauge,
     /// Per declared agent region: 1 heard from within the grace period, 0 silent (at scrape).
     pub agent_connected: Family<RegionLabels, Gauge>,
     /// Per-service phase histograms, or one series per phase (`service="all"`) when the daemon
@@ -250,6 +252,12 @@ impl Metrics {
             "Observations stored from agents' pushes",
             agent_observations.clone(),
         );
+        let checks_held = Gauge::default();
+        registry.register(
+            "checks_held",
+            "Checks this instance runs when several instances share one database (leases)",
+            checks_held.clone(),
+        );
         let agent_connected = Family::<RegionLabels, Gauge>::default();
         registry.register(
             "agent_connected",
@@ -278,6 +286,7 @@ impl Metrics {
             official_lag,
             crowd_level,
             agent_observations,
+            checks_held,
             agent_connected,
             per_service_phases: services <= PER_SERVICE_HISTOGRAMS_UP_TO,
             max_drift_us: AtomicU64::new(0),

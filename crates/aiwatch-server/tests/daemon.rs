@@ -96,6 +96,7 @@ impl Daemon {
                 stream_interval: None,
                 crowd: aiwatch_core::crowd::CrowdConfig::default(),
                 regions: aiwatch_server::agents::RegionOptions::default(),
+                instance: None,
             },
             limits: Limits {
                 shutdown_grace: Duration::from_secs(2),

@@ -150,3 +150,170 @@ fn with_db(raw: &str, name: &str) -> String {
     }
     out
 }
+
+/// `aiwatch_checks_held` of one instance.
+async fn held(serve: &Serve) -> u64 {
+    let metrics = serve.get("/metrics").await.1;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aiwatch_checks_held "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_on_one_postgres_split_the_checks_and_a_killed_ones_move_within_an_interval() {
+    let Ok(raw) = std::env::var("AIWATCH_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped: AIWATCH_TEST_POSTGRES_URL is not set (`cargo xtask e2e postgres` sets it)"
+        );
+        return;
+    };
+    let server = PostgresUrl::parse(&raw).unwrap();
+    let name = format!("aiwt_pair_{}", std::process::id());
+    let admin = |sql: String| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut admin = server.connect_admin(Duration::from_secs(10)).unwrap();
+            admin.batch_execute(&sql).unwrap();
+        })
+    };
+    admin(format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap();
+    admin(format!("CREATE DATABASE {name}")).await.unwrap();
+
+    // Six services that all fail (503), named through a loopback DNS.
+    let fake = aiwatch_testkit::FakeServer::start(None).await;
+    fake.fallback(aiwatch_testkit::Reply::text(
+        503,
+        "text/html",
+        "<html>down</html>",
+    ));
+    fake.route("GET", "/generate_204", canned::generate_204());
+    let dns = aiwatch_testkit::FakeDns::start().await;
+    let port = fake.addr().port();
+    const SERVICES: usize = 6;
+    const INTERVAL_S: u64 = 6;
+    let mut config = format!(
+        "[defaults]\ninterval = \"{INTERVAL_S}s\"\ntimeout = \"2s\"\nfailures_to_open = 2\nstream_interval = \"off\"\ncontrol_url = \"http://control.pair.test:{port}/generate_204\"\n\n[server]\ndatabase = \"{}\"\n",
+        with_db(&raw, &name)
+    );
+    let loopback = aiwatch_testkit::DnsAnswer::Addresses(vec![fake.addr().ip()]);
+    dns.set("control.pair.test", loopback.clone());
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for i in 0..SERVICES {
+        let host = format!("svc-{i}.pair.test");
+        dns.set(&host, loopback.clone());
+        config.push_str(&format!(
+            "\n[[service]]\nname = \"svc-{i}\"\nkind = \"http\"\nweb_url = \"http://{host}:{port}/\"\n"
+        ));
+        names.push(format!("svc-{i}").into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pair.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = names.clone();
+    args.extend(["--dns-server".into(), dns.addr().to_string().into()]);
+    let a = Serve::spawn(&path, common::free_port(), &args, &[]).await;
+    let b = Serve::spawn(&path, common::free_port(), &args, &[]).await;
+
+    // The checks (and the deliverer's lease) are split, none twice.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ha, hb) = (held(&a).await, held(&b).await);
+        if ha + hb == SERVICES as u64 + 1 && ha > 0 && hb > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leases not split: a holds {ha}, b holds {hb}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both instances tell the same story — every service in an outage, the ones the other
+    // checks too — and the database holds one open incident per service.
+    for serve in [&a, &b] {
+        serve
+            .wait_for("/api/services", "every service in an outage", |v| {
+                v.as_array().is_some_and(|list| {
+                    list.len() == SERVICES && list.iter().all(|s| s["state"] == "outage")
+                })
+            })
+            .await;
+    }
+    a.wait_for("/api/incidents?open=true", "six open incidents", |v| {
+        v.as_array().is_some_and(|list| list.len() == SERVICES)
+    })
+    .await;
+
+    // One instance dies: the other takes its checks and runs them within an interval.
+    let killed_at = tokio::time::Instant::now();
+    let killed_wall = chrono::Utc::now();
+    a.kill();
+    loop {
+        if held(&b).await == SERVICES as u64 + 1 {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "b never took over the killed instance's checks"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = server.with_database(&name);
+    let store = tokio::task::spawn_blocking(move || {
+        PostgresStore::open(&url, PostgresOptions::default()).unwrap()
+    })
+    .await
+    .unwrap();
+    let store = std::sync::Arc::new(store);
+    loop {
+        let reader = store.clone();
+        let seen = tokio::task::spawn_blocking(move || reader.last_observation_times().unwrap())
+            .await
+            .unwrap();
+        let resumed = (0..SERVICES).all(|i| {
+            seen.iter()
+                .any(|(k, at)| k.service.as_str() == format!("svc-{i}") && *at > killed_wall)
+        });
+        if resumed {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(INTERVAL_S * 3),
+            "the killed instance's checks did not resume on the other"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resumed_after = killed_at.elapsed();
+    eprintln!(
+        "hand-over: every check ran again {:.1} s after the kill (interval {INTERVAL_S} s)",
+        resumed_after.as_secs_f64()
+    );
+    assert!(
+        resumed_after <= Duration::from_secs(INTERVAL_S + 3),
+        "checks resumed {resumed_after:?} after the kill; the goal is one interval"
+    );
+
+    // Still one incident per service, in the database and on the surviving dashboard.
+    let reader = store.clone();
+    let incidents = tokio::task::spawn_blocking(move || {
+        reader
+            .incidents(&aiwatch_store::IncidentQuery::default())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let mut ids: Vec<&str> = incidents.iter().map(|i| i.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), SERVICES, "no incident opened twice: {ids:?}");
+    let open = b.json("/api/incidents?open=true").await;
+    assert_eq!(open.as_array().map(Vec::len), Some(SERVICES), "{open}");
+    drop(b);
+    drop(store);
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

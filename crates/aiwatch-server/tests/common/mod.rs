@@ -47,6 +47,7 @@ pub fn engine(services: Vec<Service>, checks: CheckOptions, regions: RegionOptio
         stream_interval: None,
         crowd: aiwatch_core::crowd::CrowdConfig::default(),
         regions,
+        instance: None,
     };
     Arc::new(
         Engine::new(

@@ -110,6 +110,17 @@ pub fn region_options(
     })
 }
 
+/// This process's name among the instances sharing a database: host, process id and a
+/// random part (a restarted process is a new instance; its old leases simply expire).
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
 pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let services = load::select_services(&loaded.catalog, &args.services, || {
@@ -157,6 +168,8 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
             stream_interval: defaults.stream_interval,
             crowd: loaded.config.crowd.clone(),
             regions: region_options(&loaded.config)?,
+            // On a shared database, instances split the checks by leases under this name.
+            instance: matches!(db, Database::Postgres(_)).then(instance_name),
         },
         limits: Limits::default(),
         access,
