@@ -33,6 +33,8 @@ struct Options {
     seconds: u64,
     footprint_seconds: u64,
     database: Option<String>,
+    /// Start a throwaway PostgreSQL cluster and ingest into it.
+    postgres: bool,
 }
 
 fn parse(args: &[&str]) -> Result<Options> {
@@ -40,6 +42,7 @@ fn parse(args: &[&str]) -> Result<Options> {
         seconds: 20,
         footprint_seconds: 75,
         database: None,
+        postgres: false,
     };
     let mut rest = args;
     while let [flag, value, tail @ ..] = rest {
@@ -47,12 +50,13 @@ fn parse(args: &[&str]) -> Result<Options> {
             "--seconds" => options.seconds = value.parse()?,
             "--footprint-seconds" => options.footprint_seconds = value.parse()?,
             "--database" => options.database = Some((*value).to_owned()),
-            _ => bail!("usage: cargo xtask bench agents [--seconds S] [--footprint-seconds S] [--database postgres://…]"),
+            "--postgres" if *value == "local" => options.postgres = true,
+            _ => bail!("usage: cargo xtask bench agents [--seconds S] [--footprint-seconds S] [--database postgres://… | --postgres local]"),
         }
         rest = tail;
     }
     if !rest.is_empty() {
-        bail!("usage: cargo xtask bench agents [--seconds S] [--footprint-seconds S] [--database postgres://…]");
+        bail!("usage: cargo xtask bench agents [--seconds S] [--footprint-seconds S] [--database postgres://… | --postgres local]");
     }
     Ok(options)
 }
@@ -127,7 +131,16 @@ fn start_serve(
 }
 
 pub fn run(args: &[&str]) -> Result<()> {
-    let options = parse(args)?;
+    let mut options = parse(args)?;
+    // `--postgres local`: a throwaway cluster on loopback for this run (Debian's package).
+    let cluster = if options.postgres {
+        Some(crate::postgres::Cluster::start()?)
+    } else {
+        None
+    };
+    if let Some(cluster) = &cluster {
+        options.database = Some(cluster.url());
+    }
     let binary = crate::bench_check::build_release()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
