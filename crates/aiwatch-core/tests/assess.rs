@@ -935,3 +935,40 @@ fn a_failure_corroborated_by_a_crowd_of_reports_opens_at_once() {
     let events = quiet.observe(&down, at);
     assert!(!events.iter().any(|e| matches!(e, Event::IncidentOpened(_))));
 }
+
+#[test]
+fn an_instance_taking_a_service_over_continues_the_stored_incident_instead_of_opening_one() {
+    let down = |i: i64| {
+        obs(
+            "api",
+            Source::Probe,
+            Health::Down,
+            Cause::ProviderError,
+            None,
+            None,
+            t0() + Duration::seconds(STEP_SECS * i),
+        )
+    };
+    // The instance that ran the checks opened an incident and stored it.
+    let mut holder = Assessor::new(config(2, 2));
+    for i in 0..2 {
+        holder.observe(&down(i), down(i).at);
+    }
+    let stored = holder.open_incidents();
+    assert_eq!(stored.len(), 1);
+    // Another instance saw only part of it (it followed late) and opened its own, later.
+    let mut follower = Assessor::new(config(2, 2));
+    for i in 1..3 {
+        follower.observe(&down(i), down(i).at);
+    }
+    assert_ne!(follower.open_incidents()[0].id, stored[0].id);
+    // Taking the service over, it adopts the stored one and goes on with it.
+    follower.adopt(&service(), &stored);
+    assert_eq!(follower.open_incidents()[0].id, stored[0].id);
+    let events = follower.observe(&down(3), down(3).at);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::IncidentOpened(_))),
+        "{events:?}"
+    );
+    assert_eq!(follower.open_incidents().len(), 1);
+}
