@@ -321,145 +321,164 @@ fn is_env_name(raw: &str) -> bool {
 
 /// Validates the `[[alert]]` tables; `known` turns a service name into a watched service, or
 /// says why not (with close names).
+/// Each entry is checked on its own: its first error joins `errors` and the others go on.
 pub(crate) fn validate(
     text: &str,
     raw: Vec<Spanned<RawAlert>>,
-    known: impl Fn(&str) -> Result<ServiceName, String>,
-) -> Result<Vec<AlertConfig>, ConfigError> {
+    known: &dyn Fn(&str) -> Result<ServiceName, String>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<AlertConfig> {
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for spanned in raw {
-        let span = spanned.span();
-        let a = spanned.into_inner();
-        let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
-        let fail = |key: &str, message: String| locate(text, at(key), message);
-        let name = a.name.trim().to_owned();
-        if name.is_empty() {
-            return Err(fail("name", "an alert's `name` must not be empty".into()));
+        match validate_one(text, spanned, known, &mut names) {
+            Ok(alert) => out.push(alert),
+            Err(e) => errors.push(e),
         }
-        if !names.insert(name.clone()) {
-            return Err(fail("name", format!("alert `{name}` is defined twice")));
-        }
-        for (key, var) in [
-            ("url_env", &a.url_env),
-            ("secret_env", &a.secret_env),
-            ("bot_token_env", &a.bot_token_env),
-            ("password_env", &a.password_env),
-            ("token_env", &a.token_env),
-        ] {
-            if let Some(var) = var {
-                if !is_env_name(var) {
-                    return Err(fail(
-                        key,
-                        format!("alert `{name}`: `{var}` is not an environment variable name"),
-                    ));
-                }
-            }
-        }
-        if let Some(url) = &a.url {
-            validate_http_url(url).map_err(|e| fail("url", format!("alert `{name}`: {e}")))?;
-        }
-        let target = target(&name, a.kind, &a, &fail)?;
-        if a.secret_env.is_some() && a.kind != ChannelKind::Webhook {
-            return Err(fail(
-                "secret_env",
-                format!(
-                    "alert `{name}`: `secret_env` signs webhook bodies; a {} channel has none",
-                    a.kind.as_str()
-                ),
-            ));
-        }
-        let mut services = Vec::with_capacity(a.services.len());
-        for s in &a.services {
-            let found = known(s).map_err(|e| fail("services", format!("alert `{name}`: {e}")))?;
-            services.push(found);
-        }
-        let duration = |key: &str, raw: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-            raw.as_deref()
-                .map(|r| {
-                    if r.trim() == "0s" {
-                        Ok(Duration::ZERO)
-                    } else {
-                        parse_duration(r).map_err(|e| fail(key, format!("alert `{name}`: {e}")))
-                    }
-                })
-                .transpose()
-        };
-        let mut components = Vec::with_capacity(a.components.len());
-        for c in &a.components {
-            components.push(Component::parse(c).ok_or_else(|| {
-                fail(
-                    "components",
-                    format!("alert `{name}`: `{c}` is not a component; use api, web or official"),
-                )
-            })?);
-        }
-        if a.token_env.is_some() && !matches!(a.kind, ChannelKind::Ntfy | ChannelKind::Alertmanager)
-        {
-            return Err(fail(
-                "token_env",
-                format!(
-                    "alert `{name}`: `token_env` is a bearer token for ntfy or Alertmanager; a {} channel takes none",
-                    a.kind.as_str()
-                ),
-            ));
-        }
-        let settle = duration("settle", &a.settle)?.unwrap_or(DEFAULT_SETTLE);
-        let min_duration = duration("min_duration", &a.min_duration)?.unwrap_or_default();
-        if duration("repeat", &a.repeat)?.is_some_and(|r| r < Duration::from_secs(60)) {
-            return Err(fail(
-                "repeat",
-                format!("alert `{name}`: `repeat` must be at least 1m (reminders, not a flood)"),
-            ));
-        }
-        // Alertmanager expires alerts that are not pushed again: re-push every minute.
-        let repeat = duration("repeat", &a.repeat)?
-            .or((a.kind == ChannelKind::Alertmanager).then_some(Duration::from_secs(60)));
-        let quiet_hours = a
-            .quiet_hours
-            .as_ref()
-            .map(|q| -> Result<QuietHours, ConfigError> {
-                let tz = q.tz.parse::<chrono_tz::Tz>().map_err(|_| {
-                    fail(
-                        "quiet_hours",
-                        format!("alert `{name}`: `{}` is not an IANA time zone such as \"Europe/Paris\"", q.tz),
-                    )
-                })?;
-                Ok(QuietHours {
-                    from: clock(&q.from).map_err(|e| fail("quiet_hours", format!("alert `{name}`: {e}")))?,
-                    to: clock(&q.to).map_err(|e| fail("quiet_hours", format!("alert `{name}`: {e}")))?,
-                    tz,
-                })
-            })
-            .transpose()?;
-        if let Some(p) = a.priority {
-            if a.kind != ChannelKind::Ntfy || !(1..=5).contains(&p) {
+    }
+    out
+}
+
+/// One `[[alert]]` entry; `names` holds the names before it.
+fn validate_one(
+    text: &str,
+    spanned: Spanned<RawAlert>,
+    known: &dyn Fn(&str) -> Result<ServiceName, String>,
+    names: &mut HashSet<String>,
+) -> Result<AlertConfig, ConfigError> {
+    let span = spanned.span();
+    let a = spanned.into_inner();
+    let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
+    let fail = |key: &str, message: String| locate(text, at(key), message);
+    let name = a.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(fail("name", "an alert's `name` must not be empty".into()));
+    }
+    if !names.insert(name.clone()) {
+        return Err(fail("name", format!("alert `{name}` is defined twice")));
+    }
+    for (key, var) in [
+        ("url_env", &a.url_env),
+        ("secret_env", &a.secret_env),
+        ("bot_token_env", &a.bot_token_env),
+        ("password_env", &a.password_env),
+        ("token_env", &a.token_env),
+    ] {
+        if let Some(var) = var {
+            if !is_env_name(var) {
                 return Err(fail(
-                    "priority",
-                    format!("alert `{name}`: `priority` is ntfy's, from 1 to 5"),
+                    key,
+                    format!("alert `{name}`: `{var}` is not an environment variable name"),
                 ));
             }
         }
-        out.push(AlertConfig {
-            name,
-            kind: a.kind,
-            target,
-            secret_env: a.secret_env,
-            services,
-            components,
-            regions: a.regions,
-            events: a.events.unwrap_or_else(AlertEvent::defaults),
-            min_duration,
-            repeat,
-            quiet_hours,
-            settle,
-            token_env: a.token_env,
-            ca_file: a.ca_file,
-            priority: a.priority,
-            tags: a.tags,
-        });
     }
-    Ok(out)
+    if let Some(url) = &a.url {
+        validate_http_url(url).map_err(|e| fail("url", format!("alert `{name}`: {e}")))?;
+    }
+    let target = target(&name, a.kind, &a, &fail)?;
+    if a.secret_env.is_some() && a.kind != ChannelKind::Webhook {
+        return Err(fail(
+            "secret_env",
+            format!(
+                "alert `{name}`: `secret_env` signs webhook bodies; a {} channel has none",
+                a.kind.as_str()
+            ),
+        ));
+    }
+    let mut services = Vec::with_capacity(a.services.len());
+    for s in &a.services {
+        let found = known(s).map_err(|e| fail("services", format!("alert `{name}`: {e}")))?;
+        services.push(found);
+    }
+    let duration = |key: &str, raw: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+        raw.as_deref()
+            .map(|r| {
+                if r.trim() == "0s" {
+                    Ok(Duration::ZERO)
+                } else {
+                    parse_duration(r).map_err(|e| fail(key, format!("alert `{name}`: {e}")))
+                }
+            })
+            .transpose()
+    };
+    let mut components = Vec::with_capacity(a.components.len());
+    for c in &a.components {
+        components.push(Component::parse(c).ok_or_else(|| {
+            fail(
+                "components",
+                format!("alert `{name}`: `{c}` is not a component; use api, web or official"),
+            )
+        })?);
+    }
+    if a.token_env.is_some() && !matches!(a.kind, ChannelKind::Ntfy | ChannelKind::Alertmanager) {
+        return Err(fail(
+            "token_env",
+            format!(
+                "alert `{name}`: `token_env` is a bearer token for ntfy or Alertmanager; a {} channel takes none",
+                a.kind.as_str()
+            ),
+        ));
+    }
+    let settle = duration("settle", &a.settle)?.unwrap_or(DEFAULT_SETTLE);
+    let min_duration = duration("min_duration", &a.min_duration)?.unwrap_or_default();
+    if duration("repeat", &a.repeat)?.is_some_and(|r| r < Duration::from_secs(60)) {
+        return Err(fail(
+            "repeat",
+            format!("alert `{name}`: `repeat` must be at least 1m (reminders, not a flood)"),
+        ));
+    }
+    // Alertmanager expires alerts that are not pushed again: re-push every minute.
+    let repeat = duration("repeat", &a.repeat)?
+        .or((a.kind == ChannelKind::Alertmanager).then_some(Duration::from_secs(60)));
+    let quiet_hours = a
+        .quiet_hours
+        .as_ref()
+        .map(|q| -> Result<QuietHours, ConfigError> {
+            let tz = q.tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                fail(
+                    "quiet_hours",
+                    format!(
+                        "alert `{name}`: `{}` is not an IANA time zone such as \"Europe/Paris\"",
+                        q.tz
+                    ),
+                )
+            })?;
+            Ok(QuietHours {
+                from: clock(&q.from)
+                    .map_err(|e| fail("quiet_hours", format!("alert `{name}`: {e}")))?,
+                to: clock(&q.to)
+                    .map_err(|e| fail("quiet_hours", format!("alert `{name}`: {e}")))?,
+                tz,
+            })
+        })
+        .transpose()?;
+    if let Some(p) = a.priority {
+        if a.kind != ChannelKind::Ntfy || !(1..=5).contains(&p) {
+            return Err(fail(
+                "priority",
+                format!("alert `{name}`: `priority` is ntfy's, from 1 to 5"),
+            ));
+        }
+    }
+    Ok(AlertConfig {
+        name,
+        kind: a.kind,
+        target,
+        secret_env: a.secret_env,
+        services,
+        components,
+        regions: a.regions,
+        events: a.events.unwrap_or_else(AlertEvent::defaults),
+        min_duration,
+        repeat,
+        quiet_hours,
+        settle,
+        token_env: a.token_env,
+        ca_file: a.ca_file,
+        priority: a.priority,
+        tags: a.tags,
+    })
 }
 
 /// The target a channel kind needs, from the fields it must have.

@@ -249,23 +249,20 @@ pub struct Upstream {
 
 // === raw, as written in the file ===
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file's sections, each read on its own (see [`Config::parse_all`]).
+#[derive(Default)]
 struct RawConfig {
     defaults: Option<RawDefaults>,
     server: Option<RawServer>,
-    #[serde(default)]
     service: Vec<Spanned<RawService>>,
     gateway: Option<RawGateway>,
-    #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
-    #[serde(default)]
     alert: Vec<Spanned<crate::alert::RawAlert>>,
     crowd: Option<crate::crowd::CrowdConfig>,
-    #[serde(default)]
     feed: Vec<Spanned<RawFeed>>,
-    #[serde(default)]
     agent: Vec<Spanned<RawAgent>>,
+    /// The `name` of every `[[service]]` entry, including those with errors.
+    service_names: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -288,7 +285,7 @@ struct RawFeed {
     interval: Option<Duration>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     #[serde(default, deserialize_with = "duration")]
@@ -564,22 +561,72 @@ fn database_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
 // === validation ===
 
 impl Config {
-    /// Parses and validates a config file's text.
+    /// Parses and validates a config file's text; the first error (in file order) when it is
+    /// not valid. [`Config::parse_all`] gives every error.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| locate(text, e.span(), e.message().to_owned()))?;
-        Self::validate(text, raw)
+        Self::parse_all(text).map_err(|mut errors| errors.swap_remove(0))
     }
 
-    fn validate(text: &str, raw: RawConfig) -> Result<Self, ConfigError> {
-        let d = raw.defaults.unwrap_or(RawDefaults {
-            interval: None,
-            timeout: None,
-            failures_to_open: None,
-            successes_to_close: None,
-            control_url: None,
-            stream_interval: None,
-        });
+    /// Parses and validates a config file's text, reporting every error at once (in file
+    /// order): each section and each `[[…]]` entry is read and checked on its own, so one bad
+    /// entry does not hide the next. A TOML syntax error stays a single error.
+    pub fn parse_all(text: &str) -> Result<Self, Vec<ConfigError>> {
+        let (config, errors) = Self::check(text);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Every error of the file (in file order) and the config its valid parts make, for a
+    /// checker that goes on to check what those parts name (files, variables).
+    pub fn check(text: &str) -> (Self, Vec<ConfigError>) {
+        let root = match toml::de::DeTable::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                return (
+                    Self::default(),
+                    vec![locate(text, e.span(), e.message().to_owned())],
+                )
+            }
+        };
+        let mut errors = Vec::new();
+        let mut raw = RawConfig::default();
+        for (key, value) in root.into_inner() {
+            let errors = &mut errors;
+            match key.get_ref().as_ref() {
+                "defaults" => raw.defaults = table(text, value, errors).map(Spanned::into_inner),
+                "server" => raw.server = table(text, value, errors).map(Spanned::into_inner),
+                "gateway" => raw.gateway = table(text, value, errors).map(Spanned::into_inner),
+                "crowd" => raw.crowd = table(text, value, errors).map(Spanned::into_inner),
+                "service" => {
+                    // Names of entries that fail are still known, so routes and alerts that
+                    // name them do not report a second, misleading error.
+                    raw.service_names = entry_names(&value);
+                    raw.service = entries(text, "service", value, errors);
+                }
+                "route" => raw.route = entries(text, "route", value, errors),
+                "alert" => raw.alert = entries(text, "alert", value, errors),
+                "feed" => raw.feed = entries(text, "feed", value, errors),
+                "agent" => raw.agent = entries(text, "agent", value, errors),
+                other => errors.push(locate(
+                    text,
+                    Some(key.span()),
+                    format!(
+                        "unknown field `{other}`, expected one of `defaults`, `server`, `service`, `gateway`, `route`, `alert`, `crowd`, `feed`, `agent`"
+                    ),
+                )),
+            }
+        }
+        let config = Self::validate(text, raw, &mut errors);
+        errors.sort_by_key(|e| (e.line, e.column));
+        errors.dedup();
+        (config, errors)
+    }
+
+    fn validate(text: &str, raw: RawConfig, errors: &mut Vec<ConfigError>) -> Self {
+        let d = raw.defaults.unwrap_or_default();
         let fallback = Defaults::default();
         let defaults = Defaults {
             interval: d.interval.unwrap_or(fallback.interval),
@@ -611,65 +658,10 @@ impl Config {
         let mut seen = HashSet::new();
         let mut services = Vec::with_capacity(raw.service.len());
         for spanned in raw.service {
-            let span = spanned.span();
-            let s = spanned.into_inner();
-            let name_span = s.name.span();
-            let name = s.name.into_inner().0;
-            if !seen.insert(name.clone()) {
-                return Err(locate(
-                    text,
-                    Some(name_span),
-                    format!("service `{name}` is defined twice"),
-                ));
+            match validate_service(text, spanned, &mut seen) {
+                Ok(entry) => services.push(entry),
+                Err(e) => errors.push(e),
             }
-            let is_new = !Catalog::is_builtin(name.as_str());
-            if is_new && s.api_base.is_none() && s.web_url.is_none() {
-                return Err(locate(
-                    text,
-                    Some(span),
-                    format!(
-                        "service `{name}` needs `api_base` or `web_url`: there is nothing to check"
-                    ),
-                ));
-            }
-            if s.kind == Some(ServiceKind::Http) && s.web_url.is_none() && s.api_base.is_none() {
-                return Err(locate(
-                    text,
-                    Some(span),
-                    format!("service `{name}` has kind \"http\" but no `web_url`"),
-                ));
-            }
-            // The key this service will send, and where: its own fields, else the built-in's.
-            let builtin = Catalog::builtin();
-            let inherited = builtin.get(name.as_str()).ok();
-            let api_base = s
-                .api_base
-                .clone()
-                .or_else(|| inherited.and_then(|b| b.api_base.clone()));
-            let key_env = s
-                .api_key_env
-                .clone()
-                .or_else(|| inherited.and_then(|b| b.api_key_env.clone()));
-            if let (Some(url), Some(var)) = (&api_base, &key_env) {
-                if let Some(why) =
-                    crate::key_route::plain_http_refusal(url, var, s.allow_plain_http)
-                {
-                    let field = field_span(text, &span, "api_base").unwrap_or(span.clone());
-                    return Err(locate(text, Some(field), format!("service `{name}` {why}")));
-                }
-            }
-            services.push(ServiceEntry {
-                name,
-                kind: s.kind,
-                api_base: s.api_base,
-                api_key_env: s.api_key_env,
-                web_url: s.web_url,
-                status_page: s.status_page,
-                status_components: s.status_components,
-                ca_file: s.ca_file,
-                interval: s.interval,
-                allow_plain_http: s.allow_plain_http,
-            });
         }
 
         let gateway = raw.gateway.map(|g| {
@@ -697,13 +689,15 @@ impl Config {
             }
         });
 
-        // A service a route or an alert names: built in or configured, else close names.
+        // A service a route or an alert names: built in or configured (even by an entry with
+        // its own error), else close names.
+        let configured: Vec<&str> = raw.service_names.iter().map(String::as_str).collect();
         let watched = |name: &str| -> Result<ServiceName, String> {
-            if Catalog::is_builtin(name) || seen.iter().any(|s| s.as_str() == name) {
+            if Catalog::is_builtin(name) || configured.contains(&name) {
                 return ServiceName::parse(name);
             }
             let mut candidates: Vec<&str> = crate::catalog::builtin_names().collect();
-            candidates.extend(seen.iter().map(ServiceName::as_str));
+            candidates.extend(configured.iter().copied());
             Err(crate::catalog::UnknownService {
                 name: name.to_owned(),
                 suggestions: crate::catalog::closest_names(name, candidates.into_iter()),
@@ -713,150 +707,31 @@ impl Config {
         let mut routes = Vec::with_capacity(raw.route.len());
         let mut aliases = HashSet::new();
         for spanned in raw.route {
-            let span = spanned.span();
-            let r = spanned.into_inner();
-            if r.model.trim().is_empty() {
-                return Err(locate(
-                    text,
-                    Some(span),
-                    "a route's `model` must not be empty".into(),
-                ));
+            match validate_route(text, spanned, &mut aliases, &watched) {
+                Ok(route) => routes.push(route),
+                Err(e) => errors.push(e),
             }
-            if !aliases.insert(r.model.clone()) {
-                return Err(locate(
-                    text,
-                    Some(span),
-                    format!("route `{}` is defined twice", r.model),
-                ));
-            }
-            if r.upstreams.is_empty() {
-                return Err(locate(
-                    text,
-                    Some(span),
-                    format!("route `{}` has no upstreams", r.model),
-                ));
-            }
-            let mut upstreams = Vec::with_capacity(r.upstreams.len());
-            let explicit_weights = r
-                .upstreams
-                .iter()
-                .any(|u| matches!(u.get_ref(), RawUpstream::Full(t) if t.weight.is_some()));
-            for (position, up) in r.upstreams.into_iter().enumerate() {
-                let up_span = up.span();
-                let (raw_up, timeout, weight) = match up.into_inner() {
-                    RawUpstream::Short(s) => (s, None, None),
-                    RawUpstream::Full(t) => (t.upstream, t.timeout, t.weight),
-                };
-                // Without weights the first upstream takes all traffic and the rest stand by.
-                let weight = match weight {
-                    Some(w) => w,
-                    None if !explicit_weights && position == 0 => 1,
-                    None => 0,
-                };
-                let (service, model) = raw_up
-                    .split_once(':')
-                    .filter(|(s, m)| !s.is_empty() && !m.is_empty())
-                    .ok_or_else(|| {
-                        locate(
-                            text,
-                            Some(up_span.clone()),
-                            format!("upstream `{raw_up}` is not \"service:model\""),
-                        )
-                    })?;
-                let service =
-                    watched(service).map_err(|e| locate(text, Some(up_span.clone()), e))?;
-                upstreams.push(Upstream {
-                    service,
-                    model: model.to_owned(),
-                    timeout,
-                    weight,
-                });
-            }
-            if upstreams.iter().all(|u| u.weight == 0) {
-                return Err(locate(
-                    text,
-                    Some(span),
-                    format!(
-                        "route `{}` gives every upstream weight 0: none would get traffic",
-                        r.model
-                    ),
-                ));
-            }
-            routes.push(Route {
-                model: r.model,
-                upstreams,
-            });
         }
 
-        let alerts = crate::alert::validate(text, raw.alert, watched)?;
+        let alerts = crate::alert::validate(text, raw.alert, &watched, errors);
 
         let mut feeds = Vec::with_capacity(raw.feed.len());
         for spanned in raw.feed {
-            let span = spanned.span();
-            let f = spanned.into_inner();
-            let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
-            validate_http_url(&f.url).map_err(|e| locate(text, at("url"), format!("feed: {e}")))?;
-            if f.services.is_empty() {
-                return Err(locate(
-                    text,
-                    at("services"),
-                    "a feed needs `services`: the services its posts speak about".into(),
-                ));
+            match validate_feed(text, spanned, &watched) {
+                Ok(feed) => feeds.push(feed),
+                Err(e) => errors.push(e),
             }
-            let mut services = Vec::with_capacity(f.services.len());
-            for name in &f.services {
-                services.push(
-                    watched(name)
-                        .map_err(|e| locate(text, at("services"), format!("feed: {e}")))?,
-                );
-            }
-            let weight = f.weight.unwrap_or(0.3);
-            if !(weight > 0.0 && weight <= 1.0) {
-                return Err(locate(
-                    text,
-                    at("weight"),
-                    format!("feed `weight` must be above 0 and at most 1 (a first-hand report), not {weight}"),
-                ));
-            }
-            let interval = f.interval.unwrap_or(Duration::from_secs(300));
-            if interval < Duration::from_secs(60) {
-                return Err(locate(
-                    text,
-                    at("interval"),
-                    "feed `interval` must be at least 1m: public feeds are read politely".into(),
-                ));
-            }
-            feeds.push(FeedConfig {
-                url: f.url,
-                services,
-                keywords: f.keywords,
-                weight,
-                interval,
-            });
         }
 
         let mut agents: Vec<AgentEntry> = Vec::with_capacity(raw.agent.len());
         for spanned in raw.agent {
-            let span = spanned.span();
-            let a = spanned.into_inner();
-            let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
-            validate_region(&a.region)
-                .map_err(|e| locate(text, at("region"), format!("agent: {e}")))?;
-            let region = crate::observation::Region::new(a.region);
-            if agents.iter().any(|known| known.region == region) {
-                return Err(locate(
-                    text,
-                    at("region"),
-                    format!(
-                        "agent: region `{region}` is declared twice; one `[[agent]]` per region"
-                    ),
-                ));
+            match validate_agent(text, spanned, &agents) {
+                Ok(agent) => agents.push(agent),
+                Err(e) => errors.push(e),
             }
-            let token_env = a.token_env.unwrap_or_default();
-            agents.push(AgentEntry { region, token_env });
         }
 
-        Ok(Self {
+        Self {
             defaults,
             server,
             services,
@@ -866,7 +741,7 @@ impl Config {
             crowd: raw.crowd.unwrap_or_default(),
             feeds,
             agents,
-        })
+        }
     }
 
     /// Makes relative `ca_file` paths relative to the config file's folder, as users expect.
@@ -886,6 +761,300 @@ impl Config {
             }
         }
     }
+}
+
+/// One `[[service]]` entry, checked on its own; `seen` holds the names before it.
+fn validate_service(
+    text: &str,
+    spanned: Spanned<RawService>,
+    seen: &mut HashSet<ServiceName>,
+) -> Result<ServiceEntry, ConfigError> {
+    let span = spanned.span();
+    let s = spanned.into_inner();
+    let name_span = s.name.span();
+    let name = s.name.into_inner().0;
+    if !seen.insert(name.clone()) {
+        return Err(locate(
+            text,
+            Some(name_span),
+            format!("service `{name}` is defined twice"),
+        ));
+    }
+    let is_new = !Catalog::is_builtin(name.as_str());
+    if is_new && s.api_base.is_none() && s.web_url.is_none() {
+        return Err(locate(
+            text,
+            Some(span),
+            format!("service `{name}` needs `api_base` or `web_url`: there is nothing to check"),
+        ));
+    }
+    if s.kind == Some(ServiceKind::Http) && s.web_url.is_none() && s.api_base.is_none() {
+        return Err(locate(
+            text,
+            Some(span),
+            format!("service `{name}` has kind \"http\" but no `web_url`"),
+        ));
+    }
+    // The key this service will send, and where: its own fields, else the built-in's.
+    let builtin = Catalog::builtin();
+    let inherited = builtin.get(name.as_str()).ok();
+    let api_base = s
+        .api_base
+        .clone()
+        .or_else(|| inherited.and_then(|b| b.api_base.clone()));
+    let key_env = s
+        .api_key_env
+        .clone()
+        .or_else(|| inherited.and_then(|b| b.api_key_env.clone()));
+    if let (Some(url), Some(var)) = (&api_base, &key_env) {
+        if let Some(why) = crate::key_route::plain_http_refusal(url, var, s.allow_plain_http) {
+            let field = field_span(text, &span, "api_base").unwrap_or(span.clone());
+            return Err(locate(text, Some(field), format!("service `{name}` {why}")));
+        }
+    }
+    Ok(ServiceEntry {
+        name,
+        kind: s.kind,
+        api_base: s.api_base,
+        api_key_env: s.api_key_env,
+        web_url: s.web_url,
+        status_page: s.status_page,
+        status_components: s.status_components,
+        ca_file: s.ca_file,
+        interval: s.interval,
+        allow_plain_http: s.allow_plain_http,
+    })
+}
+
+/// One `[[route]]` entry, checked on its own; `aliases` holds the models before it.
+fn validate_route(
+    text: &str,
+    spanned: Spanned<RawRoute>,
+    aliases: &mut HashSet<String>,
+    watched: &dyn Fn(&str) -> Result<ServiceName, String>,
+) -> Result<Route, ConfigError> {
+    let span = spanned.span();
+    let r = spanned.into_inner();
+    if r.model.trim().is_empty() {
+        return Err(locate(
+            text,
+            Some(span),
+            "a route's `model` must not be empty".into(),
+        ));
+    }
+    if !aliases.insert(r.model.clone()) {
+        return Err(locate(
+            text,
+            Some(span),
+            format!("route `{}` is defined twice", r.model),
+        ));
+    }
+    if r.upstreams.is_empty() {
+        return Err(locate(
+            text,
+            Some(span),
+            format!("route `{}` has no upstreams", r.model),
+        ));
+    }
+    let mut upstreams = Vec::with_capacity(r.upstreams.len());
+    let explicit_weights = r
+        .upstreams
+        .iter()
+        .any(|u| matches!(u.get_ref(), RawUpstream::Full(t) if t.weight.is_some()));
+    for (position, up) in r.upstreams.into_iter().enumerate() {
+        let up_span = up.span();
+        let (raw_up, timeout, weight) = match up.into_inner() {
+            RawUpstream::Short(s) => (s, None, None),
+            RawUpstream::Full(t) => (t.upstream, t.timeout, t.weight),
+        };
+        // Without weights the first upstream takes all traffic and the rest stand by.
+        let weight = match weight {
+            Some(w) => w,
+            None if !explicit_weights && position == 0 => 1,
+            None => 0,
+        };
+        let (service, model) = raw_up
+            .split_once(':')
+            .filter(|(s, m)| !s.is_empty() && !m.is_empty())
+            .ok_or_else(|| {
+                locate(
+                    text,
+                    Some(up_span.clone()),
+                    format!("upstream `{raw_up}` is not \"service:model\""),
+                )
+            })?;
+        let service = watched(service).map_err(|e| locate(text, Some(up_span.clone()), e))?;
+        upstreams.push(Upstream {
+            service,
+            model: model.to_owned(),
+            timeout,
+            weight,
+        });
+    }
+    if upstreams.iter().all(|u| u.weight == 0) {
+        return Err(locate(
+            text,
+            Some(span),
+            format!(
+                "route `{}` gives every upstream weight 0: none would get traffic",
+                r.model
+            ),
+        ));
+    }
+    Ok(Route {
+        model: r.model,
+        upstreams,
+    })
+}
+
+/// One `[[agent]]` entry, checked on its own; `before` holds the valid ones before it.
+fn validate_agent(
+    text: &str,
+    spanned: Spanned<RawAgent>,
+    before: &[AgentEntry],
+) -> Result<AgentEntry, ConfigError> {
+    let span = spanned.span();
+    let a = spanned.into_inner();
+    let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
+    validate_region(&a.region).map_err(|e| locate(text, at("region"), format!("agent: {e}")))?;
+    let region = crate::observation::Region::new(a.region);
+    if before.iter().any(|known| known.region == region) {
+        return Err(locate(
+            text,
+            at("region"),
+            format!("agent: region `{region}` is declared twice; one `[[agent]]` per region"),
+        ));
+    }
+    let token_env = a.token_env.unwrap_or_default();
+    Ok(AgentEntry { region, token_env })
+}
+
+/// One `[[feed]]` entry, checked on its own.
+fn validate_feed(
+    text: &str,
+    spanned: Spanned<RawFeed>,
+    watched: &dyn Fn(&str) -> Result<ServiceName, String>,
+) -> Result<FeedConfig, ConfigError> {
+    let span = spanned.span();
+    let f = spanned.into_inner();
+    let at = |key: &str| field_span(text, &span, key).or_else(|| Some(span.clone()));
+    validate_http_url(&f.url).map_err(|e| locate(text, at("url"), format!("feed: {e}")))?;
+    if f.services.is_empty() {
+        return Err(locate(
+            text,
+            at("services"),
+            "a feed needs `services`: the services its posts speak about".into(),
+        ));
+    }
+    let mut services = Vec::with_capacity(f.services.len());
+    for name in &f.services {
+        services
+            .push(watched(name).map_err(|e| locate(text, at("services"), format!("feed: {e}")))?);
+    }
+    let weight = f.weight.unwrap_or(0.3);
+    if !(weight > 0.0 && weight <= 1.0) {
+        return Err(locate(
+            text,
+            at("weight"),
+            format!(
+                "feed `weight` must be above 0 and at most 1 (a first-hand report), not {weight}"
+            ),
+        ));
+    }
+    let interval = f.interval.unwrap_or(Duration::from_secs(300));
+    if interval < Duration::from_secs(60) {
+        return Err(locate(
+            text,
+            at("interval"),
+            "feed `interval` must be at least 1m: public feeds are read politely".into(),
+        ));
+    }
+    Ok(FeedConfig {
+        url: f.url,
+        services,
+        keywords: f.keywords,
+        weight,
+        interval,
+    })
+}
+
+/// A section (`[server]`, say) read on its own; its error joins `errors`.
+fn table<'i, T: Deserialize<'i>>(
+    text: &str,
+    value: Spanned<toml::de::DeValue<'i>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Spanned<T>> {
+    let span = value.span();
+    match value.into_inner() {
+        toml::de::DeValue::Table(t) => {
+            T::deserialize(toml::de::Deserializer::from(Spanned::new(span.clone(), t)))
+                .map(|v| Spanned::new(span.clone(), v))
+                .map_err(|e| {
+                    errors.push(locate(
+                        text,
+                        e.span().or(Some(span)),
+                        e.message().to_owned(),
+                    ))
+                })
+                .ok()
+        }
+        other => {
+            errors.push(locate(
+                text,
+                Some(span),
+                format!("expected a table, found {}", other.type_str()),
+            ));
+            None
+        }
+    }
+}
+
+/// An array of tables (`[[service]]`, say), each entry read on its own so that one bad entry
+/// does not hide the errors of the others.
+fn entries<'i, T: Deserialize<'i>>(
+    text: &str,
+    key: &str,
+    value: Spanned<toml::de::DeValue<'i>>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Spanned<T>> {
+    let span = value.span();
+    match value.into_inner() {
+        toml::de::DeValue::Array(items) => items
+            .into_iter()
+            .filter_map(|item| table(text, item, errors))
+            .collect(),
+        other => {
+            errors.push(locate(
+                text,
+                Some(span),
+                format!(
+                    "`{key}` is a list of tables ([[{key}]]), not {}",
+                    other.type_str()
+                ),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// The `name` of each entry of an array of tables, valid or not.
+fn entry_names(value: &Spanned<toml::de::DeValue<'_>>) -> Vec<String> {
+    value
+        .get_ref()
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    item.get_ref()
+                        .get("name")?
+                        .get_ref()
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The span of `key = …` in the table that starts at `table` (up to the next table header), so
@@ -1162,6 +1331,44 @@ upstreams = ["groq-api:llama-3.1-8b-instant", "ollama:llama3.2"]
             "[[route]]\nmodel = \"x\"\nupstreams = [{ upstream = \"ollama:m\", weight = 0 }]\n",
         );
         assert!(e.message.contains("weight 0"), "{e}");
+    }
+
+    #[test]
+    fn every_independent_error_is_reported_in_file_order() {
+        let text = "[defaults]\ninterval = \"10\"\n\n[server]\nlisten = \"localhost\"\n\n[[service]]\nname = \"team\"\napi_base = \"https://t.example/v1\"\ninterval = \"fast\"\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"team:m\", \"opneai-api:gpt-4o\"]\n\n[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"ftp://x\"\n\n[bogus]\n";
+        let errors = Config::parse_all(text).unwrap_err();
+        let found: Vec<(usize, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.line, e.field.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (2, Some("defaults.interval")),
+                (5, Some("server.listen")),
+                (10, Some("service[1].interval")),
+                (14, Some("route[1].upstreams")),
+                (19, Some("alert[1].url")),
+                (21, Some("bogus")),
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[3].message.contains("openai-api"), "{errors:#?}");
+        // A route naming the service whose entry failed gets no second, misleading error.
+        assert!(
+            !errors.iter().any(|e| e.message.contains("`team`")),
+            "{errors:#?}"
+        );
+        // `parse` says the first of them.
+        assert_eq!(Config::parse(text).unwrap_err(), errors[0]);
+    }
+
+    #[test]
+    fn a_syntax_error_stays_one_error() {
+        let errors =
+            Config::parse_all("[defaults\ninterval = 3\n[server]\nlisten = 1\n").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].line, 1);
     }
 
     #[test]

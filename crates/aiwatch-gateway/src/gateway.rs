@@ -115,11 +115,8 @@ impl Gateway {
                             .get(up.service.as_str())
                             .map_err(|e| Error::Setup(e.to_string()))?
                             .clone();
-                        if service.kind == ServiceKind::Http || service.api_base.is_none() {
-                            return Err(Error::Setup(format!(
-                                "route `{}`: service `{}` has no API (kind http or no api_base); the gateway can only forward to an API",
-                                route.model, service.name
-                            )));
+                        if let Some(why) = no_api(&route.model, &service) {
+                            return Err(Error::Setup(why));
                         }
                         let key = keys.get(&service.name).cloned();
                         if key.is_none() && !service.local {
@@ -219,4 +216,33 @@ impl Gateway {
     pub fn suggest(&self, alias: &str) -> Vec<String> {
         aiwatch_core::catalog::closest_names(alias, self.aliases.iter().map(String::as_str))
     }
+}
+
+/// Why the gateway cannot forward `route`'s traffic to `service` (a web page, or no API
+/// base), if it cannot.
+fn no_api(route: &str, service: &aiwatch_core::Service) -> Option<String> {
+    (service.kind == ServiceKind::Http || service.api_base.is_none()).then(|| {
+        format!(
+            "route `{route}`: service `{}` has no API (kind http or no api_base); the gateway can only forward to an API",
+            service.name
+        )
+    })
+}
+
+/// Every upstream of the config's routes the gateway would refuse at start-up, with why;
+/// `aiwatch config check` reports them all at once.
+pub fn unforwardable(config: &Config, catalog: &Catalog) -> Vec<String> {
+    let mut found = Vec::new();
+    for route in &config.routes {
+        for up in &route.upstreams {
+            let why = match catalog.get(up.service.as_str()) {
+                Ok(service) => no_api(&route.model, service),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why.filter(|w| !found.contains(w)) {
+                found.push(why);
+            }
+        }
+    }
+    found
 }

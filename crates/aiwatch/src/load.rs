@@ -41,19 +41,26 @@ pub fn default_config_path() -> Option<(PathBuf, Origin)> {
 pub fn read_config(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| exit::config(format!("cannot read {}: {e}", path.display())))?;
-    let mut config = Config::parse(&text).map_err(|e| {
-        let field = e.field.map(|f| format!(" `{f}`")).unwrap_or_default();
-        exit::config(format!(
-            "{}:{}:{}: {}{field}: {}",
-            path.display(),
-            e.line,
-            e.column,
-            if field.is_empty() { "error" } else { "field" },
-            e.message
-        ))
-    })?;
+    let mut config = Config::parse(&text).map_err(|e| exit::config(describe(path, &e)))?;
     config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
     Ok(config)
+}
+
+/// One config error as `FILE:LINE:COLUMN: field `PATH`: MESSAGE`, as compilers write them.
+pub fn describe(path: &Path, e: &aiwatch_core::config::ConfigError) -> String {
+    let field = e
+        .field
+        .as_ref()
+        .map(|f| format!(" `{f}`"))
+        .unwrap_or_default();
+    format!(
+        "{}:{}:{}: {}{field}: {}",
+        path.display(),
+        e.line,
+        e.column,
+        if field.is_empty() { "error" } else { "field" },
+        e.message
+    )
 }
 
 /// Loads `--config FILE`, or the default file, or the built-in defaults.

@@ -235,6 +235,66 @@ fn config_errors_name_file_line_and_field_and_exit_78() {
 }
 
 #[test]
+fn config_check_reports_every_error_in_the_file_with_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aiwatch.toml");
+    std::fs::write(
+        &path,
+        "[defaults]\ntimeout = \"5\"\n\n[[service]]\nname = \"team\"\napi_base = \"https://t.test/v1\"\ninterval = \"often\"\n\n[gateway]\nramp = [50, 10]\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"team:m\", \"opneai-api:gpt-4o\"]\n\n[[alert]]\nname = \"ops\"\nkind = \"pagerduty\"\n",
+    )
+    .unwrap();
+    let output = aiwatch()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{err}");
+    for (line, field) in [
+        (2, "defaults.timeout"),
+        (7, "service[1].interval"),
+        (10, "gateway.ramp"),
+        (14, "route[1].upstreams"),
+        (18, "alert[1].kind"),
+    ] {
+        assert!(
+            err.contains(&format!("aiwatch.toml:{line}:")) && err.contains(&format!("`{field}`")),
+            "line {line} ({field}) missing:\n{err}"
+        );
+    }
+    assert!(err.contains("5 errors"), "{err}");
+    // In file order, one per line.
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("aiwatch.toml:"))
+        .collect();
+    assert!(
+        lines[0].contains(":2:") && lines[4].contains(":18:"),
+        "{err}"
+    );
+
+    // What `serve` refuses at start-up beyond the file's own rules is reported with the rest:
+    // a route to a web page, and a CA file that is not there.
+    std::fs::write(
+        &path,
+        "[[service]]\nname = \"team\"\napi_base = \"https://t.test/v1\"\nca_file = \"missing-ca.pem\"\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"chatgpt:gpt-4o\"]\n",
+    )
+    .unwrap();
+    let output = aiwatch()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("aiwatch.toml:4: service `team`: ca_file")
+            && err.contains("aiwatch.toml:8: route `smart`: service `chatgpt` has no API"),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_check_accepts_a_valid_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aiwatch.toml");

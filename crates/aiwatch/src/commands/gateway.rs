@@ -13,17 +13,15 @@ use crate::commands::serve::{shutdown_signal, tracing_subscriber_init};
 use crate::exit;
 use crate::load::{self, Loaded};
 
-/// Builds the gateway from the loaded config; the keys clients must present are required.
-pub fn build(
-    loaded: &Loaded,
-    network: &NetworkArgs,
-    monitor: Option<tokio::sync::watch::Receiver<aiwatch_gateway::canary::MonitorView>>,
-    require_client_keys: bool,
-) -> anyhow::Result<Arc<Gateway>> {
-    let settings = loaded.config.gateway.clone().unwrap_or_default();
+/// The keys clients must present, from the variable `[gateway] client_keys_env` names; none
+/// (when `required`) or a short one is refused (`config check` asks the same).
+pub(crate) fn client_keys(
+    settings: &aiwatch_core::config::GatewayConfig,
+    required: bool,
+) -> anyhow::Result<ClientKeys> {
     let raw_keys = std::env::var(&settings.client_keys_env).unwrap_or_default();
     let client_keys = ClientKeys::parse(&raw_keys);
-    if require_client_keys && client_keys.is_empty() {
+    if required && client_keys.is_empty() {
         return Err(exit::config(format!(
             "no gateway keys: set {} to one or more comma-separated keys that clients must present (the variable is named by [gateway] client_keys_env)",
             settings.client_keys_env
@@ -36,6 +34,18 @@ pub fn build(
             aiwatch_gateway::auth::MIN_KEY_LEN
         )));
     }
+    Ok(client_keys)
+}
+
+/// Builds the gateway from the loaded config; the keys clients must present are required.
+pub fn build(
+    loaded: &Loaded,
+    network: &NetworkArgs,
+    monitor: Option<tokio::sync::watch::Receiver<aiwatch_gateway::canary::MonitorView>>,
+    require_client_keys: bool,
+) -> anyhow::Result<Arc<Gateway>> {
+    let settings = loaded.config.gateway.clone().unwrap_or_default();
+    let client_keys = client_keys(&settings, require_client_keys)?;
     let dns = load::network(network.dns_server.as_deref(), &network.ca_file)?;
     let setup = GatewaySetup {
         config: loaded.config.clone(),

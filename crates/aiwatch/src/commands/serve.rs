@@ -46,13 +46,24 @@ fn access(
     server: &aiwatch_core::config::ServerConfig,
     listen: std::net::SocketAddr,
 ) -> anyhow::Result<aiwatch_server::access::Access> {
+    if let Some(access) = token_access(server)? {
+        return Ok(access);
+    }
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "aiwatch serve: WARNING: listening on {listen} with no token: anyone who can reach it reads the API, the metrics and the dashboard. Set [server] auth_token_env (and put TLS in front; see the README's deployment section)."
+        );
+    }
+    Ok(aiwatch_server::access::Access::open())
+}
+
+/// The access the token `[server] auth_token_env` names gives, `None` without one; an unset
+/// or short token is refused (`config check` asks the same).
+pub(crate) fn token_access(
+    server: &aiwatch_core::config::ServerConfig,
+) -> anyhow::Result<Option<aiwatch_server::access::Access>> {
     let Some(var) = server.auth_token_env.as_deref() else {
-        if !listen.ip().is_loopback() {
-            eprintln!(
-                "aiwatch serve: WARNING: listening on {listen} with no token: anyone who can reach it reads the API, the metrics and the dashboard. Set [server] auth_token_env (and put TLS in front; see the README's deployment section)."
-            );
-        }
-        return Ok(aiwatch_server::access::Access::open());
+        return Ok(None);
     };
     let token = std::env::var(var).unwrap_or_default();
     if token.trim().is_empty() {
@@ -61,6 +72,7 @@ fn access(
         )));
     }
     aiwatch_server::access::Access::with_token(&token, server.public)
+        .map(Some)
         .map_err(|e| exit::config(format!("[server] auth_token_env ({var}): {e}")))
 }
 
@@ -119,6 +131,11 @@ fn instance_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
     format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// `serve` runs the gateway too when the config has `[gateway]` and routes.
+pub(crate) fn runs_gateway(config: &aiwatch_core::Config) -> bool {
+    config.gateway.is_some() && !config.routes.is_empty()
 }
 
 pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -199,7 +216,7 @@ pub fn run(config_path: Option<&Path>, args: &ServeArgs) -> anyhow::Result<ExitC
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let with_gateway = loaded.config.gateway.is_some() && !loaded.config.routes.is_empty();
+    let with_gateway = runs_gateway(&loaded.config);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
