@@ -16,6 +16,7 @@ pub mod config;
 pub mod crowd;
 pub mod evidence;
 pub mod key_route;
+pub mod local_model;
 pub mod network;
 pub mod observation;
 pub mod official;

@@ -13,6 +13,16 @@ const WEB_AND_API: &[(&str, &str, &str)] = &[
 /// Local model runtimes in the catalog.
 const LOCAL: &[&str] = &["ollama", "lmstudio"];
 
+/// Every cloud API the check measured fails (and it measured at least one): the moment to
+/// look at the local plan B ([`crate::local_model::readiness`]).
+pub fn every_cloud_api_fails(verdicts: &[Verdict]) -> bool {
+    let cloud: Vec<&Verdict> = verdicts
+        .iter()
+        .filter(|v| v.service.as_str().ends_with("-api") && v.status.is_measured())
+        .collect();
+    !cloud.is_empty() && cloud.iter().all(|v| v.status == Status::Outage)
+}
+
 /// Lines of advice on how to keep working, for the verdicts of one check (empty: nothing to add).
 pub fn advice(verdicts: &[Verdict]) -> Vec<String> {
     let of = |name: &str| verdicts.iter().find(|v| v.service.as_str() == name);
@@ -27,11 +37,7 @@ pub fn advice(verdicts: &[Verdict]) -> Vec<String> {
             }
         }
     }
-    let cloud: Vec<&Verdict> = verdicts
-        .iter()
-        .filter(|v| v.service.as_str().ends_with("-api") && v.status.is_measured())
-        .collect();
-    if !cloud.is_empty() && cloud.iter().all(|v| v.status == Status::Outage) {
+    if every_cloud_api_fails(verdicts) {
         let running: Vec<&str> = LOCAL
             .iter()
             .copied()

@@ -11,6 +11,7 @@ pub mod connect;
 pub mod dns;
 mod entities;
 pub mod error;
+pub mod host;
 pub mod http;
 pub mod layered;
 pub mod observe;

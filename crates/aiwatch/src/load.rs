@@ -115,6 +115,20 @@ fn guard_moved_keys(catalog: &Catalog, path: &Path, origin: Origin) -> anyhow::R
     Ok(())
 }
 
+/// Where this machine's memory and GPUs are read: `/proc` and `/sys`, unless
+/// `AIWATCH_PROC_DIR` / `AIWATCH_SYS_DIR` point elsewhere (a container with the host's mounted
+/// at another place, or a test); `nvidia-smi` is looked up on `PATH`.
+pub fn host_paths() -> aiwatch_probe::host::HostPaths {
+    let mut paths = aiwatch_probe::host::HostPaths::default();
+    if let Some(dir) = std::env::var_os("AIWATCH_PROC_DIR") {
+        paths.proc_root = dir.into();
+    }
+    if let Some(dir) = std::env::var_os("AIWATCH_SYS_DIR") {
+        paths.sys_root = dir.into();
+    }
+    paths
+}
+
 /// A secret from the environment variable the config names (alert URLs, tokens, passwords).
 pub fn env_secret(var: &str) -> Option<String> {
     std::env::var(var).ok()

@@ -491,3 +491,93 @@ async fn chatgpt_down_with_the_api_working_says_how_to_keep_working() {
         "{stdout}"
     );
 }
+
+/// A fake `/proc` with this much available memory, and a `PATH` dir holding a fake
+/// `nvidia-smi` that prints `gpu_line` (none when `None`).
+fn fake_machine(root: &std::path::Path, mem_available_kib: u64, gpu_line: Option<&str>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    std::fs::create_dir_all(root.join("sys")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(
+        root.join("proc/meminfo"),
+        format!("MemTotal: 67108864 kB\nMemAvailable: {mem_available_kib} kB\n"),
+    )
+    .unwrap();
+    if let Some(line) = gpu_line {
+        let smi = root.join("bin/nvidia-smi");
+        std::fs::write(&smi, format!("#!/bin/sh\necho '{line}'\n")).unwrap();
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_cloud_api_down_names_the_local_models_their_size_and_whether_they_fit() {
+    let mut world = World::start().await;
+    let api = world.api("openai-api", "api.openai.test", "/v1").await;
+    api.route(
+        "GET",
+        "/v1/models",
+        canned::openai_error(500, "server_error", None, "The server had an error"),
+    );
+    let ollama = world.local("ollama", "").await;
+    ollama.route("GET", "/", canned::ollama_root());
+    ollama.route(
+        "GET",
+        "/api/tags",
+        aiwatch_testkit::Reply::json(
+            200,
+            serde_json::json!({"models": [
+                {"name": "llama3.2:latest", "size": 2_019_393_189_u64},
+                {"name": "llama3.1:70b", "size": 42_520_413_916_u64},
+            ]}),
+        ),
+    );
+    let machine = tempfile::tempdir().unwrap();
+    let run = |mem_kib: u64, gpu: Option<&str>| {
+        let root = machine.path().join(format!("m{mem_kib}"));
+        fake_machine(&root, mem_kib, gpu);
+        let output = check_in(&world)
+            .args(["openai-api", "ollama"])
+            .env("OPENAI_API_KEY", "sk-test-plan-b-0123456789")
+            .env("AIWATCH_PROC_DIR", root.join("proc"))
+            .env("AIWATCH_SYS_DIR", root.join("sys"))
+            .env("PATH", root.join("bin"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    // 8 GiB free, no GPU: the small model runs on the CPU, the 70b one does not fit.
+    let stdout = tokio::task::block_in_place(|| run(8 * 1024 * 1024, None));
+    assert!(stdout.contains("Keep working:"), "{stdout}");
+    assert!(
+        stdout.contains("This machine: 8.0 GiB free memory; no GPU found."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Ollama (local) runs here with 2 models (1 can run now)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("llama3.2:latest (1.9 GiB): fits in free memory"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("llama3.1:70b (39.6 GiB): does not fit in free memory or VRAM"),
+        "{stdout}"
+    );
+
+    // 1 GiB free, but an NVIDIA card with 20 GiB of VRAM free: the small model runs there.
+    let stdout = tokio::task::block_in_place(|| {
+        run(1024 * 1024, Some("NVIDIA GeForce RTX 4090, 24564, 20480"))
+    });
+    assert!(
+        stdout.contains("GPU: NVIDIA GeForce RTX 4090 (20.0 of 24.0 GiB free)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("llama3.2:latest (1.9 GiB): fits in GPU memory"),
+        "{stdout}"
+    );
+}

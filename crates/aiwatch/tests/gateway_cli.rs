@@ -298,3 +298,88 @@ async fn the_drill_exits_2_when_plan_b_is_not_ready_and_says_why() {
     assert_eq!(typo.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("Did you mean `smart`?"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_drill_reports_the_machines_gpu_and_where_the_local_model_fits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cloud = FakeServer::start(None).await;
+    cloud.route(
+        "POST",
+        "/v1/chat/completions",
+        canned::openai_503_overloaded(),
+    );
+    let second = FakeServer::start(None).await;
+    second.route(
+        "POST",
+        "/v1/chat/completions",
+        canned::openai_503_overloaded(),
+    );
+    let local = FakeServer::start(None).await;
+    // llama.cpp's server shape: the file size under `meta.size`.
+    local.route(
+        "GET",
+        "/v1/models",
+        Reply::json(
+            200,
+            serde_json::json!({"object": "list", "data": [
+                {"id": "qwen2.5-0.5b-instruct", "object": "model", "meta": {"size": 3_221_225_472_u64}}
+            ]}),
+        ),
+    );
+    local.route("POST", "/v1/chat/completions", healthy("local"));
+    let config = write_config(dir.path(), &cloud, &second, &local);
+    // This machine, faked: 2 GiB free memory, an AMD card with 7 of 8 GiB free, no nvidia-smi.
+    let machine = dir.path().join("machine");
+    for (path, text) in [
+        ("proc/meminfo", "MemAvailable: 2097152 kB\n"),
+        ("sys/class/drm/card0/device/vendor", "0x1002\n"),
+        (
+            "sys/class/drm/card0/device/mem_info_vram_total",
+            "8589934592\n",
+        ),
+        (
+            "sys/class/drm/card0/device/mem_info_vram_used",
+            "1073741824\n",
+        ),
+    ] {
+        let path = machine.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    std::fs::create_dir_all(machine.join("bin")).expect("mkdir");
+    let run = move |json: bool| {
+        let mut cmd = aiwatch();
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["drill", "smart"])
+            .env("AIWATCH_PROC_DIR", machine.join("proc"))
+            .env("AIWATCH_SYS_DIR", machine.join("sys"))
+            .env("PATH", machine.join("bin"));
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("runs")
+    };
+    let run_json = run.clone();
+    let out = tokio::task::spawn_blocking(move || run(false))
+        .await
+        .expect("joins");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("This machine: 2.0 GiB free memory; GPU: AMD GPU (7.0 of 8.0 GiB free)."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("model size 3.0 GiB: fits in GPU memory: runs now at full speed"),
+        "{stdout}"
+    );
+    let out = tokio::task::spawn_blocking(move || run_json(true))
+        .await
+        .expect("joins");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["machine"]["gpus"][0]["vendor"], "amd", "{report}");
+    let local = &report["upstreams"][2]["local_models"];
+    assert_eq!(local["fit"], "gpu", "{report}");
+    assert_eq!(local["fits_in_memory"], true, "{report}");
+}

@@ -46,21 +46,18 @@ pub fn run(
         .context("cannot start the async runtime")?;
     let spinner = (!args.json && std::io::stderr().is_terminal())
         .then(|| report::spinner(services.len(), timeout));
-    let evidence = runtime.block_on(async {
-        let checker = Checker::new(options).map_err(|e| match e {
+    let checker = runtime
+        .block_on(async { Checker::new(options) })
+        .map_err(|e| match e {
             aiwatch_probe::Error::CaFile { .. } => exit::usage(e.to_string()),
             other => anyhow::Error::new(other),
         })?;
-        checker.run(&services, &keys).await.map_err(|e| match e {
+    let evidence = runtime
+        .block_on(checker.run(&services, &keys))
+        .map_err(|e| match e {
             aiwatch_probe::Error::CaFile { .. } => exit::config(e.to_string()),
             other => anyhow::Error::new(other),
-        })
-    })?;
-    // Resolver and connection tasks must not keep the process alive past the report.
-    runtime.shutdown_timeout(Duration::from_millis(50));
-    if let Some(spinner) = spinner {
-        spinner.finish_and_clear();
-    }
+        })?;
 
     let now = chrono::Utc::now();
     let verdicts: Vec<Verdict> = services
@@ -68,6 +65,14 @@ pub fn run(
         .zip(&evidence)
         .map(|(service, evidence)| classify(service, evidence, now))
         .collect();
+    // Every cloud API fails: can a local model take over here, now?
+    let local = (!args.json && !quiet && aiwatch_core::plan_b::every_cloud_api_fails(&verdicts))
+        .then(|| runtime.block_on(local_plan(&checker, &loaded.catalog, &keys)));
+    // Resolver and connection tasks must not keep the process alive past the report.
+    runtime.shutdown_timeout(Duration::from_millis(50));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&verdicts)?);
@@ -97,6 +102,9 @@ pub fn run(
             println!("\nKeep working:");
             for line in plan_b {
                 println!("  • {line}");
+            }
+            for line in local.unwrap_or_default() {
+                println!("    {line}");
             }
         }
     }
@@ -213,4 +221,31 @@ fn elsewhere(
     }
     runtime.shutdown_timeout(Duration::from_millis(50));
     Ok(lines)
+}
+
+/// How long the local runtimes may take to list their models.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The local plan B's readiness: each local runtime's models against this machine's memory
+/// and GPUs (read here; judged by the core).
+async fn local_plan(
+    checker: &Checker,
+    catalog: &aiwatch_core::Catalog,
+    keys: &std::collections::HashMap<aiwatch_core::ServiceName, aiwatch_core::secret::ApiKey>,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + LOCAL_TIMEOUT;
+    let paths = load::host_paths();
+    // One shared deadline: asking them in turn takes no longer than at once.
+    let runtimes = async {
+        let mut found = Vec::new();
+        for service in catalog.iter().filter(|s| s.local) {
+            let key = keys.get(&service.name);
+            found.push(
+                aiwatch_probe::host::local_runtime(checker.context(), service, key, deadline).await,
+            );
+        }
+        found
+    };
+    let (runtimes, machine) = tokio::join!(runtimes, aiwatch_probe::host::machine(&paths));
+    aiwatch_core::local_model::readiness(&runtimes, &machine)
 }

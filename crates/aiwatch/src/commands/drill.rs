@@ -44,7 +44,7 @@ pub fn run(config_path: Option<&Path>, args: &DrillArgs) -> anyhow::Result<ExitC
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let gateway = build(&loaded, &args.network, None, false)?;
-        drill(&gateway, &args.route)
+        drill(&gateway, &args.route, &load::host_paths())
             .await
             .ok_or_else(|| exit::usage(format!("no route `{}`", args.route)))
     })?;
@@ -93,23 +93,21 @@ fn render(report: &DrillReport) -> String {
                     if local.model_installed { "yes" } else { "no" }
                 );
             }
-            if let (Some(size), Some(free)) = (local.model_size_bytes, local.free_memory_bytes) {
+            if let Some(size) = local.model_size_bytes {
                 let _ = writeln!(
                     out,
-                    "     memory: model {:.1} GiB, free {:.1} GiB — {}",
-                    size as f64 / 1_073_741_824.0,
-                    free as f64 / 1_073_741_824.0,
-                    if local.fits_in_memory == Some(true) {
-                        "fits"
-                    } else {
-                        "does not fit"
-                    }
+                    "     model size {}: {}",
+                    aiwatch_core::local_model::gib(size),
+                    local.fit.describe()
                 );
             }
             if let Some(note) = &local.note {
                 let _ = writeln!(out, "     note: {note}");
             }
         }
+    }
+    if report.upstreams.iter().any(|u| u.local) {
+        let _ = writeln!(out, "This machine: {}.", report.machine.describe());
     }
     match &report.carrier {
         Some(c) => {
