@@ -269,7 +269,9 @@ async fn drill(
 /// `{"route", "carrier": "service:model" | null, "upstreams": [{"upstream", "service", "model",
 /// "local", "ready", "status", "time_to_first_token_ms", "total_ms", "reason", "local_models":
 /// null | {"reachable", "installed": [{"name", "size_bytes"}], "model_installed",
-/// "model_size_bytes", "free_memory_bytes", "fits_in_memory", "note"}}]}`.
+/// "model_size_bytes", "free_memory_bytes", "gpus", "fit", "fits_in_memory", "note"}}],
+/// "machine": {"free_memory_bytes", "gpus": [{"vendor", "name", "vram_total_bytes",
+/// "vram_free_bytes"}]}}`.
 fn check_drill(report: &Value, local_upstream: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let mut expect = |what: String, got: &Value, ok: bool| {
