@@ -694,6 +694,15 @@ impl Engine {
             .map_or(true, |cache| cache.checked.is_none() || cache.online)
     }
 
+    /// Each watched service's fused status now, by name: what the core's plan-B advice reads.
+    pub fn statuses_now(&self) -> Vec<(ServiceName, Status)> {
+        self.services
+            .iter()
+            .zip(self.services_now())
+            .map(|(service, now)| (service.name.clone(), now.assessment.status))
+            .collect()
+    }
+
     /// Every watched service as the surfaces show it, in the order of `services`: the one
     /// decision of the core's fusion over the assessor's keys, the official page and the
     /// monitor's own health.

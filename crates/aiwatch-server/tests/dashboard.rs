@@ -1113,3 +1113,82 @@ async fn the_official_pages_lag_is_measured_from_our_opening_to_its_acknowledgem
     let page = get(&engine, "/services/openai-api").await;
     assert!(page.body.contains("acknowledged outages a median 11 min"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatgpt_down_with_the_api_working_shows_plan_b_on_its_card_and_page_only() {
+    let engine = engine(&["chatgpt", "openai-api", "claude", "anthropic-api"]);
+    feed(&engine, "chatgpt", "web", Health::Down, 5, 0).await;
+    feed(&engine, "openai-api", "api", Health::Up, 5, 0).await;
+    feed(&engine, "claude", "web", Health::Up, 5, 0).await;
+    feed(&engine, "anthropic-api", "api", Health::Up, 5, 0).await;
+    let line = "chatgpt is failing, but the OpenAI API works";
+
+    let overview = get(&engine, "/").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert_eq!(
+        overview.body.matches("Keep working: ").count(),
+        1,
+        "only the failing web app's card: {}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains(line) && overview.body.contains("aiwatch gateway"),
+        "{}",
+        overview.body
+    );
+    let chatgpt = get(&engine, "/services/chatgpt").await;
+    assert!(chatgpt.body.contains(line), "{}", chatgpt.body);
+    for quiet in ["/services/claude", "/services/openai-api"] {
+        let page = get(&engine, quiet).await;
+        assert!(
+            !page.body.contains("Keep working: "),
+            "{quiet}: {}",
+            page.body
+        );
+    }
+
+    // When the API fails too, the API is no way out and the page stops saying so.
+    feed(&engine, "openai-api", "api", Health::Down, 5, 0).await;
+    let chatgpt = get(&engine, "/services/chatgpt").await;
+    assert!(!chatgpt.body.contains("Keep working: "), "{}", chatgpt.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn just_me_on_a_failing_chatgpt_says_the_api_still_works() {
+    let mut world = World::start().await;
+    let web = world.web("chatgpt", "chatgpt.test").await;
+    web.route("GET", "/", canned::cloudflare_origin_error(522));
+    let config = Config::parse(&world.config_toml()).expect("world config");
+    let catalog = Catalog::with_config(&config);
+    let services = vec![
+        catalog.get("chatgpt").unwrap().clone(),
+        catalog.get("openai-api").unwrap().clone(),
+    ];
+    let engine = engine_with(
+        services,
+        CheckOptions {
+            timeout: Duration::from_secs(3),
+            dns: DnsChoice::Server(world.dns.addr()),
+            ca_files: vec![world.public_ca_path()],
+            control_url: Some(world.control_url()),
+            deep: false,
+            proxies: ProxySettings::none(),
+        },
+    );
+    // The monitor's picture: the API works.
+    feed(&engine, "openai-api", "api", Health::Up, 5, 0).await;
+    let page = get(&engine, "/just-me?service=chatgpt&symptom=cannot_load").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("Keep working: ")
+            && page
+                .body
+                .contains("If chatgpt does not work for you, the OpenAI API does")
+            && page.body.contains("aiwatch gateway"),
+        "{}",
+        page.body
+    );
+    // Asking about the API itself gets no plan B.
+    let page = get(&engine, "/just-me?service=openai-api").await;
+    assert!(!page.body.contains("Keep working: "), "{}", page.body);
+}

@@ -474,6 +474,21 @@ fn symptom_advice(symptom: &SymptomHelp, service: &Service) -> Markup {
     }
 }
 
+/// The core's plan B for a reader stuck on a web app: the API status from the monitor's
+/// picture, the web app's from the check just run.
+fn reader_plan_b(engine: &Engine, verdict: &Verdict) -> Option<Markup> {
+    let mut statuses = engine.statuses_now();
+    match statuses.iter_mut().find(|(n, _)| *n == verdict.service) {
+        Some(entry) => entry.1 = verdict.status,
+        None => statuses.push((verdict.service.clone(), verdict.status)),
+    }
+    present::plan_b(
+        verdict.service.as_str(),
+        &statuses,
+        aiwatch_core::plan_b::Viewer::StuckReader,
+    )
+}
+
 fn render(
     engine: &Engine,
     request: &Request,
@@ -495,6 +510,7 @@ fn render(
         }
         @if let (Some(service), Some((age, verdict))) = (&request.service, result) {
             @let (tone, text) = headline(verdict, &service.title);
+            @let plan_b = reader_plan_b(engine, verdict);
             section.result aria-labelledby="answer" aria-live="polite" {
                 h2 #answer class={"answer a-" (tone.class())} { (present::icon(tone)) (text) }
                 div.cols {
@@ -506,6 +522,7 @@ fn render(
                     }
                     div {
                         h3 { "On your side" }
+                        @if let Some(plan_b) = &plan_b { (plan_b) }
                         @if request.symptoms.is_empty() {
                             p { "Pick what you see above for specific steps. In general:" }
                             ul.advice { @for step in [Step::ClearCookies, Step::OtherBrowser, Step::Relogin, Step::NoVpn, Step::Firewall] { li { (step.text()) } } }

@@ -7,6 +7,7 @@ use aiwatch_core::assess::Incident;
 use aiwatch_core::assessment::{Agreement, Assessment, Notice};
 use aiwatch_core::observation::{Component, Health, Region};
 use aiwatch_core::official::{Maintenance, MaintenanceStatus};
+use aiwatch_core::plan_b::Viewer;
 use aiwatch_core::Service;
 use aiwatch_core::Status;
 use aiwatch_store::{IncidentQuery, Selector, TimeRange};
@@ -53,6 +54,8 @@ pub struct Row {
     /// Latencies of the latest checks of the main component, oldest first.
     pub latency: Vec<f32>,
     pub open_incidents: usize,
+    /// How to keep working while this web app fails (the core's plan B), if there is a way.
+    pub plan_b: Option<Markup>,
 }
 
 /// One component's current state (the worst over regions).
@@ -203,7 +206,14 @@ pub fn gather(engine: &Engine, history: &History, now: DateTime<Utc>) -> Overvie
     }
     let mut services = Vec::with_capacity(engine.services.len());
     let mut official_all = Vec::with_capacity(engine.services.len());
-    for (service, now_of) in engine.services.iter().zip(engine.services_now()) {
+    let all_now = engine.services_now();
+    let statuses: Vec<_> = engine
+        .services
+        .iter()
+        .zip(&all_now)
+        .map(|(s, n)| (s.name.clone(), n.assessment.status))
+        .collect();
+    for (service, now_of) in engine.services.iter().zip(all_now) {
         let name = service.name.to_string();
         let components = components_of(&now_of);
         let own: Vec<&Incident> = incidents
@@ -227,6 +237,7 @@ pub fn gather(engine: &Engine, history: &History, now: DateTime<Utc>) -> Overvie
             latency: history.latency.get(&name).cloned().unwrap_or_default(),
             open_incidents: own.iter().filter(|i| i.is_open()).count(),
             components,
+            plan_b: present::plan_b(&name, &statuses, Viewer::Dashboard),
             name,
         });
     }
@@ -509,6 +520,7 @@ fn service_row(row: &Row, now: DateTime<Utc>) -> Markup {
                 }
             }
             (comparison(&row.official, row.has_status_page, &row.assessment, row.since, now))
+            @if let Some(plan_b) = &row.plan_b { (plan_b) }
             div.hist {
                 div.barsbox {
                     (charts::uptime_bars(&row.days, row.uptime))

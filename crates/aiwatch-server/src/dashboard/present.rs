@@ -165,6 +165,21 @@ pub fn safe_link(url: &str) -> Option<&str> {
         .filter(|u| !u.chars().any(|c| c.is_control() || c.is_whitespace()))
 }
 
+/// The core's plan-B line for `service` (ChatGPT or Claude failing while its API works), from
+/// the statuses given, as a "Keep working" note; nothing when the core has no advice.
+pub fn plan_b(
+    service: &str,
+    statuses: &[(aiwatch_core::ServiceName, aiwatch_core::Status)],
+    viewer: aiwatch_core::plan_b::Viewer,
+) -> Option<Markup> {
+    let statuses: Vec<(&str, aiwatch_core::Status)> =
+        statuses.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let line = aiwatch_core::plan_b::web_fallback(service, &statuses, viewer)?;
+    Some(html! {
+        p.planb role="note" { strong { "Keep working: " } (line) }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

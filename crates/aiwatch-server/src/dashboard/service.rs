@@ -136,6 +136,8 @@ pub struct Detail {
     pub crowd: super::reports::CrowdView,
     /// What the reader's own report did (`?reported=1|0` after the form).
     pub reported: Option<bool>,
+    /// How to keep working while this web app fails (the core's plan B), if there is a way.
+    pub plan_b: Option<Markup>,
 }
 
 fn bucket_points(
@@ -372,6 +374,11 @@ pub fn gather(
         verdict: engine.latest_verdict(&service.name),
         crowd: super::reports::gather(engine, service, now)?,
         reported: None,
+        plan_b: present::plan_b(
+            service.name.as_str(),
+            &engine.statuses_now(),
+            aiwatch_core::plan_b::Viewer::Dashboard,
+        ),
     })
 }
 
@@ -736,6 +743,7 @@ pub fn render(d: &Detail) -> Markup {
             h1 { (d.title) " " (present::state_pill(d.state)) }
             p.headline { (d.headline) }
             p.sub { code { (d.name) } " · " (d.kind) " · " a href={"/just-me?service=" (d.name)} { "Is it just me?" } }
+            @if let Some(plan_b) = &d.plan_b { (plan_b) }
         }
         (overview::comparison(&d.official, d.has_status_page, &d.assessment, d.since, d.now))
         section aria-labelledby="uptime-title" {

@@ -72,6 +72,17 @@ impl Serve {
         server: &str,
         env: &[(&str, &str)],
     ) -> Serve {
+        Self::start_watching(world, &[service], server, env).await
+    }
+
+    /// Like [`Serve::start_with`], watching several services.
+    pub async fn start_watching(
+        world: &World,
+        services: &[&str],
+        server: &str,
+        env: &[(&str, &str)],
+    ) -> Serve {
+        let service = services.join("+");
         let config = world.dir().join("serve.toml");
         let text = format!(
             "{}\n[server]\n{server}\n",
@@ -81,7 +92,7 @@ impl Serve {
         let db = world.dir().join(format!("{service}.db"));
         let dns = world.dns.addr().to_string();
         let ca = world.public_ca_path();
-        let mut args: Vec<std::ffi::OsString> = vec![service.into()];
+        let mut args: Vec<std::ffi::OsString> = services.iter().map(|s| s.into()).collect();
         if !server.contains("database =") {
             args.extend(["--db".into(), db.into()]);
         }
