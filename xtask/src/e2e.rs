@@ -1,6 +1,8 @@
 //! `cargo xtask e2e`: the slow end-to-end suites. Installs what they need (Debian's prometheus
 //! for promtool, chromium and chromium-driver), starts loopback fakes and a real `aiwatch serve`,
-//! then checks /metrics with promtool and the dashboard in a real browser.
+//! then checks /metrics with promtool and the dashboard in a real browser; the other suites
+//! (alerts, install, contract, sdk, local-model, regions, postgres, container) run alone by
+//! name.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     if only == Some("install") {
         return install_from_path();
+    }
+    if only == Some("container") {
+        return tokio::runtime::Runtime::new()?.block_on(crate::e2e_container::run_suite());
     }
     if only == Some("alerts") {
         let binary = build()?;
@@ -76,6 +81,7 @@ pub fn run(args: &[&str]) -> Result<()> {
             crate::e2e_contract::run(&binary, &[]).await?;
             crate::e2e_gateway::sdk(&binary).await?;
             crate::e2e_gateway::local_model(&binary).await?;
+            crate::e2e_container::run_suite().await?;
         }
         println!(
             "e2e: all suites passed; artifacts in {}",
@@ -173,6 +179,16 @@ fn install_from_path() -> Result<()> {
 
 /// Installs Debian packages that are not there yet.
 pub fn install(packages: &[&str]) -> Result<()> {
+    install_debian(packages, false)
+}
+
+/// Installs Debian packages that are not there yet, with what they recommend (podman needs
+/// its recommended network and runtime helpers).
+pub fn install_with_recommends(packages: &[&str]) -> Result<()> {
+    install_debian(packages, true)
+}
+
+fn install_debian(packages: &[&str], recommends: bool) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -199,7 +215,10 @@ pub fn install(packages: &[&str]) -> Result<()> {
         Ok(())
     };
     apt(&["update", "-qq"])?;
-    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    let mut install = vec!["install", "-y", "-qq"];
+    if !recommends {
+        install.push("--no-install-recommends");
+    }
     install.extend(&missing);
     apt(&install)
 }
