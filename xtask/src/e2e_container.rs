@@ -148,7 +148,8 @@ async fn engine() -> Result<std::result::Result<&'static str, Vec<String>>> {
         return Ok(Err(why));
     }
     // `info` answers where containers still cannot start (no cgroups, rlimits refused): run
-    // one from the host's own root file system, which needs no image.
+    // one from the host's own root file system, which needs no image; `:O` puts an overlay on
+    // it so nothing the run writes lands on the host.
     let probe = run(
         "podman",
         &[
@@ -157,7 +158,7 @@ async fn engine() -> Result<std::result::Result<&'static str, Vec<String>>> {
             "--network",
             "none",
             "--rootfs",
-            "/",
+            "/:O",
             "/bin/true",
         ],
         PROBE_TIMEOUT,
