@@ -125,11 +125,17 @@ pub fn region_options(
 /// This process's name among the instances sharing a database: host, process id and a
 /// random part (a restarted process is a new instance; its old leases simply expire).
 fn instance_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
+    // A host name is short; whatever the file holds, at most 64 plain characters are used.
+    let mut raw = Vec::new();
+    let _ = std::fs::File::open("/etc/hostname")
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 256), &mut raw));
+    let host: String = String::from_utf8_lossy(&raw)
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .take(64)
+        .collect();
+    let host = if host.is_empty() { "host".to_owned() } else { host };
     format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
