@@ -36,6 +36,9 @@ const MAX_EXAMPLES: &str = "50";
 const REQUEST_TIMEOUT: &str = "10";
 /// The whole Schemathesis run's limit; past it the run is killed and the suite fails.
 const DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// The token of the one agent the contract's server declares (region `contract`), so the
+/// agent endpoints are exercised past their 401s.
+const AGENT_TOKEN: &str = "contract-agent-token-0123456789abcdef";
 /// How long the server may take to open the incident and queue its alerts.
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -50,8 +53,10 @@ pub(crate) async fn run(binary: &Path, extra: &[&str]) -> Result<()> {
     let world = crate::e2e::world().await;
     let receiver = FakeServer::start(None).await;
     receiver.route("POST", "/hook", Reply::empty(204));
+    // `serve` inherits this process's environment: the agent's token is read from it.
+    std::env::set_var("CONTRACT_AGENT_TOKEN", AGENT_TOKEN);
     let alerts = format!(
-        "\n[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\n[[alert]]\nname = \"nobody-home\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
+        "\n[[agent]]\nregion = \"contract\"\ntoken_env = \"CONTRACT_AGENT_TOKEN\"\n\n[[alert]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\n[[alert]]\nname = \"nobody-home\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
         receiver.addr(),
         aiwatch_testkit::closed_port()
     );
@@ -83,6 +88,8 @@ pub(crate) async fn run(binary: &Path, extra: &[&str]) -> Result<()> {
         .arg("--report-junit-path")
         .arg(artifacts.join("junit.xml"))
         .arg("--no-color")
+        // The server has no token of its own; the agent endpoints take the agent's.
+        .args(["-H", &format!("Authorization: Bearer {AGENT_TOKEN}")])
         .args(extra)
         // Whatever else it writes stays with the artifacts, out of the work tree.
         .current_dir(&artifacts)
@@ -238,11 +245,24 @@ values = {alerts}
 # A report names a watched service, or it is refused (400): no static schema can list them.
 "body.service" = {{ dictionary = "services", probability = 1.0 }}
 "path.id" = {{ dictionary = "incidents", probability = 0.5 }}
+# Agents speak for their own region (the token's): a push for another one is refused (403).
+"query.region" = {{ dictionary = "regions", probability = 0.8 }}
+"body.region" = {{ dictionary = "regions", probability = 0.8 }}
 "query.alert" = {{ dictionary = "alerts", probability = 0.5 }}
 # `from` must be before `to` and at most 400 days before it, a rule across two parameters
 # that OpenAPI cannot state: valid ranges draw from times that make a valid range in any pair.
 "query.from" = {{ dictionary = "from", probability = 1.0 }}
 "query.to" = {{ dictionary = "to", probability = 1.0 }}
+
+[dictionaries.regions]
+values = ["contract"]
+
+# Whether a push is accepted depends on the server's state — the services it assigns, the last
+# seven days, the sequence numbers it holds — which no schema can state: a schema-valid push may
+# rightly be refused (400 for a service name the server does not know, 422 for the rest).
+[[operations]]
+include-path = "/api/v1/agent/observations"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "413", "422", "503"]
 
 [dictionaries.from]
 values = {from}
