@@ -57,7 +57,7 @@ pub enum Error {
     Encode { what: &'static str, reason: String },
 
     /// PostgreSQL refused or failed an operation.
-    #[error("PostgreSQL error: {0}")]
+    #[error("PostgreSQL error: {}", describe(.0))]
     Postgres(#[from] postgres::Error),
 
     /// No connection to PostgreSQL could be opened (`target` is the address, never a password).
@@ -65,7 +65,10 @@ pub enum Error {
     Connect { target: String, reason: String },
 
     /// A PostgreSQL schema migration failed; the database was left at the version before it.
-    #[error("migrating the PostgreSQL database to schema version {version} failed: {source}")]
+    #[error(
+        "migrating the PostgreSQL database to schema version {version} failed: {}",
+        describe(source)
+    )]
     PostgresMigration {
         version: i64,
         #[source]
@@ -91,6 +94,23 @@ pub enum Error {
     /// outside 0..=1).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+}
+
+/// A PostgreSQL error with what the server said (its message, SQLSTATE, detail and hint),
+/// which the client's own `Display` leaves out.
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        for extra in [db.detail(), db.hint()].into_iter().flatten() {
+            text.push_str("; ");
+            text.push_str(extra);
+        }
+        return text;
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// The crate's result type.

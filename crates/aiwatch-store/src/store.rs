@@ -507,7 +507,8 @@ pub trait Store: Send + Sync {
     /// rounded up) and gives back the rest; returns the keys it holds, sorted. Every instance
     /// calls it with the same `keys` well within `ttl` (a third of it, say); one that stops
     /// calling loses its keys to the others once `ttl` has passed. Keys held by two instances
-    /// at once never happens: claims run one at a time.
+    /// at once never happens: claims run one at a time. A job that must run in one instance
+    /// only (the outbox's deliverer, say) is a key claimed on its own: `&["outbox".into()]`.
     fn claim_checks(
         &self,
         instance: &str,

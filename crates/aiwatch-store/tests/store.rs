@@ -1015,6 +1015,12 @@ fn two_instances_split_the_checks_and_take_over_a_silent_ones(db: &TestDb) {
         keys_sorted(&keys)
     );
 
+    // A job for one instance only, claimed as a key of its own: one of the two gets it.
+    let job = ["outbox".to_string()];
+    let a_job = a.claim_checks("a", &job, ttl, after_expiry).unwrap();
+    let b_job = b.claim_checks("b", &job, ttl, after_expiry).unwrap();
+    assert_eq!(a_job.len() + b_job.len(), 1, "{a_job:?} {b_job:?}");
+
     // A clean stop hands everything over at once.
     b.release_checks("b").unwrap();
     assert_eq!(

@@ -1,15 +1,16 @@
-//! Observations into PostgreSQL: a batch is one transaction of a few statements whatever its
-//! size — its new series, its rows (one `INSERT … SELECT FROM unnest(arrays)`), and one UPSERT
-//! per rollup tier adding the batch's aggregates to the stored buckets. Rows are locked in key
-//! order (series, then minute, hour and day buckets, each sorted) so concurrent writers never
-//! deadlock on shared buckets.
+//! Observations into PostgreSQL: a batch is one statement whatever its size — its rows (`INSERT
+//! … SELECT FROM unnest(arrays)`) and one UPSERT per rollup tier adding the batch's aggregates
+//! to the stored buckets, as data-modifying CTEs — preceded, in the same transaction, by
+//! statements for series seen for the first time. Rows are locked in key order (series, then
+//! minute, hour and day buckets, each sorted) so concurrent writers do not deadlock on shared
+//! buckets (and a deadlock all the same is retried by the caller).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use aiwatch_core::observation::{Health, Observation, Source};
 use postgres::types::ToSql;
-use postgres::Transaction;
+use postgres::GenericClient;
 
 use super::Stmts;
 use crate::error::Result;
@@ -109,18 +110,32 @@ const SELECT_SERIES: &str = "SELECT s.id, s.first_seen_ms FROM \
 const EARLIER_FIRST_SEEN: &str =
     "UPDATE series SET first_seen_ms = $2 WHERE id = $1 AND first_seen_ms > $2";
 
-const INSERT_OBSERVATIONS: &str = "INSERT INTO observation \
-    (series_id, at_ms, source, health, cause, dns_us, connect_us, tls_us, first_byte_us, \
-     total_us, complete, detail) \
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-    $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], \
-    $12::text[])";
+/// The rows of a batch, `$first`… (12 arrays).
+fn observations_sql(first: usize) -> String {
+    let types = [
+        "bigint", "bigint", "text", "text", "text", "bigint", "bigint", "bigint", "bigint",
+        "bigint", "bool", "text",
+    ];
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!(
+        "INSERT INTO observation (series_id, at_ms, source, health, cause, dns_us, connect_us, \
+         tls_us, first_byte_us, total_us, complete, detail) SELECT * FROM unnest({})",
+        arrays.join(", ")
+    )
+}
 
-/// The rollup UPSERT of each tier, in `Granularity::ALL` order: 11 fixed arrays, the day
-/// tier's `last_at_ms`, then one array per histogram column.
-static UPSERT_ROLLUP: LazyLock<[String; 3]> = LazyLock::new(|| Granularity::ALL.map(upsert_sql));
+/// How many parameters a tier's UPSERT takes: 11 fixed arrays, the day tier's `last_at_ms`,
+/// one array per histogram column.
+fn tier_params(g: Granularity) -> usize {
+    11 + usize::from(g == Granularity::Day) + BUCKETS
+}
 
-fn upsert_sql(g: Granularity) -> String {
+/// A tier's UPSERT adding the batch's aggregates to the stored buckets, `$first`….
+fn upsert_sql(g: Granularity, first: usize) -> String {
     let day = g == Granularity::Day;
     let hist: Vec<String> = histogram_columns().collect();
     let mut columns: Vec<String> = [
@@ -149,7 +164,7 @@ fn upsert_sql(g: Granularity) -> String {
     let arrays: Vec<String> = types
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
         .collect();
     let table = rollup_table(g);
     let mut set: Vec<String> = [
@@ -179,6 +194,33 @@ fn upsert_sql(g: Granularity) -> String {
     )
 }
 
+/// A whole batch as one statement — its rows, the three tiers' UPSERTs and the optional
+/// cursor raise as data-modifying CTEs, run in this order — so a batch of known series is one
+/// round trip and atomic without BEGIN and COMMIT. The cursor's key and value are the last
+/// two parameters (a NULL key raises nothing).
+static INGEST: LazyLock<String> = LazyLock::new(|| {
+    let mut next = 1;
+    let observations = observations_sql(next);
+    next += 12;
+    let tiers: Vec<String> = Granularity::ALL
+        .iter()
+        .map(|&g| {
+            let sql = upsert_sql(g, next);
+            next += tier_params(g);
+            sql
+        })
+        .collect();
+    let (key, value) = (next, next + 1);
+    format!(
+        "WITH o AS ({observations}), m AS ({}), h AS ({}), d AS ({}), \
+         c AS (INSERT INTO meta (key, value) SELECT ${key}::text, ${value}::bigint::text \
+               WHERE ${key}::text IS NOT NULL ON CONFLICT (key) DO UPDATE SET \
+               value = greatest(meta.value::bigint, excluded.value::bigint)::text) \
+         SELECT 1",
+        tiers[0], tiers[1], tiers[2]
+    )
+});
+
 fn ms_to_us(ms: f64) -> i64 {
     (ms * 1000.0).round() as i64
 }
@@ -187,15 +229,28 @@ fn phase_us(ms: Option<f32>) -> Option<i64> {
     ms.filter(|v| v.is_finite()).map(|v| ms_to_us(f64::from(v)))
 }
 
-/// Writes the batch; returns the series it learned (key → (id, first seen)) for the cache,
-/// which the caller adds once the transaction committed.
+impl Plan<'_> {
+    /// Whether the batch has a series the cache does not know (or knows as first seen later):
+    /// then it needs statements of its own, in a transaction with the batch.
+    pub(crate) fn has_new_series(&self, known: &HashMap<String, (i64, i64)>) -> bool {
+        self.series.iter().any(|(key, row)| {
+            known
+                .get(key)
+                .is_none_or(|&(_, first)| first > row.first_ms)
+        })
+    }
+}
+
+/// Writes the batch (and raises `cursor` to its number); returns the series it learned
+/// (key → (id, first seen)) for the cache, which the caller adds once the batch committed.
 pub(crate) fn insert(
-    tx: &mut Transaction<'_>,
+    c: &mut impl GenericClient,
     st: &mut Stmts,
     plan: &Plan<'_>,
     known: &HashMap<String, (i64, i64)>,
+    cursor: Option<(&str, i64)>,
 ) -> Result<HashMap<String, (i64, i64)>> {
-    let ids = series_ids(tx, st, plan, known)?;
+    let ids = series_ids(c, st, plan, known)?;
     let id_of = |key: &str| ids.get(key).map(|(id, _)| *id).unwrap_or_default();
 
     let n = plan.batch.len();
@@ -224,95 +279,111 @@ pub(crate) fn insert(
         complete.push(obs.complete);
         detail.push(obs.detail.as_str());
     }
-    let stmt = st.get(tx, INSERT_OBSERVATIONS)?;
-    tx.execute(
-        &stmt,
-        &[
-            &series_id, &at_ms, &source, &health, &cause, &phases[0], &phases[1], &phases[2],
-            &phases[3], &phases[4], &complete, &detail,
-        ],
-    )?;
-
-    for ((map, g), sql) in plan
+    let tiers: Vec<TierColumns<'_>> = plan
         .tiers
         .iter()
         .zip(Granularity::ALL)
-        .zip(UPSERT_ROLLUP.iter())
-    {
-        upsert_tier(tx, st, sql, g == Granularity::Day, map, &id_of)?;
+        .map(|(map, g)| TierColumns::new(g == Granularity::Day, map, &id_of))
+        .collect();
+    let (cursor_key, cursor_value) = match cursor {
+        Some((key, value)) => (Some(key), Some(value)),
+        None => (None, None),
+    };
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &series_id, &at_ms, &source, &health, &cause, &phases[0], &phases[1], &phases[2],
+        &phases[3], &phases[4], &complete, &detail,
+    ];
+    for tier in &tiers {
+        tier.push_params(&mut params);
     }
+    params.push(&cursor_key);
+    params.push(&cursor_value);
+    let stmt = st.get(c, &INGEST)?;
+    c.execute(&stmt, &params)?;
     Ok(ids
         .into_iter()
         .filter(|(k, v)| known.get(k) != Some(v))
         .collect())
 }
 
-fn upsert_tier(
-    tx: &mut Transaction<'_>,
-    st: &mut Stmts,
-    sql: &str,
+/// One tier's aggregates as parameter arrays, rows sorted by (series id, start, source): the
+/// primary key's order, so locks are taken in it.
+struct TierColumns<'a> {
     day: bool,
-    map: &HashMap<(String, i64, Source), Aggregate>,
-    id_of: &impl Fn(&str) -> i64,
-) -> Result<()> {
-    let n = map.len();
-    let mut fixed: [Vec<Option<i64>>; 11] = Default::default();
-    let mut source: Vec<&str> = Vec::with_capacity(n);
-    let mut hist: Vec<Vec<i64>> = (0..BUCKETS).map(|_| Vec::with_capacity(n)).collect();
-    // Sorted by (series id, start, source): the primary key's order, so locks are taken in it.
-    let mut rows: Vec<(i64, i64, &str, &Aggregate)> = map
-        .iter()
-        .map(|((key, start, src), agg)| (id_of(key), *start, src.as_str(), agg))
-        .collect();
-    rows.sort_unstable_by_key(|(id, start, src, _)| (*id, *start, *src));
-    for (id, start, src, agg) in rows {
-        let c = &agg.counts;
-        let l = &agg.latency;
-        let values = [
-            Some(id),
-            Some(start),
-            None,
-            Some(c.up as i64),
-            Some(c.degraded as i64),
-            Some(c.down as i64),
-            Some(c.unknown as i64),
-            Some(l.count as i64),
-            Some(ms_to_us(l.sum_ms)),
-            l.min_ms.map(ms_to_us),
-            l.max_ms.map(ms_to_us),
-        ];
-        for (column, value) in fixed.iter_mut().zip(values) {
-            column.push(value);
+    /// series_id, start_ms, then the eight counts and latency columns.
+    fixed: [Vec<Option<i64>>; 10],
+    source: Vec<&'a str>,
+    last_at_ms: Vec<i64>,
+    hist: Vec<Vec<i64>>,
+}
+
+impl<'a> TierColumns<'a> {
+    fn new(
+        day: bool,
+        map: &'a HashMap<(String, i64, Source), Aggregate>,
+        id_of: &impl Fn(&str) -> i64,
+    ) -> Self {
+        let n = map.len();
+        let mut rows: Vec<(i64, i64, &'a str, &'a Aggregate)> = map
+            .iter()
+            .map(|((key, start, src), agg)| (id_of(key), *start, src.as_str(), agg))
+            .collect();
+        rows.sort_unstable_by_key(|(id, start, src, _)| (*id, *start, *src));
+        let mut out = TierColumns {
+            day,
+            fixed: Default::default(),
+            source: Vec::with_capacity(n),
+            last_at_ms: Vec::with_capacity(n),
+            hist: (0..BUCKETS).map(|_| Vec::with_capacity(n)).collect(),
+        };
+        for (id, start, src, agg) in rows {
+            let c = &agg.counts;
+            let l = &agg.latency;
+            let values = [
+                Some(id),
+                Some(start),
+                Some(c.up as i64),
+                Some(c.degraded as i64),
+                Some(c.down as i64),
+                Some(c.unknown as i64),
+                Some(l.count as i64),
+                Some(ms_to_us(l.sum_ms)),
+                l.min_ms.map(ms_to_us),
+                l.max_ms.map(ms_to_us),
+            ];
+            for (column, value) in out.fixed.iter_mut().zip(values) {
+                column.push(value);
+            }
+            out.source.push(src);
+            out.last_at_ms.push(agg.last_at_ms);
+            for (column, value) in out.hist.iter_mut().zip(l.buckets) {
+                column.push(value as i64);
+            }
         }
-        source.push(src);
-        if day {
-            fixed[2].pop();
-            fixed[2].push(Some(agg.last_at_ms));
+        out
+    }
+
+    /// Appends this tier's parameters in the UPSERT's column order.
+    fn push_params<'p>(&'p self, params: &mut Vec<&'p (dyn ToSql + Sync)>) {
+        params.push(&self.fixed[0]);
+        params.push(&self.fixed[1]);
+        params.push(&self.source);
+        for column in &self.fixed[2..] {
+            params.push(column);
         }
-        for (column, value) in hist.iter_mut().zip(l.buckets) {
-            column.push(value as i64);
+        if self.day {
+            params.push(&self.last_at_ms);
+        }
+        for column in &self.hist {
+            params.push(column);
         }
     }
-    // Column 3 (source) is text; slot 2 of `fixed` carries the day tier's last_at_ms.
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&fixed[0], &fixed[1], &source];
-    for column in &fixed[3..] {
-        params.push(column);
-    }
-    if day {
-        params.push(&fixed[2]);
-    }
-    for column in &hist {
-        params.push(column);
-    }
-    let stmt = st.get(tx, sql)?;
-    tx.execute(&stmt, &params)?;
-    Ok(())
 }
 
 /// Every series of the batch with its id, inserting new ones and moving first-seen earlier
 /// where the batch goes back further.
 fn series_ids(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     st: &mut Stmts,
     plan: &Plan<'_>,
     known: &HashMap<String, (i64, i64)>,

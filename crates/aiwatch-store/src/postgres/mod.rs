@@ -251,19 +251,28 @@ impl PostgresStore {
         &self,
         f: impl Fn(&mut Transaction<'_>, &mut Stmts) -> Result<T> + Send + Sync,
     ) -> Result<T> {
+        self.write_autocommit(|client, stmts| {
+            let mut tx = client.transaction()?;
+            let out = f(&mut tx, stmts)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on a pooled connection without a transaction of its own (for a single
+    /// statement, atomic by itself), again up to twice after a deadlock, and records whether it
+    /// worked.
+    fn write_autocommit<T: Send>(
+        &self,
+        f: impl Fn(&mut Client, &mut Stmts) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
         let result = off_runtime(|| {
             let mut conn = self.conn()?;
             let (client, stmts) = conn.parts()?;
             let mut tries = 0;
             loop {
                 tries += 1;
-                let attempt = (|| {
-                    let mut tx = client.transaction()?;
-                    let out = f(&mut tx, stmts)?;
-                    tx.commit()?;
-                    Ok(out)
-                })();
-                match attempt {
+                match f(client, stmts) {
                     Err(e) if tries < 3 && retryable(&e) => continue,
                     other => return other,
                 }
@@ -284,17 +293,13 @@ impl PostgresStore {
                 .filter_map(|k| cache.get(k).map(|v| (k.to_owned(), *v)))
                 .collect()
         };
-        let fresh = self.write(|tx, st| {
-            let fresh = if batch.is_empty() {
-                HashMap::new()
-            } else {
-                ingest::insert(tx, st, &plan, &known)?
-            };
-            if let Some((name, seq)) = cursor {
-                rows::raise_meta(tx, st, name, i64::try_from(seq).unwrap_or(i64::MAX))?;
-            }
-            Ok(fresh)
-        })?;
+        let cursor = cursor.map(|(name, seq)| (name, i64::try_from(seq).unwrap_or(i64::MAX)));
+        let fresh = if plan.has_new_series(&known) {
+            self.write(|tx, st| ingest::insert(tx, st, &plan, &known, cursor))?
+        } else {
+            // One statement: atomic on its own, one round trip.
+            self.write_autocommit(|client, st| ingest::insert(client, st, &plan, &known, cursor))?
+        };
         // Only committed series ids may enter the cache.
         let mut cache = self.series.lock().unwrap_or_else(|p| p.into_inner());
         cache.extend(fresh);
