@@ -135,7 +135,11 @@ fn instance_name() -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
         .take(64)
         .collect();
-    let host = if host.is_empty() { "host".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "host".to_owned()
+    } else {
+        host
+    };
     format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
