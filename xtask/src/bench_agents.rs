@@ -377,7 +377,7 @@ fn footprint(binary: &Path, net: &Net, seconds: u64) -> Result<()> {
     // Each check first runs at a random point of its first 30 s, then every 30 s.
     println!(
         "  observations delivered      {delivered:.0} (expected ≈ {:.0})",
-        CHECKS as f64 * ((seconds + 5) as f64 / 30.0 - 0.5)
+        (CHECKS as f64 * ((seconds + 5) as f64 / 30.0 - 0.5)).max(0.0)
     );
     Ok(())
 }

@@ -149,17 +149,25 @@ pub fn is_silent(
     last_contact.is_none_or(|at| now - at > grace)
 }
 
+/// A region as a sentence names it: `local` is "this server" (the vantage point the sentence
+/// is written from).
+fn spoken(region: &Region) -> String {
+    if region.as_str() == crate::observation::LOCAL_REGION {
+        "this server".to_owned()
+    } else {
+        region.to_string()
+    }
+}
+
 /// A list of region names for a sentence: "eu-west", "eu-west and us-east", "a, b and c".
 pub fn list(regions: &[Region]) -> String {
     match regions {
         [] => String::new(),
-        [one] => one.to_string(),
+        [one] => spoken(one),
         [rest @ .., last] => format!(
-            "{} and {last}",
-            rest.iter()
-                .map(Region::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{} and {}",
+            rest.iter().map(spoken).collect::<Vec<_>>().join(", "),
+            spoken(last)
         ),
     }
 }
@@ -270,7 +278,7 @@ mod tests {
         assert_eq!(fused.failing, vec![Region::new("eu-west")]);
         let headline = regional_headline("OpenAI API", &fused).unwrap();
         assert!(headline.contains("eu-west only"), "{headline}");
-        assert!(headline.contains("local and us-east"), "{headline}");
+        assert!(headline.contains("this server and us-east"), "{headline}");
     }
 
     #[test]

@@ -207,7 +207,7 @@ async fn a_failure_seen_from_one_region_only_is_regional_and_names_that_region()
     assert_eq!(service["state"], "outage", "{service}");
     let summary = service["summary"].as_str().unwrap_or_default();
     assert!(summary.contains("eu-west only"), "{summary}");
-    assert!(summary.contains("local and us-east"), "{summary}");
+    assert!(summary.contains("this server and us-east"), "{summary}");
 
     let regions = serve
         .wait_for("/api/services/acme/regions", "us-east heard", |r| {
