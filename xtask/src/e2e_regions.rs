@@ -206,6 +206,32 @@ pub async fn run(binary: &Path) -> Result<()> {
     {
         bail!("e2e regions needs root (network namespaces); run it as root or skip this suite");
     }
+    // Where namespaces cannot be made (a container without CAP_NET_ADMIN, say), say so and skip.
+    let _ = Command::new("ip")
+        .args(["netns", "del", "aiw-probe"])
+        .stderr(Stdio::null())
+        .status();
+    match Command::new("ip")
+        .args(["netns", "add", "aiw-probe"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            let _ = Command::new("ip")
+                .args(["netns", "del", "aiw-probe"])
+                .status();
+        }
+        Ok(o) => {
+            println!(
+                "e2e regions: skipped: this machine cannot create network namespaces ({})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            println!("e2e regions: skipped: `ip` cannot run ({e}); install iproute2");
+            return Ok(());
+        }
+    }
     // Namespaces left by an interrupted run.
     let eu = Region::new("eu-west", 1);
     let us = Region::new("us-east", 2);
