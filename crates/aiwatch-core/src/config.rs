@@ -204,6 +204,10 @@ pub struct GatewayConfig {
     /// Token counters and usage-spike gauges per gateway key on `/metrics` (off: one series
     /// for all keys, so the public metrics say nothing about who uses what).
     pub metrics_per_key: bool,
+    /// Requests each gateway key may send per minute (`None`: no limit); past it, 429.
+    pub key_requests_per_minute: Option<u32>,
+    /// Tokens each gateway key may use per minute (`None`: no limit); past it, 429.
+    pub key_tokens_per_minute: Option<u32>,
 }
 
 impl Default for GatewayConfig {
@@ -224,6 +228,8 @@ impl Default for GatewayConfig {
             ramp_step: Duration::from_secs(30),
             canary_tokens_per_hour: 2_000,
             metrics_per_key: false,
+            key_requests_per_minute: None,
+            key_tokens_per_minute: None,
         }
     }
 }
@@ -379,6 +385,10 @@ struct RawGateway {
     #[serde(default, deserialize_with = "at_least_one")]
     canary_tokens_per_hour: Option<u32>,
     metrics_per_key: Option<bool>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    key_requests_per_minute: Option<u32>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    key_tokens_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -686,6 +696,8 @@ impl Config {
                     .canary_tokens_per_hour
                     .map_or(fallback.canary_tokens_per_hour, u64::from),
                 metrics_per_key: g.metrics_per_key.unwrap_or(fallback.metrics_per_key),
+                key_requests_per_minute: g.key_requests_per_minute,
+                key_tokens_per_minute: g.key_tokens_per_minute,
             }
         });
 

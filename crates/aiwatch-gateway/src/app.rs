@@ -62,6 +62,11 @@ async fn authenticate(
     }
     match authorize(&gw, request.headers()) {
         Ok(label) => {
+            if path.starts_with("/v1/") {
+                if let Some(refusal) = over_limit(&gw, label) {
+                    return refusal;
+                }
+            }
             request.extensions_mut().insert(label);
             next.run(request).await
         }
@@ -72,6 +77,39 @@ async fn authenticate(
             error.into_response()
         }
     }
+}
+
+/// A 429 with Retry-After when `key` is past its requests or tokens per minute.
+fn over_limit(gw: &Gateway, key: crate::auth::KeyLabel) -> Option<Response> {
+    let limiter = gw.key_limits.as_ref()?;
+    let (which, wait) = limiter
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(key, std::time::Instant::now())
+        .err()?;
+    gw.metrics.reject("key_limit");
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let limit = match which {
+        crate::key_limits::Exceeded::Requests => gw.settings.key_requests_per_minute,
+        crate::key_limits::Exceeded::Tokens => gw.settings.key_tokens_per_minute,
+    }
+    .unwrap_or(0);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        which.as_str(),
+        Some("rate_limit_exceeded"),
+        format!(
+            "this gateway key is over its limit of {limit} {} per minute; retry in {seconds} s",
+            which.as_str()
+        ),
+    )
+    .into_response();
+    if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    Some(response)
 }
 
 fn too_many_failures(wait: std::time::Duration) -> Response {
@@ -331,7 +369,20 @@ async fn admin_usage(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiE
         .lock()
         .map(|l| l.report(gw.minute()))
         .unwrap_or_default();
-    Ok(Json(json!({"keys": report})))
+    let limits = gw.key_limits.as_ref().map(|limiter| {
+        let mut limiter = limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let per_key: serde_json::Map<String, Value> = limiter
+            .view(std::time::Instant::now())
+            .into_iter()
+            .map(|(key, view)| (key.to_string(), json!(view)))
+            .collect();
+        json!({
+            "requests_per_minute": gw.settings.key_requests_per_minute,
+            "tokens_per_minute": gw.settings.key_tokens_per_minute,
+            "keys": per_key,
+        })
+    });
+    Ok(Json(json!({"keys": report, "limits": limits})))
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {

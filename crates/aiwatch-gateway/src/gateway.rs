@@ -73,6 +73,8 @@ pub struct Gateway {
     /// The usage-spike gauge of each gateway key, by position from key-1.
     pub spike_gauges: Vec<Gauge>,
     pub ledger: Mutex<Ledger>,
+    /// Per-key request and token limits; `None` when none are configured (no lock taken).
+    pub key_limits: Option<Mutex<crate::key_limits::Limiter>>,
     pub retry_budget: Mutex<crate::budget::RetryBudget>,
     pub started: Instant,
     /// The unix time at `started`, for `created` fields.
@@ -181,6 +183,13 @@ impl Gateway {
         }
         let started_unix = chrono::Utc::now().timestamp();
         let spike_gauges = metrics.spike_gauges(client_keys.len(), settings.metrics_per_key);
+        let limits = crate::key_limits::KeyLimits {
+            requests_per_minute: settings.key_requests_per_minute,
+            tokens_per_minute: settings.key_tokens_per_minute,
+        };
+        let key_limits = limits
+            .any()
+            .then(|| Mutex::new(crate::key_limits::Limiter::new(limits)));
         Ok(Arc::new(Gateway {
             spike_gauges,
             settings,
@@ -194,6 +203,7 @@ impl Gateway {
             ),
             metrics,
             ledger: Mutex::new(Ledger::new(SpikeRule::default())),
+            key_limits,
             retry_budget: Mutex::new(crate::budget::RetryBudget::default()),
             started: Instant::now(),
             started_unix,

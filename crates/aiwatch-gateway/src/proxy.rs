@@ -527,6 +527,13 @@ fn account(
         tokens_in.inc_by(t.prompt);
         tokens_out.inc_by(t.completion);
     }
+    if let (Some(limiter), Some(t)) = (&gw.key_limits, tokens) {
+        limiter.lock().unwrap_or_else(|p| p.into_inner()).charge(
+            key,
+            t.total(),
+            std::time::Instant::now(),
+        );
+    }
     let spike = gw
         .ledger
         .lock()

@@ -813,3 +813,44 @@ async fn when_every_upstream_asked_to_wait_the_client_is_told_when_to_come_back(
         "no request inside the provider's Retry-After"
     );
 }
+
+#[tokio::test]
+async fn a_key_past_its_requests_per_minute_gets_429_with_retry_after_and_no_upstream_call() {
+    let h = two_upstreams("key_requests_per_minute = 2").await;
+    for _ in 0..2 {
+        assert_eq!(h.chat("smart", false).await.status, 200);
+    }
+    let refused = h.chat("smart", false).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let wait: u64 = refused
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert_eq!(refused.json()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(
+        h.chats_seen("primary").len(),
+        2,
+        "a refused request goes nowhere"
+    );
+    let usage = h.admin("/admin/usage").await;
+    assert_eq!(usage["limits"]["requests_per_minute"], 2);
+    assert_eq!(usage["limits"]["keys"]["key-1"]["requests_last_minute"], 2);
+    assert_eq!(usage["limits"]["keys"]["key-1"]["requests_left"], 0);
+}
+
+#[tokio::test]
+async fn a_key_past_its_tokens_per_minute_is_refused_until_its_budget_refills() {
+    // The canned completion reports its usage; a budget of 5 tokens is spent by one answer.
+    let h = two_upstreams("key_tokens_per_minute = 5").await;
+    assert_eq!(h.chat("smart", false).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = h.chat("smart", false).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("5 tokens per minute")));
+    let usage = h.admin("/admin/usage").await;
+    assert_eq!(usage["limits"]["keys"]["key-1"]["tokens_left"], 0);
+    assert!(usage["limits"]["keys"]["key-1"]["tokens_last_minute"].as_u64() > Some(5));
+}
