@@ -25,6 +25,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/admin/upstreams", get(admin_upstreams))
@@ -136,7 +137,7 @@ async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         Some("unknown_url"),
-        "unknown endpoint; this gateway serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models",
+        "unknown endpoint; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings and GET /v1/models",
     )
 }
 
@@ -168,6 +169,10 @@ async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request<Body>
 
 async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
     handle(gw, Endpoint::Embeddings, request).await
+}
+
+async fn responses(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
+    handle(gw, Endpoint::Responses, request).await
 }
 
 async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, request: Request<Body>) -> Response {
@@ -263,7 +268,8 @@ async fn parse(
     if endpoint == Endpoint::ChatCompletions && !body.is_array("messages") {
         return Err(bad("`messages` must be an array of messages", "messages"));
     }
-    if endpoint == Endpoint::Embeddings && body.raw("input").is_none() {
+    if matches!(endpoint, Endpoint::Embeddings | Endpoint::Responses) && body.raw("input").is_none()
+    {
         return Err(bad("`input` is required", "input"));
     }
     let client_wants_usage = body

@@ -439,9 +439,11 @@ fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Token
     // Lenient on purpose: any type for the fields only looked at, numbers of any form.
     #[derive(serde::Deserialize)]
     struct Usage {
-        #[serde(default)]
+        /// `input_tokens` in the Responses API.
+        #[serde(default, alias = "input_tokens")]
         prompt_tokens: Option<serde_json::Number>,
-        #[serde(default)]
+        /// `output_tokens` in the Responses API.
+        #[serde(default, alias = "output_tokens")]
         completion_tokens: Option<serde_json::Number>,
     }
     #[derive(serde::Deserialize)]
@@ -450,6 +452,8 @@ fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Token
         choices: Option<IgnoredAny>,
         #[serde(default)]
         data: Option<IgnoredAny>,
+        #[serde(default)]
+        output: Option<IgnoredAny>,
         #[serde(default)]
         usage: Option<IgnoredOr<Usage>>,
     }
@@ -465,6 +469,7 @@ fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Token
     let (present, expected) = match endpoint {
         Endpoint::ChatCompletions => (peek.choices.is_some(), "choices"),
         Endpoint::Embeddings => (peek.data.is_some(), "data"),
+        Endpoint::Responses => (peek.output.is_some(), "output"),
     };
     if !present {
         return Err(format!("the answer has no `{expected}`"));

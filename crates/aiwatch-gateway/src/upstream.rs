@@ -29,6 +29,8 @@ const BASELINE_WINDOW: usize = 50;
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// OpenAI's Responses API, relayed as it is to upstreams that serve it.
+    Responses,
 }
 
 impl Endpoint {
@@ -36,6 +38,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
         }
     }
 }
@@ -197,6 +200,20 @@ impl UpstreamState {
         stream: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
         let (url, json) = match (self.service.kind, endpoint) {
+            // The Responses API goes only where it is served as it is (no translation).
+            (kind, Endpoint::Responses) if kind != ServiceKind::Openai => {
+                return Err(format!(
+                    "the Responses API is relayed only to OpenAI-compatible upstreams, and {} speaks {}",
+                    self.id,
+                    kind.as_str()
+                ));
+            }
+            (_, Endpoint::Responses) if stream => {
+                return Err(
+                    "streamed Responses (`stream: true`) are not relayed yet; send it without `stream`, or use /v1/chat/completions"
+                        .to_owned(),
+                );
+            }
             (ServiceKind::Anthropic, Endpoint::ChatCompletions) => {
                 let base = self.api_base();
                 let translated = anthropic::to_messages_request(&body.to_value(), &self.model)

@@ -854,3 +854,98 @@ async fn a_key_past_its_tokens_per_minute_is_refused_until_its_budget_refills() 
     assert_eq!(usage["limits"]["keys"]["key-1"]["tokens_left"], 0);
     assert!(usage["limits"]["keys"]["key-1"]["tokens_last_minute"].as_u64() > Some(5));
 }
+
+/// An answer of the Responses API, as OpenAI sends it.
+fn responses_answer(text: &str) -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({
+            "id": "resp_1", "object": "response", "status": "completed", "model": "m",
+            "output": [{"type": "message", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text}]}],
+            "usage": {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_responses_call_fails_over_before_its_first_byte_and_counts_its_usage() {
+    let h = start(TWO, "", ROUTE).await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/responses",
+        canned::openai_error(500, "server_error", None, "boom"),
+    );
+    h.fake("secondary")
+        .route("POST", "/v1/responses", responses_answer("from secondary"));
+    let answer = h
+        .call(
+            "POST",
+            "/v1/responses",
+            Some(CLIENT_KEY),
+            r#"{"model": "smart", "input": "hello"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.json()["output"][0]["content"][0]["text"],
+        "from secondary"
+    );
+    let sent = h.fake("secondary").requests();
+    let sent: serde_json::Value = serde_json::from_slice(&sent[0].body).expect("JSON");
+    assert_eq!(
+        sent["model"], "backup-model",
+        "the upstream's own model name"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let usage = h.admin("/admin/usage").await;
+    assert_eq!(
+        usage["keys"][0]["upstreams"]["secondary:backup-model"]["completion_tokens"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_responses_call_to_a_route_that_cannot_serve_it_is_a_clear_400() {
+    let upstreams = [FakeUpstream {
+        name: "claude",
+        kind: "anthropic",
+    }];
+    let h = start(
+        &upstreams,
+        "",
+        "[[route]]\nmodel = \"smart\"\nupstreams = [\"claude:claude-3-5-haiku-latest\"]\n",
+    )
+    .await;
+    let answer = h
+        .call(
+            "POST",
+            "/v1/responses",
+            Some(CLIENT_KEY),
+            r#"{"model": "smart", "input": "hello"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("Responses API"), "{}", answer.body);
+    assert!(h.fake("claude").requests().is_empty());
+
+    let h = start(TWO, "", ROUTE).await;
+    let streamed = h
+        .call(
+            "POST",
+            "/v1/responses",
+            Some(CLIENT_KEY),
+            r#"{"model": "smart", "input": "hello", "stream": true}"#,
+        )
+        .await;
+    assert_eq!(streamed.status, 400, "{}", streamed.body);
+    let missing = h
+        .call(
+            "POST",
+            "/v1/responses",
+            Some(CLIENT_KEY),
+            r#"{"model": "smart"}"#,
+        )
+        .await;
+    assert_eq!(missing.status, 400, "{}", missing.body);
+}
