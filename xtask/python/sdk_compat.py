@@ -167,6 +167,26 @@ def embeddings():
 
 
 @check("basics")
+def responses_create():
+    raw = client().responses.with_raw_response.create(model="smart", input="Say hello")
+    expect_equal("x-aiwatch-upstream", raw.headers.get("x-aiwatch-upstream"), "fake-openai:gpt-4o-mini")
+    response = raw.parse()
+    expect_equal("output_text", response.output_text, OPENAI_TEXT)
+    expect_equal("usage", (response.usage.input_tokens, response.usage.output_tokens), (11, 5))
+
+
+@check("basics")
+def responses_on_a_route_that_cannot_serve_them_is_a_bad_request():
+    try:
+        client().responses.create(model="claude", input="Say hello")
+    except openai.BadRequestError as error:
+        expect_error_shape(error)
+        assert "Responses API" in error.body["message"], error.body
+        return
+    raise AssertionError("a Responses call to an Anthropic-only route was answered")
+
+
+@check("basics")
 def models_list_shows_the_aliases():
     models = list(client().models.list())
     expect_equal("model ids", sorted(m.id for m in models), ROUTES)

@@ -330,7 +330,7 @@ impl Gateway {
             .args(args)
             .env(
                 CLIENT_KEYS_ENV,
-                format!("{CLIENT_KEY},sk-aiwatch-e2e-other"),
+                format!("{CLIENT_KEY},sk-aiwatch-e2e-other-0123456789"),
             )
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())

@@ -199,6 +199,9 @@ impl Fakes {
         fakes.openai.route("POST", CHAT, openai_chat(OPENAI_TEXT));
         fakes.openai.route("POST", EMBEDDINGS, embeddings());
         fakes
+            .openai
+            .route("POST", RESPONSES, responses_answer(OPENAI_TEXT));
+        fakes
             .claude
             .route("POST", MESSAGES, anthropic_messages(CLAUDE_TEXT));
         fakes.slow.route("POST", CHAT, openai_chat(SLOW_TEXT));
@@ -428,6 +431,7 @@ upstreams = ["fake-stall:gpt-4o-mini"]
 
 const CHAT: &str = "/v1/chat/completions";
 const EMBEDDINGS: &str = "/v1/embeddings";
+const RESPONSES: &str = "/v1/responses";
 const MESSAGES: &str = "/v1/messages";
 
 fn body(seen: &Seen) -> Value {
@@ -519,6 +523,26 @@ fn anthropic_messages(text: &'static str) -> Reply {
         } else {
             canned::anthropic_message(text)
         }
+    })
+}
+
+/// A Responses API answer, as OpenAI sends one.
+fn responses_answer(text: &'static str) -> Reply {
+    Reply::dynamic(move |seen| {
+        Reply::json(
+            200,
+            json!({
+                "id": "resp_e2e0001", "object": "response", "created_at": 1_733_000_000,
+                "status": "completed", "model": body(seen)["model"],
+                "output": [{"id": "msg_e2e0001", "type": "message", "role": "assistant",
+                            "status": "completed",
+                            "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+                "usage": {"input_tokens": 11, "output_tokens": 5, "total_tokens": 16,
+                          "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens_details": {"reasoning_tokens": 0}}
+            }),
+        )
     })
 }
 
