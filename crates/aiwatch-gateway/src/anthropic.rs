@@ -71,17 +71,25 @@ pub fn to_messages_request(openai: &Value, model: &str) -> Result<Value, Transla
         .ok_or_else(|| invalid("the request body must be a JSON object"))?;
 
     check_n(req.get("n"))?;
-    // What Messages cannot promise is refused, so the gateway tries an upstream that can.
-    if req
-        .get("response_format")
-        .and_then(|f| f.get("type"))
-        .and_then(Value::as_str)
-        == Some("json_schema")
-    {
-        return Err(unsupported(
-            "`response_format` json_schema (structured outputs)".to_owned(),
-        ));
+    // JSON answers are emulated with a forced call of one tool whose input is the answer.
+    let json_answer = json_answer_schema(req)?;
+    if json_answer.is_some() {
+        let has_tools = req
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        if has_tools {
+            return Err(unsupported(
+                "`response_format` together with `tools` (a JSON answer is emulated with a tool call)",
+            ));
+        }
+        if req.get("stream").and_then(Value::as_bool) == Some(true) {
+            return Err(unsupported(
+                "a streamed `response_format` answer (emulated with a tool call, it is sent whole only)",
+            ));
+        }
     }
+    // What Messages cannot promise is refused, so the gateway tries an upstream that can.
     if req.get("logprobs").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported("`logprobs`".to_owned()));
     }
@@ -135,6 +143,20 @@ pub fn to_messages_request(openai: &Value, model: &str) -> Result<Value, Transla
             out.insert("tool_choice".into(), tool_choice);
         }
     }
+    if let Some(schema) = json_answer {
+        out.insert(
+            "tools".into(),
+            json!([{
+                "name": JSON_ANSWER_TOOL,
+                "description": "Give your answer as this tool's input: it is the JSON the user asked for.",
+                "input_schema": schema,
+            }]),
+        );
+        out.insert(
+            "tool_choice".into(),
+            json!({ "type": "tool", "name": JSON_ANSWER_TOOL }),
+        );
+    }
     match req.get("user") {
         None | Some(Value::Null) => {}
         Some(Value::String(user)) if user.is_empty() => {}
@@ -144,6 +166,46 @@ pub fn to_messages_request(openai: &Value, model: &str) -> Result<Value, Transla
         Some(_) => return Err(invalid("`user` must be a string")),
     }
     Ok(Value::Object(out))
+}
+
+/// The tool a JSON answer (`response_format`) is asked for through; its input is the answer.
+const JSON_ANSWER_TOOL: &str = "aiwatch_json_answer";
+
+/// The schema a `response_format` asks the answer to follow, if it asks for JSON: any object
+/// for `json_object`, the given schema for `json_schema` (its root must be an object, as a
+/// tool's input is).
+fn json_answer_schema(req: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
+    let Some(format) = req.get("response_format") else {
+        return Ok(None);
+    };
+    if format.is_null() {
+        return Ok(None);
+    }
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({ "type": "object" }))),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .cloned()
+                .unwrap_or_else(|| json!({ "type": "object" }));
+            let root_is_object = schema.get("type").and_then(Value::as_str) == Some("object")
+                || schema.as_object().is_some_and(|o| o.is_empty());
+            if !root_is_object {
+                return Err(unsupported(
+                    "a `json_schema` whose root is not an object (it is emulated with a tool's input)",
+                ));
+            }
+            if schema.as_object().is_some_and(|o| o.is_empty()) {
+                return Ok(Some(json!({ "type": "object" })));
+            }
+            Ok(Some(schema))
+        }
+        _ => Err(invalid(
+            "`response_format.type` must be text, json_object or json_schema",
+        )),
+    }
 }
 
 /// Rejects `n` other than 1, because Anthropic always returns exactly one choice.
@@ -777,6 +839,7 @@ pub fn from_messages_response(anthropic: &Value, created: i64) -> Result<Value, 
 
     let mut text = String::new();
     let mut saw_text = false;
+    let mut json_answer = false;
     let mut tool_calls = Vec::new();
     for block in content {
         match block.get("type").and_then(Value::as_str) {
@@ -785,6 +848,15 @@ pub fn from_messages_response(anthropic: &Value, created: i64) -> Result<Value, 
                     text.push_str(t);
                     saw_text = true;
                 }
+            }
+            // The emulated JSON answer: the tool's input is the message's content.
+            Some("tool_use")
+                if block.get("name").and_then(Value::as_str) == Some(JSON_ANSWER_TOOL) =>
+            {
+                let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+                text.push_str(&input.to_string());
+                saw_text = true;
+                json_answer = true;
             }
             Some("tool_use") => {
                 let arguments = match block.get("input") {
@@ -820,11 +892,16 @@ pub fn from_messages_response(anthropic: &Value, created: i64) -> Result<Value, 
         message.insert("tool_calls".into(), Value::Array(tool_calls));
     }
 
-    let finish = finish_reason(
-        resp.get("stop_reason")
-            .and_then(Value::as_str)
-            .unwrap_or("end_turn"),
-    );
+    let stop_reason = resp
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("end_turn");
+    // A forced JSON answer ends as a tool call at Anthropic, and as a finished answer here.
+    let finish = if json_answer && stop_reason == "tool_use" {
+        "stop"
+    } else {
+        finish_reason(stop_reason)
+    };
     let mut usage = Usage::default();
     usage.update(resp.get("usage"));
 
@@ -1420,12 +1497,67 @@ mod tests {
     }
 
     #[test]
+    fn a_json_answer_is_asked_for_as_a_forced_tool_call_and_comes_back_as_content() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+                            "required": ["city"]});
+        let out = translate(json!({
+            "messages": [user("Where?")],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "place", "schema": schema, "strict": true}},
+        }));
+        assert_eq!(out["tools"][0]["name"], JSON_ANSWER_TOOL);
+        assert_eq!(out["tools"][0]["input_schema"], schema);
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "tool", "name": JSON_ANSWER_TOOL})
+        );
+        let any = translate(json!({
+            "messages": [user("Where?")], "response_format": {"type": "json_object"}
+        }));
+        assert_eq!(any["tools"][0]["input_schema"], json!({"type": "object"}));
+
+        let answer = from_messages_response(
+            &json!({
+                "id": "msg_1", "model": "c", "stop_reason": "tool_use",
+                "content": [{"type": "tool_use", "id": "t", "name": JSON_ANSWER_TOOL,
+                             "input": {"city": "Paris"}}],
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            }),
+            0,
+        )
+        .unwrap();
+        let message = &answer["choices"][0]["message"];
+        let content: Value = serde_json::from_str(message["content"].as_str().unwrap()).unwrap();
+        assert_eq!(content, json!({"city": "Paris"}));
+        assert!(message.get("tool_calls").is_none());
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn a_json_answer_that_cannot_be_emulated_skips_the_upstream() {
+        let format = json!({"type": "json_object"});
+        for request in [
+            json!({"messages": [user("x")], "response_format": format, "stream": true}),
+            json!({"messages": [user("x")], "response_format": format,
+                   "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}),
+        ] {
+            assert!(matches!(
+                translate_err(request),
+                TranslateError::Unsupported(_)
+            ));
+        }
+        assert!(matches!(
+            translate_err(json!({"messages": [user("x")], "response_format": {"type": "yaml"}})),
+            TranslateError::InvalidRequest(_)
+        ));
+    }
+
+    #[test]
     fn unknown_openai_fields_are_not_forwarded() {
         let out = translate(json!({
             "messages": [user("hi")],
             "frequency_penalty": 1.0,
             "logit_bias": { "1": 2 },
-            "response_format": { "type": "json_object" },
             "seed": 7,
             "stream_options": { "include_usage": true },
             "n": 1,
@@ -1679,9 +1811,9 @@ mod tests {
 
     #[test]
     fn what_messages_cannot_promise_is_refused_and_temperatures_fit_its_range() {
-        let schema = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}});
+        let list = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}});
         assert!(matches!(
-            translate_err(json!({ "messages": [user("x")], "response_format": schema })),
+            translate_err(json!({ "messages": [user("x")], "response_format": list })),
             TranslateError::Unsupported(_)
         ));
         assert!(matches!(
