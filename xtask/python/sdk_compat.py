@@ -18,6 +18,7 @@ code is 1 when any failed.
 """
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -184,6 +185,25 @@ def responses_on_a_route_that_cannot_serve_them_is_a_bad_request():
         assert "Responses API" in error.body["message"], error.body
         return
     raise AssertionError("a Responses call to an Anthropic-only route was answered")
+
+
+@check("basics")
+def json_schema_answer_from_an_anthropic_upstream():
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    completion = client().chat.completions.create(
+        model="claude",
+        messages=MESSAGES,
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}},
+    )
+    choice = completion.choices[0]
+    expect_equal("finish_reason", choice.finish_reason, "stop")
+    expect_equal("tool_calls", choice.message.tool_calls, None)
+    expect_equal("the JSON answer", json.loads(choice.message.content), {"city": "Paris", "country": "France"})
 
 
 @check("basics")

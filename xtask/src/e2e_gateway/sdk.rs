@@ -396,10 +396,19 @@ upstreams = ["fake-stall:gpt-4o-mini"]
         }
 
         let to_claude = client_requests(&self.claude, MESSAGES);
-        if to_claude.len() != 2 {
+        if to_claude.len() != 3 {
             problems.push(format!(
-                "fake-claude received {} Messages requests, expected 2 (one plain, one streamed)",
+                "fake-claude received {} Messages requests, expected 3 (one plain, one streamed, one JSON answer)",
                 to_claude.len()
+            ));
+        }
+        let forced = to_claude
+            .iter()
+            .filter(|s| body(s)["tool_choice"]["type"] == "tool")
+            .count();
+        if forced != 1 {
+            problems.push(format!(
+                "fake-claude received {forced} forced tool calls, expected 1 (the JSON answer emulated)"
             ));
         }
         for seen in &to_claude {
@@ -518,8 +527,22 @@ fn openai_chat(text: &'static str) -> Reply {
 /// Anthropic Messages: streamed when asked, else `text`.
 fn anthropic_messages(text: &'static str) -> Reply {
     Reply::dynamic(move |seen| {
+        let request = body(seen);
         if streamed(seen) {
             canned::anthropic_stream(true)
+        } else if request["tool_choice"]["type"] == "tool" {
+            // A forced tool call (the gateway's JSON answer): Claude answers with that tool.
+            let name = request["tool_choice"]["name"].clone();
+            Reply::json(
+                200,
+                json!({
+                    "id": "msg_e2eJson0001", "type": "message", "role": "assistant",
+                    "model": request["model"], "stop_reason": "tool_use", "stop_sequence": null,
+                    "content": [{"type": "tool_use", "id": "toolu_e2e0001", "name": name,
+                                 "input": {"city": "Paris", "country": "France"}}],
+                    "usage": {"input_tokens": 20, "output_tokens": 12}
+                }),
+            )
         } else {
             canned::anthropic_message(text)
         }
