@@ -114,7 +114,11 @@ pub fn app(engine: Shared) -> Router {
 }
 
 async fn readyz(AxumState(engine): AxumState<Shared>) -> Response {
-    if engine.is_ready() {
+    // Asking the store may wait for a connection (PostgreSQL): off the async workers.
+    let ready = tokio::task::spawn_blocking(move || engine.is_ready())
+        .await
+        .unwrap_or(false);
+    if ready {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
