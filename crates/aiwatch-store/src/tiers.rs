@@ -126,6 +126,45 @@ pub(crate) fn spans(range: TimeRange, pruned: PrunedBefore) -> Vec<Span> {
     out
 }
 
+/// The uptime of `range` from each matching series' counts and first sighting (unix ms), the
+/// same for both engines: with `expected_interval`, a series' checks that never came count as
+/// missing (unknown).
+pub(crate) fn uptime_of(
+    per_series: &[(crate::histogram::HealthCounts, i64)],
+    range: TimeRange,
+    expected_interval: Option<std::time::Duration>,
+) -> crate::error::Result<crate::store::Uptime> {
+    let range_ms = (to_ms(range.to) - to_ms(range.from)).max(0) as u128;
+    let per_series_expected = expected_interval
+        .filter(|i| !i.is_zero())
+        .map(|i| (range_ms / i.as_millis().max(1)) as u64);
+    let mut counts = crate::histogram::HealthCounts::default();
+    let mut missing = 0u64;
+    for (c, _) in per_series {
+        if let Some(expected) = per_series_expected {
+            missing += expected.saturating_sub(c.total());
+        }
+        counts.merge(c);
+    }
+    let known = counts.known();
+    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+    Ok(crate::store::Uptime {
+        counts,
+        series: per_series.len(),
+        expected: per_series_expected.map(|e| e * per_series.len() as u64),
+        missing,
+        up_ratio: counts.up_ratio(),
+        degraded_ratio: ratio(counts.degraded, known),
+        unknown_ratio: aiwatch_core::uptime::unknown_ratio(counts.unknown, missing, counts.total()),
+        first_seen: per_series
+            .iter()
+            .map(|(_, first_seen_ms)| *first_seen_ms)
+            .min()
+            .map(crate::codec::from_ms)
+            .transpose()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

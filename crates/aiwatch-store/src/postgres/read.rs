@@ -285,36 +285,14 @@ pub(crate) fn uptime(
 ) -> Result<Uptime> {
     let series = matching_series(tx, st, sel)?;
     let per_series = totals(tx, st, &series, sel.source, range)?;
-    let range_ms = (to_ms(range.to) - to_ms(range.from)).max(0) as u128;
-    let per_series_expected = expected_interval
-        .filter(|i| !i.is_zero())
-        .map(|i| (range_ms / i.as_millis().max(1)) as u64);
-    let mut counts = HealthCounts::default();
-    let mut missing = 0u64;
-    for s in &series {
-        let c = per_series.get(&s.id).map(|(c, _)| *c).unwrap_or_default();
-        if let Some(expected) = per_series_expected {
-            missing += expected.saturating_sub(c.total());
-        }
-        counts.merge(&c);
-    }
-    let known = counts.known();
-    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
-    Ok(Uptime {
-        counts,
-        series: series.len(),
-        expected: per_series_expected.map(|e| e * series.len() as u64),
-        missing,
-        up_ratio: counts.up_ratio(),
-        degraded_ratio: ratio(counts.degraded, known),
-        unknown_ratio: aiwatch_core::uptime::unknown_ratio(counts.unknown, missing, counts.total()),
-        first_seen: series
-            .iter()
-            .map(|s| s.first_seen_ms)
-            .min()
-            .map(from_ms)
-            .transpose()?,
-    })
+    let counted: Vec<(HealthCounts, i64)> = series
+        .iter()
+        .map(|s| {
+            let c = per_series.get(&s.id).map(|(c, _)| *c).unwrap_or_default();
+            (c, s.first_seen_ms)
+        })
+        .collect();
+    crate::tiers::uptime_of(&counted, range, expected_interval)
 }
 
 pub(crate) fn latency_percentiles(
