@@ -103,6 +103,21 @@ token_env = "US_TOKEN"
         path
     }
 
+    /// The buffer file of `region`'s agent.
+    fn buffer(&self, region: &str) -> PathBuf {
+        self.dir.path().join(format!("{region}.db"))
+    }
+
+    /// `region`'s agent (its declared token) reporting to `server`, resolving through `dns`.
+    fn agent(&self, server: SocketAddr, region: &str, dns: &FakeDns) -> Agent {
+        let token = if region == "eu-west" {
+            EU_TOKEN
+        } else {
+            US_TOKEN
+        };
+        Agent::start(server, region, token, dns, &self.buffer(region))
+    }
+
     async fn serve(&self, config: &Path, addr: SocketAddr) -> Serve {
         let db = self.dir.path().join("server.db");
         let args: Vec<std::ffi::OsString> = vec![
@@ -184,20 +199,8 @@ async fn a_failure_seen_from_one_region_only_is_regional_and_names_that_region()
     let config = world.config(2);
     let serve = world.serve(&config, free_port()).await;
     let addr = serve.addr;
-    let _eu = Agent::start(
-        addr,
-        "eu-west",
-        EU_TOKEN,
-        &world.dns_bad,
-        &world.dir.path().join("eu.db"),
-    );
-    let mut us = Agent::start(
-        addr,
-        "us-east",
-        US_TOKEN,
-        &world.dns_ok,
-        &world.dir.path().join("us.db"),
-    );
+    let _eu = world.agent(addr, "eu-west", &world.dns_bad);
+    let mut us = world.agent(addr, "us-east", &world.dns_ok);
 
     let service = serve
         .wait_for("/api/services/acme", "acme regional in eu-west", |s| {
@@ -280,20 +283,8 @@ async fn failures_from_a_quorum_of_regions_are_global() {
     let config = world.config(2);
     let serve = world.serve(&config, free_port()).await;
     let addr = serve.addr;
-    let _eu = Agent::start(
-        addr,
-        "eu-west",
-        EU_TOKEN,
-        &world.dns_bad,
-        &world.dir.path().join("eu.db"),
-    );
-    let _us = Agent::start(
-        addr,
-        "us-east",
-        US_TOKEN,
-        &world.dns_bad,
-        &world.dir.path().join("us.db"),
-    );
+    let _eu = world.agent(addr, "eu-west", &world.dns_bad);
+    let _us = world.agent(addr, "us-east", &world.dns_bad);
     let service = serve
         .wait_for("/api/services/acme", "acme global", |s| {
             s["scope"] == "global" && failing_regions(s) == ["eu-west", "us-east"]
@@ -360,9 +351,9 @@ async fn the_agents_buffer_loses_and_duplicates_nothing_across_a_server_crash_an
     let world = Regions::start().await;
     let config = world.config(2);
     let addr = free_port();
-    let buffer = world.dir.path().join("eu.db");
+    let buffer = world.buffer("eu-west");
     let serve = world.serve(&config, addr).await;
-    let mut agent = Agent::start(addr, "eu-west", EU_TOKEN, &world.dns_ok, &buffer);
+    let mut agent = world.agent(addr, "eu-west", &world.dns_ok);
     serve
         .wait_for("/api/services/acme/regions", "eu-west heard", |r| {
             region(r, "eu-west")["state"] == "operational"
@@ -383,7 +374,7 @@ async fn the_agents_buffer_loses_and_duplicates_nothing_across_a_server_crash_an
 
     // Both come back; the agent delivers what it kept, in order, once.
     let serve = world.serve(&config, addr).await;
-    let mut agent = Agent::start(addr, "eu-west", EU_TOKEN, &world.dns_ok, &buffer);
+    let mut agent = world.agent(addr, "eu-west", &world.dns_ok);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let waiting = pending_times(&buffer);
@@ -440,13 +431,7 @@ async fn check_with_a_server_says_its_you_when_every_other_vantage_point_sees_it
     let world = Regions::start().await;
     let config = world.config(2);
     let serve = world.serve(&config, free_port()).await;
-    let _us = Agent::start(
-        serve.addr,
-        "us-east",
-        US_TOKEN,
-        &world.dns_ok,
-        &world.dir.path().join("us.db"),
-    );
+    let _us = world.agent(serve.addr, "us-east", &world.dns_ok);
     serve
         .wait_for("/api/services/acme/regions", "us-east heard", |r| {
             region(r, "us-east")["state"] == "operational"

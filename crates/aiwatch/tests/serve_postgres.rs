@@ -79,26 +79,10 @@ fn a_malformed_postgres_url_is_refused_alike_by_config_check_and_serve() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_stores_its_checks_in_postgres() {
-    let Ok(raw) = std::env::var("AIWATCH_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "skipped: AIWATCH_TEST_POSTGRES_URL is not set (`cargo xtask e2e postgres` sets it)"
-        );
+    let Some(db) = TestDatabase::create("aiwt_serve").await else {
         return;
     };
-    let server = PostgresUrl::parse(&raw).unwrap();
-    let name = format!("aiwt_serve_{}", std::process::id());
-    // The blocking client stays off the async workers, as in `serve`.
-    let admin = |sql: String| {
-        let server = server.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut admin = server.connect_admin(Duration::from_secs(10)).unwrap();
-            admin.batch_execute(&sql).unwrap();
-        })
-    };
-    admin(format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .unwrap();
-    admin(format!("CREATE DATABASE {name}")).await.unwrap();
+    let (server, raw, name) = (db.server.clone(), db.raw.clone(), db.name.clone());
     let url = server.with_database(&name);
     let mut world = World::start().await;
     let api = world.api("openai-api", "api.openai.test", "/v1").await;
@@ -129,9 +113,56 @@ async fn serve_stores_its_checks_in_postgres() {
     }
     drop(serve);
     drop(store);
-    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    db.remove().await;
+}
+
+/// A fresh database of its own on the server `AIWATCH_TEST_POSTGRES_URL` names, or `None` (the
+/// test skips, saying so) when it names none.
+struct TestDatabase {
+    server: PostgresUrl,
+    /// The URL as the variable gives it.
+    raw: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create(prefix: &str) -> Option<TestDatabase> {
+        let Ok(raw) = std::env::var("AIWATCH_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "skipped: AIWATCH_TEST_POSTGRES_URL is not set (`cargo xtask e2e postgres` sets it)"
+            );
+            return None;
+        };
+        let db = TestDatabase {
+            server: PostgresUrl::parse(&raw).unwrap(),
+            raw,
+            name: format!("{prefix}_{}", std::process::id()),
+        };
+        db.admin(format!("DROP DATABASE IF EXISTS {}", db.name))
+            .await;
+        db.admin(format!("CREATE DATABASE {}", db.name)).await;
+        Some(db)
+    }
+
+    /// Runs `sql` as the server's admin; the blocking client stays off the async workers, as
+    /// in `serve`.
+    async fn admin(&self, sql: String) {
+        let server = self.server.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut admin = server.connect_admin(Duration::from_secs(10)).unwrap();
+            admin.batch_execute(&sql).unwrap();
+        })
         .await
         .unwrap();
+    }
+
+    async fn remove(self) {
+        self.admin(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
 }
 
 /// `raw` with its database path replaced by `name`.
@@ -163,25 +194,10 @@ async fn held(serve: &Serve) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_on_one_postgres_split_the_checks_and_a_killed_ones_move_within_an_interval() {
-    let Ok(raw) = std::env::var("AIWATCH_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "skipped: AIWATCH_TEST_POSTGRES_URL is not set (`cargo xtask e2e postgres` sets it)"
-        );
+    let Some(db) = TestDatabase::create("aiwt_pair").await else {
         return;
     };
-    let server = PostgresUrl::parse(&raw).unwrap();
-    let name = format!("aiwt_pair_{}", std::process::id());
-    let admin = |sql: String| {
-        let server = server.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut admin = server.connect_admin(Duration::from_secs(10)).unwrap();
-            admin.batch_execute(&sql).unwrap();
-        })
-    };
-    admin(format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .unwrap();
-    admin(format!("CREATE DATABASE {name}")).await.unwrap();
+    let (server, raw, name) = (db.server.clone(), db.raw.clone(), db.name.clone());
 
     // Six services that all fail (503), named through a loopback DNS.
     let fake = aiwatch_testkit::FakeServer::start(None).await;
@@ -313,7 +329,5 @@ async fn two_servers_on_one_postgres_split_the_checks_and_a_killed_ones_move_wit
     assert_eq!(open.as_array().map(Vec::len), Some(SERVICES), "{open}");
     drop(b);
     drop(store);
-    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    db.remove().await;
 }
