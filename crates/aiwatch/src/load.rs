@@ -213,6 +213,24 @@ pub fn timeout(raw: Option<&str>, config: &Config) -> anyhow::Result<std::time::
 }
 
 /// `--dns-server` as a resolver choice, after checking that every `--ca-file` exists.
+/// A checker for one-off calls to a server or receiver (no control probe, no streaming) through
+/// the user's network flags and proxies, each call within `timeout`.
+pub fn plain_checker(
+    network: &crate::cli::NetworkArgs,
+    timeout: std::time::Duration,
+) -> anyhow::Result<aiwatch_probe::Checker> {
+    aiwatch_probe::Checker::new(aiwatch_probe::CheckOptions {
+        timeout,
+        dns: self::network(network.dns_server.as_deref(), &network.ca_file)?,
+        ca_files: network.ca_file.clone(),
+        control_url: None,
+        deep: false,
+        proxies: aiwatch_probe::ProxySettings::from_env()
+            .map_err(|e| exit::config(e.to_string()))?,
+    })
+    .map_err(|e| exit::config(e.to_string()))
+}
+
 pub fn network(
     dns_server: Option<&str>,
     ca_files: &[PathBuf],

@@ -96,16 +96,7 @@ pub fn test(
     let channel = channels(std::slice::from_ref(alert), &network.ca_file)?
         .pop()
         .context("the alert was built")?;
-    let checker = aiwatch_probe::Checker::new(aiwatch_probe::CheckOptions {
-        timeout: std::time::Duration::from_secs(15),
-        dns: load::network(network.dns_server.as_deref(), &network.ca_file)?,
-        ca_files: network.ca_file.clone(),
-        control_url: None,
-        deep: false,
-        proxies: aiwatch_probe::ProxySettings::from_env()
-            .map_err(|e| exit::config(e.to_string()))?,
-    })
-    .map_err(|e| exit::config(e.to_string()))?;
+    let checker = load::plain_checker(network, std::time::Duration::from_secs(15))?;
     let dashboard = loaded
         .config
         .server

@@ -137,15 +137,7 @@ fn elsewhere(
             return Err(exit::usage(format!("--server: {refusal}")));
         }
     }
-    let checker = Checker::new(CheckOptions {
-        timeout: Duration::from_secs(10),
-        dns: load::network(network.dns_server.as_deref(), &network.ca_file)?,
-        ca_files: network.ca_file.clone(),
-        control_url: None,
-        deep: false,
-        proxies: ProxySettings::from_env().map_err(|e| exit::config(e.to_string()))?,
-    })
-    .map_err(|e| exit::config(e.to_string()))?;
+    let checker = load::plain_checker(network, Duration::from_secs(10))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

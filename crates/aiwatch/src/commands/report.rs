@@ -60,16 +60,7 @@ pub fn run(config_path: Option<&Path>, args: &ReportArgs) -> anyhow::Result<Exit
         }
     };
     let token = reporter_token()?;
-    let checker = aiwatch_probe::Checker::new(aiwatch_probe::CheckOptions {
-        timeout: std::time::Duration::from_secs(10),
-        dns: load::network(args.network.dns_server.as_deref(), &args.network.ca_file)?,
-        ca_files: args.network.ca_file.clone(),
-        control_url: None,
-        deep: false,
-        proxies: aiwatch_probe::ProxySettings::from_env()
-            .map_err(|e| exit::config(e.to_string()))?,
-    })
-    .map_err(|e| exit::config(e.to_string()))?;
+    let checker = load::plain_checker(&args.network, std::time::Duration::from_secs(10))?;
     let body = json!({
         "service": args.service,
         "symptom": args.symptom,
