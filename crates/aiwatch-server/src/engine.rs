@@ -554,12 +554,18 @@ impl Engine {
         let mut events = Vec::new();
         {
             let mut assessor = self.assessor();
-            let mut assessed = self.assessed.lock().unwrap_or_else(|p| p.into_inner());
+            // Only instances sharing a database follow the store, so only they keep the cursor.
+            let mut assessed = self
+                .leases
+                .is_shared()
+                .then(|| self.assessed.lock().unwrap_or_else(|p| p.into_inner()));
             for obs in observations {
                 if obs.source != aiwatch_core::observation::Source::Official {
                     events.extend(assessor.observe(obs, now.unwrap_or(obs.at)));
-                    let newest = assessed.entry(Key::of(obs)).or_insert(obs.at);
-                    *newest = (*newest).max(obs.at);
+                    if let Some(assessed) = assessed.as_mut() {
+                        let newest = assessed.entry(Key::of(obs)).or_insert(obs.at);
+                        *newest = (*newest).max(obs.at);
+                    }
                 }
             }
             self.metrics
