@@ -179,12 +179,14 @@ impl Breaker {
         }
     }
 
-    /// A request it failed. `retry_after` is the provider's own request to wait.
+    /// A request it failed. `retry_after` is the provider's own request to wait; `trip_now`
+    /// trips it without waiting for more failures (the account there will not heal by itself).
     pub fn on_failure(
         &mut self,
         now: Instant,
         reason: String,
         retry_after: Option<Duration>,
+        trip_now: bool,
     ) -> Option<Transition> {
         if let Some(wait) = retry_after {
             let until = now + wait.min(Duration::from_secs(600));
@@ -192,7 +194,7 @@ impl Breaker {
         }
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let trips = match self.phase {
-            Phase::Closed => self.consecutive_failures >= self.config.failures_to_trip,
+            Phase::Closed => trip_now || self.consecutive_failures >= self.config.failures_to_trip,
             // A validated upstream that fails while ramping was not well after all.
             Phase::Ramping => true,
             Phase::Open | Phase::Validating => false,
@@ -383,7 +385,18 @@ mod tests {
     }
 
     fn fail(b: &mut Breaker, now: Instant) -> Option<Transition> {
-        b.on_failure(now, "503 from upstream".into(), None)
+        b.on_failure(now, "503 from upstream".into(), None, false)
+    }
+
+    #[test]
+    fn an_account_failure_trips_at_once() {
+        let now = Instant::now();
+        let mut b = Breaker::new(config());
+        assert!(matches!(
+            b.on_failure(now, "401 (auth_invalid)".into(), None, true),
+            Some(Transition::Tripped { .. })
+        ));
+        assert_eq!(b.phase(), Phase::Open);
     }
 
     #[test]
@@ -468,7 +481,7 @@ mod tests {
     fn retry_after_keeps_an_upstream_out_until_it_passes() {
         let t0 = Instant::now();
         let mut b = Breaker::new(config());
-        b.on_failure(t0, "429".into(), Some(Duration::from_secs(20)));
+        b.on_failure(t0, "429".into(), Some(Duration::from_secs(20)), false);
         assert_eq!(b.phase(), Phase::Closed);
         assert!(!b.available(t0 + Duration::from_secs(19)));
         assert!(b.available(t0 + Duration::from_secs(20)));

@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod key_limits;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod relay;
 pub mod server;

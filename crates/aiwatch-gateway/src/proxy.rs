@@ -7,8 +7,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiwatch_core::call_fault::CallFault;
-use aiwatch_core::cause::Cause;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -26,8 +24,11 @@ use crate::breaker::{attempt_order, Transition};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
 use crate::metrics::{EntryMetrics, FailoverLabels};
-use crate::relay::{error_event, stream_error_event, Dialect, StreamFault, StreamRelay};
-use crate::upstream::{judge, Endpoint, UpstreamState, Verdict};
+use crate::policy::{
+    self, Charge, EndStream, FailOver, Failure, Refusal, StreamTrouble, Tally, Trouble,
+};
+use crate::relay::{Dialect, StreamFault, StreamRelay};
+use crate::upstream::{Endpoint, UpstreamState};
 use crate::usage::Tokens;
 use aiwatch_core::service::ServiceKind;
 
@@ -54,78 +55,66 @@ pub struct Forward {
     pub received: Instant,
 }
 
-/// Why one attempt failed, for the breaker, the metrics and the client's last error.
-#[derive(Clone, Debug)]
-struct Failure {
-    cause: Cause,
-    reason: String,
-    retry_after: Option<Duration>,
-    /// The gateway's own deadline ran out (504 rather than 502).
-    timed_out: bool,
-}
-
 enum Attempt {
-    /// A complete answer, or a stream whose first token arrived.
-    Answered(Response),
-    /// The request is at fault; the client gets the upstream's answer.
-    ClientFault(Response),
-    Failed(Failure),
+    /// The client's answer: served, or the upstream's refusal handed back.
+    Respond(Response),
+    FailOver(FailOver),
 }
 
-/// Forwards `request` along its route; always answers.
+/// Forwards `request` along its route; always answers. The loop only carries out what
+/// [`policy`] decides for each attempt.
 pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> Response {
     if let Ok(mut budget) = gw.retry_budget.lock() {
         budget.deposit();
     }
     let deadline = request.received + gw.settings.request_timeout;
-    let order = plan(&gw, route);
-    let mut tried: Vec<String> = Vec::new();
-    let mut attempts = 0u32;
-    let mut waited = Duration::ZERO;
-    let mut last: Option<Failure> = None;
-    let mut unexpressible: Option<String> = None;
-    let mut reasons: Vec<String> = Vec::new();
-    let Some(order) = order else {
+    let Some(order) = plan(&gw, route) else {
         return cooling_down(gw.as_ref(), route);
     };
+    let mut tally = Tally::default();
+    let mut waited = Duration::ZERO;
     for index in order {
         let entry = &route.entries[index];
         let up = &gw.upstreams[entry.upstream];
         if !up.supports(request.endpoint) {
             continue;
         }
-        if attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
+        if tally.attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
             break;
         }
-        // A request this upstream's dialect cannot say (n > 1 for Anthropic, say) skips it:
-        // the next upstream may take it as it is.
         let outgoing = match up.request(request.endpoint, &request.body, request.stream) {
             Ok(r) => r,
-            Err(message) => {
-                tried.push(format!("{}=cannot take this request", up.id));
-                unexpressible.get_or_insert(message);
+            Err(why) => {
+                // The policy's `Skip`: its dialect cannot say this request, and the next
+                // upstream may take it as it is. Not an attempt.
+                tally
+                    .tried
+                    .push(format!("{}=cannot take this request", up.id));
+                tally.unexpressible.get_or_insert(why);
                 continue;
             }
         };
-        if attempts > 0 {
+        if tally.attempts > 0 {
             let granted = gw
                 .retry_budget
                 .lock()
                 .map(|mut b| b.withdraw(Instant::now()))
                 .unwrap_or(false);
             if !granted {
-                tried.push("retry budget spent".into());
+                tally.tried.push("retry budget spent".into());
                 break;
             }
         }
-        attempts += 1;
+        tally.attempts += 1;
         let started = Instant::now();
         let outcome = attempt(&gw, entry, up, outgoing, &request, deadline).await;
         waited += started.elapsed();
         match outcome {
-            Attempt::Answered(mut response) | Attempt::ClientFault(mut response) => {
-                tried.push(format!("{}={}", up.id, response.status().as_u16()));
-                set_trace_headers(response.headers_mut(), &up.id, attempts, &tried);
+            Attempt::Respond(mut response) => {
+                tally
+                    .tried
+                    .push(format!("{}={}", up.id, response.status().as_u16()));
+                set_trace_headers(response.headers_mut(), &up.id, tally.attempts, &tally.tried);
                 let added = request.received.elapsed().saturating_sub(waited);
                 route.metrics.added_latency.observe(added.as_secs_f64());
                 tracing::debug!(
@@ -133,17 +122,19 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                     upstream = %up.id,
                     key = %request.key,
                     status = response.status().as_u16(),
-                    attempts,
+                    attempts = tally.attempts,
                     stream = request.stream,
                     ms = request.received.elapsed().as_secs_f64() * 1000.0,
                     "answered"
                 );
                 return response;
             }
-            Attempt::Failed(failure) => {
+            Attempt::FailOver(FailOver { failure, charge }) => {
                 tracing::warn!(route = %route.alias, upstream = %up.id, cause = failure.cause.as_str(), reason = %failure.reason, "upstream failed; moving on");
-                tried.push(format!("{}={}", up.id, failure.cause.as_str()));
-                reasons.push(format!(
+                tally
+                    .tried
+                    .push(format!("{}={}", up.id, failure.cause.as_str()));
+                tally.reasons.push(format!(
                     "{} ({}): {}",
                     up.id,
                     failure.cause.as_str(),
@@ -157,51 +148,15 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                         reason: failure.cause.as_str(),
                     })
                     .inc();
-                record_failure(up, &failure);
-                last = Some(failure);
+                record_failure(up, &failure, charge);
+                tally.last = Some(failure);
             }
         }
     }
     route.metrics.failed.inc();
-    let retry_after = last.as_ref().and_then(|f| f.retry_after);
-    let error = match &last {
-        None if attempts == 0 && unexpressible.is_some() => ApiError::invalid_request(format!(
-            "no upstream of `{}` can take this request: {}",
-            route.alias,
-            unexpressible.unwrap_or_default()
-        )),
-        Some(f) if f.timed_out && attempts == 1 => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_error",
-            Some("upstream_timeout"),
-            format!("route `{}`: {}", route.alias, f.reason),
-        ),
-        Some(f) if f.cause == Cause::RateLimited && attempts == 1 => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            Some("rate_limit_exceeded"),
-            format!("route `{}`: {}", route.alias, f.reason),
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            Some("all_upstreams_failed"),
-            format!(
-                "every upstream of `{}` failed ({} tried): {}",
-                route.alias,
-                attempts,
-                if !reasons.is_empty() {
-                    reasons.join("; ")
-                } else if tried.is_empty() {
-                    "none could serve this request".to_owned()
-                } else {
-                    tried.join("; ")
-                }
-            ),
-        ),
-    };
-    let mut response = error.into_response();
-    set_trace_headers(response.headers_mut(), "none", attempts, &tried);
+    let retry_after = tally.last.as_ref().and_then(|f| f.retry_after);
+    let mut response = policy::exhausted(&route.alias, &tally).into_response();
+    set_trace_headers(response.headers_mut(), "none", tally.attempts, &tally.tried);
     if let Some(wait) = retry_after {
         response
             .headers_mut()
@@ -282,10 +237,16 @@ fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tri
     }
 }
 
-fn record_failure(up: &UpstreamState, failure: &Failure) {
-    let transition =
-        up.breaker()
-            .on_failure(Instant::now(), failure.reason.clone(), failure.retry_after);
+fn record_failure(up: &UpstreamState, failure: &Failure, charge: Charge) {
+    if charge == Charge::Nothing {
+        return;
+    }
+    let transition = up.breaker().on_failure(
+        Instant::now(),
+        failure.reason.clone(),
+        failure.retry_after,
+        charge == Charge::Trip,
+    );
     if let Some(t) = transition {
         note_transition(up, &t);
     }
@@ -322,26 +283,20 @@ async fn attempt(
     let answer_by = deadline.min(sent + entry.timeout);
     let response = match timeout_at(answer_by, up.client.request(request_to_upstream)).await {
         Err(_) => {
-            return Attempt::Failed(Failure {
-                cause: CallFault::NoAnswerInTime.cause(),
-                reason: format!("no answer within {}", secs(answer_by - sent)),
-                retry_after: None,
-                timed_out: true,
+            return failed(Trouble::NoHeadersInTime {
+                waited: answer_by - sent,
             })
         }
         Ok(Err(e)) => {
             // A connection that could not be opened says which layer failed; anything else
             // (a connection reset mid-answer) is the provider's.
-            let (cause, reason) = match connect_failure(&e) {
-                Some(f) => (f.cause, f.detail.clone()),
-                None => (CallFault::ConnectionLost.cause(), error_chain(&e)),
+            return match connect_failure(&e) {
+                Some(f) => failed(Trouble::ConnectFailed {
+                    cause: f.cause,
+                    detail: &f.detail,
+                }),
+                None => failed(Trouble::ConnectionLost(&error_chain(&e))),
             };
-            return Attempt::Failed(Failure {
-                cause,
-                reason,
-                retry_after: None,
-                timed_out: false,
-            });
         }
         Ok(Ok(response)) => response,
     };
@@ -349,21 +304,12 @@ async fn attempt(
     if !status.is_success() {
         let (parts, body) = response.into_parts();
         let bytes = error_body(body, answer_by, up).await;
-        return match judge(status.as_u16(), &parts.headers, &bytes) {
-            Verdict::ClientFault => {
+        return match policy::refusal(status.as_u16(), &parts.headers, &bytes) {
+            Refusal::HandBack => {
                 entry.metrics.client_error.inc();
-                Attempt::ClientFault(client_error(up, status, &bytes))
+                Attempt::Respond(client_error(up, status, &bytes))
             }
-            Verdict::Failover {
-                cause,
-                reason,
-                retry_after,
-            } => Attempt::Failed(Failure {
-                cause,
-                reason,
-                retry_after,
-                timed_out: false,
-            }),
+            Refusal::FailOver(f) => Attempt::FailOver(f),
         };
     }
     if request.stream && request.endpoint == Endpoint::ChatCompletions {
@@ -379,10 +325,8 @@ async fn attempt(
     let bytes = match read_capped(body, cap, answer_by).await {
         Ok(b) => b,
         Err(reason) => {
-            return Attempt::Failed(Failure {
-                cause: CallFault::AnswerCutOff.cause(),
-                reason,
-                retry_after: None,
+            return failed(Trouble::AnswerIncomplete {
+                reason: &reason,
                 timed_out: Instant::now() >= answer_by,
             })
         }
@@ -390,14 +334,7 @@ async fn attempt(
     let upstream_time = sent.elapsed();
     let (body, tokens) = match answer_body(up, request.endpoint, &bytes, gw.unix_now()) {
         Ok(answer) => answer,
-        Err(reason) => {
-            return Attempt::Failed(Failure {
-                cause: CallFault::AnswerUnreadable.cause(),
-                reason,
-                retry_after: None,
-                timed_out: false,
-            })
-        }
+        Err(reason) => return failed(Trouble::AnswerUnreadable(&reason)),
     };
     entry
         .metrics
@@ -411,7 +348,12 @@ async fn attempt(
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     copy_request_id(&parts.headers, headers);
-    Attempt::Answered(response)
+    Attempt::Respond(response)
+}
+
+/// An attempt that failed before the client got anything, as the policy charges it.
+fn failed(trouble: Trouble<'_>) -> Attempt {
+    Attempt::FailOver(policy::fail_over(trouble))
 }
 
 /// The client's body for a 2xx answer, in OpenAI's shape, and its usage. Garbage is a failure.
@@ -626,10 +568,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
-
 // === streams ===
 
 /// Reads an upstream stream piece by piece under the stall limit and the deadline.
@@ -649,21 +587,9 @@ struct StreamReader {
 }
 
 enum Piece {
-    Data {
-        out: String,
-    },
-    End {
-        out: String,
-    },
-    Fault {
-        event: String,
-        reason: String,
-        cause: Cause,
-        /// The upstream is to blame (not the request's own deadline).
-        blame: bool,
-        /// The gateway's own budget ran out.
-        timed_out: bool,
-    },
+    Data { out: String },
+    End { out: String },
+    Fault(StreamTrouble),
 }
 
 impl StreamReader {
@@ -680,33 +606,13 @@ impl StreamReader {
             let wait_until = patience.min(self.deadline);
             match timeout_at(wait_until, self.body.frame()).await {
                 Err(_) => {
-                    let deadline = Instant::now() >= self.deadline;
-                    let (code, reason) = if deadline {
-                        (
-                            "request_timeout",
-                            "the request's deadline (request_timeout) passed mid-stream".to_owned(),
-                        )
+                    return Piece::Fault(if Instant::now() >= self.deadline {
+                        StreamTrouble::RequestDeadline
                     } else if self.first_token.is_none() {
-                        (
-                            "upstream_timeout",
-                            "no token within the upstream's timeout".to_owned(),
-                        )
+                        StreamTrouble::NoFirstToken
                     } else {
-                        (
-                            "stream_stalled",
-                            format!("the stream stalled: no token for {}", secs(self.stall)),
-                        )
-                    };
-                    return Piece::Fault {
-                        event: stream_error_event(
-                            code,
-                            &format!("{reason}; the answer is incomplete"),
-                        ),
-                        reason,
-                        cause: CallFault::StreamStalled.cause(),
-                        blame: !deadline,
-                        timed_out: true,
-                    };
+                        StreamTrouble::Stalled(self.stall)
+                    });
                 }
                 Ok(None) => {
                     return match self.relay.finish() {
@@ -750,29 +656,13 @@ impl StreamReader {
 impl StreamReader {
     /// A fault as a piece, with an upstream's own words scrubbed of its key and key shapes.
     fn fault_piece(&self, fault: &StreamFault) -> Piece {
-        match fault {
+        Piece::Fault(StreamTrouble::Fault(match fault {
             StreamFault::Upstream(said) => {
                 let sent: Vec<&str> = self.key.iter().map(|k| k.expose()).collect();
-                let clean = aiwatch_core::scrub::scrub(said, &sent).into_owned();
-                fault_piece(&StreamFault::Upstream(clean))
+                StreamFault::Upstream(aiwatch_core::scrub::scrub(said, &sent).into_owned())
             }
-            other => fault_piece(other),
-        }
-    }
-}
-
-fn fault_piece(fault: &StreamFault) -> Piece {
-    Piece::Fault {
-        event: error_event(fault),
-        reason: fault.to_string(),
-        blame: true,
-        timed_out: false,
-        cause: match fault {
-            StreamFault::Truncated | StreamFault::Broken(_) => CallFault::StreamCutOff,
-            StreamFault::Garbage(_) => CallFault::StreamGarbage,
-            StreamFault::Upstream(_) => CallFault::StreamError,
-        }
-        .cause(),
+            other => other.clone(),
+        }))
     }
 }
 
@@ -793,13 +683,8 @@ async fn stream(
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if !is_sse {
         let bytes = error_body(body, deadline, up).await;
-        let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-        return Attempt::Failed(Failure {
-            cause: CallFault::NotAStream.cause(),
-            reason: format!("asked for a stream, got something else: {said}"),
-            retry_after: None,
-            timed_out: false,
-        });
+        let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+        return failed(Trouble::NotAStream(&said));
     }
     entry
         .metrics
@@ -833,30 +718,10 @@ async fn stream(
                 held.push_str(&out);
                 ended = true;
             }
-            Piece::Fault {
-                reason,
-                cause,
-                timed_out,
-                ..
-            } => {
-                return Attempt::Failed(Failure {
-                    cause,
-                    reason,
-                    retry_after: None,
-                    timed_out,
-                })
-            }
+            Piece::Fault(trouble) => return failed(Trouble::Stream(&trouble)),
         }
         if held.len() > HELD_CAP {
-            return Attempt::Failed(Failure {
-                cause: CallFault::StreamGarbage.cause(),
-                reason: format!(
-                    "the stream sent over {} KiB without a token",
-                    HELD_CAP / 1024
-                ),
-                retry_after: None,
-                timed_out: false,
-            });
+            return failed(Trouble::Stream(&StreamTrouble::NoTokenWithin(HELD_CAP)));
         }
     }
     if let Some(first) = reader.first_token {
@@ -891,7 +756,7 @@ async fn stream(
     );
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     copy_request_id(&parts.headers, headers);
-    Attempt::Answered(response)
+    Attempt::Respond(response)
 }
 
 /// What a relayed stream's end is recorded against.
@@ -909,8 +774,8 @@ enum StreamEnd {
     Complete,
     /// The client left (or stopped reading).
     Cancelled,
-    /// Cut off; the failure is the upstream's unless the request's own deadline ended it.
-    Truncated(Option<Failure>),
+    /// Cut off, charged to the upstream as the policy says.
+    Truncated(EndStream),
 }
 
 impl Outcome {
@@ -926,11 +791,9 @@ impl Outcome {
             StreamEnd::Cancelled => {
                 self.metrics.cancelled.inc();
             }
-            StreamEnd::Truncated(failure) => {
+            StreamEnd::Truncated(end) => {
                 self.metrics.truncated.inc();
-                if let Some(failure) = failure {
-                    record_failure(up, &failure);
-                }
+                record_failure(up, &end.failure, end.charge);
             }
         }
         account(&self.gw, &self.metrics, up, self.key, tokens);
@@ -971,23 +834,11 @@ async fn pump(mut reader: StreamReader, tx: mpsc::Sender<Bytes>, outcome: Outcom
                 outcome.finish(reader.relay.tokens(), StreamEnd::Complete);
                 return;
             }
-            Piece::Fault {
-                event,
-                reason,
-                cause,
-                blame,
-                timed_out,
-            } => {
-                tracing::warn!(upstream = outcome.upstream, %reason, "stream cut off after the client got part of it");
-                let _ = send(&reader, event).await;
-                // The request's own deadline is not the upstream's failure.
-                let failure = blame.then_some(Failure {
-                    cause,
-                    reason,
-                    retry_after: None,
-                    timed_out,
-                });
-                outcome.finish(reader.relay.tokens(), StreamEnd::Truncated(failure));
+            Piece::Fault(trouble) => {
+                let end = policy::cut_short(&trouble);
+                tracing::warn!(upstream = outcome.upstream, reason = %end.failure.reason, "stream cut off after the client got part of it");
+                let _ = send(&reader, end.event.clone()).await;
+                outcome.finish(reader.relay.tokens(), StreamEnd::Truncated(end));
                 return;
             }
         }
