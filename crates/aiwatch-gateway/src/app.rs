@@ -338,7 +338,7 @@ async fn admin_upstreams(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, 
         .upstreams
         .iter()
         .map(|up| {
-            let view = up.tick_view(now);
+            let view = up.health.view(now);
             let routes: Vec<&str> = gw
                 .aliases
                 .iter()
@@ -355,7 +355,7 @@ async fn admin_upstreams(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, 
                 "service": up.service.name.as_str(),
                 "model": up.model,
                 "routes": routes,
-                "baseline_ttft_ms": up.baseline_ms(),
+                "baseline_ttft_ms": up.health.baseline_ms(),
             });
             if let Some(obj) = value.as_object_mut() {
                 if let Ok(Value::Object(fields)) = serde_json::to_value(view) {
@@ -394,7 +394,7 @@ async fn admin_usage(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiE
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let now = Instant::now();
     for up in &gw.upstreams {
-        let view = up.tick_view(now);
+        let view = up.health.view(now);
         let labels = crate::metrics::UpstreamLabels {
             upstream: up.id.clone(),
         };

@@ -65,6 +65,22 @@ pub enum Transition {
     Closed,
 }
 
+impl Transition {
+    /// The transition's log line. The breaker's owner calls it once its lock is released.
+    pub fn log(&self, upstream: &str) {
+        match self {
+            Transition::Tripped { reason } => {
+                tracing::warn!(%upstream, %reason, "breaker tripped: no traffic until canaries pass")
+            }
+            Transition::Validated => tracing::info!(%upstream, "canary passed"),
+            Transition::RampedTo { percent } => {
+                tracing::info!(%upstream, percent, "validated; ramping traffic back")
+            }
+            Transition::Closed => tracing::info!(%upstream, "back at its full share"),
+        }
+    }
+}
+
 /// What the admin endpoint shows of a breaker.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BreakerView {

@@ -3,28 +3,23 @@
 //! as the monitor's (complete answer, latency near the upstream's baseline). Also applies the
 //! monitor's view when the gateway runs inside `serve`.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aiwatch_core::assess::{canary_shortfall, AssessConfig};
-use aiwatch_core::service::ServiceName;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::gateway::Gateway;
+use crate::health::MonitorView;
 use crate::metrics::{CanaryLabels, UpstreamLabels};
-use crate::proxy::note_transition;
 use crate::upstream::{ListError, UpstreamState};
 
 /// Tokens one streamed canary may cost at most: a dozen of prompt, five of answer, margin.
 pub const CANARY_TOKENS: u64 = 24;
 /// One canary's whole budget at most (less when the upstream's own timeout is shorter).
 const CANARY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Services the monitor sees in an outage, with a short why.
-pub type MonitorView = HashMap<ServiceName, String>;
 
 /// Runs until `stop` turns true.
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
@@ -44,19 +39,12 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         let now = Instant::now();
         for index in 0..gw.upstreams.len() {
             let up = &gw.upstreams[index];
-            let (transition, due) = {
-                let mut b = up.breaker();
-                (b.tick(now), b.canary_due(now))
-            };
-            if let Some(t) = transition {
-                note_transition(up, &t);
-            }
-            if due && !up.canary_running.swap(true, Ordering::AcqRel) {
+            if up.health.canary_due(now) && !up.health.canary_running.swap(true, Ordering::AcqRel) {
                 let gw = gw.clone();
                 tokio::spawn(async move {
                     let up = &gw.upstreams[index];
                     // Cleared however the task ends, so a canary can always run again.
-                    let _running = Running(&up.canary_running);
+                    let _running = Running(&up.health.canary_running);
                     let result = canary(&gw, up).await;
                     let passed = result.is_ok();
                     let labels = CanaryLabels {
@@ -67,10 +55,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                     if let Err(reason) = &result {
                         tracing::info!(upstream = %up.id, %reason, "canary failed");
                     }
-                    let transition = up.breaker().on_canary(Instant::now(), result);
-                    if let Some(t) = transition {
-                        note_transition(up, &t);
-                    }
+                    up.health.on_canary(result);
                 });
             }
         }
@@ -96,10 +81,7 @@ pub fn apply_monitor(gw: &Gateway, view: &MonitorView) {
     let now = Instant::now();
     for up in &gw.upstreams {
         let outage = view.get(&up.service.name).map(String::as_str);
-        let transition = up.breaker().on_monitor(now, outage);
-        if let Some(t) = transition {
-            note_transition(up, &t);
-        }
+        up.health.on_monitor(now, outage);
     }
 }
 
@@ -144,7 +126,7 @@ async fn canary(gw: &Gateway, up: &UpstreamState) -> Result<(), String> {
     match canary_shortfall(
         Some(evidence.finished),
         ttft,
-        up.baseline_ms(),
+        up.health.baseline_ms(),
         &AssessConfig::default(),
     ) {
         Some(why) => Err(why),
@@ -155,7 +137,7 @@ async fn canary(gw: &Gateway, up: &UpstreamState) -> Result<(), String> {
 /// Takes `tokens` from the upstream's hourly canary budget; `false` when it is spent.
 fn spend(gw: &Gateway, up: &UpstreamState, tokens: u64) -> bool {
     let hour = gw.started.elapsed().as_secs() / 3600;
-    let Ok(mut spent) = up.canary_spend.lock() else {
+    let Ok(mut spent) = up.health.canary_spend.lock() else {
         return false;
     };
     if spent.0 != hour {

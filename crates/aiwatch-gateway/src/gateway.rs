@@ -1,8 +1,7 @@
 //! Builds the running gateway from the config: its routes, one pooled client and breaker per
 //! upstream, the key check, metrics and the usage ledger.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +16,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use crate::auth::ClientKeys;
-use crate::breaker::{Breaker, BreakerConfig};
+use crate::breaker::BreakerConfig;
 use crate::connector::UpstreamConnector;
+use crate::health::UpstreamHealth;
 use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics};
 use crate::upstream::UpstreamState;
 use crate::usage::Ledger;
@@ -40,7 +40,7 @@ pub struct GatewaySetup {
     /// Resolver, proxies and extra roots, as for `check`.
     pub network: CheckOptions,
     /// The monitor's view, when the gateway runs inside `serve`.
-    pub monitor: Option<tokio::sync::watch::Receiver<crate::canary::MonitorView>>,
+    pub monitor: Option<tokio::sync::watch::Receiver<crate::health::MonitorView>>,
 }
 
 /// One upstream of a route, with the route's own weight and timeout for it.
@@ -80,7 +80,7 @@ pub struct Gateway {
     /// The unix time at `started`, for `created` fields.
     pub started_unix: i64,
     pub checker: Checker,
-    pub monitor: Option<tokio::sync::watch::Receiver<crate::canary::MonitorView>>,
+    pub monitor: Option<tokio::sync::watch::Receiver<crate::health::MonitorView>>,
 }
 
 impl Gateway {
@@ -141,6 +141,7 @@ impl Gateway {
                             .build(connector);
                         let proxy_headers = crate::upstream::proxy_headers(&service, &proxies);
                         upstreams.push(UpstreamState {
+                            health: UpstreamHealth::new(&id, breaker_config.clone()),
                             id,
                             proxy_headers,
                             service,
@@ -149,10 +150,6 @@ impl Gateway {
                             timeout: up.timeout.unwrap_or(settings.upstream_timeout),
                             client,
                             expected_ca,
-                            breaker: Mutex::new(Breaker::new(breaker_config.clone())),
-                            baseline: Mutex::new(VecDeque::new()),
-                            canary_spend: Mutex::new((0, 0)),
-                            canary_running: AtomicBool::new(false),
                         });
                         upstreams.len() - 1
                     }

@@ -12,6 +12,7 @@ pub mod connector;
 pub mod drill;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod key_limits;
 pub mod metrics;
 pub mod policy;

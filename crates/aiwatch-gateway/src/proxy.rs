@@ -20,7 +20,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::anthropic::{self, StreamTranslator};
 use crate::auth::KeyLabel;
 use crate::body::RequestBody;
-use crate::breaker::{attempt_order, Transition};
+use crate::breaker::attempt_order;
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
 use crate::metrics::{EntryMetrics, FailoverLabels};
@@ -172,7 +172,7 @@ fn cooling_down(gw: &Gateway, route: &RouteTable) -> Response {
     let wait = route
         .entries
         .iter()
-        .filter_map(|e| gw.upstreams[e.upstream].breaker().cooling_left(now))
+        .filter_map(|e| gw.upstreams[e.upstream].health.cooling_left(now))
         .min()
         .unwrap_or(Duration::from_secs(1));
     route.metrics.failed.inc();
@@ -204,24 +204,11 @@ fn plan(gw: &Gateway, route: &RouteTable) -> Option<Vec<usize>> {
     let mut last_resort = Vec::with_capacity(route.entries.len());
     for entry in &route.entries {
         let up = &gw.upstreams[entry.upstream];
-        // The transition is logged after the lock is released: never log under it.
-        let (share, ok, cooling, transition) = {
-            let mut b = up.breaker();
-            let transition = b.tick(now);
-            (
-                b.share(now),
-                b.available(now),
-                b.cooling_left(now).is_some(),
-                transition,
-            )
-        };
-        if let Some(t) = transition {
-            note_transition(up, &t);
-        }
+        let now_usable = up.health.availability(now);
         weights.push(entry.weight);
-        shares.push(share);
-        available.push(ok);
-        last_resort.push(!cooling);
+        shares.push(now_usable.share);
+        available.push(now_usable.available);
+        last_resort.push(!now_usable.cooling);
     }
     let order = attempt_order(&weights, &shares, &available, &last_resort, fastrand::f64());
     (!order.is_empty()).then_some(order)
@@ -238,37 +225,17 @@ fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tri
 }
 
 fn record_failure(up: &UpstreamState, failure: &Failure, charge: Charge) {
-    if charge == Charge::Nothing {
-        return;
-    }
-    let transition = up.breaker().on_failure(
-        Instant::now(),
-        failure.reason.clone(),
-        failure.retry_after,
-        charge == Charge::Trip,
-    );
-    if let Some(t) = transition {
-        note_transition(up, &t);
+    if charge != Charge::Nothing {
+        up.health.on_failure(
+            failure.reason.clone(),
+            failure.retry_after,
+            charge == Charge::Trip,
+        );
     }
 }
 
 fn record_success(up: &UpstreamState) {
-    up.breaker().on_success();
-}
-
-/// Logs a breaker change. Takes no lock, so it may be called anywhere; the gauges are read
-/// from the breakers when `/metrics` is scraped.
-pub fn note_transition(up: &UpstreamState, transition: &Transition) {
-    match transition {
-        Transition::Tripped { reason } => {
-            tracing::warn!(upstream = %up.id, %reason, "breaker tripped: no traffic until canaries pass")
-        }
-        Transition::Validated => tracing::info!(upstream = %up.id, "canary passed"),
-        Transition::RampedTo { percent } => {
-            tracing::info!(upstream = %up.id, percent, "validated; ramping traffic back")
-        }
-        Transition::Closed => tracing::info!(upstream = %up.id, "back at its full share"),
-    }
+    up.health.on_success();
 }
 
 async fn attempt(
@@ -730,7 +697,7 @@ async fn stream(
             .metrics
             .time_to_first_token
             .observe(ttft.as_secs_f64());
-        up.record_ttft(ttft.as_secs_f64() * 1000.0);
+        up.health.record_ttft(ttft.as_secs_f64() * 1000.0);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(32);
     let _ = tx.send(Bytes::from(held)).await;

@@ -1,8 +1,7 @@
 //! One upstream — a catalog service and a model — and how to talk to it: the URL and body of
 //! each call in its family's dialect, and what its answers mean for failover.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aiwatch_core::secret::ApiKey;
@@ -16,11 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::anthropic;
 use crate::body::RequestBody;
-use crate::breaker::Breaker;
 use crate::connector::UpstreamConnector;
-
-/// Latencies kept for an upstream's baseline.
-const BASELINE_WINDOW: usize = 50;
+use crate::health::UpstreamHealth;
 
 /// What a client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,37 +76,11 @@ pub struct UpstreamState {
     pub timeout: Duration,
     pub client: Client<UpstreamConnector, Full<Bytes>>,
     pub expected_ca: Option<Arc<WebPkiServerVerifier>>,
-    pub breaker: Mutex<Breaker>,
-    /// Recent times to first token of streamed answers, in milliseconds: the canaries' norm.
-    pub baseline: Mutex<VecDeque<f64>>,
-    /// (hour, tokens) canaries spent in that hour.
-    pub canary_spend: Mutex<(u64, u64)>,
-    /// A canary is running.
-    pub canary_running: std::sync::atomic::AtomicBool,
+    /// Its breaker, baseline and canaries: everything about how well it is, apart from who.
+    pub health: UpstreamHealth,
 }
 
 impl UpstreamState {
-    /// The breaker, locked. A panic elsewhere while it was held leaves it usable: its state is
-    /// plain data, always consistent between calls.
-    pub fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Advances the breaker's clock and returns what the admin view shows; a transition this
-    /// reveals is logged once the lock is released.
-    pub fn tick_view(&self, now: tokio::time::Instant) -> crate::breaker::BreakerView {
-        let (transition, view) = {
-            let mut b = self.breaker();
-            (b.tick(now), b.view(now))
-        };
-        if let Some(t) = transition {
-            crate::proxy::note_transition(self, &t);
-        }
-        view
-    }
-
     /// The service's API base, without a trailing slash.
     fn api_base(&self) -> &str {
         self.service
@@ -269,27 +239,6 @@ impl UpstreamState {
         builder
             .body(Full::new(Bytes::from(json)))
             .map_err(|e| format!("cannot build the request to {url}: {e}"))
-    }
-
-    /// Adds a healthy time to first token to the baseline.
-    pub fn record_ttft(&self, ms: f64) {
-        if let Ok(mut baseline) = self.baseline.lock() {
-            if baseline.len() == BASELINE_WINDOW {
-                baseline.pop_front();
-            }
-            baseline.push_back(ms);
-        }
-    }
-
-    /// The median healthy time to first token, once there are a few.
-    pub fn baseline_ms(&self) -> Option<f64> {
-        let baseline = self.baseline.lock().ok()?;
-        if baseline.len() < 3 {
-            return None;
-        }
-        let mut sorted: Vec<f64> = baseline.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        Some(sorted[sorted.len() / 2])
     }
 }
 

@@ -588,7 +588,7 @@ async fn a_tripped_upstream_returns_only_after_canaries_and_then_ramps() {
 #[tokio::test]
 async fn the_monitors_outage_skips_an_upstream_before_any_request_pays() {
     let h = two_upstreams("").await;
-    let mut view = aiwatch_gateway::canary::MonitorView::new();
+    let mut view = aiwatch_gateway::health::MonitorView::new();
     view.insert(
         aiwatch_core::ServiceName::parse("primary").expect("name"),
         "outage since 12:00 (provider_error)".into(),

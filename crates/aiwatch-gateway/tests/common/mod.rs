@@ -10,7 +10,7 @@ use std::time::Duration;
 use aiwatch_core::secret::ApiKey;
 use aiwatch_core::{Catalog, Config, ServiceName};
 use aiwatch_gateway::auth::ClientKeys;
-use aiwatch_gateway::canary::MonitorView;
+use aiwatch_gateway::health::MonitorView;
 use aiwatch_gateway::{Gateway, GatewaySetup};
 use aiwatch_probe::{CheckOptions, DnsChoice, ProxySettings};
 use aiwatch_testkit::{canned, FakeServer, Reply, Seen};

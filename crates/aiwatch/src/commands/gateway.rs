@@ -41,7 +41,7 @@ pub(crate) fn client_keys(
 pub fn build(
     loaded: &Loaded,
     network: &NetworkArgs,
-    monitor: Option<tokio::sync::watch::Receiver<aiwatch_gateway::canary::MonitorView>>,
+    monitor: Option<tokio::sync::watch::Receiver<aiwatch_gateway::health::MonitorView>>,
     require_client_keys: bool,
 ) -> anyhow::Result<Arc<Gateway>> {
     let settings = loaded.config.gateway.clone().unwrap_or_default();

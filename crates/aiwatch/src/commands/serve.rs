@@ -16,7 +16,7 @@ use aiwatch_store::Database;
 use aiwatch_store::Retention;
 use anyhow::Context;
 
-use aiwatch_gateway::canary::MonitorView;
+use aiwatch_gateway::health::MonitorView;
 
 use crate::cli::ServeArgs;
 use crate::commands::gateway;
