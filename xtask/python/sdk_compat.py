@@ -9,9 +9,13 @@
   Anthropic's 529); every request must still succeed, via the next upstream.
 - `recovered`: the primaries are healthy again and their breakers closed: traffic is back on
   them, in one attempt.
+- `limits`: against a second gateway that allows each key LIMIT requests a minute: the key
+  past its limit gets the SDK's RateLimitError (429, Retry-After, `rate_limit_exceeded`),
+  while another key still gets answers.
 
 Environment: AIWATCH_GATEWAY_URL (the gateway's base URL ending in /v1), AIWATCH_GATEWAY_KEY
-(a client key it accepts), AIWATCH_ROUTES (the route aliases, comma-separated).
+(a client key it accepts), AIWATCH_ROUTES (the route aliases, comma-separated); for `limits`
+also AIWATCH_GATEWAY_OTHER_KEY (another accepted key) and AIWATCH_KEY_LIMIT (requests a minute).
 
 Each check runs even after another failed; the last line is "N passed, N failed" and the exit
 code is 1 when any failed.
@@ -421,6 +425,28 @@ def traffic_returns_to_the_healed_primaries():
             expect_equal(f"{route} request {n + 1} attempts", headers.get("x-aiwatch-attempts"), "1")
             expect_equal(f"{route} request {n + 1} text", text, STREAM_TEXT if stream else primary_text)
             expect_equal(f"{route} request {n + 1} finish_reason", finish, "stop")
+
+
+@check("limits")
+def a_key_past_its_request_limit_gets_rate_limit_error_with_retry_after():
+    limit = int(os.environ["AIWATCH_KEY_LIMIT"])
+    for n in range(limit):
+        answer = client().chat.completions.create(model="claude", messages=MESSAGES)
+        expect_equal(f"request {n + 1} within the limit", answer.choices[0].message.content, CLAUDE_TEXT)
+    try:
+        client().chat.completions.create(model="claude", messages=MESSAGES)
+    except openai.RateLimitError as error:
+        expect_equal("status", error.status_code, 429)
+        expect_error_shape(error)
+        expect_equal("code", error.body.get("code"), "rate_limit_exceeded")
+        wait = error.response.headers.get("retry-after")
+        assert wait is not None and wait.isdigit() and 1 <= int(wait) <= 60, f"Retry-After: {wait!r}"
+        assert str(limit) in error.body["message"], f"the message names no limit: {error.body}"
+    else:
+        raise AssertionError(f"request {limit + 1} of a key limited to {limit} a minute was answered")
+    other = client(key=os.environ["AIWATCH_GATEWAY_OTHER_KEY"])
+    answer = other.chat.completions.create(model="claude", messages=MESSAGES)
+    expect_equal("another key's answer", answer.choices[0].message.content, CLAUDE_TEXT)
 
 
 def main():

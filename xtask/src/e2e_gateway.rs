@@ -31,6 +31,8 @@ const PYTHON_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
 const CLIENT_KEYS_ENV: &str = "AIWATCH_GATEWAY_KEYS";
 /// The key the suites' clients present.
 const CLIENT_KEY: &str = "sk-aiwatch-e2e-client-0123456789";
+/// A second key the gateway accepts (`key-2`).
+const OTHER_CLIENT_KEY: &str = "sk-aiwatch-e2e-other-0123456789";
 /// How long the gateway may take to print that it listens.
 const GATEWAY_START: Duration = Duration::from_secs(20);
 
@@ -330,7 +332,7 @@ impl Gateway {
             .args(args)
             .env(
                 CLIENT_KEYS_ENV,
-                format!("{CLIENT_KEY},sk-aiwatch-e2e-other-0123456789"),
+                format!("{CLIENT_KEY},{OTHER_CLIENT_KEY}"),
             )
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())

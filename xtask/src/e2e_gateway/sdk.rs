@@ -18,7 +18,9 @@ use aiwatch_testkit::{canned, FakeServer, Reply, Seen};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{artifacts, require_subcommand, Gateway, Venv, CLIENT_KEY, OPENAI};
+use super::{
+    artifacts, require_subcommand, Gateway, Venv, CLIENT_KEY, OPENAI, OTHER_CLIENT_KEY,
+};
 
 /// The keys the gateway sends upstream (from the variables the config names).
 const OPENAI_KEY: &str = "sk-fake-openai-e2e";
@@ -126,6 +128,10 @@ pub async fn sdk(binary: &Path) -> Result<()> {
         phase("phase recovered (python)", back);
     }
     gateway.still_running()?;
+    phase(
+        "per-key limits (python + /admin/usage)",
+        key_limits(binary, &venv, &fakes, &artifacts, &env).await,
+    );
 
     if !failures.is_empty() {
         bail!(
@@ -140,6 +146,76 @@ pub async fn sdk(binary: &Path) -> Result<()> {
         artifacts.display()
     );
     Ok(())
+}
+
+/// Requests a minute each key may send to the gateway of the limits phase.
+const KEY_LIMIT: u32 = 3;
+
+/// A second gateway on the same fakes that allows each key [`KEY_LIMIT`] requests a minute:
+/// the SDK meets the 429 past it, and `/admin/usage` shows the key at its limit.
+async fn key_limits(
+    binary: &Path,
+    venv: &Venv,
+    fakes: &Fakes,
+    artifacts: &Path,
+    env: &[(&str, &str)],
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("limited.toml");
+    let text = fakes.config().replacen(
+        "[gateway]\n",
+        &format!("[gateway]\nkey_requests_per_minute = {KEY_LIMIT}\n"),
+        1,
+    );
+    std::fs::write(&config, &text)?;
+    std::fs::copy(&config, artifacts.join("limited.toml"))?;
+    let mut gateway = Gateway::start(
+        binary,
+        &config,
+        &[],
+        &[("FAKE_ANTHROPIC_KEY", ANTHROPIC_KEY)],
+        &artifacts.join("limited.log"),
+    )
+    .await?;
+    let base_url = format!("{}/v1", gateway.url);
+    let limit = KEY_LIMIT.to_string();
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(name, _)| *name != "AIWATCH_GATEWAY_URL")
+        .copied()
+        .collect();
+    env.extend([
+        ("AIWATCH_GATEWAY_URL", base_url.as_str()),
+        ("AIWATCH_GATEWAY_OTHER_KEY", OTHER_CLIENT_KEY),
+        ("AIWATCH_KEY_LIMIT", limit.as_str()),
+    ]);
+    venv.run(
+        "sdk_compat.py",
+        &["limits"],
+        &env,
+        PHASE_TIMEOUT,
+        &artifacts.join("limits.txt"),
+    )
+    .await?;
+    let (status, body) =
+        super::http_get(&format!("{}/admin/usage", gateway.url), Some(CLIENT_KEY)).await?;
+    if status != 200 {
+        bail!("/admin/usage answered {status}: {body}");
+    }
+    let usage: Value = serde_json::from_str(&body).context("/admin/usage is not JSON")?;
+    std::fs::write(
+        artifacts.join("limited-usage.json"),
+        serde_json::to_vec_pretty(&usage)?,
+    )?;
+    let limits = &usage["limits"];
+    if limits["requests_per_minute"] != KEY_LIMIT {
+        bail!("/admin/usage shows no request limit of {KEY_LIMIT}: {limits}");
+    }
+    let first = &limits["keys"]["key-1"];
+    if first["requests_left"] != 0 || first["requests_last_minute"] != KEY_LIMIT {
+        bail!("/admin/usage does not show key-1 at its limit: {limits}");
+    }
+    gateway.still_running()
 }
 
 // === the fakes ===
