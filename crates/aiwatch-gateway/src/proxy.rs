@@ -19,10 +19,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
-use crate::anthropic::{self, StreamTranslator};
 use crate::auth::KeyLabel;
 use crate::body::RequestBody;
 use crate::breaker::{attempt_order, Transition};
+use crate::dialect::anthropic::{self, StreamTranslator};
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
 use crate::metrics::{EntryMetrics, FailoverLabels};

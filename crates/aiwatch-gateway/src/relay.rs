@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::anthropic::StreamTranslator;
+use crate::dialect::anthropic::StreamTranslator;
 use crate::sse::{LineTooLong, SseEvent, SseParser};
 use crate::usage::Tokens;
 

@@ -16,10 +16,10 @@ use hyper_util::client::legacy::Client;
 use rustls::client::WebPkiServerVerifier;
 use serde_json::{Map, Value};
 
-use crate::anthropic;
 use crate::body::RequestBody;
 use crate::breaker::Breaker;
 use crate::connector::UpstreamConnector;
+use crate::dialect::anthropic;
 
 /// Latencies kept for an upstream's baseline.
 const BASELINE_WINDOW: usize = 50;

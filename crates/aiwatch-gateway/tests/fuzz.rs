@@ -3,8 +3,10 @@
 //! bodies of arbitrary bytes. Nothing may panic, and a stream that is not whole never ends like
 //! one. `cargo xtask fuzz --seconds N` runs these for longer.
 
-use aiwatch_gateway::anthropic::{error_to_openai, from_messages_response, StreamTranslator};
 use aiwatch_gateway::body::RequestBody;
+use aiwatch_gateway::dialect::anthropic::{
+    error_to_openai, from_messages_response, StreamTranslator,
+};
 use aiwatch_gateway::relay::{Dialect, StreamRelay};
 use aiwatch_testkit::canned;
 use proptest::prelude::*;

@@ -1,0 +1,3 @@
+//! One upstream adapter per wire dialect.
+
+pub mod anthropic;
