@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::auth::ClientKeys;
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::connector::UpstreamConnector;
+use crate::dialect::Adapter;
 use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics};
 use crate::upstream::UpstreamState;
 use crate::usage::Ledger;
@@ -140,8 +141,11 @@ impl Gateway {
                             .pool_timer(TokioTimer::new())
                             .build(connector);
                         let proxy_headers = crate::upstream::proxy_headers(&service, &proxies);
+                        let adapter =
+                            Adapter::for_service(&service, &up.model, key.as_ref(), &proxy_headers);
                         upstreams.push(UpstreamState {
                             id,
+                            adapter,
                             proxy_headers,
                             service,
                             model: up.model.clone(),

@@ -1,15 +1,103 @@
-//! The Anthropic Messages dialect: OpenAI ⇄ Anthropic Messages translation of requests,
-//! answers, errors and streams, each in its own module. Pure: no I/O and no clock.
+//! The Anthropic Messages dialect: the upstream adapter that says an OpenAI chat request as
+//! a Messages request and reads the answers back; the translations themselves (pure: no I/O and
+//! no clock) live in one submodule each.
 
 pub mod error;
 pub mod request;
 pub mod response;
 pub mod stream;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::{reach, Target};
+use crate::body::RequestBody;
+use crate::upstream::Endpoint;
+use crate::usage::Tokens;
+
 pub use error::error_to_openai;
 pub use request::{to_messages_request, DEFAULT_MAX_TOKENS};
 pub use response::from_messages_response;
 pub use stream::{StreamError, StreamTranslator};
+
+/// A whole answer that is translated may be at most this large: it becomes a JSON tree (about
+/// ten times its size).
+pub const TRANSLATED_ANSWER_CAP: usize = 8 * 1024 * 1024;
+
+/// An upstream that speaks Anthropic's Messages API.
+#[derive(Debug)]
+pub struct AnthropicMessages {
+    /// The upstream's own model id, which replaces the client's alias.
+    model: String,
+    /// `/messages`, where chat completions go.
+    messages: Result<Target, String>,
+    /// Why the Responses API is refused.
+    no_responses: String,
+}
+
+impl AnthropicMessages {
+    /// The adapter for `model` under the API `base` (no trailing slash), with the headers every
+    /// request carries.
+    pub(super) fn new(
+        base: &str,
+        model: &str,
+        headers: &Result<Arc<HeaderMap>, String>,
+        no_responses: String,
+    ) -> Self {
+        Self {
+            model: model.to_owned(),
+            messages: Target::new(format!("{base}/messages"), headers),
+            no_responses,
+        }
+    }
+
+    /// Messages has no embeddings.
+    pub(super) fn supports(&self, endpoint: Endpoint) -> bool {
+        endpoint != Endpoint::Embeddings
+    }
+
+    /// The endpoint's URL and fixed headers, or why it is not served.
+    pub fn target(&self, endpoint: Endpoint) -> Result<&Target, String> {
+        match endpoint {
+            Endpoint::ChatCompletions => reach(&self.messages),
+            Endpoint::Responses => Err(self.no_responses.clone()),
+            Endpoint::Embeddings => {
+                Err("embeddings are not served by Anthropic's Messages API".to_owned())
+            }
+        }
+    }
+
+    pub(super) fn request(
+        &self,
+        endpoint: Endpoint,
+        body: &RequestBody,
+        stream: bool,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let target = self.target(endpoint)?;
+        let translated =
+            to_messages_request(&body.to_value(), &self.model).map_err(|e| e.to_string())?;
+        Ok(target.post(translated.to_string().into_bytes(), stream))
+    }
+}
+
+/// A 2xx Messages answer as an OpenAI `chat.completion`, and its usage.
+pub(super) fn answer(bytes: &Bytes, now_unix: i64) -> Result<(Bytes, Option<Tokens>), String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let translated = from_messages_response(&value, now_unix).map_err(|e| e.to_string())?;
+    let tokens = translated.get("usage").and_then(Tokens::from_usage);
+    Ok((Bytes::from(translated.to_string()), tokens))
+}
+
+/// A refused request's Anthropic error as the status and OpenAI error the client gets.
+pub(super) fn client_error(status: StatusCode, bytes: &[u8]) -> (StatusCode, Value) {
+    let (code, body) = error_to_openai(status.as_u16(), bytes);
+    (StatusCode::from_u16(code).unwrap_or(status), body)
+}
 
 /// Why a request or response could not be translated.
 ///
