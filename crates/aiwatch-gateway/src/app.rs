@@ -15,10 +15,10 @@ use tokio::time::Instant;
 
 use crate::auth::{presented_key, KeyLabel};
 use crate::body::RequestBody;
+use crate::dialect::Endpoint;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::proxy::{forward, Forward};
-use crate::upstream::Endpoint;
 
 /// The gateway's router.
 pub fn app(gw: Arc<Gateway>) -> Router {

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::auth::ClientKeys;
 use crate::breaker::BreakerConfig;
 use crate::connector::UpstreamConnector;
+use crate::dialect::Adapter;
 use crate::health::UpstreamHealth;
 use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics};
 use crate::upstream::UpstreamState;
@@ -140,9 +141,12 @@ impl Gateway {
                             .pool_timer(TokioTimer::new())
                             .build(connector);
                         let proxy_headers = crate::upstream::proxy_headers(&service, &proxies);
+                        let adapter =
+                            Adapter::for_service(&service, &up.model, key.as_ref(), &proxy_headers);
                         upstreams.push(UpstreamState {
                             health: UpstreamHealth::new(&id, breaker_config.clone()),
                             id,
+                            adapter,
                             proxy_headers,
                             service,
                             model: up.model.clone(),

@@ -1,7 +1,6 @@
 //! aiwatch's OpenAI-compatible failover gateway: forwards each request to the first healthy
 //! upstream of its model's route and fails over, invisibly to the client, when one fails.
 
-pub mod anthropic;
 pub mod app;
 pub mod auth;
 pub mod body;
@@ -9,6 +8,7 @@ pub mod breaker;
 pub mod budget;
 pub mod canary;
 pub mod connector;
+pub mod dialect;
 pub mod drill;
 pub mod error;
 pub mod gateway;

@@ -13,29 +13,23 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
-use crate::anthropic::{self, StreamTranslator};
 use crate::auth::KeyLabel;
 use crate::body::RequestBody;
 use crate::breaker::attempt_order;
+use crate::dialect::Endpoint;
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
 use crate::metrics::{EntryMetrics, FailoverLabels};
 use crate::policy::{
     self, Charge, EndStream, FailOver, Failure, Refusal, StreamTrouble, Tally, Trouble,
 };
-use crate::relay::{Dialect, StreamFault, StreamRelay};
-use crate::upstream::{Endpoint, UpstreamState};
+use crate::relay::{StreamFault, StreamRelay};
+use crate::upstream::UpstreamState;
 use crate::usage::Tokens;
-use aiwatch_core::service::ServiceKind;
 
-/// A whole (not streamed) answer may be at most this large.
-const ANSWER_CAP: usize = 32 * 1024 * 1024;
-/// A whole answer that is translated (Anthropic) may be at most this large.
-const TRANSLATED_ANSWER_CAP: usize = 8 * 1024 * 1024;
 /// An error answer is read up to this size to tell why it failed.
 const ERROR_CAP: usize = 64 * 1024;
 /// A stream may send at most this much before its first token.
@@ -76,13 +70,16 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     for index in order {
         let entry = &route.entries[index];
         let up = &gw.upstreams[entry.upstream];
-        if !up.supports(request.endpoint) {
+        if !up.adapter.supports(request.endpoint) {
             continue;
         }
         if tally.attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
             break;
         }
-        let outgoing = match up.request(request.endpoint, &request.body, request.stream) {
+        let outgoing = match up
+            .adapter
+            .request(request.endpoint, &request.body, request.stream)
+        {
             Ok(r) => r,
             Err(why) => {
                 // The policy's `Skip`: its dialect cannot say this request, and the next
@@ -283,13 +280,7 @@ async fn attempt(
         return stream(gw, entry, up, request, response, sent, deadline).await;
     }
     let (parts, body) = response.into_parts();
-    // A translated answer becomes a JSON tree (about ten times its size): a smaller cap.
-    let cap = if up.service.kind == ServiceKind::Anthropic {
-        TRANSLATED_ANSWER_CAP
-    } else {
-        ANSWER_CAP
-    };
-    let bytes = match read_capped(body, cap, answer_by).await {
+    let bytes = match read_capped(body, up.adapter.answer_cap(), answer_by).await {
         Ok(b) => b,
         Err(reason) => {
             return failed(Trouble::AnswerIncomplete {
@@ -299,7 +290,7 @@ async fn attempt(
         }
     };
     let upstream_time = sent.elapsed();
-    let (body, tokens) = match answer_body(up, request.endpoint, &bytes, gw.unix_now()) {
+    let (body, tokens) = match up.adapter.answer(request.endpoint, &bytes, gw.unix_now()) {
         Ok(answer) => answer,
         Err(reason) => return failed(Trouble::AnswerUnreadable(&reason)),
     };
@@ -323,102 +314,9 @@ fn failed(trouble: Trouble<'_>) -> Attempt {
     Attempt::FailOver(policy::fail_over(trouble))
 }
 
-/// The client's body for a 2xx answer, in OpenAI's shape, and its usage. Garbage is a failure.
-fn answer_body(
-    up: &UpstreamState,
-    endpoint: Endpoint,
-    bytes: &Bytes,
-    now_unix: i64,
-) -> Result<(Bytes, Option<Tokens>), String> {
-    if up.service.kind != ServiceKind::Anthropic {
-        return peek_answer(endpoint, bytes);
-    }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("the answer is not JSON ({e})"))?;
-    let translated =
-        anthropic::from_messages_response(&value, now_unix).map_err(|e| e.to_string())?;
-    let tokens = translated.get("usage").and_then(Tokens::from_usage);
-    Ok((Bytes::from(translated.to_string()), tokens))
-}
-
-/// Checks an OpenAI-shaped answer is the API's JSON and reads its usage, without building a
-/// tree of it: the body goes to the client byte for byte.
-fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Tokens>), String> {
-    use serde::de::IgnoredAny;
-    // Lenient on purpose: any type for the fields only looked at, numbers of any form.
-    #[derive(serde::Deserialize)]
-    struct Usage {
-        /// `input_tokens` in the Responses API.
-        #[serde(default, alias = "input_tokens")]
-        prompt_tokens: Option<serde_json::Number>,
-        /// `output_tokens` in the Responses API.
-        #[serde(default, alias = "output_tokens")]
-        completion_tokens: Option<serde_json::Number>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(default)]
-        choices: Option<IgnoredAny>,
-        #[serde(default)]
-        data: Option<IgnoredAny>,
-        #[serde(default)]
-        output: Option<IgnoredAny>,
-        #[serde(default)]
-        usage: Option<IgnoredOr<Usage>>,
-    }
-    /// A usage object, or anything else (ignored).
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum IgnoredOr<T> {
-        Known(T),
-        Other(IgnoredAny),
-    }
-    let peek: Peek = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the answer is not the API's JSON ({e})"))?;
-    let (present, expected) = match endpoint {
-        Endpoint::ChatCompletions => (peek.choices.is_some(), "choices"),
-        Endpoint::Embeddings => (peek.data.is_some(), "data"),
-        Endpoint::Responses => (peek.output.is_some(), "output"),
-    };
-    if !present {
-        return Err(format!("the answer has no `{expected}`"));
-    }
-    let count = |n: Option<serde_json::Number>| {
-        n.and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)))
-    };
-    let tokens = match peek.usage {
-        Some(IgnoredOr::Known(u)) => {
-            let (prompt, completion) = (count(u.prompt_tokens), count(u.completion_tokens));
-            (prompt.is_some() || completion.is_some()).then(|| Tokens {
-                prompt: prompt.unwrap_or(0),
-                completion: completion.unwrap_or(0),
-            })
-        }
-        _ => None,
-    };
-    Ok((bytes.clone(), tokens))
-}
-
 /// The upstream's 4xx, as an OpenAI error the client's SDK understands.
 fn client_error(up: &UpstreamState, status: StatusCode, bytes: &[u8]) -> Response {
-    let (status, body) = if up.service.kind == ServiceKind::Anthropic {
-        let (code, body) = anthropic::error_to_openai(status.as_u16(), bytes);
-        (StatusCode::from_u16(code).unwrap_or(status), body)
-    } else {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(v) if v.get("error").is_some() => (status, v),
-            _ => (
-                status,
-                ApiError::new(
-                    status,
-                    "invalid_request_error",
-                    None,
-                    format!("the upstream refused the request with {status}"),
-                )
-                .body(),
-            ),
-        }
-    };
+    let (status, body) = up.adapter.client_error(status, bytes);
     (status, axum::Json(body)).into_response()
 }
 
@@ -658,11 +556,7 @@ async fn stream(
         .upstream_latency
         .observe(sent.elapsed().as_secs_f64());
     let client_wants_usage = request.client_wants_usage;
-    let dialect = if up.service.kind == ServiceKind::Anthropic {
-        Dialect::Anthropic(Box::new(StreamTranslator::new(gw.unix_now())))
-    } else {
-        Dialect::OpenAi
-    };
+    let dialect = up.adapter.stream_dialect(gw.unix_now());
     let mut reader = StreamReader {
         body,
         relay: StreamRelay::new(dialect, client_wants_usage),

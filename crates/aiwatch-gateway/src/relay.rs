@@ -4,20 +4,12 @@
 
 use serde_json::Value;
 
-use crate::anthropic::StreamTranslator;
+use crate::dialect::StreamDialect;
 use crate::sse::{LineTooLong, SseEvent, SseParser};
 use crate::usage::Tokens;
 
 /// A stream line may not grow beyond this without ending.
 const MAX_LINE: usize = 1024 * 1024;
-
-/// Which wire format the upstream streams.
-pub enum Dialect {
-    /// OpenAI-compatible chunks, passed through.
-    OpenAi,
-    /// Anthropic Messages events, translated.
-    Anthropic(Box<StreamTranslator>),
-}
 
 /// Why a stream is not a clean, complete answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +35,7 @@ pub struct Relayed {
 
 pub struct StreamRelay {
     parser: SseParser,
-    dialect: Dialect,
+    dialect: StreamDialect,
     /// The client asked for the usage chunk (`stream_options.include_usage`).
     client_wants_usage: bool,
     saw_finish_reason: bool,
@@ -52,7 +44,7 @@ pub struct StreamRelay {
 }
 
 impl StreamRelay {
-    pub fn new(dialect: Dialect, client_wants_usage: bool) -> Self {
+    pub fn new(dialect: StreamDialect, client_wants_usage: bool) -> Self {
         Self {
             parser: SseParser::new(MAX_LINE),
             dialect,
@@ -95,7 +87,7 @@ impl StreamRelay {
         if !self.done {
             // An OpenAI-compatible stream that gave its finish reason but dropped `[DONE]`
             // still said everything; the client gets the `[DONE]` it expects.
-            if matches!(self.dialect, Dialect::OpenAi) && self.saw_finish_reason {
+            if matches!(self.dialect, StreamDialect::OpenAi) && self.saw_finish_reason {
                 self.done = true;
                 relayed.out.push_str("data: [DONE]\n\n");
             } else {
@@ -110,7 +102,7 @@ impl StreamRelay {
             return Ok(());
         }
         match &mut self.dialect {
-            Dialect::OpenAi => {
+            StreamDialect::OpenAi => {
                 let data = event.data.trim();
                 if data == "[DONE]" {
                     self.done = true;
@@ -147,7 +139,7 @@ impl StreamRelay {
                 }
                 relayed.out.push_str(&event.to_wire());
             }
-            Dialect::Anthropic(translator) => {
+            StreamDialect::Anthropic(translator) => {
                 if event.data.trim().is_empty() {
                     return Ok(());
                 }
@@ -243,6 +235,7 @@ pub fn stream_error_event(code: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::anthropic::StreamTranslator;
     use serde_json::json;
 
     fn openai_chunk(delta: Value, finish: Value) -> String {
@@ -253,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_complete_openai_stream_passes_through_and_is_done() {
-        let mut relay = StreamRelay::new(Dialect::OpenAi, false);
+        let mut relay = StreamRelay::new(StreamDialect::OpenAi, false);
         let first = relay
             .feed(openai_chunk(json!({"role": "assistant", "content": ""}), Value::Null).as_bytes())
             .expect("valid");
@@ -293,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_stream_that_ends_early_is_truncated() {
-        let mut relay = StreamRelay::new(Dialect::OpenAi, false);
+        let mut relay = StreamRelay::new(StreamDialect::OpenAi, false);
         relay
             .feed(openai_chunk(json!({"content": "Hel"}), Value::Null).as_bytes())
             .expect("valid");
@@ -302,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_finish_reason_without_done_still_completes() {
-        let mut relay = StreamRelay::new(Dialect::OpenAi, false);
+        let mut relay = StreamRelay::new(StreamDialect::OpenAi, false);
         relay
             .feed(openai_chunk(json!({}), json!("length")).as_bytes())
             .expect("valid");
@@ -311,7 +304,7 @@ mod tests {
 
     #[test]
     fn an_error_inside_a_stream_is_a_fault() {
-        let mut relay = StreamRelay::new(Dialect::OpenAi, false);
+        let mut relay = StreamRelay::new(StreamDialect::OpenAi, false);
         let fault = relay
             .feed(b"data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n")
             .expect_err("an error");
@@ -324,7 +317,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_fault_not_a_panic() {
-        let mut relay = StreamRelay::new(Dialect::OpenAi, false);
+        let mut relay = StreamRelay::new(StreamDialect::OpenAi, false);
         assert!(matches!(
             relay.feed(b"data: <html>oops</html>\n\n"),
             Err(StreamFault::Garbage(_))
@@ -333,8 +326,10 @@ mod tests {
 
     #[test]
     fn an_anthropic_stream_is_translated_and_ends_with_done() {
-        let mut relay =
-            StreamRelay::new(Dialect::Anthropic(Box::new(StreamTranslator::new(7))), true);
+        let mut relay = StreamRelay::new(
+            StreamDialect::Anthropic(Box::new(StreamTranslator::new(7))),
+            true,
+        );
         let frames = [
             (
                 "message_start",
@@ -384,7 +379,7 @@ mod tests {
     #[test]
     fn an_anthropic_stream_without_message_stop_is_truncated() {
         let mut relay = StreamRelay::new(
-            Dialect::Anthropic(Box::new(StreamTranslator::new(7))),
+            StreamDialect::Anthropic(Box::new(StreamTranslator::new(7))),
             false,
         );
         relay
@@ -396,10 +391,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let mut relay = StreamRelay::new(Dialect::OpenAi, true);
+            let mut relay = StreamRelay::new(StreamDialect::OpenAi, true);
             let _ = relay.feed(&bytes);
             let _ = relay.finish();
-            let mut relay = StreamRelay::new(Dialect::Anthropic(Box::new(StreamTranslator::new(0))), true);
+            let mut relay = StreamRelay::new(StreamDialect::Anthropic(Box::new(StreamTranslator::new(0))), true);
             let _ = relay.feed(&bytes);
             let _ = relay.finish();
         }

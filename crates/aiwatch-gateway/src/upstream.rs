@@ -1,41 +1,20 @@
-//! One upstream — a catalog service and a model — and how to talk to it: the URL and body of
-//! each call in its family's dialect, and what its answers mean for failover.
+//! One upstream — a catalog service and a model — with its wire dialect's adapter, its pooled
+//! client and its health, and what its answers mean for failover.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aiwatch_core::secret::ApiKey;
-use aiwatch_core::service::{Service, ServiceKind};
+use aiwatch_core::service::Service;
 use bytes::Bytes;
-use http::{Method, Request};
+use http::Request;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use rustls::client::WebPkiServerVerifier;
-use serde_json::{Map, Value};
 
-use crate::anthropic;
-use crate::body::RequestBody;
 use crate::connector::UpstreamConnector;
+use crate::dialect::Adapter;
 use crate::health::UpstreamHealth;
-
-/// What a client asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    Embeddings,
-    /// OpenAI's Responses API, relayed as it is to upstreams that serve it.
-    Responses,
-}
-
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Responses => "/responses",
-        }
-    }
-}
 
 /// The headers an upstream reached over plain HTTP through a forward proxy needs on each
 /// request: the proxy's credentials. (HTTPS upstreams go through a CONNECT tunnel, which the
@@ -72,6 +51,8 @@ pub struct UpstreamState {
     pub key: Option<ApiKey>,
     /// Headers a plain-HTTP forward proxy needs on every request (`Proxy-Authorization`).
     pub proxy_headers: Vec<(&'static str, String)>,
+    /// How requests are said to it and its answers read: its wire dialect.
+    pub adapter: Adapter,
     /// The shortest answer budget its routes give it; canaries get no more.
     pub timeout: Duration,
     pub client: Client<UpstreamConnector, Full<Bytes>>,
@@ -81,15 +62,6 @@ pub struct UpstreamState {
 }
 
 impl UpstreamState {
-    /// The service's API base, without a trailing slash.
-    fn api_base(&self) -> &str {
-        self.service
-            .api_base
-            .as_deref()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-    }
-
     /// One tiny streamed answer (at most five tokens), as `check --deep` sends it: what the
     /// canaries and the drill ask.
     pub async fn tiny_stream(
@@ -142,103 +114,6 @@ impl UpstreamState {
             Ok((bytes, false)) => Ok(bytes),
             _ => Err(ListError::Incomplete),
         }
-    }
-
-    /// The OpenAI-compatible base of the service's API.
-    fn openai_base(&self) -> String {
-        let base = self.api_base();
-        match self.service.kind {
-            // Ollama's OpenAI-compatible API sits under /v1 of its native one.
-            ServiceKind::Ollama if !base.ends_with("/v1") => format!("{base}/v1"),
-            ServiceKind::Gemini => format!("{base}/openai"),
-            _ => base.to_owned(),
-        }
-    }
-
-    /// Can it serve this kind of call at all?
-    pub fn supports(&self, endpoint: Endpoint) -> bool {
-        !(endpoint == Endpoint::Embeddings && self.service.kind == ServiceKind::Anthropic)
-    }
-
-    /// The request for this upstream, from the client's parsed body.
-    pub fn request(
-        &self,
-        endpoint: Endpoint,
-        body: &RequestBody,
-        stream: bool,
-    ) -> Result<Request<Full<Bytes>>, String> {
-        let (url, json) = match (self.service.kind, endpoint) {
-            // The Responses API goes only where it is served as it is (no translation).
-            (kind, Endpoint::Responses) if kind != ServiceKind::Openai => {
-                return Err(format!(
-                    "the Responses API is relayed only to OpenAI-compatible upstreams, and {} speaks {}",
-                    self.id,
-                    kind.as_str()
-                ));
-            }
-            (_, Endpoint::Responses) if stream => {
-                return Err(
-                    "streamed Responses (`stream: true`) are not relayed yet; send it without `stream`, or use /v1/chat/completions"
-                        .to_owned(),
-                );
-            }
-            (ServiceKind::Anthropic, Endpoint::ChatCompletions) => {
-                let base = self.api_base();
-                let translated = anthropic::to_messages_request(&body.to_value(), &self.model)
-                    .map_err(|e| e.to_string())?;
-                (
-                    format!("{base}/messages"),
-                    translated.to_string().into_bytes(),
-                )
-            }
-            (kind, endpoint) => {
-                // OpenAI sends usage at the end of a stream only when asked; the gateway
-                // needs it for accounting and drops the extra chunk if the client did not ask.
-                let mut extra = Vec::new();
-                if stream && kind == ServiceKind::Openai && endpoint == Endpoint::ChatCompletions {
-                    let mut options = match body.parsed::<Value>("stream_options") {
-                        Some(Ok(Value::Object(map))) => map,
-                        _ => Map::new(),
-                    };
-                    options.insert("include_usage".into(), Value::Bool(true));
-                    extra.push(("stream_options", Value::Object(options).to_string()));
-                }
-                (
-                    format!("{}{}", self.openai_base(), endpoint.path()),
-                    body.with_model(&self.model, &extra),
-                )
-            }
-        };
-        let mut builder = Request::builder()
-            .method(Method::POST)
-            .uri(&url)
-            .header("content-type", "application/json")
-            .header(
-                "user-agent",
-                concat!("aiwatch-gateway/", env!("CARGO_PKG_VERSION")),
-            );
-        builder = builder.header(
-            "accept",
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        );
-        let kind = match self.service.kind {
-            // Gemini's OpenAI-compatible endpoint takes the key as a bearer token.
-            ServiceKind::Gemini => ServiceKind::Openai,
-            other => other,
-        };
-        for (name, value) in aiwatch_probe::api::auth_headers(kind, self.key.as_ref()) {
-            builder = builder.header(name, value);
-        }
-        for (name, value) in &self.proxy_headers {
-            builder = builder.header(*name, value);
-        }
-        builder
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| format!("cannot build the request to {url}: {e}"))
     }
 }
 

@@ -3,9 +3,12 @@
 //! bodies of arbitrary bytes. Nothing may panic, and a stream that is not whole never ends like
 //! one. `cargo xtask fuzz --seconds N` runs these for longer.
 
-use aiwatch_gateway::anthropic::{error_to_openai, from_messages_response, StreamTranslator};
 use aiwatch_gateway::body::RequestBody;
-use aiwatch_gateway::relay::{Dialect, StreamRelay};
+use aiwatch_gateway::dialect::anthropic::{
+    error_to_openai, from_messages_response, StreamTranslator,
+};
+use aiwatch_gateway::dialect::StreamDialect;
+use aiwatch_gateway::relay::StreamRelay;
 use aiwatch_testkit::canned;
 use proptest::prelude::*;
 
@@ -34,9 +37,9 @@ fn mutate(seed: &[u8], at: prop::sample::Index, cut: usize, junk: &[u8]) -> Vec<
 /// cleanly.
 fn relay(anthropic: bool, bytes: &[u8], cuts: &[prop::sample::Index]) -> (String, bool) {
     let dialect = if anthropic {
-        Dialect::Anthropic(Box::new(StreamTranslator::new(0)))
+        StreamDialect::Anthropic(Box::new(StreamTranslator::new(0)))
     } else {
-        Dialect::OpenAi
+        StreamDialect::OpenAi
     };
     let mut relay = StreamRelay::new(dialect, true);
     let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
