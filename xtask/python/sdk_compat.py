@@ -181,6 +181,23 @@ def responses_create():
 
 
 @check("basics")
+def responses_create_streamed():
+    kinds, text, completed = [], "", None
+    with client().responses.create(model="smart", input="Say hello", stream=True) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            elif event.type == "response.completed":
+                completed = event.response
+    expect_equal("first event", kinds[0] if kinds else None, "response.created")
+    expect_equal("last event", kinds[-1] if kinds else None, "response.completed")
+    expect_equal("streamed text", text, STREAM_TEXT)
+    assert completed is not None, f"no response.completed among {kinds}"
+    expect_equal("usage", (completed.usage.input_tokens, completed.usage.output_tokens), (12, 9))
+
+
+@check("basics")
 def responses_on_a_route_that_cannot_serve_them_is_a_bad_request():
     try:
         client().responses.create(model="claude", input="Say hello")

@@ -330,10 +330,7 @@ impl Gateway {
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env(
-                CLIENT_KEYS_ENV,
-                format!("{CLIENT_KEY},{OTHER_CLIENT_KEY}"),
-            )
+            .env(CLIENT_KEYS_ENV, format!("{CLIENT_KEY},{OTHER_CLIENT_KEY}"))
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -276,7 +276,7 @@ async fn attempt(
             Refusal::FailOver(f) => Attempt::FailOver(f),
         };
     }
-    if request.stream && request.endpoint == Endpoint::ChatCompletions {
+    if request.stream && request.endpoint != Endpoint::Embeddings {
         return stream(gw, entry, up, request, response, sent, deadline).await;
     }
     let (parts, body) = response.into_parts();
@@ -556,7 +556,7 @@ async fn stream(
         .upstream_latency
         .observe(sent.elapsed().as_secs_f64());
     let client_wants_usage = request.client_wants_usage;
-    let dialect = up.adapter.stream_dialect(gw.unix_now());
+    let dialect = up.adapter.stream_dialect(request.endpoint, gw.unix_now());
     let mut reader = StreamReader {
         body,
         relay: StreamRelay::new(dialect, client_wants_usage),

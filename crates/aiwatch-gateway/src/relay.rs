@@ -139,6 +139,7 @@ impl StreamRelay {
                 }
                 relayed.out.push_str(&event.to_wire());
             }
+            StreamDialect::OpenAiResponses => self.responses_event(event, relayed)?,
             StreamDialect::Anthropic(translator) => {
                 if event.data.trim().is_empty() {
                     return Ok(());
@@ -174,6 +175,61 @@ impl StreamRelay {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl StreamRelay {
+    /// One Responses API event, passed through as it came (name and data). Deltas are tokens;
+    /// `response.completed` and `response.incomplete` end the answer with its usage;
+    /// `response.failed` and `error` are the upstream's failure.
+    fn responses_event(
+        &mut self,
+        event: &SseEvent,
+        relayed: &mut Relayed,
+    ) -> Result<(), StreamFault> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(());
+        }
+        let payload: Value = serde_json::from_str(data)
+            .map_err(|_| StreamFault::Garbage(format!("`{}` is not JSON", clip(data))))?;
+        let kind = payload
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event.name.as_deref())
+            .unwrap_or("");
+        match kind {
+            "error" | "response.failed" => {
+                let error = payload
+                    .get("response")
+                    .and_then(|r| r.get("error"))
+                    .unwrap_or(&payload);
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| clip(&error.to_string()), str::to_owned);
+                return Err(StreamFault::Upstream(clip(&message)));
+            }
+            "response.completed" | "response.incomplete" => {
+                self.done = true;
+                if let Some(usage) = payload.get("response").and_then(|r| r.get("usage")) {
+                    let count = |field: &str| usage.get(field).and_then(Value::as_u64);
+                    if let (Some(prompt), Some(completion)) =
+                        (count("input_tokens"), count("output_tokens"))
+                    {
+                        self.tokens = Some(Tokens { prompt, completion });
+                    }
+                }
+            }
+            kind if kind.ends_with(".delta") => {
+                relayed.token |= payload
+                    .get("delta")
+                    .is_some_and(|d| d.as_str().is_none_or(|s| !s.is_empty()) && !d.is_null());
+            }
+            _ => {}
+        }
+        relayed.out.push_str(&event.to_wire());
         Ok(())
     }
 }
@@ -242,6 +298,62 @@ mod tests {
         let c = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         format!("data: {c}\n\n")
+    }
+
+    fn responses_event(kind: &str, extra: Value) -> String {
+        let mut data = json!({"type": kind, "sequence_number": 1});
+        if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        format!("event: {kind}\ndata: {data}\n\n")
+    }
+
+    #[test]
+    fn a_responses_stream_passes_through_with_its_event_names_and_usage() {
+        let mut relay = StreamRelay::new(StreamDialect::OpenAiResponses, false);
+        let created = relay
+            .feed(responses_event("response.created", json!({})).as_bytes())
+            .expect("relayed");
+        assert!(!created.token, "no answer yet");
+        assert!(created.out.starts_with("event: response.created\ndata: {"));
+        let delta = relay
+            .feed(responses_event("response.output_text.delta", json!({"delta": "Hi"})).as_bytes())
+            .expect("relayed");
+        assert!(delta.token);
+        let usage = json!({"response": {"usage": {"input_tokens": 4, "output_tokens": 2}}});
+        let done = relay
+            .feed(responses_event("response.completed", usage).as_bytes())
+            .expect("relayed");
+        assert!(done.out.contains("response.completed"));
+        assert!(relay.is_done());
+        assert_eq!(
+            relay.tokens(),
+            Some(Tokens {
+                prompt: 4,
+                completion: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_responses_stream_without_its_completion_is_truncated_and_a_failure_is_the_upstreams() {
+        let mut relay = StreamRelay::new(StreamDialect::OpenAiResponses, false);
+        relay
+            .feed(responses_event("response.output_text.delta", json!({"delta": "Hi"})).as_bytes())
+            .expect("relayed");
+        assert_eq!(relay.finish(), Err(StreamFault::Truncated));
+        let mut relay = StreamRelay::new(StreamDialect::OpenAiResponses, false);
+        let failed =
+            json!({"response": {"error": {"code": "server_error", "message": "The model failed"}}});
+        assert_eq!(
+            relay.feed(responses_event("response.failed", failed).as_bytes()),
+            Err(StreamFault::Upstream("The model failed".into()))
+        );
+        let mut relay = StreamRelay::new(StreamDialect::OpenAiResponses, false);
+        assert!(matches!(
+            relay.feed(b"event: response.created\ndata: {not json\n\n"),
+            Err(StreamFault::Garbage(_))
+        ));
     }
 
     #[test]

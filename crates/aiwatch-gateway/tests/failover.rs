@@ -930,15 +930,6 @@ async fn a_responses_call_to_a_route_that_cannot_serve_it_is_a_clear_400() {
     assert!(h.fake("claude").requests().is_empty());
 
     let h = start(TWO, "", ROUTE).await;
-    let streamed = h
-        .call(
-            "POST",
-            "/v1/responses",
-            Some(CLIENT_KEY),
-            r#"{"model": "smart", "input": "hello", "stream": true}"#,
-        )
-        .await;
-    assert_eq!(streamed.status, 400, "{}", streamed.body);
     let missing = h
         .call(
             "POST",
@@ -948,4 +939,133 @@ async fn a_responses_call_to_a_route_that_cannot_serve_it_is_a_clear_400() {
         )
         .await;
     assert_eq!(missing.status, 400, "{}", missing.body);
+}
+
+const STREAMED_RESPONSE: &str = r#"{"model": "smart", "input": "hello", "stream": true}"#;
+
+#[tokio::test]
+async fn a_streamed_responses_call_fails_over_before_its_first_byte_and_passes_its_events_through()
+{
+    let h = start(TWO, "", ROUTE).await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/responses",
+        canned::openai_error(503, "server_error", None, "overloaded"),
+    );
+    h.fake("secondary").route(
+        "POST",
+        "/v1/responses",
+        canned::openai_responses_stream(true),
+    );
+    let answer = h
+        .call("POST", "/v1/responses", Some(CLIENT_KEY), STREAMED_RESPONSE)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("x-aiwatch-upstream"),
+        "secondary:backup-model"
+    );
+    assert!(answer
+        .header("content-type")
+        .starts_with("text/event-stream"));
+    // Every event arrives as OpenAI sent it, its `event:` line included, in order.
+    let names: Vec<&str> = answer
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"response.created"), "{}", answer.body);
+    assert_eq!(names.last(), Some(&"response.completed"), "{}", answer.body);
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "response.output_text.delta")
+            .count(),
+        3
+    );
+    let sent: serde_json::Value =
+        serde_json::from_slice(&h.fake("secondary").requests()[0].body).expect("JSON");
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["model"], "backup-model");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let usage = h.admin("/admin/usage").await;
+    assert_eq!(
+        usage["keys"][0]["upstreams"]["secondary:backup-model"]["completion_tokens"], 9,
+        "usage comes from response.completed: {usage}"
+    );
+}
+
+#[tokio::test]
+async fn a_responses_stream_cut_after_its_first_token_ends_with_an_error_and_is_not_replayed() {
+    let h = start(TWO, "", ROUTE).await;
+    h.fake("primary").route(
+        "POST",
+        "/v1/responses",
+        canned::openai_responses_stream(false),
+    );
+    h.fake("secondary").route(
+        "POST",
+        "/v1/responses",
+        canned::openai_responses_stream(true),
+    );
+    let answer = h
+        .call("POST", "/v1/responses", Some(CLIENT_KEY), STREAMED_RESPONSE)
+        .await;
+    assert_eq!(answer.status, 200, "headers went out with the first token");
+    assert_eq!(answer.header("x-aiwatch-upstream"), "primary:gpt-4o-mini");
+    assert!(answer.body.contains("response.output_text.delta"));
+    assert!(
+        !answer.body.contains("response.completed"),
+        "a cut-off answer never looks complete"
+    );
+    let last = data_lines(&answer.body).last().copied().unwrap_or_default();
+    assert!(
+        last.contains("\"code\":\"stream_truncated\""),
+        "{}",
+        answer.body
+    );
+    assert!(
+        h.fake("secondary").requests().is_empty(),
+        "never replayed once bytes were sent"
+    );
+}
+
+#[tokio::test]
+async fn a_responses_stream_that_fails_before_its_first_token_moves_to_the_next_upstream() {
+    let h = start(TWO, "", ROUTE).await;
+    let failed = serde_json::json!({"type": "response.failed", "sequence_number": 1,
+        "response": {"id": "resp_1", "object": "response", "status": "failed",
+                     "error": {"code": "server_error", "message": "The model failed"}}});
+    h.fake("primary").route(
+        "POST",
+        "/v1/responses",
+        aiwatch_testkit::Reply::sse(
+            vec![
+                "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0}".into(),
+                format!("event: response.failed\ndata: {failed}"),
+            ],
+            Duration::from_millis(5),
+            true,
+        ),
+    );
+    h.fake("secondary").route(
+        "POST",
+        "/v1/responses",
+        canned::openai_responses_stream(true),
+    );
+    let answer = h
+        .call("POST", "/v1/responses", Some(CLIENT_KEY), STREAMED_RESPONSE)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("x-aiwatch-upstream"),
+        "secondary:backup-model"
+    );
+    assert!(
+        !answer.body.contains("The model failed"),
+        "the held events of the failed attempt never reach the client"
+    );
+    assert!(answer
+        .header("x-aiwatch-tried")
+        .contains("primary:gpt-4o-mini=provider_error"));
 }

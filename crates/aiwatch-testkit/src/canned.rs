@@ -183,6 +183,64 @@ pub fn openai_stream(complete: bool) -> Reply {
     openai_headers(Reply::sse(events, STREAM_GAP, complete))
 }
 
+/// A 200 Responses API stream (`POST /v1/responses` with `stream: true`) saying "Hello! How
+/// can I help?" in three `response.output_text.delta` events, each frame named by its `event:`
+/// line as OpenAI sends them. Complete: it ends with `response.completed`, whose `response`
+/// carries `usage` (12 input, 9 output tokens). Not complete: the connection breaks after the
+/// deltas.
+pub fn openai_responses_stream(complete: bool) -> Reply {
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b",
+               "object": "response", "created_at": 1_741_476_542, "status": status,
+               "model": "gpt-4o-2024-08-06", "output": output, "usage": usage})
+    };
+    let item = |status: &str, text: &str| {
+        json!({"id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b", "type": "message",
+        "status": status, "role": "assistant",
+        "content": if text.is_empty() { json!([]) } else {
+            json!([{"type": "output_text", "text": text, "annotations": []}])
+        }})
+    };
+    let text = "Hello! How can I help?";
+    let mut frames = vec![
+        json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.in_progress", "response": response("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item("in_progress", "")}),
+        json!({"type": "response.content_part.added", "item_id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b",
+               "output_index": 0, "content_index": 0,
+               "part": {"type": "output_text", "text": "", "annotations": []}}),
+    ];
+    for delta in ["Hello", "!", " How can I help?"] {
+        frames.push(json!({"type": "response.output_text.delta",
+            "item_id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b",
+            "output_index": 0, "content_index": 0, "delta": delta}));
+    }
+    if complete {
+        frames.push(json!({"type": "response.output_text.done",
+            "item_id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b",
+            "output_index": 0, "content_index": 0, "text": text}));
+        frames.push(
+            json!({"type": "response.output_item.done", "output_index": 0,
+            "item": item("completed", text)}),
+        );
+        frames.push(json!({"type": "response.completed", "response": response(
+            "completed",
+            json!([item("completed", text)]),
+            json!({"input_tokens": 12, "output_tokens": 9, "total_tokens": 21}),
+        )}));
+    }
+    let events = frames
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut frame)| {
+            frame["sequence_number"] = json!(n);
+            let name = frame["type"].as_str().unwrap_or_default().to_owned();
+            format!("event: {name}\ndata: {frame}")
+        })
+        .collect();
+    openai_headers(Reply::sse(events, STREAM_GAP, complete))
+}
+
 /// 200 `POST /v1/chat/completions` (not streamed): one choice saying `text`, finish "stop",
 /// with `usage`.
 pub fn openai_chat_completion(text: &str) -> Reply {

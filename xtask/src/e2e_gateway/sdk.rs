@@ -18,9 +18,7 @@ use aiwatch_testkit::{canned, FakeServer, Reply, Seen};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{
-    artifacts, require_subcommand, Gateway, Venv, CLIENT_KEY, OPENAI, OTHER_CLIENT_KEY,
-};
+use super::{artifacts, require_subcommand, Gateway, Venv, CLIENT_KEY, OPENAI, OTHER_CLIENT_KEY};
 
 /// The keys the gateway sends upstream (from the variables the config names).
 const OPENAI_KEY: &str = "sk-fake-openai-e2e";
@@ -625,9 +623,12 @@ fn anthropic_messages(text: &'static str) -> Reply {
     })
 }
 
-/// A Responses API answer, as OpenAI sends one.
+/// A Responses API answer, as OpenAI sends one; its event stream when asked to stream.
 fn responses_answer(text: &'static str) -> Reply {
     Reply::dynamic(move |seen| {
+        if streamed(seen) {
+            return canned::openai_responses_stream(true);
+        }
         Reply::json(
             200,
             json!({

@@ -42,8 +42,10 @@ impl Endpoint {
 
 /// Which wire format the upstream streams.
 pub enum StreamDialect {
-    /// OpenAI-compatible chunks, passed through.
+    /// OpenAI-compatible chat chunks, passed through.
     OpenAi,
+    /// OpenAI Responses API events, passed through.
+    OpenAiResponses,
     /// Anthropic Messages events, translated.
     Anthropic(Box<anthropic::StreamTranslator>),
 }
@@ -167,9 +169,13 @@ impl Adapter {
         }
     }
 
-    /// How the relay reads this upstream's stream: passed through, or translated.
-    pub fn stream_dialect(&self, now_unix: i64) -> StreamDialect {
+    /// How the relay reads this upstream's stream of `endpoint`: passed through, or
+    /// translated.
+    pub fn stream_dialect(&self, endpoint: Endpoint, now_unix: i64) -> StreamDialect {
         match self {
+            Self::OpenAiCompatible(_) if endpoint == Endpoint::Responses => {
+                StreamDialect::OpenAiResponses
+            }
             Self::OpenAiCompatible(_) => StreamDialect::OpenAi,
             Self::AnthropicMessages(_) => {
                 StreamDialect::Anthropic(Box::new(anthropic::StreamTranslator::new(now_unix)))
@@ -322,7 +328,10 @@ mod tests {
         assert_eq!(json["max_tokens"], anthropic::DEFAULT_MAX_TOKENS);
         assert!(json.get("stream_options").is_none());
         assert_eq!(a.answer_cap(), anthropic::TRANSLATED_ANSWER_CAP);
-        assert!(matches!(a.stream_dialect(0), StreamDialect::Anthropic(_)));
+        assert!(matches!(
+            a.stream_dialect(Endpoint::ChatCompletions, 0),
+            StreamDialect::Anthropic(_)
+        ));
     }
 
     #[test]
@@ -378,7 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn openai_is_asked_for_stream_usage_and_serves_responses_unstreamed() {
+    fn openai_is_asked_for_stream_usage_and_serves_responses_plain_and_streamed() {
         let a = adapter("openai-api", None, "sk-test");
         let (url, headers, json) = sent(&a, Endpoint::ChatCompletions, CHAT, true);
         assert_eq!(url, "https://api.openai.com/v1/chat/completions");
@@ -387,12 +396,26 @@ mod tests {
         let (url, _, json) = sent(&a, Endpoint::Responses, r#"{"input":"a"}"#, false);
         assert_eq!(url, "https://api.openai.com/v1/responses");
         assert_eq!(json["input"], "a");
-        assert!(a
-            .request(Endpoint::Responses, &body(r#"{"input":"a"}"#), true)
-            .expect_err("refused")
-            .contains("not relayed yet"));
+        let (_, headers, json) = sent(
+            &a,
+            Endpoint::Responses,
+            r#"{"input":"a","stream":true}"#,
+            true,
+        );
+        assert_eq!(header(&headers, "accept"), Some("text/event-stream"));
+        assert!(
+            json.get("stream_options").is_none(),
+            "the Responses API has no stream_options: its usage is in response.completed"
+        );
         assert_eq!(a.answer_cap(), openai::ANSWER_CAP);
-        assert!(matches!(a.stream_dialect(0), StreamDialect::OpenAi));
+        assert!(matches!(
+            a.stream_dialect(Endpoint::ChatCompletions, 0),
+            StreamDialect::OpenAi
+        ));
+        assert!(matches!(
+            a.stream_dialect(Endpoint::Responses, 0),
+            StreamDialect::OpenAiResponses
+        ));
     }
 
     #[test]

@@ -72,12 +72,6 @@ impl OpenAiCompatible {
         stream: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
         let target = self.target(endpoint)?;
-        if endpoint == Endpoint::Responses && stream {
-            return Err(
-                "streamed Responses (`stream: true`) are not relayed yet; send it without `stream`, or use /v1/chat/completions"
-                    .to_owned(),
-            );
-        }
         // OpenAI sends usage at the end of a stream only when asked; the gateway needs it for
         // accounting and drops the extra chunk if the client did not ask.
         let mut extra = Vec::new();
