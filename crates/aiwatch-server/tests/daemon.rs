@@ -372,7 +372,13 @@ async fn official_page_turning_red_confirms_the_incident() {
     );
     assert_eq!(service["official"]["signal"], "outage");
 
-    // The Statuspage-compatible API reads back through aiwatch's own Statuspage parser.
+    // The Statuspage-compatible API reads back through aiwatch's own Statuspage parser. It reads
+    // the store, which the writer fills a moment after the assessment changed.
+    daemon
+        .wait_for("/api/v2/summary.json", "the incident in the store", |s| {
+            s["incidents"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
     let (status, body) = daemon.get("/api/v2/summary.json").await;
     assert_eq!(status, 200);
     let page = aiwatch_probe::status::parse_statuspage_summary(body.as_bytes())
