@@ -193,6 +193,33 @@ impl Ledger {
         }
         out.into_values().collect()
     }
+
+    /// The keys spiking at `minute`, as the `usage_spike` alerts read them: each since the
+    /// start of the wall-clock minute `now` is in.
+    pub fn alert_spikes(
+        &self,
+        minute: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<aiwatch_core::alert_rules::UsageSpike> {
+        let since = now - chrono::Duration::seconds(now.timestamp().rem_euclid(60));
+        self.report(minute)
+            .into_iter()
+            .filter_map(|usage| {
+                let spike = usage.spike?;
+                Some(aiwatch_core::alert_rules::UsageSpike {
+                    summary: format!(
+                        "gateway key {} used {:.0} tokens this minute, {:.1}× its normal of {:.0} (a leaked key or a runaway script?)",
+                        usage.key,
+                        spike.current,
+                        spike.ratio(),
+                        spike.baseline
+                    ),
+                    label: usage.key,
+                    since,
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +271,31 @@ mod tests {
         let report = l.report(20);
         assert!(report[0].spike.is_some());
         assert!(report[1].spike.is_none());
+    }
+
+    #[test]
+    fn a_spiking_key_becomes_one_usage_spike_for_the_alerts_naming_its_label_never_its_key() {
+        let mut l = ledger();
+        for minute in 0..10 {
+            l.record(KeyLabel(1), "up", tokens(500), minute);
+            l.record(KeyLabel(2), "up", tokens(500), minute);
+        }
+        for _ in 0..30 {
+            l.record(KeyLabel(2), "up", tokens(500), 10);
+        }
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:15:42Z")
+            .expect("a time")
+            .to_utc();
+        let spikes = l.alert_spikes(10, now);
+        assert_eq!(spikes.len(), 1, "{spikes:?}");
+        assert_eq!(spikes[0].label, "key-2");
+        assert_eq!(spikes[0].since.to_rfc3339(), "2026-12-07T10:15:00+00:00");
+        assert!(
+            spikes[0].summary.contains("15000 tokens this minute"),
+            "{}",
+            spikes[0].summary
+        );
+        assert!(l.alert_spikes(11, now).is_empty(), "a quiet minute after");
     }
 
     #[test]

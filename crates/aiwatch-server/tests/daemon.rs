@@ -44,6 +44,17 @@ impl Daemon {
         db: &Path,
         alerts_toml: &str,
     ) -> Daemon {
+        Self::start_with_usage(world, services, db, alerts_toml, None).await
+    }
+
+    /// [`Daemon::start_with_alerts`], with the gateway's usage spikes read from `usage`.
+    async fn start_with_usage(
+        world: &World,
+        services: &[&str],
+        db: &Path,
+        alerts_toml: &str,
+        usage: Option<aiwatch_server::alerting::UsageSource>,
+    ) -> Daemon {
         let config = Config::parse(&format!("{}\n{alerts_toml}", world.config_toml()))
             .expect("valid world config");
         let trust = aiwatch_probe::tls::Trust::new(&[world.public_ca_path()]).unwrap();
@@ -117,7 +128,7 @@ impl Daemon {
                 ..aiwatch_alerts::RetryPolicy::default()
             },
             dashboard_url: "http://aiwatch.test".into(),
-            usage_spikes: None,
+            usage_spikes: usage,
             feeds: config.feeds.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -824,5 +835,52 @@ async fn posts_about_trouble_in_a_public_feed_are_saved_and_shown() {
         "the page links it"
     );
     assert!(page.1.contains("https://forum.example.test/t/1"));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_keys_usage_spike_reaches_a_usage_spike_alert_once_while_it_lasts() {
+    let world = World::openai().await;
+    let hook = world.receiver("hooks.example.test").await;
+    hook.route("POST", "/hook", aiwatch_testkit::Reply::empty(204));
+    let dir = tempfile::tempdir().unwrap();
+    // What the gateway's ledger says while key-2 spikes (its side is tested in
+    // aiwatch-gateway's usage.rs); `serve` hands the ledger's `alert_spikes` to the alerts.
+    let since = chrono::Utc::now();
+    let spiking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let source: aiwatch_server::alerting::UsageSource = {
+        let spiking = spiking.clone();
+        Arc::new(move || {
+            if !spiking.load(std::sync::atomic::Ordering::SeqCst) {
+                return Vec::new();
+            }
+            vec![aiwatch_core::alert_rules::UsageSpike {
+                label: "key-2".into(),
+                since,
+                summary: "gateway key key-2 used 15000 tokens this minute, 30.0× its normal of 500"
+                    .into(),
+            }]
+        })
+    };
+    let alerts = format!("{}events = [\"usage_spike\"]\n", webhook_alert(&hook, "0s"));
+    let daemon = Daemon::start_with_usage(
+        &world,
+        &["openai-api"],
+        &dir.path().join("usage.db"),
+        &alerts,
+        Some(source),
+    )
+    .await;
+    let events = wait_for_hook(&hook, "the usage spike", |e| !e.is_empty()).await;
+    assert_eq!(events[0]["event"], "usage_spike", "{:?}", events[0]);
+    assert!(
+        events[0].to_string().contains("key-2"),
+        "the alert names the key's label: {}",
+        events[0]
+    );
+    // Several evaluations later, still one alert for the one spike.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(event_names(&hook_events(&hook)), ["usage_spike"]);
+    spiking.store(false, std::sync::atomic::Ordering::SeqCst);
     daemon.stop().await;
 }

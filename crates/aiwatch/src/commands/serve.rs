@@ -287,31 +287,11 @@ fn local_url(listen: std::net::SocketAddr) -> String {
 fn usage_spikes(gateway: Arc<aiwatch_gateway::Gateway>) -> aiwatch_server::alerting::UsageSource {
     Arc::new(move || {
         let minute = gateway.minute();
-        let report = gateway
+        gateway
             .ledger
             .lock()
-            .map(|l| l.report(minute))
-            .unwrap_or_default();
-        let now = chrono::Utc::now();
-        let since =
-            now - chrono::Duration::seconds(i64::from(now.timestamp().rem_euclid(60) as i32));
-        report
-            .into_iter()
-            .filter_map(|k| {
-                let spike = k.spike?;
-                Some(aiwatch_core::alert_rules::UsageSpike {
-                    summary: format!(
-                        "gateway key {} used {:.0} tokens this minute, {:.1}× its normal of {:.0} (a leaked key or a runaway script?)",
-                        k.key,
-                        spike.current,
-                        spike.ratio(),
-                        spike.baseline
-                    ),
-                    label: k.key,
-                    since,
-                })
-            })
-            .collect()
+            .map(|l| l.alert_spikes(minute, chrono::Utc::now()))
+            .unwrap_or_default()
     })
 }
 
