@@ -74,9 +74,7 @@ enum Attempt {
 
 /// Forwards `request` along its route; always answers.
 pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> Response {
-    if let Ok(mut budget) = gw.retry_budget.lock() {
-        budget.deposit();
-    }
+    gw.retry_budget.deposit();
     let deadline = request.received + gw.settings.request_timeout;
     let order = plan(&gw, route);
     let mut tried: Vec<String> = Vec::new();
@@ -107,16 +105,9 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                 continue;
             }
         };
-        if attempts > 0 {
-            let granted = gw
-                .retry_budget
-                .lock()
-                .map(|mut b| b.withdraw(Instant::now()))
-                .unwrap_or(false);
-            if !granted {
-                tried.push("retry budget spent".into());
-                break;
-            }
+        if attempts > 0 && !gw.retry_budget.withdraw(Instant::now()) {
+            tried.push("retry budget spent".into());
+            break;
         }
         attempts += 1;
         let started = Instant::now();
