@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::app;
+use crate::app::{app, Edge};
 use crate::canary;
 use crate::gateway::Gateway;
 use crate::Error;
@@ -31,7 +31,13 @@ pub async fn run(
         grace: GRACE,
         ..aiwatch_inbound::Limits::default()
     };
-    aiwatch_inbound::serve(listener, router, limits, shutdown).await;
+    aiwatch_inbound::serve_with(
+        listener,
+        move |peer| Edge::new(gw.clone(), router.clone(), peer),
+        limits,
+        shutdown,
+    )
+    .await;
     let _ = stop_tx.send(true);
     canaries.abort();
     Ok(())
