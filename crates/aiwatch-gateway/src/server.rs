@@ -23,9 +23,22 @@ pub async fn run(
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let router = app(gw.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let canaries = tokio::spawn(canary::run(gw.clone(), stop_rx));
+    edge(listener, gw, shutdown).await;
+    let _ = stop_tx.send(true);
+    canaries.abort();
+    Ok(())
+}
+
+/// Serves the gateway's HTTP edge on `listener` until `shutdown` resolves, without starting
+/// canaries: for more listeners of the same gateway (one per thread, say) next to [`run`].
+pub async fn edge(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let router = app(gw.clone());
     let limits = aiwatch_inbound::Limits {
         header_timeout: gw.settings.client_timeout,
         grace: GRACE,
@@ -38,7 +51,4 @@ pub async fn run(
         shutdown,
     )
     .await;
-    let _ = stop_tx.send(true);
-    canaries.abort();
-    Ok(())
 }
