@@ -257,7 +257,7 @@ fn print_top(dump: &Path, top: usize, requests: usize) -> Result<()> {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.replace(',', "").parse().ok())
         .unwrap_or(f64::NAN);
-    let rows = text
+    let rows: Vec<(f64, String)> = text
         .lines()
         .skip_while(|l| !l.contains("file:function"))
         .skip(2)
@@ -273,10 +273,13 @@ fn print_top(dump: &Path, top: usize, requests: usize) -> Result<()> {
             };
             Some((count, rest.to_owned()))
         })
-        // Frames still running at the dump (the worker threads' loops) show their whole
-        // cost as their own: not a function's own work.
-        .filter(|(count, _)| *count < 0.95 * total)
-        .take(top);
+        .collect();
+    // Frames still running at the dump (each thread's main loop, down to the runtime) show
+    // everything under them as their own: several rows with the very same count, which a
+    // function's own work does not make.
+    let stacked =
+        |count: f64| count >= 0.05 * total && rows.iter().filter(|(c, _)| *c == count).count() >= 3;
+    let rows = rows.iter().filter(|(count, _)| !stacked(*count)).take(top);
     for (count, function) in rows {
         let function: String = function.chars().take(160).collect();
         println!(
