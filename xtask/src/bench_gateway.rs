@@ -9,6 +9,8 @@
 //! process so it can be killed with -9 and so its CPU does not mix with the load generator's.
 //! Every child runs in its own process group and is killed when its guard drops, or on Ctrl-C.
 
+mod callgrind;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -48,6 +50,9 @@ struct Options {
 pub fn run(args: &[&str]) -> Result<()> {
     if let ["mock", rest @ ..] = args {
         return mock_main(rest);
+    }
+    if let ["callgrind", rest @ ..] = args {
+        return callgrind::run(rest);
     }
     let options = parse_options(args)?;
     kill_children_on_ctrl_c();
@@ -576,6 +581,26 @@ fn aiwatch_binary() -> Result<PathBuf> {
 }
 
 fn start_aiwatch(binary: &Path, dir: &Path, primary: u16, secondary: u16) -> Result<Target> {
+    start_aiwatch_under(
+        &[],
+        binary,
+        dir,
+        primary,
+        secondary,
+        Duration::from_secs(20),
+    )
+}
+
+/// `aiwatch gateway` on the two mock ports, run by `wrapper` (valgrind, say) when it is not
+/// empty, ready once a chat request through it comes back within `budget`.
+fn start_aiwatch_under(
+    wrapper: &[String],
+    binary: &Path,
+    dir: &Path,
+    primary: u16,
+    secondary: u16,
+    budget: Duration,
+) -> Result<Target> {
     let config = format!(
         r#"[[service]]
 name = "mock-primary"
@@ -604,7 +629,14 @@ upstreams = ["mock-primary:gpt-4o-mini", "mock-secondary:gpt-4o-mini"]
     let path = dir.join(format!("aiwatch-{primary}.toml"));
     std::fs::write(&path, config)?;
     let port = free_port()?;
-    let mut command = Command::new(binary);
+    let mut command = match wrapper {
+        [] => Command::new(binary),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+    };
     command
         .args(["gateway", "--config"])
         .arg(&path)
@@ -626,7 +658,7 @@ upstreams = ["mock-primary:gpt-4o-mini", "mock-secondary:gpt-4o-mini"]
         proc,
         "/v1/chat/completions",
         vec![("Authorization".into(), format!("Bearer {GATEWAY_KEY}"))],
-        Duration::from_secs(20),
+        budget,
     )?;
     let upstream = target.check()?;
     if upstream.header("x-aiwatch-upstream").is_none() {

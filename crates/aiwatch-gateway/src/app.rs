@@ -1,6 +1,10 @@
 //! The gateway's HTTP surface: the OpenAI-compatible endpoints, the admin view of upstream
 //! health and usage, and `/metrics`. Every refusal is an OpenAI-shaped error.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -8,10 +12,12 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::time::Instant;
+use tower_service::Service as _;
 
 use crate::auth::{presented_key, KeyLabel};
 use crate::body::RequestBody;
@@ -57,26 +63,90 @@ async fn authenticate(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(wait) = client.and_then(|ip| gw.auth_failures.check(ip).err()) {
-        gw.metrics.reject("auth_throttled");
-        return too_many_failures(wait);
-    }
-    match authorize(&gw, request.headers()) {
+    match admit(&gw, client, path, request.headers()) {
         Ok(label) => {
-            if path.starts_with("/v1/") {
-                if let Some(refusal) = over_limit(&gw, label) {
-                    return refusal;
-                }
-            }
             request.extensions_mut().insert(label);
             next.run(request).await
+        }
+        Err(refusal) => *refusal,
+    }
+}
+
+/// The gateway key a request to `path` from `client` came with, or the answer that refuses
+/// it: a wrong or missing key, a throttled address, a key over its limits.
+fn admit(
+    gw: &Gateway,
+    client: Option<IpAddr>,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<KeyLabel, Box<Response>> {
+    if let Some(wait) = client.and_then(|ip| gw.auth_failures.check(ip).err()) {
+        gw.metrics.reject("auth_throttled");
+        return Err(Box::new(too_many_failures(wait)));
+    }
+    match authorize(gw, headers) {
+        Ok(label) => {
+            if path.starts_with("/v1/") {
+                if let Some(refusal) = over_limit(gw, label) {
+                    return Err(Box::new(refusal));
+                }
+            }
+            Ok(label)
         }
         Err(error) => {
             if let Some(ip) = client {
                 let _ = gw.auth_failures.take(ip);
             }
-            error.into_response()
+            Err(Box::new(error.into_response()))
         }
+    }
+}
+
+/// The gateway's HTTP surface for one client connection. The forwarding endpoints (every
+/// request's hot path) are answered here directly, with the same key check as the router's
+/// middleware but without route matching, middleware boxing or request extensions; everything
+/// else goes to [`app`]'s router, told the client's address.
+#[derive(Clone)]
+pub struct Edge {
+    gw: Arc<Gateway>,
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl Edge {
+    pub fn new(gw: Arc<Gateway>, router: Router, peer: SocketAddr) -> Self {
+        Self { gw, router, peer }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Edge {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        let endpoint = match (request.method(), request.uri().path()) {
+            (&Method::POST, "/v1/chat/completions") => Some(Endpoint::ChatCompletions),
+            (&Method::POST, "/v1/embeddings") => Some(Endpoint::Embeddings),
+            (&Method::POST, "/v1/responses") => Some(Endpoint::Responses),
+            _ => None,
+        };
+        if let Some(endpoint) = endpoint {
+            let gw = self.gw.clone();
+            let client = self.peer.ip();
+            return Box::pin(async move {
+                let key = match admit(&gw, Some(client), request.uri().path(), request.headers()) {
+                    Ok(key) => key,
+                    Err(refusal) => return Ok(*refusal),
+                };
+                Ok(handle(gw, endpoint, key, request.map(Body::new)).await)
+            });
+        }
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        let mut router = self.router.clone();
+        Box::pin(async move { router.call(request.map(Body::new)).await })
     }
 }
 
@@ -164,20 +234,33 @@ fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<KeyLabel, ApiError> {
 }
 
 async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
-    handle(gw, Endpoint::ChatCompletions, request).await
+    routed(gw, Endpoint::ChatCompletions, request).await
 }
 
 async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
-    handle(gw, Endpoint::Embeddings, request).await
+    routed(gw, Endpoint::Embeddings, request).await
 }
 
 async fn responses(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
-    handle(gw, Endpoint::Responses, request).await
+    routed(gw, Endpoint::Responses, request).await
 }
 
-async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, request: Request<Body>) -> Response {
+/// A forwarding request that came through the router, with the key its middleware found.
+async fn routed(gw: Arc<Gateway>, endpoint: Endpoint, request: Request<Body>) -> Response {
+    match request.extensions().get::<KeyLabel>().copied() {
+        Some(key) => handle(gw, endpoint, key, request).await,
+        None => ApiError::unauthorized("no gateway key").into_response(),
+    }
+}
+
+async fn handle(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    key: KeyLabel,
+    request: Request<Body>,
+) -> Response {
     let received = Instant::now();
-    match parse(&gw, endpoint, request, received).await {
+    match parse(&gw, endpoint, key, request, received).await {
         Ok(forwarded) => {
             let Some(route) = gw.routes.get(&forwarded.alias) else {
                 return unknown_model(&gw, &forwarded.alias).into_response();
@@ -191,14 +274,10 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, request: Request<Body>) ->
 async fn parse(
     gw: &Gateway,
     endpoint: Endpoint,
+    key: KeyLabel,
     request: Request<Body>,
     received: Instant,
 ) -> Result<Forward, ApiError> {
-    let key = request
-        .extensions()
-        .get::<KeyLabel>()
-        .copied()
-        .ok_or_else(|| ApiError::unauthorized("no gateway key"))?;
     let cap = gw.settings.max_request_bytes;
     let body = Limited::new(request.into_body(), cap);
     let client_timeout = gw.settings.client_timeout;
@@ -232,7 +311,7 @@ async fn parse(
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let body = RequestBody::parse(&bytes).map_err(|e| {
+    let body = RequestBody::parse_bytes(bytes).map_err(|e| {
         gw.metrics.reject("bad_request");
         ApiError::invalid_request(format!(
             "the request body is not a JSON object ({e}); send the same JSON you would send to OpenAI"

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 
+use bytes::Bytes;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -12,27 +14,86 @@ use serde_json::Value;
 /// No API request has more top-level fields than this.
 const MAX_FIELDS: usize = 1024;
 
-/// The top-level fields of a JSON object, in the client's order.
+/// The top-level fields of a JSON object, in the client's order. The client's text is kept
+/// once; a field is where its key and value sit in it, so reading a body copies nothing but a
+/// key that had escapes.
 #[derive(Debug)]
 pub struct RequestBody {
-    fields: Vec<(String, Box<RawValue>)>,
+    text: String,
+    fields: Vec<(Key, Range<usize>)>,
 }
 
-struct Fields;
+/// A field's name: where it sits in the body, or (when it had escapes) unescaped.
+#[derive(Debug)]
+enum Key {
+    At(Range<usize>),
+    Unescaped(Box<str>),
+}
 
-impl<'de> Visitor<'de> for Fields {
-    type Value = Vec<(String, Box<RawValue>)>;
+/// A key as the deserializer found it: borrowed from the body when it can be.
+enum KeyRef<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl KeyRef<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            KeyRef::Borrowed(s) => s,
+            KeyRef::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyRef<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = KeyRef<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KeyRef::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KeyRef::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(KeyRef::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Reads the top-level fields of the object in `base`.
+struct Fields<'b> {
+    base: &'b [u8],
+}
+
+impl Fields<'_> {
+    /// Where `part` (a slice of the body) sits in the body.
+    fn range(&self, part: &str) -> Range<usize> {
+        let start = part.as_ptr() as usize - self.base.as_ptr() as usize;
+        start..start + part.len()
+    }
+}
+
+impl<'de> Visitor<'de> for Fields<'de> {
+    type Value = Vec<(Key, Range<usize>)>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<(String, Box<RawValue>)> = Vec::with_capacity(8);
+        let mut fields: Vec<(Key, Range<usize>)> = Vec::with_capacity(8);
+        let mut names: Vec<KeyRef<'de>> = Vec::with_capacity(8);
         // Requests have a dozen fields; the index is built only if one has many, so a body
         // with thousands of keys costs linear time, not quadratic.
         let mut index: Option<HashMap<String, usize>> = None;
-        while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+        while let Some((key, value)) = map.next_entry::<KeyRef<'de>, &'de RawValue>()? {
             if fields.len() >= MAX_FIELDS {
                 return Err(serde::de::Error::custom(format!(
                     "more than {MAX_FIELDS} top-level fields"
@@ -40,25 +101,31 @@ impl<'de> Visitor<'de> for Fields {
             }
             if fields.len() == 16 && index.is_none() {
                 index = Some(
-                    fields
+                    names
                         .iter()
                         .enumerate()
-                        .map(|(i, (k, _))| (k.clone(), i))
+                        .map(|(i, k)| (k.as_str().to_owned(), i))
                         .collect(),
                 );
             }
+            let value = self.range(value.get());
             // A repeated key keeps its last value, as JSON parsers do.
             let existing = match &index {
-                Some(index) => index.get(&key).copied(),
-                None => fields.iter().position(|(k, _)| *k == key),
+                Some(index) => index.get(key.as_str()).copied(),
+                None => names.iter().position(|k| k.as_str() == key.as_str()),
             };
             match existing {
                 Some(i) => fields[i].1 = value,
                 None => {
                     if let Some(index) = &mut index {
-                        index.insert(key.clone(), fields.len());
+                        index.insert(key.as_str().to_owned(), fields.len());
                     }
-                    fields.push((key, value));
+                    let stored = match &key {
+                        KeyRef::Borrowed(k) => Key::At(self.range(k)),
+                        KeyRef::Owned(k) => Key::Unescaped(k.clone().into_boxed_str()),
+                    };
+                    fields.push((stored, value));
+                    names.push(key);
                 }
             }
         }
@@ -69,18 +136,47 @@ impl<'de> Visitor<'de> for Fields {
 impl RequestBody {
     /// Parses a JSON object; anything else is an error whose text names the problem.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let fields = de.deserialize_map(Fields).map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())?;
-        Ok(Self { fields })
+        Self::parse_bytes(Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`RequestBody::parse`] of a body already in [`Bytes`], kept without a copy when the
+    /// bytes are not shared.
+    pub fn parse_bytes(bytes: Bytes) -> Result<Self, String> {
+        let text = String::from_utf8(Vec::from(bytes))
+            .map_err(|e| format!("the body is not UTF-8 ({e})"))?;
+        let fields = {
+            let mut de = serde_json::Deserializer::from_str(&text);
+            let fields = de
+                .deserialize_map(Fields {
+                    base: text.as_bytes(),
+                })
+                .map_err(|e| e.to_string())?;
+            de.end().map_err(|e| e.to_string())?;
+            fields
+        };
+        Ok(Self { text, fields })
+    }
+
+    /// The text at `range` of the body: a key or a value the parser read, so whole characters.
+    fn text(&self, range: &Range<usize>) -> &str {
+        self.text.get(range.clone()).unwrap_or_default()
+    }
+
+    fn key<'a>(&'a self, key: &'a Key) -> &'a str {
+        match key {
+            Key::At(range) => self.text(range),
+            Key::Unescaped(k) => k,
+        }
+    }
+
+    /// The fields as (name, raw JSON value), in the client's order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (self.key(k), self.text(v)))
     }
 
     /// The raw JSON text of a field.
     pub fn raw(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.get())
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// A field parsed as `T`; `None` when absent, `Err` when it is not a `T`.
@@ -97,11 +193,7 @@ impl RequestBody {
 
     /// The body with `model` replaced and `extra` fields (raw JSON) set, as bytes to send.
     pub fn with_model(&self, model: &str, extra: &[(&str, String)]) -> Vec<u8> {
-        let size: usize = self
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum();
+        let size: usize = self.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
         let mut out = Vec::with_capacity(size + model.len() + 16);
         out.push(b'{');
         let mut first = true;
@@ -117,11 +209,11 @@ impl RequestBody {
         };
         let model_json = Value::String(model.to_owned()).to_string();
         put(&mut out, "model", &model_json);
-        for (key, value) in &self.fields {
-            if key == "model" || extra.iter().any(|(k, _)| k == key) {
+        for (key, value) in self.iter() {
+            if key == "model" || extra.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            put(&mut out, key, value.get());
+            put(&mut out, key, value);
         }
         for (key, raw) in extra {
             put(&mut out, key, raw);
@@ -133,9 +225,8 @@ impl RequestBody {
     /// The whole body as a JSON tree, for translations into another dialect.
     pub fn to_value(&self) -> Value {
         let map = self
-            .fields
             .iter()
-            .filter_map(|(k, v)| Some((k.clone(), serde_json::from_str(v.get()).ok()?)))
+            .filter_map(|(k, v)| Some((k.to_owned(), serde_json::from_str(v).ok()?)))
             .collect();
         Value::Object(map)
     }

@@ -76,7 +76,7 @@ pub struct Gateway {
     pub ledger: Mutex<Ledger>,
     /// Per-key request and token limits; `None` when none are configured (no lock taken).
     pub key_limits: Option<Mutex<crate::key_limits::Limiter>>,
-    pub retry_budget: Mutex<crate::budget::RetryBudget>,
+    pub retry_budget: crate::budget::RetryBudget,
     pub started: Instant,
     /// The unix time at `started`, for `created` fields.
     pub started_unix: i64,
@@ -205,7 +205,7 @@ impl Gateway {
             metrics,
             ledger: Mutex::new(Ledger::new(SpikeRule::default())),
             key_limits,
-            retry_budget: Mutex::new(crate::budget::RetryBudget::default()),
+            retry_budget: crate::budget::RetryBudget::default(),
             started: Instant::now(),
             started_unix,
             checker,

@@ -58,9 +58,7 @@ enum Attempt {
 /// Forwards `request` along its route; always answers. The loop only carries out what
 /// [`policy`] decides for each attempt.
 pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> Response {
-    if let Ok(mut budget) = gw.retry_budget.lock() {
-        budget.deposit();
-    }
+    gw.retry_budget.deposit();
     let deadline = request.received + gw.settings.request_timeout;
     let Some(order) = plan(&gw, route) else {
         return cooling_down(gw.as_ref(), route);
@@ -91,16 +89,9 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                 continue;
             }
         };
-        if tally.attempts > 0 {
-            let granted = gw
-                .retry_budget
-                .lock()
-                .map(|mut b| b.withdraw(Instant::now()))
-                .unwrap_or(false);
-            if !granted {
-                tally.tried.push("retry budget spent".into());
-                break;
-            }
+        if tally.attempts > 0 && !gw.retry_budget.withdraw(Instant::now()) {
+            tally.tried.push("retry budget spent".into());
+            break;
         }
         tally.attempts += 1;
         let started = Instant::now();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::app;
+use crate::app::{app, Edge};
 use crate::canary;
 use crate::gateway::Gateway;
 use crate::Error;
@@ -23,16 +23,32 @@ pub async fn run(
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let router = app(gw.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let canaries = tokio::spawn(canary::run(gw.clone(), stop_rx));
+    edge(listener, gw, shutdown).await;
+    let _ = stop_tx.send(true);
+    canaries.abort();
+    Ok(())
+}
+
+/// Serves the gateway's HTTP edge on `listener` until `shutdown` resolves, without starting
+/// canaries: for more listeners of the same gateway (one per thread, say) next to [`run`].
+pub async fn edge(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let router = app(gw.clone());
     let limits = aiwatch_inbound::Limits {
         header_timeout: gw.settings.client_timeout,
         grace: GRACE,
         ..aiwatch_inbound::Limits::default()
     };
-    aiwatch_inbound::serve(listener, router, limits, shutdown).await;
-    let _ = stop_tx.send(true);
-    canaries.abort();
-    Ok(())
+    aiwatch_inbound::serve_with(
+        listener,
+        move |peer| Edge::new(gw.clone(), router.clone(), peer),
+        limits,
+        shutdown,
+    )
+    .await;
 }

@@ -92,6 +92,33 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    serve_with(
+        listener,
+        move |peer| with_peer(router.clone(), peer),
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves the service `make` builds for each connection (it is told the client's address) on
+/// `listener` within `limits` until `shutdown` resolves, then lets requests in flight finish
+/// for `limits.grace`. For a surface that answers some requests itself, without a router.
+pub async fn serve_with<M, S>(
+    listener: TcpListener,
+    make: M,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let capacity = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
@@ -125,8 +152,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = with_peer(router.clone(), peer);
-        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = http.serve_connection(TokioIo::new(stream), make(peer));
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = watched.await;

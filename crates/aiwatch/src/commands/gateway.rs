@@ -1,5 +1,6 @@
 //! `aiwatch gateway`: the OpenAI-compatible failover proxy, until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,31 +67,117 @@ pub fn build(
     Gateway::new(setup).map_err(|e| exit::config(e.to_string()))
 }
 
+/// How many threads serve clients: one per core, each with its own single-threaded runtime
+/// and its own listener on the shared port (SO_REUSEPORT), so a connection stays on the thread
+/// that accepted it and no work is handed between threads; `AIWATCH_GATEWAY_THREADS` overrides.
+fn edge_threads() -> usize {
+    std::env::var("AIWATCH_GATEWAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// A listener on `addr` that more listeners may share (SO_REUSEPORT), registered with the
+/// runtime current where it is called.
+fn bind_shared(addr: SocketAddr, shared: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 pub fn run(config_path: Option<&Path>, args: &GatewayArgs) -> anyhow::Result<ExitCode> {
     let loaded = load::load(config_path)?;
     let settings = loaded.config.gateway.clone().unwrap_or_default();
     let listen = args.listen.unwrap_or(settings.listen);
     tracing_subscriber_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let threads = if cfg!(unix) { edge_threads() } else { 1 };
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    // Threads whose edge is still serving. A thread's runtime also drives the upstream
+    // connections it opened, which the other threads' requests may be using: each keeps
+    // running until every edge has let its last requests finish.
+    let (serving_tx, serving_rx) = tokio::sync::watch::channel(threads);
+    let serving_tx = std::sync::Arc::new(serving_tx);
+    let all_done = move |serving_tx: std::sync::Arc<tokio::sync::watch::Sender<usize>>| {
+        let mut rx = serving_rx.clone();
+        async move {
+            serving_tx.send_modify(|n| *n = n.saturating_sub(1));
+            let _ = rx.wait_for(|n| *n == 0).await;
+        }
+    };
+    let (gateway, listener) = runtime.block_on(async {
         let gateway = build(&loaded, &args.network, None, true)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = bind_shared(listen, threads > 1)
             .map_err(|e| exit::config(format!("cannot listen on {listen}: {e}")))?;
-        let addr = listener.local_addr()?;
-        eprintln!(
-            "aiwatch gateway: {} routes ({}), {} upstreams",
-            gateway.aliases.len(),
-            gateway.aliases.join(", "),
-            gateway.upstreams.len()
+        anyhow::Ok((gateway, listener))
+    })?;
+    let addr = listener.local_addr()?;
+    // The other threads' listeners, on the port the first one got (`--listen` may say 0).
+    let mut workers = Vec::new();
+    for index in 1..threads {
+        let worker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let listener = {
+            let _entered = worker.enter();
+            bind_shared(addr, true)
+                .map_err(|e| exit::config(format!("cannot listen on {addr}: {e}")))?
+        };
+        let (gw, stop) = (gateway.clone(), stopped(stop_rx.clone()));
+        let done = all_done(serving_tx.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("gateway-{index}"))
+                .spawn(move || {
+                    worker.block_on(async move {
+                        aiwatch_gateway::server::edge(listener, gw, stop).await;
+                        done.await;
+                    })
+                })
+                .context("cannot start a gateway thread")?,
         );
-        println!("gateway listening on http://{addr}");
-        aiwatch_gateway::run(listener, gateway, shutdown_signal())
+    }
+    eprintln!(
+        "aiwatch gateway: {} routes ({}), {} upstreams, {threads} threads",
+        gateway.aliases.len(),
+        gateway.aliases.join(", "),
+        gateway.upstreams.len()
+    );
+    println!("gateway listening on http://{addr}");
+    runtime.block_on(async move {
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        aiwatch_gateway::run(listener, gateway, shutdown)
             .await
-            .map_err(|e| exit::config(e.to_string()))
+            .map_err(|e| exit::config(e.to_string()))?;
+        all_done(serving_tx).await;
+        tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await
+        .context("gateway threads")?;
+        anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
