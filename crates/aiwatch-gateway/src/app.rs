@@ -356,9 +356,7 @@ async fn parse(
         .and_then(Result::ok)
         .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
         .unwrap_or(false);
-    if !gw.routes.contains_key(&alias) {
-        return Err(unknown_model(gw, &alias));
-    }
+    // An unknown alias is answered by `handle`, which looks the route up once.
     Ok(Forward {
         key,
         endpoint,

@@ -145,6 +145,7 @@ impl Gateway {
                             Adapter::for_service(&service, &up.model, key.as_ref(), &proxy_headers);
                         upstreams.push(UpstreamState {
                             health: UpstreamHealth::new(&id, breaker_config.clone()),
+                            trace: crate::upstream::TraceValues::new(&id),
                             id,
                             adapter,
                             proxy_headers,

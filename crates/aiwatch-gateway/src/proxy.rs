@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http::header::{HeaderName, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -36,6 +37,14 @@ const ERROR_CAP: usize = 64 * 1024;
 const HELD_CAP: usize = 1024 * 1024;
 /// A stream may carry at most this much in all.
 const STREAM_CAP: usize = 256 * 1024 * 1024;
+
+// Header names built once: a name given as text is parsed and hashed on every use.
+const X_AIWATCH_UPSTREAM: HeaderName = HeaderName::from_static("x-aiwatch-upstream");
+const X_AIWATCH_ATTEMPTS: HeaderName = HeaderName::from_static("x-aiwatch-attempts");
+const X_AIWATCH_TRIED: HeaderName = HeaderName::from_static("x-aiwatch-tried");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const X_UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 /// One request as the handler parsed it.
 pub struct Forward {
@@ -99,10 +108,21 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
         waited += started.elapsed();
         match outcome {
             Attempt::Respond(mut response) => {
-                tally
-                    .tried
-                    .push(format!("{}={}", up.id, response.status().as_u16()));
-                set_trace_headers(response.headers_mut(), &up.id, tally.attempts, &tally.tried);
+                let headers = response.headers_mut();
+                headers.insert(X_AIWATCH_UPSTREAM, up.trace.upstream.clone());
+                headers.insert(X_AIWATCH_ATTEMPTS, HeaderValue::from(tally.attempts));
+                // The usual case, one attempt answered 200, costs no formatting.
+                let tried = if tally.tried.is_empty() && response.status() == StatusCode::OK {
+                    Some(up.trace.answered_ok.clone())
+                } else {
+                    tally
+                        .tried
+                        .push(format!("{}={}", up.id, response.status().as_u16()));
+                    HeaderValue::from_str(&tally.tried.join("; ")).ok()
+                };
+                if let Some(tried) = tried {
+                    response.headers_mut().insert(X_AIWATCH_TRIED, tried);
+                }
                 let added = request.received.elapsed().saturating_sub(waited);
                 route.metrics.added_latency.observe(added.as_secs_f64());
                 tracing::debug!(
@@ -144,7 +164,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     route.metrics.failed.inc();
     let retry_after = tally.last.as_ref().and_then(|f| f.retry_after);
     let mut response = policy::exhausted(&route.alias, &tally).into_response();
-    set_trace_headers(response.headers_mut(), "none", tally.attempts, &tally.tried);
+    set_trace_headers(response.headers_mut(), tally.attempts, &tally.tried);
     if let Some(wait) = retry_after {
         response
             .headers_mut()
@@ -178,7 +198,7 @@ fn cooling_down(gw: &Gateway, route: &RouteTable) -> Response {
     response
         .headers_mut()
         .insert("retry-after", HeaderValue::from(wait.as_secs().max(1)));
-    set_trace_headers(response.headers_mut(), "none", 0, &[]);
+    set_trace_headers(response.headers_mut(), 0, &[]);
     response
 }
 
@@ -202,13 +222,12 @@ fn plan(gw: &Gateway, route: &RouteTable) -> Option<Vec<usize>> {
     (!order.is_empty()).then_some(order)
 }
 
-fn set_trace_headers(headers: &mut HeaderMap, upstream: &str, attempts: u32, tried: &[String]) {
-    if let Ok(v) = HeaderValue::from_str(upstream) {
-        headers.insert("x-aiwatch-upstream", v);
-    }
-    headers.insert("x-aiwatch-attempts", HeaderValue::from(attempts));
+/// The trace headers of an answer no upstream gave.
+fn set_trace_headers(headers: &mut HeaderMap, attempts: u32, tried: &[String]) {
+    headers.insert(X_AIWATCH_UPSTREAM, HeaderValue::from_static("none"));
+    headers.insert(X_AIWATCH_ATTEMPTS, HeaderValue::from(attempts));
     if let Ok(v) = HeaderValue::from_str(&tried.join("; ")) {
-        headers.insert("x-aiwatch-tried", v);
+        headers.insert(X_AIWATCH_TRIED, v);
     }
 }
 
@@ -295,7 +314,7 @@ async fn attempt(
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     copy_request_id(&parts.headers, headers);
     Attempt::Respond(response)
 }
@@ -312,8 +331,8 @@ fn client_error(up: &UpstreamState, status: StatusCode, bytes: &[u8]) -> Respons
 }
 
 fn copy_request_id(from: &HeaderMap, to: &mut HeaderMap) {
-    if let Some(id) = from.get("x-request-id").or_else(|| from.get("request-id")) {
-        to.insert("x-upstream-request-id", id.clone());
+    if let Some(id) = from.get(&X_REQUEST_ID).or_else(|| from.get(&REQUEST_ID)) {
+        to.insert(X_UPSTREAM_REQUEST_ID, id.clone());
     }
 }
 

@@ -59,6 +59,31 @@ pub struct UpstreamState {
     pub expected_ca: Option<Arc<WebPkiServerVerifier>>,
     /// Its breaker, baseline and canaries: everything about how well it is, apart from who.
     pub health: UpstreamHealth,
+    /// Its trace header values, built once.
+    pub trace: TraceValues,
+}
+
+/// The `x-aiwatch-upstream` and usual `x-aiwatch-tried` values of an upstream's answers.
+pub struct TraceValues {
+    /// Its id.
+    pub upstream: http::HeaderValue,
+    /// `id=200`: it answered the first attempt.
+    pub answered_ok: http::HeaderValue,
+}
+
+impl TraceValues {
+    /// The values for `id` (`service:model`; config names are header-safe, and an id that is
+    /// not shows as `unprintable`).
+    pub fn new(id: &str) -> Self {
+        let value = |text: String| {
+            http::HeaderValue::try_from(text)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("unprintable"))
+        };
+        Self {
+            upstream: value(id.to_owned()),
+            answered_ok: value(format!("{id}=200")),
+        }
+    }
 }
 
 impl UpstreamState {

@@ -91,16 +91,6 @@ impl OpenAiCompatible {
 /// tree of it: the body goes to the client byte for byte.
 pub fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<Tokens>), String> {
     use serde::de::IgnoredAny;
-    // Lenient on purpose: any type for the fields only looked at, numbers of any form.
-    #[derive(serde::Deserialize)]
-    struct Usage {
-        /// `input_tokens` in the Responses API.
-        #[serde(default, alias = "input_tokens")]
-        prompt_tokens: Option<serde_json::Number>,
-        /// `output_tokens` in the Responses API.
-        #[serde(default, alias = "output_tokens")]
-        completion_tokens: Option<serde_json::Number>,
-    }
     #[derive(serde::Deserialize)]
     struct Peek {
         #[serde(default)]
@@ -110,14 +100,7 @@ pub fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<T
         #[serde(default)]
         output: Option<IgnoredAny>,
         #[serde(default)]
-        usage: Option<IgnoredOr<Usage>>,
-    }
-    /// A usage object, or anything else (ignored).
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum IgnoredOr<T> {
-        Known(T),
-        Other(IgnoredAny),
+        usage: UsagePeek,
     }
     let peek: Peek = serde_json::from_slice(bytes)
         .map_err(|e| format!("the answer is not the API's JSON ({e})"))?;
@@ -129,20 +112,169 @@ pub fn peek_answer(endpoint: Endpoint, bytes: &Bytes) -> Result<(Bytes, Option<T
     if !present {
         return Err(format!("the answer has no `{expected}`"));
     }
-    let count = |n: Option<serde_json::Number>| {
-        n.and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)))
-    };
-    let tokens = match peek.usage {
-        Some(IgnoredOr::Known(u)) => {
-            let (prompt, completion) = (count(u.prompt_tokens), count(u.completion_tokens));
-            (prompt.is_some() || completion.is_some()).then(|| Tokens {
-                prompt: prompt.unwrap_or(0),
-                completion: completion.unwrap_or(0),
-            })
-        }
-        _ => None,
-    };
+    let UsagePeek { prompt, completion } = peek.usage;
+    let tokens = (prompt.is_some() || completion.is_some()).then(|| Tokens {
+        prompt: prompt.unwrap_or(0),
+        completion: completion.unwrap_or(0),
+    });
     Ok((bytes.clone(), tokens))
+}
+
+/// The two counts of a `usage` object, read in one pass without buffering it: `prompt_tokens`
+/// (`input_tokens` in the Responses API) and `completion_tokens` (`output_tokens`). Lenient on
+/// purpose: a count of another type, or a `usage` that is not an object, counts as absent.
+#[derive(Debug, Default, PartialEq)]
+struct UsagePeek {
+    prompt: Option<u64>,
+    completion: Option<u64>,
+}
+
+impl<'de> serde::Deserialize<'de> for UsagePeek {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UsageVisitor)
+    }
+}
+
+struct UsageVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UsageVisitor {
+    type Value = UsagePeek;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a usage object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UsagePeek, A::Error> {
+        let mut usage = UsagePeek::default();
+        while let Some(field) = map.next_key::<UsageField>()? {
+            match field {
+                UsageField::Prompt => usage.prompt = map.next_value::<Count>()?.0,
+                UsageField::Completion => usage.completion = map.next_value::<Count>()?.0,
+                UsageField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(usage)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UsagePeek, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(UsagePeek::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<UsagePeek, E> {
+        Ok(UsagePeek::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UsagePeek, E> {
+        Ok(UsagePeek::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UsagePeek, E> {
+        Ok(UsagePeek::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UsagePeek, E> {
+        Ok(UsagePeek::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UsagePeek, E> {
+        Ok(UsagePeek::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UsagePeek, E> {
+        Ok(UsagePeek::default())
+    }
+}
+
+/// Which `usage` field a key names.
+enum UsageField {
+    Prompt,
+    Completion,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for UsageField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = UsageField;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_str<E>(self, name: &str) -> Result<UsageField, E> {
+                Ok(match name {
+                    "prompt_tokens" | "input_tokens" => UsageField::Prompt,
+                    "completion_tokens" | "output_tokens" => UsageField::Completion,
+                    _ => UsageField::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// A token count: a non-negative number of any form, or nothing for anything else.
+struct Count(Option<u64>);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl<'de> serde::de::Visitor<'de> for CountVisitor {
+            type Value = Count;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+
+            fn visit_u64<E>(self, n: u64) -> Result<Count, E> {
+                Ok(Count(Some(n)))
+            }
+
+            fn visit_i64<E>(self, n: i64) -> Result<Count, E> {
+                Ok(Count(Some(n.max(0).unsigned_abs())))
+            }
+
+            fn visit_f64<E>(self, n: f64) -> Result<Count, E> {
+                Ok(Count(n.is_finite().then(|| n.max(0.0) as u64)))
+            }
+
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Count, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Count(None))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Count, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Count(None))
+            }
+        }
+        d.deserialize_any(CountVisitor)
+    }
 }
 
 /// A refused request's answer as it is when it is an OpenAI error, else an OpenAI error that
@@ -160,5 +292,62 @@ pub fn client_error(status: StatusCode, bytes: &[u8]) -> (StatusCode, Value) {
             )
             .body(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peek(endpoint: Endpoint, body: &str) -> Result<Option<Tokens>, String> {
+        peek_answer(endpoint, &Bytes::from(body.to_owned())).map(|(_, tokens)| tokens)
+    }
+
+    fn tokens(prompt: u64, completion: u64) -> Option<Tokens> {
+        Some(Tokens { prompt, completion })
+    }
+
+    #[test]
+    fn usage_is_read_in_both_apis_spellings_past_nested_details() {
+        let chat = r#"{"choices":[],"usage":{"prompt_tokens_details":{"cached_tokens":3},"prompt_tokens":24,"completion_tokens":7,"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+        assert_eq!(peek(Endpoint::ChatCompletions, chat), Ok(tokens(24, 7)));
+        let responses =
+            r#"{"output":[],"usage":{"input_tokens":11,"output_tokens":5,"total_tokens":16}}"#;
+        assert_eq!(peek(Endpoint::Responses, responses), Ok(tokens(11, 5)));
+        let embeddings =
+            r#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":4,"total_tokens":4}}"#;
+        assert_eq!(peek(Endpoint::Embeddings, embeddings), Ok(tokens(4, 0)));
+    }
+
+    #[test]
+    fn odd_usage_shapes_count_as_absent_and_never_refuse_the_answer() {
+        for usage in [
+            "null",
+            "[1,2]",
+            "\"lots\"",
+            "7",
+            r#"{"prompt_tokens":"12","completion_tokens":{"n":1}}"#,
+            r#"{}"#,
+        ] {
+            let body = format!(r#"{{"choices":[{{"index":0}}],"usage":{usage}}}"#);
+            assert_eq!(peek(Endpoint::ChatCompletions, &body), Ok(None), "{usage}");
+        }
+        let floats = r#"{"choices":[],"usage":{"prompt_tokens":12.0,"completion_tokens":-3}}"#;
+        assert_eq!(peek(Endpoint::ChatCompletions, floats), Ok(tokens(12, 0)));
+    }
+
+    #[test]
+    fn an_answer_without_its_endpoints_field_or_not_json_is_refused() {
+        assert!(peek(Endpoint::ChatCompletions, r#"{"data":[]}"#)
+            .expect_err("no choices")
+            .contains("choices"));
+        assert!(peek(Endpoint::ChatCompletions, "<html>")
+            .expect_err("not JSON")
+            .contains("not the API's JSON"));
+        assert!(peek(
+            Endpoint::Responses,
+            r#"{"choices":[],"usage":{"prompt_tokens":1"#
+        )
+        .is_err());
     }
 }
