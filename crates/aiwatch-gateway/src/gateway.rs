@@ -136,10 +136,16 @@ impl Gateway {
                             key.is_some(),
                             CONNECT_TIMEOUT,
                         );
-                        let client = Client::builder(TokioExecutor::new())
-                            .pool_idle_timeout(POOL_IDLE)
-                            .pool_timer(TokioTimer::new())
-                            .build(connector);
+                        // One pool per edge thread: a thread's requests use connections
+                        // its own runtime drives, never handed across threads.
+                        let clients = (0..crate::upstream::edge_threads())
+                            .map(|_| {
+                                Client::builder(TokioExecutor::new())
+                                    .pool_idle_timeout(POOL_IDLE)
+                                    .pool_timer(TokioTimer::new())
+                                    .build(connector.clone())
+                            })
+                            .collect();
                         let proxy_headers = crate::upstream::proxy_headers(&service, &proxies);
                         let adapter =
                             Adapter::for_service(&service, &up.model, key.as_ref(), &proxy_headers);
@@ -153,7 +159,7 @@ impl Gateway {
                             model: up.model.clone(),
                             key,
                             timeout: up.timeout.unwrap_or(settings.upstream_timeout),
-                            client,
+                            clients,
                             expected_ca,
                         });
                         upstreams.len() - 1

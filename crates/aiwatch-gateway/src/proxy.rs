@@ -255,7 +255,7 @@ async fn attempt(
 ) -> Attempt {
     let sent = Instant::now();
     let answer_by = deadline.min(sent + entry.timeout);
-    let response = match timeout_at(answer_by, up.client.request(request_to_upstream)).await {
+    let response = match timeout_at(answer_by, up.client().request(request_to_upstream)).await {
         Err(_) => {
             return failed(Trouble::NoHeadersInTime {
                 waited: answer_by - sent,

@@ -55,7 +55,8 @@ pub struct UpstreamState {
     pub adapter: Adapter,
     /// The shortest answer budget its routes give it; canaries get no more.
     pub timeout: Duration,
-    pub client: Client<UpstreamConnector, Full<Bytes>>,
+    /// Pooled clients, one per edge thread (see [`enter_edge_thread`]).
+    pub clients: Box<[Client<UpstreamConnector, Full<Bytes>>]>,
     pub expected_ca: Option<Arc<WebPkiServerVerifier>>,
     /// Its breaker, baseline and canaries: everything about how well it is, apart from who.
     pub health: UpstreamHealth,
@@ -86,7 +87,35 @@ impl TraceValues {
     }
 }
 
+thread_local! {
+    /// The edge thread this thread is; 0 for any other.
+    static EDGE_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// At most this many edge threads get pools of their own.
+const MAX_EDGE_THREADS: usize = 64;
+
+/// How many pooled clients each upstream keeps: one per core, for the edge threads.
+pub fn edge_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_EDGE_THREADS)
+}
+
+/// Marks the current thread as the gateway's edge thread `index` (each serving clients on its
+/// own single-threaded runtime): its requests use pooled connections of their own, which that
+/// runtime drives, instead of waking another thread for every request and answer.
+pub fn enter_edge_thread(index: usize) {
+    EDGE_THREAD.with(|t| t.set(index));
+}
+
 impl UpstreamState {
+    /// The pooled client of the current edge thread.
+    pub fn client(&self) -> &Client<UpstreamConnector, Full<Bytes>> {
+        let index = EDGE_THREAD.with(std::cell::Cell::get);
+        &self.clients[index % self.clients.len().max(1)]
+    }
+
     /// One tiny streamed answer (at most five tokens), as `check --deep` sends it: what the
     /// canaries and the drill ask.
     pub async fn tiny_stream(
@@ -122,7 +151,7 @@ impl UpstreamState {
         let request = builder
             .body(Full::new(Bytes::new()))
             .map_err(|e| unreachable(format!("cannot build the request: {e}")))?;
-        let response = tokio::time::timeout_at(deadline, self.client.request(request))
+        let response = tokio::time::timeout_at(deadline, self.client().request(request))
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(e.to_string()))?;

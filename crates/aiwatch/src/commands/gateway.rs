@@ -109,9 +109,9 @@ pub fn run(config_path: Option<&Path>, args: &GatewayArgs) -> anyhow::Result<Exi
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // Threads whose edge is still serving. A thread's runtime also drives the upstream
-    // connections it opened, which the other threads' requests may be using: each keeps
-    // running until every edge has let its last requests finish.
+    // Threads whose edge is still serving. Each thread's requests use upstream connections its
+    // own runtime drives (`enter_edge_thread`); the threads still stop together, once every
+    // edge has let its last requests finish.
     let (serving_tx, serving_rx) = tokio::sync::watch::channel(threads);
     let serving_tx = std::sync::Arc::new(serving_tx);
     let all_done = move |serving_tx: std::sync::Arc<tokio::sync::watch::Sender<usize>>| {
@@ -146,6 +146,7 @@ pub fn run(config_path: Option<&Path>, args: &GatewayArgs) -> anyhow::Result<Exi
             std::thread::Builder::new()
                 .name(format!("gateway-{index}"))
                 .spawn(move || {
+                    aiwatch_gateway::upstream::enter_edge_thread(index);
                     worker.block_on(async move {
                         aiwatch_gateway::server::edge(listener, gw, stop).await;
                         done.await;
