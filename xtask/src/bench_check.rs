@@ -68,15 +68,20 @@ pub fn run(args: &[&str]) -> Result<()> {
 }
 
 pub fn build_release() -> Result<PathBuf> {
+    build_profile("release")
+}
+
+/// Builds `aiwatch` with a cargo profile (`release`, `measure`) and returns its path.
+pub fn build_profile(profile: &str) -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "aiwatch"])
+        .args(["build", "--profile", profile, "-p", "aiwatch"])
         .status()
-        .context("cargo build --release")?;
+        .with_context(|| format!("cargo build --profile {profile}"))?;
     if !status.success() {
-        bail!("cargo build --release -p aiwatch failed");
+        bail!("cargo build --profile {profile} -p aiwatch failed");
     }
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let binary = Path::new(&target).join("release").join("aiwatch");
+    let binary = Path::new(&target).join(profile).join("aiwatch");
     if !binary.is_file() {
         bail!("no binary at {}", binary.display());
     }

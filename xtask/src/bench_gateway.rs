@@ -64,7 +64,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ");
-    println!("bench gateway: installing tools (first time only) and building aiwatch (release)");
+    println!("bench gateway: installing tools (first time only) and building aiwatch (profile `measure`)");
     crate::e2e::install(&["wrk", "nginx"])?;
     let peers = if options.skip_peers {
         None
@@ -567,9 +567,12 @@ fn start_nginx(dir: &Path, mock: SocketAddr) -> Result<Target> {
     )
 }
 
-/// The release binary, if it builds and has the `gateway` subcommand.
+/// The `measure` binary (dist code generation with line tables), if it builds and has the
+/// `gateway` subcommand.
 fn aiwatch_binary() -> Result<PathBuf> {
-    let binary = crate::bench_check::build_release()?;
+    // The shipped code generation (see `[profile.measure]`), in its own directory so no other
+    // build replaces the binary mid-run.
+    let binary = crate::bench_check::build_profile("measure")?;
     let help = Command::new(&binary)
         .args(["gateway", "--help"])
         .output()

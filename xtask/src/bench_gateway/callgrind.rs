@@ -1,8 +1,9 @@
 //! `cargo xtask bench gateway callgrind`: the gateway's cost per request in CPU instructions,
 //! which, unlike requests per second, does not move with whatever else the machine is doing.
-//! The release `aiwatch gateway` runs under `valgrind --tool=callgrind` in front of the loopback
-//! mock; after a warm-up the counters are zeroed, a fixed number of requests is sent, the
-//! counters are dumped, and their total is divided by the number of requests. The busiest
+//! The `aiwatch gateway` of profile `measure` (what dist ships, with line tables) runs under
+//! `valgrind --tool=callgrind` in front of the loopback mock; after a warm-up the counters are
+//! zeroed, a fixed number of requests is sent, the counters are dumped, and their total is
+//! divided by the number of requests. The busiest
 //! functions (callgrind_annotate) say where the instructions go.
 
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ fn parse_options(args: &[&str]) -> Result<Options> {
 pub fn run(args: &[&str]) -> Result<()> {
     let options = parse_options(args)?;
     kill_children_on_ctrl_c();
-    println!("bench gateway callgrind: installing valgrind (first time only) and building aiwatch (release)");
+    println!("bench gateway callgrind: installing valgrind (first time only) and building aiwatch (profile `measure`)");
     crate::e2e::install(&["valgrind"])?;
     let work = tempfile::Builder::new()
         .prefix("aiwatch-bench-callgrind")
@@ -88,7 +89,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         None => aiwatch_binary()?,
     };
     let binary = work.path().join("aiwatch");
-    std::fs::copy(&built, &binary).context("copy the release binary")?;
+    std::fs::copy(&built, &binary).context("copy the measured binary")?;
     build_mock();
     let mock = Proc::mock(work.path(), "primary", free_port()?)?;
     let out_prefix = work.path().join("callgrind.out");
