@@ -170,6 +170,53 @@ async fn the_gateway_serves_fails_over_and_stops_on_sigterm() {
         "{response}"
     );
     assert!(response.contains("from second"));
+    // A second gateway on the same port is refused, even with the shared (SO_REUSEPORT)
+    // listeners of several threads: it must not quietly take half the first one's clients.
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut rival = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
+        .env(
+            "CLI_TEST_GATEWAY_KEYS",
+            "k-one-0123456789abcdefghij,k-two-0123456789abcdefghij",
+        )
+        .env("CLI_TEST_CLOUD_KEY", "sk-cloud")
+        .env("AIWATCH_GATEWAY_THREADS", "2")
+        .env("NO_COLOR", "1")
+        .arg("--config")
+        .arg(&config)
+        .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let waited = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = rival.try_wait().expect("waits") {
+                let mut stderr = String::new();
+                if let Some(mut e) = rival.stderr.take() {
+                    e.read_to_string(&mut stderr).expect("stderr");
+                }
+                return Some((status, stderr));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = rival.kill();
+        let _ = rival.wait();
+        None
+    })
+    .await
+    .expect("joins");
+    let (status, stderr) = waited.expect("a second gateway on a taken port kept running");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot listen on") && stderr.to_lowercase().contains("in use"),
+        "{stderr}"
+    );
     let cloud_seen = cloud.requests();
     assert_eq!(
         cloud_seen[0].header("authorization"),

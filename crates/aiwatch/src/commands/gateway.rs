@@ -78,6 +78,25 @@ fn edge_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
+/// Fails with "address in use" when another socket already listens on `addr`: the shared
+/// listeners below would otherwise join another gateway's group on that port and quietly take
+/// half its connections.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // SO_REUSEADDR so connections of an earlier run in TIME_WAIT do not count; without
+    // SO_REUSEPORT, so any listener does.
+    probe.set_reuseaddr(true)?;
+    probe.bind(addr)?;
+    probe.listen(1).map(drop)
+}
+
 /// A listener on `addr` that more listeners may share (SO_REUSEPORT), registered with the
 /// runtime current where it is called.
 fn bind_shared(addr: SocketAddr, shared: bool) -> std::io::Result<tokio::net::TcpListener> {
@@ -123,7 +142,8 @@ pub fn run(config_path: Option<&Path>, args: &GatewayArgs) -> anyhow::Result<Exi
     };
     let (gateway, listener) = runtime.block_on(async {
         let gateway = build(&loaded, &args.network, None, true)?;
-        let listener = bind_shared(listen, threads > 1)
+        let listener = ensure_port_free(listen)
+            .and_then(|()| bind_shared(listen, threads > 1))
             .map_err(|e| exit::config(format!("cannot listen on {listen}: {e}")))?;
         anyhow::Ok((gateway, listener))
     })?;
