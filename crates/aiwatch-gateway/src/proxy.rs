@@ -77,9 +77,6 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     for index in order {
         let entry = &route.entries[index];
         let up = &gw.upstreams[entry.upstream];
-        if !up.adapter.supports(request.endpoint) {
-            continue;
-        }
         if tally.attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
             break;
         }

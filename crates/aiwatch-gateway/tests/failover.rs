@@ -500,6 +500,40 @@ async fn embeddings_skip_upstreams_that_have_none() {
 }
 
 #[tokio::test]
+async fn embeddings_on_a_route_whose_upstreams_have_none_are_a_400_saying_why() {
+    let upstreams = [FakeUpstream {
+        name: "claude",
+        kind: "anthropic",
+    }];
+    let h = start(
+        &upstreams,
+        "",
+        "[[route]]\nmodel = \"embed\"\nupstreams = [\"claude:c\"]\n",
+    )
+    .await;
+    let answer = h
+        .call(
+            "POST",
+            "/v1/embeddings",
+            Some(CLIENT_KEY),
+            r#"{"model":"embed","input":"a"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("embed"), "{message}");
+    assert!(message.to_lowercase().contains("embeddings"), "{message}");
+    assert_eq!(
+        answer.header("x-aiwatch-tried"),
+        "claude:c=cannot take this request"
+    );
+    assert!(h.fake("claude").requests().is_empty());
+}
+
+#[tokio::test]
 async fn a_tripped_upstream_returns_only_after_canaries_and_then_ramps() {
     let h = two_upstreams(
         "failures_to_trip = 2\ncanary_interval = \"200ms\"\ncanaries_to_close = 2\nramp = [50, 100]\nramp_step = \"600ms\"",

@@ -116,15 +116,6 @@ impl Adapter {
         }
     }
 
-    /// Does the dialect have this kind of call at all? An upstream without it is passed over
-    /// silently.
-    pub fn supports(&self, endpoint: Endpoint) -> bool {
-        match self {
-            Self::OpenAiCompatible(_) => true,
-            Self::AnthropicMessages(a) => a.supports(endpoint),
-        }
-    }
-
     /// The upstream request for the client's parsed body, or why this upstream cannot take it
     /// (the proxy then skips it).
     pub fn request(
@@ -337,7 +328,6 @@ mod tests {
     #[test]
     fn anthropic_refuses_what_messages_cannot_say() {
         let a = adapter("anthropic-api", None, "k");
-        assert!(!a.supports(Endpoint::Embeddings));
         let refused = |endpoint, json: &str| {
             a.request(endpoint, &body(json), false)
                 .expect_err("refused")

@@ -55,11 +55,6 @@ impl AnthropicMessages {
         }
     }
 
-    /// Messages has no embeddings.
-    pub(super) fn supports(&self, endpoint: Endpoint) -> bool {
-        endpoint != Endpoint::Embeddings
-    }
-
     /// The endpoint's URL and fixed headers, or why it is not served.
     pub fn target(&self, endpoint: Endpoint) -> Result<&Target, String> {
         match endpoint {
