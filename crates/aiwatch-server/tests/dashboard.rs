@@ -914,9 +914,11 @@ async fn report(engine: &Arc<Engine>, reporter: &str, body: &str) -> Page {
     .await
 }
 
-/// The crowd detector's minutes after now, as the daemon's tick would record them.
-fn minutes_pass(engine: &Engine, minutes: i64) {
-    let now = Utc::now();
+/// The crowd detector's minutes after `since`, as the daemon's tick would record them. `since`
+/// is taken before the reports are sent: a minute boundary passing while they are sent (a busy
+/// machine) must not leave their minute out of the count.
+fn minutes_pass(engine: &Engine, since: chrono::DateTime<Utc>, minutes: i64) {
+    let now = since;
     for m in 1..=minutes {
         engine
             .crowd
@@ -929,6 +931,7 @@ async fn reports_from_many_people_move_the_assessment_and_one_reporter_moves_not
     let engine = engine(&["chatgpt"]);
     feed(&engine, "chatgpt", "web", Health::Up, 5, 0).await;
     let body = r#"{"service": "chatgpt", "symptom": "login_loop"}"#;
+    let since = Utc::now();
 
     // One reporter repeating itself: counted once, then held back; nothing moves.
     let first = report(&engine, "reporter-repeating-0001", body).await;
@@ -948,7 +951,7 @@ async fn reports_from_many_people_move_the_assessment_and_one_reporter_moves_not
         }
     }
     assert!(refused, "a flooding reporter is held back");
-    minutes_pass(&engine, 4);
+    minutes_pass(&engine, since, 4);
     let service = get(&engine, "/api/services/chatgpt").await;
     assert!(
         service.body.contains("\"state\":\"operational\""),
@@ -960,11 +963,12 @@ async fn reports_from_many_people_move_the_assessment_and_one_reporter_moves_not
     // assessment says so everywhere.
     let engine = self::engine(&["chatgpt"]);
     feed(&engine, "chatgpt", "web", Health::Up, 5, 0).await;
+    let since = Utc::now();
     for i in 0..12 {
         let page = report(&engine, &format!("reporter-distinct-{i:04}"), body).await;
         assert_eq!(page.status, StatusCode::ACCEPTED, "{}", page.body);
     }
-    minutes_pass(&engine, 4);
+    minutes_pass(&engine, since, 4);
     let api = get(&engine, "/api/services/chatgpt").await;
     let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(json["state"], "degraded", "{}", api.body);
