@@ -113,7 +113,8 @@ impl UpstreamState {
     /// The pooled client of the current edge thread.
     pub fn client(&self) -> &Client<UpstreamConnector, Full<Bytes>> {
         let index = EDGE_THREAD.with(std::cell::Cell::get);
-        &self.clients[index % self.clients.len().max(1)]
+        // Never empty: one client per edge thread, at least one.
+        &self.clients[index % self.clients.len()]
     }
 
     /// One tiny streamed answer (at most five tokens), as `check --deep` sends it: what the

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aiwatch_testkit::{canned, Reply};
 use common::{
-    data_lines, healthy_anthropic, healthy_openai, start, FakeUpstream, CLIENT_KEY, UPSTREAM_KEY,
+    data_lines, healthy_anthropic, healthy_openai, start, Answer, FakeUpstream, Harness,
+    CLIENT_KEY, UPSTREAM_KEY,
 };
 
 const TWO: &[FakeUpstream] = &[
@@ -304,17 +305,11 @@ async fn a_stream_that_fails_before_its_first_token_fails_over() {
     assert_eq!(data_lines(&answer.body).last(), Some(&"[DONE]"));
 }
 
-#[tokio::test]
-async fn a_stream_cut_off_after_tokens_ends_with_an_error_and_is_never_replayed() {
-    let h = two_upstreams("").await;
-    h.fake("primary")
-        .route("POST", "/v1/chat/completions", canned::openai_stream(false));
-    let answer = h.chat("smart", true).await;
-    assert_eq!(answer.status, 200, "headers went out with the first token");
-    assert_eq!(answer.header("x-aiwatch-upstream"), "primary:gpt-4o-mini");
-    assert!(answer.body.contains("Hello"));
+/// A stream cut after its first token: it never shows its `finish` marker, ends with the
+/// `stream_truncated` error event, and the secondary never got the request.
+fn assert_cut_off_and_not_replayed(h: &Harness, answer: &Answer, finish: &str) {
     assert!(
-        !answer.body.contains("[DONE]"),
+        !answer.body.contains(finish),
         "a cut-off answer never looks complete"
     );
     let last = data_lines(&answer.body).last().copied().unwrap_or_default();
@@ -327,6 +322,18 @@ async fn a_stream_cut_off_after_tokens_ends_with_an_error_and_is_never_replayed(
         h.chats_seen("secondary").is_empty(),
         "never replayed once bytes were sent"
     );
+}
+
+#[tokio::test]
+async fn a_stream_cut_off_after_tokens_ends_with_an_error_and_is_never_replayed() {
+    let h = two_upstreams("").await;
+    h.fake("primary")
+        .route("POST", "/v1/chat/completions", canned::openai_stream(false));
+    let answer = h.chat("smart", true).await;
+    assert_eq!(answer.status, 200, "headers went out with the first token");
+    assert_eq!(answer.header("x-aiwatch-upstream"), "primary:gpt-4o-mini");
+    assert!(answer.body.contains("Hello"));
+    assert_cut_off_and_not_replayed(&h, &answer, "[DONE]");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let metrics = h.metrics().await;
     assert!(
@@ -1048,20 +1055,7 @@ async fn a_responses_stream_cut_after_its_first_token_ends_with_an_error_and_is_
     assert_eq!(answer.status, 200, "headers went out with the first token");
     assert_eq!(answer.header("x-aiwatch-upstream"), "primary:gpt-4o-mini");
     assert!(answer.body.contains("response.output_text.delta"));
-    assert!(
-        !answer.body.contains("response.completed"),
-        "a cut-off answer never looks complete"
-    );
-    let last = data_lines(&answer.body).last().copied().unwrap_or_default();
-    assert!(
-        last.contains("\"code\":\"stream_truncated\""),
-        "{}",
-        answer.body
-    );
-    assert!(
-        h.fake("secondary").requests().is_empty(),
-        "never replayed once bytes were sent"
-    );
+    assert_cut_off_and_not_replayed(&h, &answer, "response.completed");
 }
 
 #[tokio::test]

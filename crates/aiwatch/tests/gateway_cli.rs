@@ -108,6 +108,22 @@ async fn the_gateway_refuses_to_start_without_client_keys_or_with_a_short_one() 
     }
 }
 
+/// `aiwatch gateway` on `config`, listening on `listen`, with the keys the config names.
+fn gateway_command(config: &std::path::Path, listen: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"));
+    command
+        .env(
+            "CLI_TEST_GATEWAY_KEYS",
+            "k-one-0123456789abcdefghij,k-two-0123456789abcdefghij",
+        )
+        .env("CLI_TEST_CLOUD_KEY", "sk-cloud")
+        .env("NO_COLOR", "1")
+        .arg("--config")
+        .arg(config)
+        .args(["gateway", "--listen", listen]);
+    command
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_serves_fails_over_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -121,16 +137,7 @@ async fn the_gateway_serves_fails_over_and_stops_on_sigterm() {
     second.route("POST", "/v1/chat/completions", healthy("from second"));
     let local = FakeServer::start(None).await;
     let config = write_config(dir.path(), &cloud, &second, &local);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
-        .env(
-            "CLI_TEST_GATEWAY_KEYS",
-            "k-one-0123456789abcdefghij,k-two-0123456789abcdefghij",
-        )
-        .env("CLI_TEST_CLOUD_KEY", "sk-cloud")
-        .env("NO_COLOR", "1")
-        .arg("--config")
-        .arg(&config)
-        .args(["gateway", "--listen", "127.0.0.1:0"])
+    let mut child = gateway_command(&config, "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -178,17 +185,9 @@ async fn the_gateway_serves_fails_over_and_stops_on_sigterm() {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let mut rival = std::process::Command::new(assert_cmd::cargo::cargo_bin("aiwatch"))
-        .env(
-            "CLI_TEST_GATEWAY_KEYS",
-            "k-one-0123456789abcdefghij,k-two-0123456789abcdefghij",
-        )
-        .env("CLI_TEST_CLOUD_KEY", "sk-cloud")
+    let mut rival = gateway_command(&config, &format!("127.0.0.1:{port}"));
+    let mut rival = rival
         .env("AIWATCH_GATEWAY_THREADS", "2")
-        .env("NO_COLOR", "1")
-        .arg("--config")
-        .arg(&config)
-        .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
