@@ -45,6 +45,8 @@ struct Options {
     seconds: u64,
     connections: usize,
     skip_peers: bool,
+    /// A binary to measure instead of building this tree's (an earlier build, to compare).
+    binary: Option<PathBuf>,
 }
 
 pub fn run(args: &[&str]) -> Result<()> {
@@ -71,7 +73,10 @@ pub fn run(args: &[&str]) -> Result<()> {
     } else {
         Some((install_litellm(), install_portkey()))
     };
-    let aiwatch = aiwatch_binary();
+    let aiwatch = match &options.binary {
+        Some(path) => Ok(path.clone()),
+        None => aiwatch_binary(),
+    };
     build_mock();
 
     let mut report = Report::new(&command, &options);
@@ -159,6 +164,7 @@ fn parse_options(args: &[&str]) -> Result<Options> {
         seconds: 15,
         connections: 32,
         skip_peers: false,
+        binary: None,
     };
     let mut rest = args;
     loop {
@@ -176,8 +182,12 @@ fn parse_options(args: &[&str]) -> Result<Options> {
                 options.skip_peers = true;
                 more
             }
+            ["--binary", path, more @ ..] => {
+                options.binary = Some(PathBuf::from(path));
+                more
+            }
             _ => bail!(
-                "usage: cargo xtask bench gateway [--seconds N] [--connections C] [--skip-peers]"
+                "usage: cargo xtask bench gateway [--seconds N] [--connections C] [--skip-peers] [--binary PATH]"
             ),
         };
         if options.seconds == 0 || options.connections == 0 {

@@ -191,32 +191,39 @@ impl RequestBody {
             .is_some_and(|r| r.trim_start().starts_with('['))
     }
 
-    /// The body with `model` replaced and `extra` fields (raw JSON) set, as bytes to send.
-    pub fn with_model(&self, model: &str, extra: &[(&str, String)]) -> Vec<u8> {
-        let size: usize = self.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-        let mut out = Vec::with_capacity(size + model.len() + 16);
-        out.push(b'{');
-        let mut first = true;
-        let mut put = |out: &mut Vec<u8>, key: &str, raw: &str| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            // Writing into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, key);
-            out.push(b':');
-            out.extend_from_slice(raw.as_bytes());
-        };
-        let model_json = Value::String(model.to_owned()).to_string();
-        put(&mut out, "model", &model_json);
-        for (key, value) in self.iter() {
-            if key == "model" || extra.iter().any(|(k, _)| *k == key) {
+    /// The body with its model replaced by `model_json` (the model's name as a JSON string)
+    /// and `extra` fields (raw JSON) set, as bytes to send.
+    pub fn with_model(&self, model_json: &str, extra: &[(&str, String)]) -> Vec<u8> {
+        let size: usize = self.fields.iter().map(|(_, v)| v.len() + 24).sum();
+        let mut out = Vec::with_capacity(size + model_json.len() + 16);
+        out.extend_from_slice(b"{\"model\":");
+        out.extend_from_slice(model_json.as_bytes());
+        for (key, value) in &self.fields {
+            let name = self.key(key);
+            if name == "model" || extra.iter().any(|(k, _)| *k == name) {
                 continue;
             }
-            put(&mut out, key, value);
+            out.push(b',');
+            match key {
+                // As the client wrote it, which had no escapes: written back as it was.
+                Key::At(range) => {
+                    out.push(b'"');
+                    out.extend_from_slice(self.text(range).as_bytes());
+                    out.push(b'"');
+                }
+                // Writing into a Vec cannot fail.
+                Key::Unescaped(k) => {
+                    let _ = serde_json::to_writer(&mut out, k);
+                }
+            }
+            out.push(b':');
+            out.extend_from_slice(self.text(value).as_bytes());
         }
         for (key, raw) in extra {
-            put(&mut out, key, raw);
+            out.push(b',');
+            let _ = serde_json::to_writer(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(raw.as_bytes());
         }
         out.push(b'}');
         out
@@ -242,12 +249,24 @@ mod tests {
             br#"{"model":"smart","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"temperature":0.2}"#,
         )
         .expect("an object");
-        let out = body.with_model("gpt-4o-mini", &[]);
+        let out = body.with_model(r#""gpt-4o-mini""#, &[]);
         let value: Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(value["model"], "gpt-4o-mini");
         assert_eq!(value["messages"][0]["content"], "hé \"x\"");
         assert_eq!(value["temperature"], 0.2);
         assert!(String::from_utf8_lossy(&out).contains(r#""content":"h\u00e9 \"x\"""#));
+    }
+
+    #[test]
+    fn keys_with_escapes_are_written_back_escaped() {
+        let body = RequestBody::parse(br#"{"a\"b":1,"\u00e9t\u00e9":2,"model":"m","plain":3}"#)
+            .expect("an object");
+        let out = body.with_model(r#""x""#, &[]);
+        let value: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(value["a\"b"], 1);
+        assert_eq!(value["été"], 2);
+        assert_eq!(value["plain"], 3);
+        assert_eq!(value["model"], "x");
     }
 
     #[test]
@@ -257,7 +276,7 @@ mod tests {
         )
         .expect("an object");
         let out = body.with_model(
-            "x",
+            r#""x""#,
             &[("stream_options", r#"{"include_usage":true}"#.into())],
         );
         let value: Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -306,7 +325,7 @@ mod tests {
         ) {
             let value = serde_json::to_vec(&entries).expect("serializes");
             let body = RequestBody::parse(&value).expect("an object");
-            let out: Value = serde_json::from_slice(&body.with_model("m", &[])).expect("valid JSON");
+            let out: Value = serde_json::from_slice(&body.with_model(r#""m""#, &[])).expect("valid JSON");
             for (k, v) in &entries {
                 if k != "model" {
                     proptest::prop_assert_eq!(&out[k], &Value::from(*v));

@@ -1,8 +1,7 @@
 //! Opens connections to an upstream the way the monitor's probes do — the same resolver,
-//! proxy settings and TLS trust — for a pooled hyper client, and refuses to send a key
+//! proxy settings and TLS trust — for the upstream pools, and refuses to send a key
 //! through intercepted TLS.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +12,6 @@ use aiwatch_core::evidence::{ProbeReport, Purpose};
 use aiwatch_probe::layered::{open, Io, ProbeContext};
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use tokio::time::Instant;
@@ -27,7 +25,7 @@ pub struct ConnectFailure {
     pub detail: String,
 }
 
-/// A hyper connector for one upstream service.
+/// Opens connections to one upstream service.
 #[derive(Clone)]
 pub struct UpstreamConnector {
     ctx: ProbeContext,
@@ -55,13 +53,8 @@ impl UpstreamConnector {
 /// An opened upstream connection, as hyper wants it.
 pub struct UpstreamIo {
     inner: TokioIo<Box<dyn Io>>,
-    proxied: bool,
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        Connected::new().proxy(self.proxied)
-    }
+    /// Plain HTTP through a forward proxy: requests carry the absolute URL.
+    pub proxied: bool,
 }
 
 impl Read for UpstreamIo {
@@ -92,40 +85,36 @@ impl Write for UpstreamIo {
     }
 }
 
-impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = UpstreamIo;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let url = uri.to_string();
-            let host = aiwatch_core::network::url_host(&url).unwrap_or_default();
-            let mut report = ProbeReport::new(Purpose::Api, &url, host);
-            let deadline = Instant::now() + this.timeout;
-            let opened = open(&this.ctx, &mut report, &url, this.expected_ca, deadline)
-                .await
-                .ok_or_else(|| {
-                    let (cause, detail) =
-                        aiwatch_core::classify::connection_failure(&report, this.timeout);
-                    io::Error::other(ConnectFailure { cause, detail })
-                })?;
-            if opened.intercepted && this.carries_key {
-                return Err(io::Error::other(ConnectFailure {
-                    cause: aiwatch_core::cause::Cause::TlsIntercepted,
-                    detail: "TLS to the upstream is intercepted; its key was not sent through it"
-                        .into(),
-                }));
-            }
-            Ok(UpstreamIo {
-                proxied: opened.target.starts_with("http://"),
-                inner: TokioIo::new(opened.io),
-            })
+impl UpstreamConnector {
+    /// Opens a connection for `uri` (DNS, TCP, proxy, TLS, each with the probe's timeouts)
+    /// or says which layer failed and why.
+    pub async fn open(&self, uri: &Uri) -> Result<UpstreamIo, ConnectFailure> {
+        let url = uri.to_string();
+        let host = aiwatch_core::network::url_host(&url).unwrap_or_default();
+        let mut report = ProbeReport::new(Purpose::Api, &url, host);
+        let deadline = Instant::now() + self.timeout;
+        let opened = open(
+            &self.ctx,
+            &mut report,
+            &url,
+            self.expected_ca.clone(),
+            deadline,
+        )
+        .await
+        .ok_or_else(|| {
+            let (cause, detail) = aiwatch_core::classify::connection_failure(&report, self.timeout);
+            ConnectFailure { cause, detail }
+        })?;
+        if opened.intercepted && self.carries_key {
+            return Err(ConnectFailure {
+                cause: aiwatch_core::cause::Cause::TlsIntercepted,
+                detail: "TLS to the upstream is intercepted; its key was not sent through it"
+                    .into(),
+            });
+        }
+        Ok(UpstreamIo {
+            proxied: opened.target.starts_with("http://"),
+            inner: TokioIo::new(opened.io),
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Builds the running gateway from the config: its routes, one pooled client and breaker per
+//! Builds the running gateway from the config: its routes, one connection pool and breaker per
 //! upstream, the key check, metrics and the usage ledger.
 
 use std::collections::HashMap;
@@ -11,8 +11,6 @@ use aiwatch_core::service::{ServiceKind, ServiceName};
 use aiwatch_core::spike::SpikeRule;
 use aiwatch_core::Catalog;
 use aiwatch_probe::{CheckOptions, Checker};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use crate::auth::ClientKeys;
@@ -21,12 +19,11 @@ use crate::connector::UpstreamConnector;
 use crate::dialect::Adapter;
 use crate::health::UpstreamHealth;
 use crate::metrics::{EntryMetrics, Gauge, Metrics, RouteMetrics};
+use crate::pool::UpstreamPool;
 use crate::upstream::UpstreamState;
 use crate::usage::Ledger;
 use crate::Error;
 
-/// How long an idle pooled connection to an upstream is kept.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The longest a connection (DNS, TCP, proxy, TLS) to an upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -136,16 +133,7 @@ impl Gateway {
                             key.is_some(),
                             CONNECT_TIMEOUT,
                         );
-                        // One pool per edge thread: a thread's requests use connections
-                        // its own runtime drives, never handed across threads.
-                        let clients = (0..crate::upstream::edge_threads())
-                            .map(|_| {
-                                Client::builder(TokioExecutor::new())
-                                    .pool_idle_timeout(POOL_IDLE)
-                                    .pool_timer(TokioTimer::new())
-                                    .build(connector.clone())
-                            })
-                            .collect();
+                        let pool = UpstreamPool::new(connector, service.api_base.as_deref());
                         let proxy_headers = crate::upstream::proxy_headers(&service, &proxies);
                         let adapter =
                             Adapter::for_service(&service, &up.model, key.as_ref(), &proxy_headers);
@@ -159,7 +147,7 @@ impl Gateway {
                             model: up.model.clone(),
                             key,
                             timeout: up.timeout.unwrap_or(settings.upstream_timeout),
-                            clients,
+                            pool,
                             expected_ca,
                         });
                         upstreams.len() - 1

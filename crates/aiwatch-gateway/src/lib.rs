@@ -16,6 +16,7 @@ pub mod health;
 pub mod key_limits;
 pub mod metrics;
 pub mod policy;
+pub mod pool;
 pub mod proxy;
 pub mod relay;
 pub mod server;

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::header::{HeaderName, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
@@ -27,6 +26,7 @@ use crate::metrics::{EntryMetrics, FailoverLabels};
 use crate::policy::{
     self, Charge, EndStream, FailOver, Failure, Refusal, StreamTrouble, Tally, Trouble,
 };
+use crate::pool::{PooledBody, SendError};
 use crate::relay::{StreamFault, StreamRelay};
 use crate::upstream::UpstreamState;
 use crate::usage::Tokens;
@@ -252,23 +252,27 @@ async fn attempt(
 ) -> Attempt {
     let sent = Instant::now();
     let answer_by = deadline.min(sent + entry.timeout);
-    let response = match timeout_at(answer_by, up.client().request(request_to_upstream)).await {
+    let response = match timeout_at(answer_by, up.pool.send(request_to_upstream)).await {
         Err(_) => {
             return failed(Trouble::NoHeadersInTime {
                 waited: answer_by - sent,
             })
         }
-        Ok(Err(e)) => {
-            // A connection that could not be opened says which layer failed; anything else
-            // (a connection reset mid-answer) is the provider's.
-            return match connect_failure(&e) {
-                Some(f) => failed(Trouble::ConnectFailed {
-                    cause: f.cause,
-                    detail: &f.detail,
-                }),
-                None => failed(Trouble::ConnectionLost(&error_chain(&e))),
-            };
+        // A connection that could not be opened says which layer failed; anything else (a
+        // connection reset mid-answer) is the provider's.
+        Ok(Err(SendError::Connect(f))) => {
+            return failed(Trouble::ConnectFailed {
+                cause: f.cause,
+                detail: &f.detail,
+            })
         }
+        Ok(Err(SendError::Unsendable(why))) => {
+            return failed(Trouble::ConnectFailed {
+                cause: aiwatch_core::cause::Cause::Unknown,
+                detail: &why,
+            })
+        }
+        Ok(Err(SendError::Lost(e))) => return failed(Trouble::ConnectionLost(&error_chain(&e))),
         Ok(Ok(response)) => response,
     };
     let status = response.status();
@@ -376,7 +380,7 @@ fn account(
 /// The start of an error answer, enough to tell why it failed; empty if it never came.
 /// An error answer, capped, with the upstream's key and anything key-shaped removed: it may be
 /// returned to the client, logged and shown on `/admin/upstreams`.
-async fn error_body(body: Incoming, deadline: Instant, up: &UpstreamState) -> Bytes {
+async fn error_body(body: PooledBody, deadline: Instant, up: &UpstreamState) -> Bytes {
     let by = deadline.min(Instant::now() + Duration::from_secs(5));
     let bytes = aiwatch_probe::http::read_capped(body, ERROR_CAP, by)
         .await
@@ -391,7 +395,7 @@ async fn error_body(body: Incoming, deadline: Instant, up: &UpstreamState) -> By
 
 /// Reads a whole body up to `cap` bytes before `deadline` (the probe's capped read); a
 /// longer body is an error, not a cut one.
-async fn read_capped(body: Incoming, cap: usize, deadline: Instant) -> Result<Bytes, String> {
+async fn read_capped(body: PooledBody, cap: usize, deadline: Instant) -> Result<Bytes, String> {
     use aiwatch_probe::http::BodyError;
     match aiwatch_probe::http::read_capped(body, cap, deadline).await {
         Ok((bytes, false)) => Ok(bytes),
@@ -405,27 +409,6 @@ async fn read_capped(body: Incoming, cap: usize, deadline: Instant) -> Result<By
 }
 
 /// The connector's own failure, somewhere in the client's error chain.
-fn connect_failure<'e>(
-    error: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e crate::connector::ConnectFailure> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<crate::connector::ConnectFailure>() {
-            return Some(found);
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(found) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<crate::connector::ConnectFailure>())
-            {
-                return Some(found);
-            }
-        }
-        current = e.source();
-    }
-    None
-}
-
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -444,7 +427,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Reads an upstream stream piece by piece under the stall limit and the deadline.
 struct StreamReader {
-    body: Incoming,
+    body: PooledBody,
     relay: StreamRelay,
     stall: Duration,
     deadline: Instant,
@@ -543,7 +526,7 @@ async fn stream(
     entry: &RouteEntry,
     up: &UpstreamState,
     request: &Forward,
-    response: hyper::Response<Incoming>,
+    response: hyper::Response<PooledBody>,
     sent: Instant,
     deadline: Instant,
 ) -> Attempt {

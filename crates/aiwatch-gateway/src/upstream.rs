@@ -1,5 +1,5 @@
-//! One upstream — a catalog service and a model — with its wire dialect's adapter, its pooled
-//! client and its health, and what its answers mean for failover.
+//! One upstream — a catalog service and a model — with its wire dialect's adapter, its
+//! connection pool and its health, and what its answers mean for failover.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +9,11 @@ use aiwatch_core::service::Service;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
 use rustls::client::WebPkiServerVerifier;
 
-use crate::connector::UpstreamConnector;
 use crate::dialect::Adapter;
 use crate::health::UpstreamHealth;
+use crate::pool::UpstreamPool;
 
 /// The headers an upstream reached over plain HTTP through a forward proxy needs on each
 /// request: the proxy's credentials. (HTTPS upstreams go through a CONNECT tunnel, which the
@@ -42,7 +41,7 @@ pub fn proxy_headers(
         .unwrap_or_default()
 }
 
-/// A running upstream: its service, its model, its pooled client and its health.
+/// A running upstream: its service, its model, its connection pool and its health.
 pub struct UpstreamState {
     /// `service:model`, as the config writes it.
     pub id: String,
@@ -55,8 +54,8 @@ pub struct UpstreamState {
     pub adapter: Adapter,
     /// The shortest answer budget its routes give it; canaries get no more.
     pub timeout: Duration,
-    /// Pooled clients, one per edge thread (see [`enter_edge_thread`]).
-    pub clients: Box<[Client<UpstreamConnector, Full<Bytes>>]>,
+    /// Its open connections, one shelf per edge thread.
+    pub pool: UpstreamPool,
     pub expected_ca: Option<Arc<WebPkiServerVerifier>>,
     /// Its breaker, baseline and canaries: everything about how well it is, apart from who.
     pub health: UpstreamHealth,
@@ -87,36 +86,7 @@ impl TraceValues {
     }
 }
 
-thread_local! {
-    /// The edge thread this thread is; 0 for any other.
-    static EDGE_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// At most this many edge threads get pools of their own.
-const MAX_EDGE_THREADS: usize = 64;
-
-/// How many pooled clients each upstream keeps: one per core, for the edge threads.
-pub fn edge_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_EDGE_THREADS)
-}
-
-/// Marks the current thread as the gateway's edge thread `index` (each serving clients on its
-/// own single-threaded runtime): its requests use pooled connections of their own, which that
-/// runtime drives, instead of waking another thread for every request and answer.
-pub fn enter_edge_thread(index: usize) {
-    EDGE_THREAD.with(|t| t.set(index));
-}
-
 impl UpstreamState {
-    /// The pooled client of the current edge thread.
-    pub fn client(&self) -> &Client<UpstreamConnector, Full<Bytes>> {
-        let index = EDGE_THREAD.with(std::cell::Cell::get);
-        // Never empty: one client per edge thread, at least one.
-        &self.clients[index % self.clients.len()]
-    }
-
     /// One tiny streamed answer (at most five tokens), as `check --deep` sends it: what the
     /// canaries and the drill ask.
     pub async fn tiny_stream(
@@ -135,7 +105,7 @@ impl UpstreamState {
         .await
     }
 
-    /// Reads the model list through the pooled client — the free call canaries start with and
+    /// Reads the model list through the upstream's pool — the free call canaries start with and
     /// the drill lists local models from.
     pub async fn list_models(&self, deadline: tokio::time::Instant) -> Result<Bytes, ListError> {
         let call = aiwatch_probe::api::list_models(&self.service, self.key.as_ref())
@@ -152,7 +122,7 @@ impl UpstreamState {
         let request = builder
             .body(Full::new(Bytes::new()))
             .map_err(|e| unreachable(format!("cannot build the request: {e}")))?;
-        let response = tokio::time::timeout_at(deadline, self.client().request(request))
+        let response = tokio::time::timeout_at(deadline, self.pool.send(request))
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(e.to_string()))?;

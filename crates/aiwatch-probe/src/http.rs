@@ -91,26 +91,45 @@ pub enum BodyError {
     Broken(String),
 }
 
-/// Reads a body up to `cap` bytes before `deadline`; longer bodies are cut and flagged.
-pub async fn read_capped(
-    mut body: Incoming,
+/// Reads a body up to `cap` bytes before `deadline`; longer bodies are cut and flagged. A body
+/// that comes in one piece is returned as it came, without a copy.
+pub async fn read_capped<B>(
+    mut body: B,
     cap: usize,
     deadline: Instant,
-) -> Result<(Bytes, bool), BodyError> {
+) -> Result<(Bytes, bool), BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let read = async {
-        let mut buf = BytesMut::new();
+        let mut first = Bytes::new();
+        let mut joined: Option<BytesMut> = None;
+        let mut cut = false;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                let room = cap - buf.len();
-                if data.len() > room {
-                    buf.extend_from_slice(&data[..room]);
-                    return Ok((buf.freeze(), true));
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let have = joined.as_ref().map_or(first.len(), BytesMut::len);
+            let room = cap - have;
+            cut = data.len() > room;
+            let data = if cut { data.slice(..room) } else { data };
+            match &mut joined {
+                None if first.is_empty() => first = data,
+                None => {
+                    let mut buf = BytesMut::with_capacity(have + data.len());
+                    buf.extend_from_slice(&first);
+                    buf.extend_from_slice(&data);
+                    joined = Some(buf);
                 }
-                buf.extend_from_slice(&data);
+                Some(buf) => buf.extend_from_slice(&data),
+            }
+            if cut {
+                break;
             }
         }
-        Ok((buf.freeze(), false))
+        Ok((joined.map_or(first, BytesMut::freeze), cut))
     };
     tokio::time::timeout_at(deadline, read)
         .await

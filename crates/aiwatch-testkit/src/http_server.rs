@@ -357,6 +357,8 @@ pub struct FakeServer {
 
 struct Shared {
     state: Mutex<State>,
+    /// Connections accepted so far.
+    accepted: std::sync::atomic::AtomicUsize,
 }
 
 struct State {
@@ -396,6 +398,7 @@ impl FakeServer {
                 fallback: default_fallback(),
                 seen: Vec::new(),
             }),
+            accepted: std::sync::atomic::AtomicUsize::new(0),
         });
         let acceptor = tls.map(|identity| TlsAcceptor::from(identity.server_config()));
         let mut tasks = JoinSet::new();
@@ -451,6 +454,14 @@ impl FakeServer {
     /// Every request received so far, in order of arrival.
     pub fn requests(&self) -> Vec<Seen> {
         self.state().seen.clone()
+    }
+
+    /// How many connections the server has accepted: a client that keeps its connections
+    /// alive opens few.
+    pub fn connections(&self) -> usize {
+        self.shared
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -520,6 +531,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
         tokio::select! {
             result = listener.accept() => {
                 if let Ok((stream, _)) = result {
+                    shared.accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let _ = stream.set_nodelay(true);
                     connections.spawn(serve_connection(stream, tls.clone(), Arc::clone(&shared)));
                 }

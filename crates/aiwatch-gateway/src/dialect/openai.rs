@@ -21,8 +21,8 @@ pub const ANSWER_CAP: usize = 32 * 1024 * 1024;
 /// `/v1`, LM Studio and the like.
 #[derive(Debug)]
 pub struct OpenAiCompatible {
-    /// The upstream's own model id, which replaces the client's alias.
-    model: String,
+    /// The upstream's own model id as a JSON string, which replaces the client's alias.
+    model_json: String,
     chat: Result<Target, String>,
     embeddings: Result<Target, String>,
     /// The Responses API, relayed as it is; `Err` says why this upstream cannot take it.
@@ -45,7 +45,7 @@ impl OpenAiCompatible {
         let target =
             |endpoint: Endpoint| Target::new(format!("{base}{}", endpoint.path()), headers);
         Self {
-            model: model.to_owned(),
+            model_json: Value::String(model.to_owned()).to_string(),
             chat: target(Endpoint::ChatCompletions),
             embeddings: target(Endpoint::Embeddings),
             responses: match no_responses {
@@ -83,7 +83,7 @@ impl OpenAiCompatible {
             options.insert("include_usage".into(), Value::Bool(true));
             extra.push(("stream_options", Value::Object(options).to_string()));
         }
-        Ok(target.post(body.with_model(&self.model, &extra), stream))
+        Ok(target.post(body.with_model(&self.model_json, &extra), stream))
     }
 }
 
