@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 /// The breaker's knobs, from `[gateway]`.
@@ -333,15 +334,21 @@ impl Breaker {
 /// 90 % there while the first ramps at 10 %. `unit` is a uniform random number in [0, 1).
 /// When nothing is available the upstreams `last_resort` allows (tripped, but not asked by
 /// their provider to wait) are tried in order; the order may then be empty.
+/// Routes with at most this many upstreams plan a request without allocating.
+pub const ROUTE_INLINE: usize = 8;
+
+/// The upstreams a request tries, by index, in order.
+pub type Order = SmallVec<[usize; ROUTE_INLINE]>;
+
 pub fn attempt_order(
     weights: &[u32],
     shares: &[f64],
     available: &[bool],
     last_resort: &[bool],
     unit: f64,
-) -> Vec<usize> {
+) -> Order {
     let n = weights.len();
-    let mut effective = vec![0.0f64; n];
+    let mut effective: SmallVec<[f64; ROUTE_INLINE]> = smallvec::smallvec![0.0f64; n];
     for i in 0..n {
         let w = f64::from(weights[i]);
         let share = shares.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0);
@@ -357,7 +364,7 @@ pub fn attempt_order(
         }
     }
     let total: f64 = effective.iter().sum();
-    let mut order = Vec::with_capacity(n);
+    let mut order = Order::new();
     if total > 0.0 {
         let mut point = unit.clamp(0.0, 1.0) * total;
         let mut first = None;
@@ -552,7 +559,7 @@ mod tests {
             &[true; 3],
             0.3,
         );
-        assert_eq!(order, vec![1, 2]);
+        assert_eq!(order.as_slice(), [1, 2]);
         let healthy = attempt_order(
             &[1, 0, 0],
             &[1.0, 1.0, 1.0],
@@ -560,7 +567,7 @@ mod tests {
             &[true; 3],
             0.99,
         );
-        assert_eq!(healthy, vec![0, 1, 2]);
+        assert_eq!(healthy.as_slice(), [0, 1, 2]);
     }
 
     #[test]
@@ -581,8 +588,8 @@ mod tests {
         let to_primary = firsts.iter().filter(|&&i| i == 0).count();
         assert_eq!(to_primary, 10);
         assert_eq!(
-            attempt_order(&[1, 0], &shares, &available, &[true; 2], 0.5),
-            vec![1, 0],
+            attempt_order(&[1, 0], &shares, &available, &[true; 2], 0.5).as_slice(),
+            [1, 0],
             "the ramping primary is still a failover target"
         );
     }
@@ -606,8 +613,8 @@ mod tests {
     #[test]
     fn when_everything_is_tripped_all_are_tried_in_order() {
         assert_eq!(
-            attempt_order(&[1, 0, 0], &[0.0; 3], &[false; 3], &[true; 3], 0.5),
-            vec![0, 1, 2]
+            attempt_order(&[1, 0, 0], &[0.0; 3], &[false; 3], &[true; 3], 0.5).as_slice(),
+            [0, 1, 2]
         );
         assert_eq!(
             attempt_order(
@@ -616,8 +623,9 @@ mod tests {
                 &[false; 3],
                 &[false, true, false],
                 0.5
-            ),
-            vec![1],
+            )
+            .as_slice(),
+            [1],
             "but never one its provider asked to wait"
         );
     }

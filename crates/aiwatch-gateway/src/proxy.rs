@@ -13,12 +13,13 @@ use bytes::Bytes;
 use http::header::{HeaderName, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
 use crate::auth::KeyLabel;
 use crate::body::RequestBody;
-use crate::breaker::attempt_order;
+use crate::breaker::{attempt_order, Order, ROUTE_INLINE};
 use crate::dialect::Endpoint;
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
@@ -107,7 +108,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
             Attempt::Respond(mut response) => {
                 let headers = response.headers_mut();
                 headers.insert(X_AIWATCH_UPSTREAM, up.trace.upstream.clone());
-                headers.insert(X_AIWATCH_ATTEMPTS, HeaderValue::from(tally.attempts));
+                headers.insert(X_AIWATCH_ATTEMPTS, attempts_value(tally.attempts));
                 // The usual case, one attempt answered 200, costs no formatting.
                 let tried = if tally.tried.is_empty() && response.status() == StatusCode::OK {
                     Some(up.trace.answered_ok.clone())
@@ -201,12 +202,12 @@ fn cooling_down(gw: &Gateway, route: &RouteTable) -> Response {
 
 /// The order this request tries the route's upstreams in; `None` when every one of them is
 /// inside a provider's Retry-After.
-fn plan(gw: &Gateway, route: &RouteTable) -> Option<Vec<usize>> {
+fn plan(gw: &Gateway, route: &RouteTable) -> Option<Order> {
     let now = Instant::now();
-    let mut weights = Vec::with_capacity(route.entries.len());
-    let mut shares = Vec::with_capacity(route.entries.len());
-    let mut available = Vec::with_capacity(route.entries.len());
-    let mut last_resort = Vec::with_capacity(route.entries.len());
+    let mut weights = SmallVec::<[u32; ROUTE_INLINE]>::new();
+    let mut shares = SmallVec::<[f64; ROUTE_INLINE]>::new();
+    let mut available = SmallVec::<[bool; ROUTE_INLINE]>::new();
+    let mut last_resort = SmallVec::<[bool; ROUTE_INLINE]>::new();
     for entry in &route.entries {
         let up = &gw.upstreams[entry.upstream];
         let now_usable = up.health.availability(now);
@@ -219,10 +220,18 @@ fn plan(gw: &Gateway, route: &RouteTable) -> Option<Vec<usize>> {
     (!order.is_empty()).then_some(order)
 }
 
+/// The `x-aiwatch-attempts` value; the usual one costs no allocation.
+fn attempts_value(attempts: u32) -> HeaderValue {
+    match attempts {
+        1 => HeaderValue::from_static("1"),
+        n => HeaderValue::from(n),
+    }
+}
+
 /// The trace headers of an answer no upstream gave.
 fn set_trace_headers(headers: &mut HeaderMap, attempts: u32, tried: &[String]) {
     headers.insert(X_AIWATCH_UPSTREAM, HeaderValue::from_static("none"));
-    headers.insert(X_AIWATCH_ATTEMPTS, HeaderValue::from(attempts));
+    headers.insert(X_AIWATCH_ATTEMPTS, attempts_value(attempts));
     if let Ok(v) = HeaderValue::from_str(&tried.join("; ")) {
         headers.insert(X_AIWATCH_TRIED, v);
     }

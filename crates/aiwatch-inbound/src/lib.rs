@@ -126,6 +126,7 @@ pub async fn serve_with<M, S>(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    let floor = tokio::spawn(timer_floor());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -161,6 +162,23 @@ pub async fn serve_with<M, S>(
     }
     drop(listener);
     let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+    floor.abort();
+}
+
+/// How often [`timer_floor`] ticks: shorter than any deadline a request sets.
+const FLOOR_TICK: Duration = Duration::from_secs(1);
+
+/// Keeps a timer due within [`FLOOR_TICK`] on the runtime. Tokio's timer wakes its runtime
+/// (an eventfd write, and one more trip through epoll) whenever a deadline is set earlier than
+/// the earliest one it already waits for; every request sets one (its header deadline, and the
+/// gateway its upstream's), so without a nearer timer each request would cost that wake-up.
+/// One tick a second is far cheaper.
+async fn timer_floor() {
+    let mut tick = tokio::time::interval(FLOOR_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+    }
 }
 
 /// The router as a hyper service that tells each request its client address.
