@@ -19,7 +19,8 @@ const MAX_FIELDS: usize = 1024;
 /// key that had escapes.
 #[derive(Debug)]
 pub struct RequestBody {
-    text: String,
+    /// The client's bytes, checked to be UTF-8 once.
+    text: Bytes,
     fields: Vec<(Key, Range<usize>)>,
 }
 
@@ -139,16 +140,15 @@ impl RequestBody {
         Self::parse_bytes(Bytes::copy_from_slice(bytes))
     }
 
-    /// [`RequestBody::parse`] of a body already in [`Bytes`], kept without a copy when the
-    /// bytes are not shared.
-    pub fn parse_bytes(bytes: Bytes) -> Result<Self, String> {
-        let text = String::from_utf8(Vec::from(bytes))
-            .map_err(|e| format!("the body is not UTF-8 ({e})"))?;
+    /// [`RequestBody::parse`] of a body already in [`Bytes`], kept without a copy.
+    pub fn parse_bytes(text: Bytes) -> Result<Self, String> {
         let fields = {
-            let mut de = serde_json::Deserializer::from_str(&text);
+            let whole =
+                std::str::from_utf8(&text).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
+            let mut de = serde_json::Deserializer::from_str(whole);
             let fields = de
                 .deserialize_map(Fields {
-                    base: text.as_bytes(),
+                    base: whole.as_bytes(),
                 })
                 .map_err(|e| e.to_string())?;
             de.end().map_err(|e| e.to_string())?;
@@ -157,9 +157,13 @@ impl RequestBody {
         Ok(Self { text, fields })
     }
 
-    /// The text at `range` of the body: a key or a value the parser read, so whole characters.
+    /// The text at `range` of the body: a key or a value the parser read, so whole characters
+    /// of a body already checked to be UTF-8.
     fn text(&self, range: &Range<usize>) -> &str {
-        self.text.get(range.clone()).unwrap_or_default()
+        self.text
+            .get(range.clone())
+            .and_then(|part| std::str::from_utf8(part).ok())
+            .unwrap_or_default()
     }
 
     fn key<'a>(&'a self, key: &'a Key) -> &'a str {

@@ -324,6 +324,8 @@ async fn attempt(
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    // Room for the type, the upstream's request id and the three trace headers at once.
+    headers.reserve(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     copy_request_id(&parts.headers, headers);
     Attempt::Respond(response)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aiwatch_core::secret::ApiKey;
 use aiwatch_core::service::{Service, ServiceKind};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use serde_json::Value;
@@ -201,7 +201,14 @@ fn fixed_headers(
 #[derive(Clone, Debug)]
 pub struct Target {
     uri: Uri,
-    headers: Arc<HeaderMap>,
+    headers: Box<TargetHeaders>,
+}
+
+/// A target's fixed headers with `Host`, and the `Accept` of a whole answer or of a stream.
+#[derive(Clone, Debug)]
+struct TargetHeaders {
+    json: HeaderMap,
+    stream: HeaderMap,
 }
 
 impl Target {
@@ -209,8 +216,29 @@ impl Target {
     fn new(url: String, headers: &Result<Arc<HeaderMap>, String>) -> Result<Self, String> {
         let fail = |e: &dyn std::fmt::Display| format!("cannot build the request to {url}: {e}");
         let uri = Uri::try_from(url.as_str()).map_err(|e| fail(&e))?;
-        let headers = headers.as_ref().map_err(|e| fail(e))?.clone();
-        Ok(Self { uri, headers })
+        let host = uri
+            .authority()
+            .ok_or_else(|| fail(&"the URL has no host"))
+            .and_then(|a| HeaderValue::from_str(a.as_str()).map_err(|e| fail(&e)))?;
+        let fixed = headers.as_ref().map_err(|e| fail(e))?;
+        let with_accept = |accept: &'static str| {
+            let mut map = HeaderMap::with_capacity(fixed.len() + 2);
+            map.extend(
+                fixed
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
+            map.insert(HOST, host.clone());
+            map.insert(ACCEPT, HeaderValue::from_static(accept));
+            map
+        };
+        Ok(Self {
+            headers: Box::new(TargetHeaders {
+                json: with_accept("application/json"),
+                stream: with_accept("text/event-stream"),
+            }),
+            uri,
+        })
     }
 
     /// The URL requests to this endpoint go to.
@@ -223,16 +251,11 @@ impl Target {
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        *headers = HeaderMap::clone(&self.headers);
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
+        *request.headers_mut() = if stream {
+            self.headers.stream.clone()
+        } else {
+            self.headers.json.clone()
+        };
         request
     }
 }
