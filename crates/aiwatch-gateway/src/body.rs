@@ -157,30 +157,38 @@ impl RequestBody {
         Ok(Self { text, fields })
     }
 
-    /// The text at `range` of the body: a key or a value the parser read, so whole characters
-    /// of a body already checked to be UTF-8.
-    fn text(&self, range: &Range<usize>) -> &str {
-        self.text
-            .get(range.clone())
-            .and_then(|part| std::str::from_utf8(part).ok())
-            .unwrap_or_default()
+    /// The bytes at `range` of the body: a key or a value the parser read.
+    fn bytes(&self, range: &Range<usize>) -> &[u8] {
+        self.text.get(range.clone()).unwrap_or_default()
     }
 
-    fn key<'a>(&'a self, key: &'a Key) -> &'a str {
+    /// The text at `range` of the body: whole characters of a body already checked to be UTF-8.
+    fn text(&self, range: &Range<usize>) -> &str {
+        std::str::from_utf8(self.bytes(range)).unwrap_or_default()
+    }
+
+    /// A field's name as bytes: compared without checking it is UTF-8 again.
+    fn key_bytes<'a>(&'a self, key: &'a Key) -> &'a [u8] {
         match key {
-            Key::At(range) => self.text(range),
-            Key::Unescaped(k) => k,
+            Key::At(range) => self.bytes(range),
+            Key::Unescaped(k) => k.as_bytes(),
         }
     }
 
     /// The fields as (name, raw JSON value), in the client's order.
     fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(k, v)| (self.key(k), self.text(v)))
+        self.fields.iter().map(|(k, v)| {
+            let name = std::str::from_utf8(self.key_bytes(k)).unwrap_or_default();
+            (name, self.text(v))
+        })
     }
 
     /// The raw JSON text of a field.
     pub fn raw(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(k, _)| self.key_bytes(k) == key.as_bytes())
+            .map(|(_, v)| self.text(v))
     }
 
     /// A field parsed as `T`; `None` when absent, `Err` when it is not a `T`.
@@ -203,8 +211,8 @@ impl RequestBody {
         out.extend_from_slice(b"{\"model\":");
         out.extend_from_slice(model_json.as_bytes());
         for (key, value) in &self.fields {
-            let name = self.key(key);
-            if name == "model" || extra.iter().any(|(k, _)| *k == name) {
+            let name = self.key_bytes(key);
+            if name == b"model" || extra.iter().any(|(k, _)| k.as_bytes() == name) {
                 continue;
             }
             out.push(b',');
@@ -212,7 +220,7 @@ impl RequestBody {
                 // As the client wrote it, which had no escapes: written back as it was.
                 Key::At(range) => {
                     out.push(b'"');
-                    out.extend_from_slice(self.text(range).as_bytes());
+                    out.extend_from_slice(self.bytes(range));
                     out.push(b'"');
                 }
                 // Writing into a Vec cannot fail.
@@ -221,7 +229,7 @@ impl RequestBody {
                 }
             }
             out.push(b':');
-            out.extend_from_slice(self.text(value).as_bytes());
+            out.extend_from_slice(self.bytes(value));
         }
         for (key, raw) in extra {
             out.push(b',');

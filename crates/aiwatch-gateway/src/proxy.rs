@@ -70,7 +70,7 @@ enum Attempt {
 pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> Response {
     gw.retry_budget.deposit();
     let deadline = request.received + gw.settings.request_timeout;
-    let Some(order) = plan(&gw, route) else {
+    let Some(order) = plan(&gw, route, request.received) else {
         return cooling_down(gw.as_ref(), route);
     };
     let mut tally = Tally::default();
@@ -78,7 +78,8 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
     for index in order {
         let entry = &route.entries[index];
         let up = &gw.upstreams[entry.upstream];
-        if tally.attempts >= gw.settings.max_attempts.max(1) || Instant::now() >= deadline {
+        let started = Instant::now();
+        if tally.attempts >= gw.settings.max_attempts.max(1) || started >= deadline {
             break;
         }
         let outgoing = match up
@@ -96,13 +97,12 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                 continue;
             }
         };
-        if tally.attempts > 0 && !gw.retry_budget.withdraw(Instant::now()) {
+        if tally.attempts > 0 && !gw.retry_budget.withdraw(started) {
             tally.tried.push("retry budget spent".into());
             break;
         }
         tally.attempts += 1;
-        let started = Instant::now();
-        let outcome = attempt(&gw, entry, up, outgoing, &request, deadline).await;
+        let outcome = attempt(&gw, entry, up, outgoing, &request, started, deadline).await;
         waited += started.elapsed();
         match outcome {
             Attempt::Respond(mut response) => {
@@ -202,8 +202,7 @@ fn cooling_down(gw: &Gateway, route: &RouteTable) -> Response {
 
 /// The order this request tries the route's upstreams in; `None` when every one of them is
 /// inside a provider's Retry-After.
-fn plan(gw: &Gateway, route: &RouteTable) -> Option<Order> {
-    let now = Instant::now();
+fn plan(gw: &Gateway, route: &RouteTable, now: Instant) -> Option<Order> {
     let mut weights = SmallVec::<[u32; ROUTE_INLINE]>::new();
     let mut shares = SmallVec::<[f64; ROUTE_INLINE]>::new();
     let mut available = SmallVec::<[bool; ROUTE_INLINE]>::new();
@@ -257,9 +256,9 @@ async fn attempt(
     up: &UpstreamState,
     request_to_upstream: http::Request<http_body_util::Full<Bytes>>,
     request: &Forward,
+    sent: Instant,
     deadline: Instant,
 ) -> Attempt {
-    let sent = Instant::now();
     let answer_by = deadline.min(sent + entry.timeout);
     let response = match timeout_at(answer_by, up.pool.send(request_to_upstream)).await {
         Err(_) => {
@@ -310,7 +309,10 @@ async fn attempt(
         }
     };
     let upstream_time = sent.elapsed();
-    let (body, tokens) = match up.adapter.answer(request.endpoint, &bytes, gw.unix_now()) {
+    let (body, tokens) = match up
+        .adapter
+        .answer(request.endpoint, &bytes, || gw.unix_now())
+    {
         Ok(answer) => answer,
         Err(reason) => return failed(Trouble::AnswerUnreadable(&reason)),
     };

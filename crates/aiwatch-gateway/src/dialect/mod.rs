@@ -139,16 +139,17 @@ impl Adapter {
     }
 
     /// The client's body for a 2xx whole answer, in OpenAI's shape, and its usage. Garbage is
-    /// an error: the upstream failed.
+    /// an error: the upstream failed. `now_unix` is read only by a dialect whose answers need a
+    /// `created` time.
     pub fn answer(
         &self,
         endpoint: Endpoint,
         bytes: &Bytes,
-        now_unix: i64,
+        now_unix: impl FnOnce() -> i64,
     ) -> Result<(Bytes, Option<Tokens>), String> {
         match self {
             Self::OpenAiCompatible(_) => openai::peek_answer(endpoint, bytes),
-            Self::AnthropicMessages(_) => anthropic::answer(bytes, now_unix),
+            Self::AnthropicMessages(_) => anthropic::answer(bytes, now_unix()),
         }
     }
 
