@@ -7,13 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use aiwatch_probe::http::{read_capped, BodyError};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -279,10 +279,12 @@ async fn parse(
     received: Instant,
 ) -> Result<Forward, ApiError> {
     let cap = gw.settings.max_request_bytes;
-    let body = Limited::new(request.into_body(), cap);
     let client_timeout = gw.settings.client_timeout;
-    let bytes = match tokio::time::timeout(client_timeout, body.collect()).await {
-        Err(_) => {
+    // Read as it came (one piece, no copy, no list of frames): a body past the cap is cut
+    // and refused, one that does not arrive in time is refused.
+    let read = read_capped(request.into_body(), cap, Instant::now() + client_timeout).await;
+    let bytes = match read {
+        Err(BodyError::Timeout) => {
             gw.metrics.reject("slow_client");
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -294,7 +296,7 @@ async fn parse(
                 ),
             ));
         }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+        Ok((_, true)) => {
             gw.metrics.reject("too_large");
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -303,13 +305,13 @@ async fn parse(
                 format!("the request body is larger than this gateway's limit of {cap} bytes (max_request_bytes)"),
             ));
         }
-        Ok(Err(e)) => {
+        Err(BodyError::Broken(e)) => {
             gw.metrics.reject("bad_request");
             return Err(ApiError::invalid_request(format!(
                 "the request body could not be read: {e}"
             )));
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok((bytes, false)) => bytes,
     };
     let body = RequestBody::parse_bytes(bytes).map_err(|e| {
         gw.metrics.reject("bad_request");

@@ -325,11 +325,16 @@ async fn attempt(
     account(gw, &entry.metrics, up, request.key, tokens);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    // Room for the type, the upstream's request id and the three trace headers at once.
-    headers.reserve(8);
+    // The upstream's header map, emptied, holds the answer's: its room is already there for
+    // the type, the upstream's request id and the trace headers.
+    let request_id = upstream_request_id(&parts.headers);
+    let mut headers = parts.headers;
+    headers.clear();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    copy_request_id(&parts.headers, headers);
+    if let Some(id) = request_id {
+        headers.insert(X_UPSTREAM_REQUEST_ID, id);
+    }
+    *response.headers_mut() = headers;
     Attempt::Respond(response)
 }
 
@@ -344,10 +349,12 @@ fn client_error(up: &UpstreamState, status: StatusCode, bytes: &[u8]) -> Respons
     (status, axum::Json(body)).into_response()
 }
 
-fn copy_request_id(from: &HeaderMap, to: &mut HeaderMap) {
-    if let Some(id) = from.get(&X_REQUEST_ID).or_else(|| from.get(&REQUEST_ID)) {
-        to.insert(X_UPSTREAM_REQUEST_ID, id.clone());
-    }
+/// The id the upstream gave its answer, which the client gets as `x-upstream-request-id`.
+fn upstream_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(&X_REQUEST_ID)
+        .or_else(|| headers.get(&REQUEST_ID))
+        .cloned()
 }
 
 fn account(
@@ -619,7 +626,9 @@ async fn stream(
         HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    copy_request_id(&parts.headers, headers);
+    if let Some(id) = upstream_request_id(&parts.headers) {
+        headers.insert(X_UPSTREAM_REQUEST_ID, id);
+    }
     Attempt::Respond(response)
 }
 

@@ -164,6 +164,60 @@ async fn an_oversized_body_is_413() {
     );
 }
 
+/// Sends `body` chunked, in pieces of `piece` bytes each written on its own, and returns the
+/// answer as text. The answer is read while the pieces go out: the gateway may refuse and
+/// close before the last ones.
+async fn send_in_pieces(addr: std::net::SocketAddr, body: &str, piece: usize) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    let mut wire = vec![head.into_bytes()];
+    for chunk in body.as_bytes().chunks(piece) {
+        wire.push([format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat());
+    }
+    wire.push(b"0\r\n\r\n".to_vec());
+    let writer = tokio::spawn(async move {
+        for part in wire {
+            if write.write_all(&part).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut buf)).await;
+    writer.abort();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_in_pieces_is_joined_and_refused_once_past_the_cap() {
+    let h = gateway("max_request_bytes = 1024").await;
+    let body = |len: usize| {
+        format!(
+            r#"{{"model":"smart","messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "x".repeat(len)
+        )
+    };
+    let small = send_in_pieces(h.addr, &body(600), 100).await;
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    let big = send_in_pieces(h.addr, &body(2000), 100).await;
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    assert!(big.contains("request_too_large"), "{big}");
+    let sent: Vec<serde_json::Value> = h
+        .fake("primary")
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON upstream"))
+        .collect();
+    assert_eq!(sent.len(), 1, "only the small body went upstream");
+    assert_eq!(
+        sent[0]["messages"][0]["content"].as_str().map(str::len),
+        Some(600),
+        "joined whole"
+    );
+}
+
 #[tokio::test]
 async fn slow_clients_are_cut_off_while_others_are_served() {
     let h = gateway("client_timeout = \"500ms\"").await;
