@@ -70,7 +70,7 @@ impl<'de> serde::Deserialize<'de> for KeyRef<'de> {
 
 /// Reads the top-level fields of the object in `base`.
 struct Fields<'b> {
-    base: &'b [u8],
+    base: &'b str,
 }
 
 impl Fields<'_> {
@@ -78,6 +78,14 @@ impl Fields<'_> {
     fn range(&self, part: &str) -> Range<usize> {
         let start = part.as_ptr() as usize - self.base.as_ptr() as usize;
         start..start + part.len()
+    }
+
+    /// A field's name as the body has it, or unescaped.
+    fn name<'k>(&'k self, key: &'k Key) -> &'k str {
+        match key {
+            Key::At(range) => self.base.get(range.clone()).unwrap_or_default(),
+            Key::Unescaped(k) => k,
+        }
     }
 }
 
@@ -90,7 +98,6 @@ impl<'de> Visitor<'de> for Fields<'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: Vec<(Key, Range<usize>)> = Vec::with_capacity(8);
-        let mut names: Vec<KeyRef<'de>> = Vec::with_capacity(8);
         // Requests have a dozen fields; the index is built only if one has many, so a body
         // with thousands of keys costs linear time, not quadratic.
         let mut index: Option<HashMap<String, usize>> = None;
@@ -102,10 +109,10 @@ impl<'de> Visitor<'de> for Fields<'de> {
             }
             if fields.len() == 16 && index.is_none() {
                 index = Some(
-                    names
+                    fields
                         .iter()
                         .enumerate()
-                        .map(|(i, k)| (k.as_str().to_owned(), i))
+                        .map(|(i, (k, _))| (self.name(k).to_owned(), i))
                         .collect(),
                 );
             }
@@ -113,7 +120,9 @@ impl<'de> Visitor<'de> for Fields<'de> {
             // A repeated key keeps its last value, as JSON parsers do.
             let existing = match &index {
                 Some(index) => index.get(key.as_str()).copied(),
-                None => names.iter().position(|k| k.as_str() == key.as_str()),
+                None => fields
+                    .iter()
+                    .position(|(k, _)| self.name(k) == key.as_str()),
             };
             match existing {
                 Some(i) => fields[i].1 = value,
@@ -121,12 +130,11 @@ impl<'de> Visitor<'de> for Fields<'de> {
                     if let Some(index) = &mut index {
                         index.insert(key.as_str().to_owned(), fields.len());
                     }
-                    let stored = match &key {
+                    let stored = match key {
                         KeyRef::Borrowed(k) => Key::At(self.range(k)),
-                        KeyRef::Owned(k) => Key::Unescaped(k.clone().into_boxed_str()),
+                        KeyRef::Owned(k) => Key::Unescaped(k.into_boxed_str()),
                     };
                     fields.push((stored, value));
-                    names.push(key);
                 }
             }
         }
@@ -147,9 +155,7 @@ impl RequestBody {
                 std::str::from_utf8(&text).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
             let mut de = serde_json::Deserializer::from_str(whole);
             let fields = de
-                .deserialize_map(Fields {
-                    base: whole.as_bytes(),
-                })
+                .deserialize_map(Fields { base: whole })
                 .map_err(|e| e.to_string())?;
             de.end().map_err(|e| e.to_string())?;
             fields
@@ -321,6 +327,10 @@ mod tests {
         let body = RequestBody::parse(format!("{{{repeats}\"model\":\"m\"}}").as_bytes())
             .expect("an object");
         assert_eq!(body.parsed::<i64>("k49"), Some(Ok(499)));
+        // A few fields: the repeat is found by its name, however it was spelled.
+        let body = RequestBody::parse(br#"{"a":1,"b":2,"\u0061":3}"#).expect("an object");
+        assert_eq!(body.parsed::<i64>("a"), Some(Ok(3)));
+        assert_eq!(body.iter().count(), 2);
     }
 
     #[test]
