@@ -318,11 +318,12 @@ mod tests {
 
     #[test]
     fn many_keys_are_refused_quickly_and_repeats_resolved_by_index() {
+        // Refused at the 1025th key, so the rest of the 200,000 is never looked at (how long
+        // that takes is a benchmark's business, not this test's).
         let many: String = (0..200_000).map(|i| format!("\"k{i}\":1,")).collect();
         let body = format!("{{{many}\"model\":\"m\"}}");
-        let started = std::time::Instant::now();
-        assert!(RequestBody::parse(body.as_bytes()).is_err());
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let refused = RequestBody::parse(body.as_bytes()).expect_err("too many fields");
+        assert!(refused.contains("more than 1024"), "{refused}");
         let repeats: String = (0..500).map(|i| format!("\"k{}\":{i},", i % 50)).collect();
         let body = RequestBody::parse(format!("{{{repeats}\"model\":\"m\"}}").as_bytes())
             .expect("an object");
