@@ -963,6 +963,14 @@ struct Measured {
     cpu: CpuSplit,
 }
 
+impl Measured {
+    /// The proxy's CPU microseconds per request at C connections.
+    fn cpu_us_per_request(&self) -> Option<f64> {
+        self.cpu_seconds
+            .map(|c| c / self.many.requests.max(1.0) * 1e6)
+    }
+}
+
 /// Where the machine's CPU went during a run, in seconds.
 #[derive(Clone, Copy, Default)]
 struct CpuSplit {
@@ -1745,9 +1753,9 @@ impl Report {
                         n => format!("{mb:.1} MB ({n} procs)"),
                     });
                     let cpu = m.cpu_seconds.map_or("—".into(), |c| format!("{c:.1}"));
-                    let per_request = m.cpu_seconds.map_or("—".into(), |c| {
-                        format!("{:.0}", c / m.many.requests.max(1.0) * 1e6)
-                    });
+                    let per_request = m
+                        .cpu_us_per_request()
+                        .map_or("—".into(), |us| format!("{us:.0}"));
                     let _ = writeln!(
                         out,
                         "| {} | {:.0} | {:.3} ms | {:.3} ms | {} | {} | {:.3} / {:.3} ms | {} | {} | {} | {} | {:.0} |",
@@ -1833,8 +1841,7 @@ impl Report {
                 mark(p50 <= 0.06)
             );
         }
-        if let Some(cpu) = gateway.cpu_seconds {
-            let per_request = cpu / gateway.many.requests.max(1.0) * 1e6;
+        if let Some(per_request) = gateway.cpu_us_per_request() {
             let _ = writeln!(
                 out,
                 "- CPU per request {per_request:.0} µs (goal ≤ 45) {}",

@@ -31,6 +31,16 @@ enum Key {
     Unescaped(Box<str>),
 }
 
+impl Key {
+    /// The name's bytes, read from `body` (the text the key was found in) when it sits there.
+    fn name<'a>(&'a self, body: &'a [u8]) -> &'a [u8] {
+        match self {
+            Key::At(range) => body.get(range.clone()).unwrap_or_default(),
+            Key::Unescaped(k) => k.as_bytes(),
+        }
+    }
+}
+
 /// A key as the deserializer found it: borrowed from the body when it can be.
 enum KeyRef<'de> {
     Borrowed(&'de str),
@@ -70,7 +80,7 @@ impl<'de> serde::Deserialize<'de> for KeyRef<'de> {
 
 /// Reads the top-level fields of the object in `base`.
 struct Fields<'b> {
-    base: &'b str,
+    base: &'b [u8],
 }
 
 impl Fields<'_> {
@@ -78,14 +88,6 @@ impl Fields<'_> {
     fn range(&self, part: &str) -> Range<usize> {
         let start = part.as_ptr() as usize - self.base.as_ptr() as usize;
         start..start + part.len()
-    }
-
-    /// A field's name as the body has it, or unescaped.
-    fn name<'k>(&'k self, key: &'k Key) -> &'k str {
-        match key {
-            Key::At(range) => self.base.get(range.clone()).unwrap_or_default(),
-            Key::Unescaped(k) => k,
-        }
     }
 }
 
@@ -112,7 +114,10 @@ impl<'de> Visitor<'de> for Fields<'de> {
                     fields
                         .iter()
                         .enumerate()
-                        .map(|(i, (k, _))| (self.name(k).to_owned(), i))
+                        .map(|(i, (k, _))| {
+                            let name = k.name(self.base);
+                            (String::from_utf8_lossy(name).into_owned(), i)
+                        })
                         .collect(),
                 );
             }
@@ -122,7 +127,7 @@ impl<'de> Visitor<'de> for Fields<'de> {
                 Some(index) => index.get(key.as_str()).copied(),
                 None => fields
                     .iter()
-                    .position(|(k, _)| self.name(k) == key.as_str()),
+                    .position(|(k, _)| k.name(self.base) == key.as_str().as_bytes()),
             };
             match existing {
                 Some(i) => fields[i].1 = value,
@@ -155,7 +160,9 @@ impl RequestBody {
                 std::str::from_utf8(&text).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
             let mut de = serde_json::Deserializer::from_str(whole);
             let fields = de
-                .deserialize_map(Fields { base: whole })
+                .deserialize_map(Fields {
+                    base: whole.as_bytes(),
+                })
                 .map_err(|e| e.to_string())?;
             de.end().map_err(|e| e.to_string())?;
             fields
@@ -175,10 +182,7 @@ impl RequestBody {
 
     /// A field's name as bytes: compared without checking it is UTF-8 again.
     fn key_bytes<'a>(&'a self, key: &'a Key) -> &'a [u8] {
-        match key {
-            Key::At(range) => self.bytes(range),
-            Key::Unescaped(k) => k.as_bytes(),
-        }
+        key.name(&self.text)
     }
 
     /// The fields as (name, raw JSON value), in the client's order.
