@@ -1,7 +1,9 @@
 //! A throwaway PostgreSQL for tests and benchmarks: Debian's `postgresql` package (installed
 //! when missing), a cluster made by `initdb` in a temp folder, started by `pg_ctl` as the
 //! `postgres` user (when run as root) on a free port of 127.0.0.1 with its socket in that folder,
-//! and stopped and removed when dropped — also when the tests fail or the task panics.
+//! with TLS on (a certificate for 127.0.0.1 from a throwaway authority, whose root is
+//! [`Cluster::ca_file`]), and stopped and removed when dropped — also when the tests fail or the
+//! task panics.
 //!
 //! `cargo xtask e2e postgres` runs every PostgreSQL test against it.
 
@@ -17,6 +19,7 @@ pub struct Cluster {
     data: PathBuf,
     port: u16,
     as_postgres: bool,
+    ca_file: PathBuf,
     /// Declared last: removed after the server stopped.
     dir: tempfile::TempDir,
 }
@@ -41,12 +44,13 @@ impl Cluster {
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
             .arg("--no-sync");
         run_quiet(&mut initdb).context("initdb")?;
+        let (ca_file, tls_options) = server_certificate(dir.path(), as_postgres)?;
         // A free port can be taken between looking and binding: try a few.
         let mut last = None;
         for _ in 0..3 {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=200",
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=200 {tls_options}",
                 dir.path().display()
             );
             let mut start = command(as_postgres, &bin.join("pg_ctl"));
@@ -67,6 +71,7 @@ impl Cluster {
                         data,
                         port,
                         as_postgres,
+                        ca_file,
                         dir,
                     });
                 }
@@ -93,6 +98,39 @@ impl Cluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The root certificate (PEM) that signed the server's: what `sslrootcert` names for
+    /// `sslmode=verify-full`.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+}
+
+/// A certificate for 127.0.0.1 from a new throwaway authority, written into `dir` as the
+/// server wants it (key readable by its owner only, owned by `postgres` when the server runs
+/// as that user); returns the authority's root file and the server options that turn TLS on.
+fn server_certificate(dir: &Path, as_postgres: bool) -> Result<(PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let ca = aiwatch_testkit::ca::TestCa::new("aiwatch e2e PostgreSQL root", "aiwatch test");
+    let identity = ca.issue(&["127.0.0.1"]);
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&cert, &identity.chain_pem)?;
+    std::fs::write(&key, &identity.key_pem)?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if as_postgres {
+        run(Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&cert)
+            .arg(&key))?;
+    }
+    let ca_file = ca.write_pem(dir, "root.pem");
+    let options = format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        cert.display(),
+        key.display()
+    );
+    Ok((ca_file, options))
 }
 
 impl Drop for Cluster {
@@ -165,6 +203,8 @@ fn run_quiet(c: &mut Command) -> Result<()> {
 
 /// The variable the PostgreSQL tests read.
 pub const TEST_URL_ENV: &str = "AIWATCH_TEST_POSTGRES_URL";
+/// The root certificate of the test server's TLS certificate, for the TLS tests.
+pub const TEST_CA_ENV: &str = "AIWATCH_TEST_POSTGRES_CA";
 
 /// `cargo xtask e2e postgres`: every PostgreSQL test against a throwaway cluster.
 /// The store's whole suite (both engines) and `serve` on PostgreSQL.
@@ -179,6 +219,7 @@ pub fn e2e(extra: &[&str]) -> Result<()> {
             .args(args)
             .args(extra)
             .env(TEST_URL_ENV, cluster.url())
+            .env(TEST_CA_ENV, cluster.ca_file())
             .status()
             .context("cargo test")?;
         if !status.success() {
@@ -186,7 +227,7 @@ pub fn e2e(extra: &[&str]) -> Result<()> {
         }
     }
     println!(
-        "e2e postgres: the store suite passed on SQLite and PostgreSQL, and serve on PostgreSQL"
+        "e2e postgres: the store suite passed on SQLite and PostgreSQL (over TLS, verified too), and serve on PostgreSQL"
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Which database a `database = "…"` setting names — `sqlite:PATH` or a `postgres://` URL — and
-//! how such a URL is shown: never with its password.
+//! Which database a `database = "…"` setting names — `sqlite:PATH` or a `postgres://` URL, with
+//! libpq's TLS parameters (`sslmode`, `sslrootcert`) — and how such a URL is shown: never with
+//! its password.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -48,19 +49,115 @@ impl fmt::Display for Database {
     }
 }
 
-/// A PostgreSQL connection URL. Its `Display` and `Debug` show user, hosts, ports and database
-/// but never the password (`***` stands in for one).
+/// A PostgreSQL connection URL. Its `Display` and `Debug` show user, hosts, ports, database and
+/// a TLS mode other than the default, but never the password (`***` stands in for one).
 #[derive(Clone)]
 pub struct PostgresUrl {
     config: Box<postgres::Config>,
+    tls: TlsSettings,
+}
+
+/// How a connection uses TLS: libpq's `sslmode`, with its meanings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, else plain; the certificate is not checked (libpq's
+    /// default).
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS with a certificate from a trusted authority, for any host name.
+    VerifyCa,
+    /// TLS with a trusted certificate for the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    const NAMES: [(&'static str, SslMode); 5] = [
+        ("disable", SslMode::Disable),
+        ("prefer", SslMode::Prefer),
+        ("require", SslMode::Require),
+        ("verify-ca", SslMode::VerifyCa),
+        ("verify-full", SslMode::VerifyFull),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, mode)| *mode == self)
+            .map_or("prefer", |(name, _)| name)
+    }
+}
+
+/// The TLS part of a URL: the mode, and the file of certificate authorities to trust
+/// (`sslrootcert`) instead of the system's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    pub root_cert: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Takes `sslmode` and `sslrootcert` out of a URL's query (the PostgreSQL client reads
+    /// neither `verify-*` nor `sslrootcert`) and returns the rest of the URL with them.
+    fn take_from(raw: &str) -> Result<(String, TlsSettings)> {
+        let mut settings = TlsSettings::default();
+        let Some((base, query)) = raw.split_once('?') else {
+            return Ok((raw.to_owned(), settings));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .map_err(|_| Error::InvalidUrl {
+                    url: redact(raw),
+                    reason: format!("`{key}` is not UTF-8 once decoded"),
+                })?;
+            match key {
+                "sslmode" => {
+                    settings.mode = SslMode::NAMES
+                        .iter()
+                        .find(|(name, _)| *name == value)
+                        .map(|(_, mode)| *mode)
+                        .ok_or_else(|| Error::InvalidUrl {
+                            url: redact(raw),
+                            reason: format!(
+                                "sslmode `{value}` is not one of disable, prefer, require, verify-ca, verify-full"
+                            ),
+                        })?;
+                }
+                "sslrootcert" if !value.is_empty() => {
+                    settings.root_cert = Some(PathBuf::from(value.as_ref()));
+                }
+                _ => kept.push(pair),
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok((rest, settings))
+    }
 }
 
 impl PostgresUrl {
     pub fn parse(raw: &str) -> Result<PostgresUrl> {
-        let config = postgres::Config::from_str(raw).map_err(|e| Error::InvalidUrl {
+        let (rest, tls) = TlsSettings::take_from(raw)?;
+        let mut config = postgres::Config::from_str(&rest).map_err(|e| Error::InvalidUrl {
             url: redact(raw),
             reason: e.to_string(),
         })?;
+        config.ssl_mode(match tls.mode {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                postgres::config::SslMode::Require
+            }
+        });
         if config.get_hosts().is_empty() {
             return Err(Error::InvalidUrl {
                 url: redact(raw),
@@ -69,14 +166,23 @@ impl PostgresUrl {
         }
         Ok(PostgresUrl {
             config: Box::new(config),
+            tls,
         })
     }
 
-    /// The same server and credentials, another database.
+    /// The same server, credentials and TLS, another database.
     pub fn with_database(&self, name: &str) -> PostgresUrl {
         let mut config = self.config.clone();
         config.dbname(name);
-        PostgresUrl { config }
+        PostgresUrl {
+            config,
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// How connections use TLS.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
     }
 
     /// The database name, if the URL gives one.
@@ -89,9 +195,10 @@ impl PostgresUrl {
     pub fn connect_admin(&self, connect_timeout: std::time::Duration) -> Result<postgres::Client> {
         let mut config = self.config.clone();
         config.connect_timeout(connect_timeout);
-        config.connect(postgres::NoTls).map_err(|e| Error::Connect {
+        let tls = crate::postgres::tls::connector(&self.tls)?;
+        config.connect(tls).map_err(|e| Error::Connect {
             target: self.target(),
-            reason: e.to_string(),
+            reason: crate::postgres::tls::describe_connect_error(&e),
         })
     }
 
@@ -137,6 +244,9 @@ impl fmt::Display for PostgresUrl {
         f.write_str(&self.target())?;
         if let Some(db) = self.config.get_dbname() {
             write!(f, "/{db}")?;
+        }
+        if self.tls.mode != SslMode::Prefer {
+            write!(f, "?sslmode={}", self.tls.mode.as_str())?;
         }
         Ok(())
     }
@@ -193,6 +303,49 @@ mod tests {
             redact("postgres://u:p@h/d?sslmode=disable&password=p2"),
             "postgres://u:***@h/d?sslmode=disable&password=***"
         );
+    }
+
+    #[test]
+    fn libpq_tls_parameters_are_read_and_the_rest_of_the_query_kept() {
+        let url = PostgresUrl::parse(
+            "postgres://u@db.example/watch?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20dir%2Froot.pem",
+        )
+        .unwrap();
+        assert_eq!(url.tls().mode, SslMode::VerifyFull);
+        assert_eq!(
+            url.tls().root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca dir/root.pem"))
+        );
+        assert_eq!(url.config.get_application_name(), Some("x"));
+        assert_eq!(
+            url.config.get_ssl_mode(),
+            postgres::config::SslMode::Require
+        );
+        assert_eq!(
+            url.to_string(),
+            "postgres://u@db.example:5432/watch?sslmode=verify-full"
+        );
+        for (given, mode) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+        ] {
+            let url = PostgresUrl::parse(&format!("postgres://h/d?sslmode={given}")).unwrap();
+            assert_eq!(url.tls().mode, mode);
+            assert_eq!(url.with_database("other").tls().mode, mode);
+        }
+        assert_eq!(
+            PostgresUrl::parse("postgres://h/d").unwrap().tls(),
+            &TlsSettings::default()
+        );
+        let err = PostgresUrl::parse("postgres://u:s3cret@h/d?sslmode=verify_full").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("verify-full") && text.contains("verify_full"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]

@@ -77,6 +77,44 @@ fn a_malformed_postgres_url_is_refused_alike_by_config_check_and_serve() {
     }
 }
 
+#[test]
+fn config_check_names_a_missing_sslrootcert_and_an_unknown_sslmode() {
+    let dir = tempfile::tempdir().unwrap();
+    for (query, expected) in [
+        (
+            "sslmode=verify-full&sslrootcert=/nonexistent/db-root.pem",
+            "sslrootcert /nonexistent/db-root.pem does not exist",
+        ),
+        (
+            "sslmode=verify",
+            "not one of disable, prefer, require, verify-ca, verify-full",
+        ),
+    ] {
+        let config = dir.path().join("tls.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"postgres://aiwatch:hunter2secret@db.example/aiwatch?{query}\"\n"
+            ),
+        )
+        .unwrap();
+        let out = aiwatch()
+            .args(["config", "check"])
+            .arg(&config)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{query}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{query}: {stderr}");
+        assert!(
+            stderr.contains("tls.toml:3"),
+            "{query}: names the line: {stderr}"
+        );
+        assert!(!stderr.contains("hunter2secret"), "{query}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_stores_its_checks_in_postgres() {
     let Some(db) = TestDatabase::create("aiwt_serve").await else {

@@ -12,6 +12,7 @@ mod ingest;
 mod migrations;
 mod read;
 mod rows;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +25,7 @@ use aiwatch_core::observation::{Observation, Region, Source};
 use aiwatch_core::ServiceName;
 use chrono::{DateTime, Utc};
 use postgres::error::SqlState;
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Statement, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, Statement, Transaction};
 
 use crate::codec::{check_quantiles, check_range};
 use crate::error::{Error, Result};
@@ -111,6 +112,7 @@ impl Drop for Conn {
 
 struct Manager {
     config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -119,7 +121,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn> {
         Ok(Conn {
-            client: Some(self.config.connect(NoTls)?),
+            client: Some(self.config.connect(self.tls.clone())?),
             stmts: Stmts::default(),
         })
     }
@@ -194,9 +196,10 @@ impl PostgresStore {
             _ => timeout,
         };
         config.options(&server_options);
-        let mut client = config.connect(NoTls).map_err(|e| Error::Connect {
+        let tls = tls::connector(url.tls())?;
+        let mut client = config.connect(tls.clone()).map_err(|e| Error::Connect {
             target: url.target(),
-            reason: e.to_string(),
+            reason: tls::describe_connect_error(&e),
         })?;
         migrations::migrate(&mut client, &url.to_string())?;
         drop(client); // here, off the runtime
@@ -205,7 +208,7 @@ impl PostgresStore {
             .min_idle(Some(1))
             .connection_timeout(options.connect_timeout)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(Manager { config });
+            .build_unchecked(Manager { config, tls });
         Ok(PostgresStore {
             url: url.clone(),
             pool,

@@ -109,8 +109,20 @@ fn what_serve_needs(path: &Path, text: &str, config: &Config) -> (Vec<Problem>, 
     // The same reading of `database` as `serve`'s (whether the server answers is serve's
     // business: it says so and exits 78).
     if let Some(url) = &config.server.database {
-        if let Err(e) = aiwatch_store::Database::parse(url) {
-            add(Some(&format!("\"{url}\"")), format!("[server] {e}"));
+        match aiwatch_store::Database::parse(url) {
+            Err(e) => add(Some(&format!("\"{url}\"")), format!("[server] {e}")),
+            Ok(aiwatch_store::Database::Postgres(parsed)) => {
+                if let Some(root) = parsed.tls().root_cert.as_ref().filter(|p| !p.is_file()) {
+                    add(
+                        Some("sslrootcert"),
+                        format!(
+                            "[server] database: sslrootcert {} does not exist",
+                            root.display()
+                        ),
+                    );
+                }
+            }
+            Ok(_) => {}
         }
     }
     for entry in &config.services {
