@@ -151,7 +151,13 @@ impl PostgresUrl {
             url: redact(raw),
             reason: e.to_string(),
         })?;
+        // As libpq: TLS does not apply to a local socket, whatever sslmode says.
+        let only_sockets = config
+            .get_hosts()
+            .iter()
+            .all(|host| matches!(host, postgres::config::Host::Unix(_)));
         config.ssl_mode(match tls.mode {
+            _ if only_sockets => postgres::config::SslMode::Disable,
             SslMode::Disable => postgres::config::SslMode::Disable,
             SslMode::Prefer => postgres::config::SslMode::Prefer,
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
@@ -338,6 +344,14 @@ mod tests {
         assert_eq!(
             PostgresUrl::parse("postgres://h/d").unwrap().tls(),
             &TlsSettings::default()
+        );
+        let socket =
+            PostgresUrl::parse("postgres://aiwatch@%2Frun%2Fpostgresql/aiwatch?sslmode=require")
+                .unwrap();
+        assert_eq!(
+            socket.config.get_ssl_mode(),
+            postgres::config::SslMode::Disable,
+            "TLS does not apply to a local socket, as in libpq"
         );
         let err = PostgresUrl::parse("postgres://u:s3cret@h/d?sslmode=verify_full").unwrap_err();
         let text = err.to_string();
