@@ -42,6 +42,9 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     /// Vantage points that may push observations (`[[agent]]`), one per region.
     pub agents: Vec<AgentEntry>,
+    /// Services the file declares whose entries were refused with an error of their own: a
+    /// later check (the gateway's routes, say) skips them instead of calling them unknown.
+    pub refused_services: Vec<String>,
 }
 
 /// One `[[agent]]`: a region whose agent may push observations, and the variable holding the
@@ -743,6 +746,16 @@ impl Config {
             }
         }
 
+        let refused_services = raw
+            .service_names
+            .iter()
+            .filter(|name| {
+                !services
+                    .iter()
+                    .any(|s: &ServiceEntry| s.name.as_str() == *name)
+            })
+            .cloned()
+            .collect();
         Self {
             defaults,
             server,
@@ -753,6 +766,7 @@ impl Config {
             crowd: raw.crowd.unwrap_or_default(),
             feeds,
             agents,
+            refused_services,
         }
     }
 

@@ -241,6 +241,13 @@ pub fn unforwardable(config: &Config, catalog: &Catalog) -> Vec<String> {
     let mut found = Vec::new();
     for route in &config.routes {
         for up in &route.upstreams {
+            if config
+                .refused_services
+                .iter()
+                .any(|s| s == up.service.as_str())
+            {
+                continue; // its entry has an error of its own
+            }
             let why = match catalog.get(up.service.as_str()) {
                 Ok(service) => no_api(&route.model, service),
                 Err(e) => Some(e.to_string()),

@@ -295,6 +295,27 @@ fn config_check_reports_every_error_in_the_file_with_its_line_and_field() {
 }
 
 #[test]
+fn a_refused_service_is_reported_once_not_again_as_unknown_by_the_routes_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aiwatch.toml");
+    std::fs::write(
+        &path,
+        "[[service]]\nname = \"box\"\nkind = \"openai\"\napi_base = \"http://llm.example.com/v1\"\napi_key_env = \"BOX_KEY\"\n\n[[route]]\nmodel = \"m\"\nupstreams = [\"box:gpt-4o-mini\"]\n",
+    )
+    .unwrap();
+    let output = aiwatch()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{err}");
+    assert!(err.contains("service[1].api_base"), "{err}");
+    assert!(!err.contains("unknown service"), "{err}");
+    assert!(err.contains(": 1 error;"), "{err}");
+}
+
+#[test]
 fn config_check_accepts_a_valid_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aiwatch.toml");
