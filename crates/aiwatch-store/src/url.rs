@@ -101,39 +101,75 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     /// Takes `sslmode` and `sslrootcert` out of a URL's query (the PostgreSQL client reads
-    /// neither `verify-*` nor `sslrootcert`) and returns the rest of the URL with them.
+    /// neither `verify-*` nor `sslrootcert`) and returns the rest of the URL with them. The
+    /// query starts where the client's own parser starts it: at the first `?` after the
+    /// credentials (which end at the first `@`), so a `?` in a password is no query; keys are
+    /// compared percent-decoded, as the client reads them.
     fn take_from(raw: &str) -> Result<(String, TlsSettings)> {
         let mut settings = TlsSettings::default();
-        let Some((base, query)) = raw.split_once('?') else {
+        let after_scheme = raw.find("://").map_or(0, |i| i + 3);
+        let after_credentials = raw[after_scheme..]
+            .find('@')
+            .map_or(after_scheme, |at| after_scheme + at + 1);
+        let Some(query_at) = raw[after_credentials..]
+            .find('?')
+            .map(|i| after_credentials + i)
+        else {
             return Ok((raw.to_owned(), settings));
         };
+        let (base, query) = (&raw[..query_at], &raw[query_at + 1..]);
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: redact(raw),
+            reason,
+        };
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| invalid(format!("`{text}` is not UTF-8 once decoded")))
+        };
         let mut kept = Vec::new();
+        let mut system_roots = false;
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_encoding::percent_decode_str(value)
-                .decode_utf8()
-                .map_err(|_| Error::InvalidUrl {
-                    url: redact(raw),
-                    reason: format!("`{key}` is not UTF-8 once decoded"),
-                })?;
-            match key {
+            match decode(key)?.as_str() {
                 "sslmode" => {
-                    settings.mode = SslMode::NAMES
-                        .iter()
-                        .find(|(name, _)| *name == value)
-                        .map(|(_, mode)| *mode)
-                        .ok_or_else(|| Error::InvalidUrl {
-                            url: redact(raw),
-                            reason: format!(
-                                "sslmode `{value}` is not one of disable, prefer, require, verify-ca, verify-full"
-                            ),
-                        })?;
+                    let value = decode(value)?;
+                    settings.mode = match value.as_str() {
+                        // libpq's `allow` (plain first, TLS if the server insists) cannot be
+                        // done here; `prefer` connects to every server `allow` does.
+                        "allow" => SslMode::Prefer,
+                        name => SslMode::NAMES
+                            .iter()
+                            .find(|(known, _)| *known == name)
+                            .map(|(_, mode)| *mode)
+                            .ok_or_else(|| {
+                                invalid(format!(
+                                    "sslmode `{value}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                                ))
+                            })?,
+                    };
                 }
-                "sslrootcert" if !value.is_empty() => {
-                    settings.root_cert = Some(PathBuf::from(value.as_ref()));
-                }
+                "sslrootcert" => match decode(value)?.as_str() {
+                    "" => {}
+                    // PostgreSQL 16's spelling of "the system's authorities".
+                    "system" => {
+                        system_roots = true;
+                        settings.root_cert = None;
+                    }
+                    path => settings.root_cert = Some(PathBuf::from(path)),
+                },
                 _ => kept.push(pair),
             }
+        }
+        match settings.mode {
+            // As libpq: `sslrootcert=system` checks certificates fully.
+            SslMode::Prefer | SslMode::Require | SslMode::VerifyCa if system_roots => {
+                settings.mode = SslMode::VerifyFull;
+            }
+            // As libpq: `require` with a root certificate file checks the chain.
+            SslMode::Require if settings.root_cert.is_some() => settings.mode = SslMode::VerifyCa,
+            _ => {}
         }
         let rest = if kept.is_empty() {
             base.to_owned()
@@ -149,8 +185,20 @@ impl PostgresUrl {
         let (rest, tls) = TlsSettings::take_from(raw)?;
         let mut config = postgres::Config::from_str(&rest).map_err(|e| Error::InvalidUrl {
             url: redact(raw),
-            reason: e.to_string(),
+            reason: with_causes(&e),
         })?;
+        // The client ends a password at its first `@`: the rest of it would be taken for the
+        // host, and shown as one.
+        if config
+            .get_hosts()
+            .iter()
+            .any(|host| matches!(host, postgres::config::Host::Tcp(name) if name.contains('@')))
+        {
+            return Err(Error::InvalidUrl {
+                url: redact(raw),
+                reason: "the password holds `@`: write it as %40".into(),
+            });
+        }
         // As libpq: TLS does not apply to a local socket, whatever sslmode says.
         let only_sockets = config
             .get_hosts()
@@ -201,7 +249,7 @@ impl PostgresUrl {
     pub fn connect_admin(&self, connect_timeout: std::time::Duration) -> Result<postgres::Client> {
         let mut config = self.config.clone();
         config.connect_timeout(connect_timeout);
-        let tls = crate::postgres::tls::connector(&self.tls)?;
+        let tls = crate::postgres::tls::connector(&self.tls, &self.target())?;
         config.connect(tls).map_err(|e| Error::Connect {
             target: self.target(),
             reason: crate::postgres::tls::describe_connect_error(&e),
@@ -264,29 +312,71 @@ impl fmt::Debug for PostgresUrl {
     }
 }
 
-/// A URL as typed, with the password of `user:password@` and of a `password=` parameter
-/// replaced by `***`, for messages about a URL that could not be parsed.
+/// A URL as typed, with the password of `user:password@` and every `password=` parameter
+/// replaced by `***`, for messages about a URL that could not be parsed. Errs on the side of
+/// hiding: everything from the first `:` of the credentials to the last `@` goes.
 pub fn redact(raw: &str) -> String {
-    let mut out = raw.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = scheme_end + 3;
-        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
-        if let Some(at) = out[rest..authority_end].rfind('@') {
-            let userinfo = &out[rest..rest + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest + colon + 1..rest + at, "***");
+    let after_scheme = raw.find("://").map_or(0, |i| i + 3);
+    let mut out = raw[..after_scheme].to_owned();
+    let mut rest = &raw[after_scheme..];
+    if let Some(at) = rest.rfind('@') {
+        let credentials = &rest[..at];
+        match credentials.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
             }
+            None => out.push_str(credentials),
         }
+        rest = &rest[at..];
     }
-    let lower = out.to_ascii_lowercase();
-    if let Some(i) = lower.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |j| start + j);
-        out.replace_range(start..end, "***");
+    out.push_str(rest);
+    hide_password_parameters(&out)
+}
+
+/// `text` with the value of every `password=` parameter (key compared percent-decoded and
+/// case-blind) replaced by `***`, wherever a `?` or `&` starts one.
+fn hide_password_parameters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    let ends = text
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '?' | '&'))
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()));
+    for end in ends {
+        let segment = &text[start..end];
+        match segment.split_once('=') {
+            Some((key, _))
+                if percent_encoding::percent_decode_str(key)
+                    .decode_utf8_lossy()
+                    .eq_ignore_ascii_case("password") =>
+            {
+                out.push_str(key);
+                out.push_str("=***");
+            }
+            _ => out.push_str(segment),
+        }
+        if end < text.len() {
+            out.push_str(&text[end..end + 1]);
+        }
+        start = end + 1;
     }
     out
+}
+
+/// An error's message with its causes, each once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -360,6 +450,69 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn a_password_with_url_characters_neither_shows_nor_moves_the_query() {
+        // `?` in a password: the client ends credentials at the first `@`, and so does the
+        // TLS reading, so `sslmode` is still seen.
+        let url = PostgresUrl::parse("postgres://u:ab?cd@h/d?sslmode=require").unwrap();
+        assert_eq!(url.tls().mode, SslMode::Require);
+        assert_eq!(url.config.get_password(), Some(&b"ab?cd"[..]));
+        assert_eq!(url.to_string(), "postgres://u:***@h:5432/d?sslmode=require");
+        // A percent-encoded key is the key it spells.
+        let url = PostgresUrl::parse("postgres://h/d?ssl%6Dode=disable").unwrap();
+        assert_eq!(url.tls().mode, SslMode::Disable);
+        // `@` in a password would leave part of it in the host: refused, and not shown.
+        let err = PostgresUrl::parse("postgres://u:p@ss@h/d")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("%40"), "{err}");
+        assert!(!err.contains("ss@h"), "{err}");
+        for (raw, secret) in [
+            ("postgres://u:ab?cd@h:badport/d", "ab?cd"),
+            ("postgres://u:p@ss@h:badport/d", "p@ss"),
+            ("postgres://h:badport/d?password=a&password=b", "=b"),
+            ("postgres://h:badport/d?pass%77ord=c", "=c"),
+            ("postgres://h:badport/d?PASSWORD=dd&options=x@y", "dd"),
+        ] {
+            // Refused or (an `@` in the query ends the credentials there) read: never shown.
+            let shown = match Database::parse(raw) {
+                Ok(db) => format!("{db} {db:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(!shown.contains(secret), "{raw}: {shown}");
+        }
+    }
+
+    #[test]
+    fn libpq_rules_for_allow_and_root_certificates_hold() {
+        let mode = |query: &str| {
+            PostgresUrl::parse(&format!("postgres://h/d?{query}"))
+                .unwrap()
+                .tls()
+                .mode
+        };
+        assert_eq!(mode("sslmode=allow"), SslMode::Prefer);
+        assert_eq!(
+            mode("sslmode=require&sslrootcert=/r.pem"),
+            SslMode::VerifyCa
+        );
+        assert_eq!(
+            mode("sslrootcert=/r.pem&sslmode=require"),
+            SslMode::VerifyCa
+        );
+        assert_eq!(
+            mode("sslmode=require&sslrootcert=system"),
+            SslMode::VerifyFull
+        );
+        assert_eq!(mode("sslrootcert=system"), SslMode::VerifyFull);
+        assert_eq!(
+            mode("sslmode=verify-ca&sslrootcert=/r.pem"),
+            SslMode::VerifyCa
+        );
+        assert_eq!(mode("sslmode=disable&sslrootcert=/r.pem"), SslMode::Disable);
+        assert_eq!(mode("sslrootcert="), SslMode::Prefer);
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn config_check_names_a_missing_sslrootcert_and_an_unknown_sslmode() {
         ),
         (
             "sslmode=verify",
-            "not one of disable, prefer, require, verify-ca, verify-full",
+            "not one of disable, allow, prefer, require, verify-ca, verify-full",
         ),
     ] {
         let config = dir.path().join("tls.toml");

@@ -196,7 +196,7 @@ impl PostgresStore {
             _ => timeout,
         };
         config.options(&server_options);
-        let tls = tls::connector(url.tls())?;
+        let tls = tls::connector(url.tls(), &url.target())?;
         let mut client = config.connect(tls.clone()).map_err(|e| Error::Connect {
             target: url.target(),
             reason: tls::describe_connect_error(&e),

@@ -7,29 +7,42 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
 use crate::url::{SslMode, TlsSettings};
 
-/// The TLS connector for connections made with `settings`.
-pub(crate) fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
+/// The TLS connector for connections to `target` (for messages) made with `settings`.
+pub(crate) fn connector(settings: &TlsSettings, target: &str) -> Result<MakeRustlsConnect> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let setup = |reason: String| Error::Connect {
+        target: target.to_owned(),
+        reason,
+    };
     let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(EncryptOnly {
             provider: provider.clone(),
         }),
-        SslMode::VerifyCa => Arc::new(ChainOnly(webpki_verifier(settings, &provider)?)),
-        SslMode::VerifyFull => webpki_verifier(settings, &provider)?,
+        SslMode::VerifyCa => Arc::new(ChainOnly {
+            roots: Arc::new(trusted_roots(settings).map_err(setup)?),
+            provider: provider.clone(),
+        }),
+        SslMode::VerifyFull => {
+            let roots = Arc::new(trusted_roots(settings).map_err(setup)?);
+            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| setup(format!("certificate check: {e}")))?
+        }
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_setup(format!("TLS versions: {e}")))?
+        .map_err(|e| setup(format!("TLS versions: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -56,52 +69,34 @@ pub(crate) fn describe_connect_error(e: &postgres::Error) -> String {
     text
 }
 
-fn tls_setup(reason: String) -> Error {
-    Error::Connect {
-        target: "TLS".into(),
-        reason,
-    }
-}
-
-/// The standard chain-and-name check against the `sslrootcert` file or the system's roots.
-fn webpki_verifier(
-    settings: &TlsSettings,
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>> {
+/// The authorities to trust: the `sslrootcert` file's, or the system's.
+fn trusted_roots(settings: &TlsSettings) -> std::result::Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     match &settings.root_cert {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    tls_setup(format!(
-                        "sslrootcert {} could not be read: {e}",
-                        path.display()
-                    ))
-                })?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(tls_setup(format!(
+                .map_err(|e| format!("sslrootcert {} could not be read: {e}", path.display()))?;
+            roots.add_parsable_certificates(certs);
+            if roots.is_empty() {
+                return Err(format!(
                     "sslrootcert {} holds no certificate",
                     path.display()
-                )));
+                ));
             }
         }
         None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             if roots.is_empty() {
-                return Err(tls_setup(format!(
+                return Err(format!(
                     "sslmode={} needs trusted authorities: this system has none; name them \
                      with sslrootcert=PATH",
                     settings.mode.as_str()
-                )));
+                ));
             }
         }
     }
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| tls_setup(format!("certificate check: {e}")))
+    Ok(roots)
 }
 
 /// `prefer` / `require`: any certificate, but the handshake's signatures must still be the
@@ -158,28 +153,32 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-/// `verify-ca`: the full check, except that the certificate may be for another host name.
+/// `verify-ca`: the certificate chains to a trusted authority and is valid now; the host name
+/// it was issued for is not compared.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct ChainOnly {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
 
 impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -188,7 +187,12 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -197,10 +201,17 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
