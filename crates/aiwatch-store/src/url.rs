@@ -185,7 +185,7 @@ impl PostgresUrl {
         let (rest, tls) = TlsSettings::take_from(raw)?;
         let mut config = postgres::Config::from_str(&rest).map_err(|e| Error::InvalidUrl {
             url: redact(raw),
-            reason: with_causes(&e),
+            reason: crate::error::with_causes(&e),
         })?;
         // The client ends a password at its first `@`: the rest of it would be taken for the
         // host, and shown as one.
@@ -363,20 +363,6 @@ fn hide_password_parameters(text: &str) -> String {
         start = end + 1;
     }
     out
-}
-
-/// An error's message with its causes, each once.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

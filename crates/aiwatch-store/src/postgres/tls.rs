@@ -51,15 +51,7 @@ pub(crate) fn connector(settings: &TlsSettings, target: &str) -> Result<MakeRust
 
 /// What a failed connect says, with what to do when it is the server's certificate.
 pub(crate) fn describe_connect_error(e: &postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
+    let mut text = crate::error::with_causes(e);
     if text.contains("invalid peer certificate") {
         text.push_str(
             " (the server's certificate is not trusted for this host: name the authority that \
