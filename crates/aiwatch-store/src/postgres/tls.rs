@@ -26,11 +26,12 @@ pub(crate) fn connector(settings: &TlsSettings, target: &str) -> Result<MakeRust
         reason,
     };
     let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(EncryptOnly {
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(WithoutName {
+            roots: None,
             provider: provider.clone(),
         }),
-        SslMode::VerifyCa => Arc::new(ChainOnly {
-            roots: Arc::new(trusted_roots(settings).map_err(setup)?),
+        SslMode::VerifyCa => Arc::new(WithoutName {
+            roots: Some(Arc::new(trusted_roots(settings).map_err(setup)?)),
             provider: provider.clone(),
         }),
         SslMode::VerifyFull => {
@@ -91,69 +92,17 @@ fn trusted_roots(settings: &TlsSettings) -> std::result::Result<RootCertStore, S
     Ok(roots)
 }
 
-/// `prefer` / `require`: any certificate, but the handshake's signatures must still be the
-/// certificate's (the session is encrypted to whoever holds its key).
+/// The checks below `verify-full`: for `prefer` / `require` (no `roots`) any certificate, for
+/// `verify-ca` one that chains to a trusted authority and is valid now; the host name it was
+/// issued for is never compared. Either way the handshake's signatures must be the
+/// certificate's, so the session is encrypted to whoever holds its key.
 #[derive(Debug)]
-struct EncryptOnly {
+struct WithoutName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify-ca`: the certificate chains to a trusted authority and is valid now; the host name
-/// it was issued for is not compared.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -162,14 +111,15 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            verify_server_cert_signed_by_trust_anchor(
+                &ParsedCertificate::try_from(end_entity)?,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
