@@ -234,22 +234,29 @@ fn config_errors_name_file_line_and_field_and_exit_78() {
     );
 }
 
+/// Writes `text` to `path` and runs `aiwatch config check` on it: its exit code and stderr.
+fn config_check(path: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    std::fs::write(path, text).unwrap();
+    let output = aiwatch()
+        .args(["config", "check"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn config_check_reports_every_error_in_the_file_with_its_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aiwatch.toml");
-    std::fs::write(
+    let (code, err) = config_check(
         &path,
         "[defaults]\ntimeout = \"5\"\n\n[[service]]\nname = \"team\"\napi_base = \"https://t.test/v1\"\ninterval = \"often\"\n\n[gateway]\nramp = [50, 10]\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"team:m\", \"opneai-api:gpt-4o\"]\n\n[[alert]]\nname = \"ops\"\nkind = \"pagerduty\"\n",
-    )
-    .unwrap();
-    let output = aiwatch()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{err}");
+    );
+    assert_eq!(code, Some(78), "{err}");
     for (line, field) in [
         (2, "defaults.timeout"),
         (7, "service[1].interval"),
@@ -275,18 +282,11 @@ fn config_check_reports_every_error_in_the_file_with_its_line_and_field() {
 
     // What `serve` refuses at start-up beyond the file's own rules is reported with the rest:
     // a route to a web page, and a CA file that is not there.
-    std::fs::write(
+    let (code, err) = config_check(
         &path,
         "[[service]]\nname = \"team\"\napi_base = \"https://t.test/v1\"\nca_file = \"missing-ca.pem\"\n\n[[route]]\nmodel = \"smart\"\nupstreams = [\"chatgpt:gpt-4o\"]\n",
-    )
-    .unwrap();
-    let output = aiwatch()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{err}");
+    );
+    assert_eq!(code, Some(78), "{err}");
     assert!(
         err.contains("aiwatch.toml:4: service `team`: ca_file")
             && err.contains("aiwatch.toml:8: route `smart`: service `chatgpt` has no API"),
@@ -298,18 +298,11 @@ fn config_check_reports_every_error_in_the_file_with_its_line_and_field() {
 fn a_refused_service_is_reported_once_not_again_as_unknown_by_the_routes_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aiwatch.toml");
-    std::fs::write(
+    let (code, err) = config_check(
         &path,
         "[[service]]\nname = \"box\"\nkind = \"openai\"\napi_base = \"http://llm.example.com/v1\"\napi_key_env = \"BOX_KEY\"\n\n[[route]]\nmodel = \"m\"\nupstreams = [\"box:gpt-4o-mini\"]\n",
-    )
-    .unwrap();
-    let output = aiwatch()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{err}");
+    );
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("service[1].api_base"), "{err}");
     assert!(!err.contains("unknown service"), "{err}");
     assert!(err.contains(": 1 error;"), "{err}");
