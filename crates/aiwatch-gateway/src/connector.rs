@@ -2,19 +2,16 @@
 //! proxy settings and TLS trust — for the upstream pools, and refuses to send a key
 //! through intercepted TLS.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aiwatch_core::evidence::{ProbeReport, Purpose};
-use aiwatch_probe::layered::{open, Io, ProbeContext};
+use aiwatch_probe::layered::{open, ProbeContext};
 use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use tokio::time::Instant;
+
+use crate::http1::Connection;
 
 /// Why a connection to an upstream could not be opened, with the monitor's cause code
 /// (`dns_failure`, `tcp_refused`, `tls_intercepted`, …).
@@ -50,45 +47,10 @@ impl UpstreamConnector {
     }
 }
 
-/// An opened upstream connection, as hyper wants it.
-pub struct UpstreamIo {
-    inner: TokioIo<Box<dyn Io>>,
-    /// Plain HTTP through a forward proxy: requests carry the absolute URL.
-    pub proxied: bool,
-}
-
-impl Read for UpstreamIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl Write for UpstreamIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 impl UpstreamConnector {
     /// Opens a connection for `uri` (DNS, TCP, proxy, TLS, each with the probe's timeouts)
     /// or says which layer failed and why.
-    pub async fn open(&self, uri: &Uri) -> Result<UpstreamIo, ConnectFailure> {
+    pub async fn open(&self, uri: &Uri) -> Result<Connection, ConnectFailure> {
         let url = uri.to_string();
         let host = aiwatch_core::network::url_host(&url).unwrap_or_default();
         let mut report = ProbeReport::new(Purpose::Api, &url, host);
@@ -112,9 +74,7 @@ impl UpstreamConnector {
                     .into(),
             });
         }
-        Ok(UpstreamIo {
-            proxied: opened.target.starts_with("http://"),
-            inner: TokioIo::new(opened.io),
-        })
+        let proxied = opened.target.starts_with("http://");
+        Ok(Connection::new(opened.io, proxied))
     }
 }

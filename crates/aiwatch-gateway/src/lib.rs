@@ -13,6 +13,7 @@ pub mod drill;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod http1;
 pub mod key_limits;
 pub mod metrics;
 pub mod policy;

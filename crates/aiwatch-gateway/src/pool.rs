@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
-use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::connector::{ConnectFailure, UpstreamConnector};
+use crate::http1::{AnswerBody, Connection, WireError};
 
 /// An idle connection older than this is closed rather than used: upstreams and the proxies
 /// in front of them drop idle connections after a minute or more.
@@ -57,8 +56,7 @@ pub fn enter_edge_thread(index: usize) {
 type Shelf = Mutex<VecDeque<Idle>>;
 
 struct Idle {
-    sender: SendRequest<Full<Bytes>>,
-    proxied: bool,
+    conn: Connection,
     since: Instant,
 }
 
@@ -78,9 +76,10 @@ pub enum SendError {
     /// The request cannot be sent: its URL has no scheme or host.
     #[error("{0}")]
     Unsendable(String),
-    /// The connection broke before the answer's head arrived.
+    /// The connection broke, or the upstream's answer head was not HTTP, before the answer's
+    /// head arrived.
     #[error("{0}")]
-    Lost(hyper::Error),
+    Lost(WireError),
 }
 
 impl UpstreamPool {
@@ -100,62 +99,71 @@ impl UpstreamPool {
     /// Sends `request` (its URI absolute) on an idle connection of this thread's shelf, or on
     /// a new one, and returns the answer's head. Its body puts the connection back on the
     /// shelf once it was read to the end.
-    pub async fn send(
-        &self,
-        mut request: Request<Full<Bytes>>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        let absolute = request.uri().clone();
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<PooledBody>, SendError> {
+        let (mut parts, body) = request.into_parts();
+        let absolute = parts.uri;
         let (Some(scheme), Some(authority)) = (absolute.scheme(), absolute.authority()) else {
             return Err(SendError::Unsendable(format!(
                 "{absolute} has no scheme or host"
             )));
         };
-        if !request.headers().contains_key(HOST) {
+        if !parts.headers.contains_key(HOST) {
             let host = HeaderValue::from_str(authority.as_str())
                 .map_err(|e| SendError::Unsendable(format!("{absolute}: {e}")))?;
-            request.headers_mut().insert(HOST, host);
+            parts.headers.insert(HOST, host);
         }
         let shelf = match &self.origin {
             Some((s, a)) if s == scheme && a == authority => Some(self.shelf()),
             _ => None,
         };
+        let origin_form = absolute.path_and_query().map_or("/", |p| p.as_str());
         let mut stale = 0;
         loop {
             let reused = match shelf {
-                Some(shelf) if stale <= STALE_RETRIES => checkout(shelf).await,
+                Some(shelf) if stale <= STALE_RETRIES => checkout(shelf),
                 _ => None,
             };
-            let (mut sender, proxied, was_idle) = match reused {
-                Some(idle) => (idle.sender, idle.proxied, true),
-                None => {
-                    let (sender, proxied) = self.connect(&absolute).await?;
-                    (sender, proxied, false)
-                }
+            let was_idle = reused.is_some();
+            let mut conn = match reused {
+                Some(conn) => conn,
+                None => self
+                    .connector
+                    .open(&absolute)
+                    .await
+                    .map_err(SendError::Connect)?,
             };
             // Plain HTTP through a forward proxy names the whole URL; otherwise only its path.
-            *request.uri_mut() = if proxied {
-                absolute.clone()
+            let absolute_form;
+            let target = if conn.proxied {
+                absolute_form = absolute.to_string();
+                absolute_form.as_str()
             } else {
-                origin_form(&absolute)
+                origin_form
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let lease = shelf.map(|shelf| Lease {
-                        sender,
-                        proxied,
-                        shelf: shelf.clone(),
-                    });
-                    return Ok(response.map(|inner| PooledBody { inner, lease }));
+            match conn
+                .send(&parts.method, target, &parts.headers, &body)
+                .await
+            {
+                Ok(()) => {}
+                // Closed as it was handed over, before a byte was written: send it again.
+                Err(WireError::Send { unsent: true, .. }) if was_idle => {
+                    stale += 1;
+                    continue;
                 }
-                Err(mut failed) => match failed.take_message() {
-                    // Closed as it was handed over, before a byte was written: send it again.
-                    Some(unsent) if was_idle => {
-                        request = unsent;
-                        stale += 1;
-                    }
-                    _ => return Err(SendError::Lost(failed.into_error())),
-                },
+                Err(e) => return Err(SendError::Lost(e)),
             }
+            let (head, answer) = conn
+                .read_head(parts.method == Method::HEAD)
+                .await
+                .map_err(SendError::Lost)?;
+            let mut response = Response::new(PooledBody {
+                answer,
+                shelf: shelf.cloned(),
+            });
+            *response.status_mut() = head.status;
+            *response.version_mut() = head.version;
+            *response.headers_mut() = head.headers;
+            return Ok(response);
         }
     }
 
@@ -165,111 +173,74 @@ impl UpstreamPool {
         // Never empty: one shelf per edge thread, at least one.
         &self.shelves[index % self.shelves.len()]
     }
-
-    /// Opens a connection and starts driving it on the current runtime.
-    async fn connect(&self, uri: &Uri) -> Result<(SendRequest<Full<Bytes>>, bool), SendError> {
-        let io = self.connector.open(uri).await.map_err(SendError::Connect)?;
-        let proxied = io.proxied;
-        let (sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(SendError::Lost)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok((sender, proxied))
-    }
 }
 
 /// The newest usable idle connection of `shelf`, dropping the closed and the stale.
-async fn checkout(shelf: &Shelf) -> Option<Idle> {
-    loop {
-        let mut idle = {
-            let mut shelf = shelf.lock().unwrap_or_else(|p| p.into_inner());
-            let idle = shelf.pop_back()?;
-            if idle.since.elapsed() > IDLE_FOR {
-                // The newest is too old, so every other one is too.
-                shelf.clear();
-                return None;
-            }
-            idle
-        };
-        if idle.sender.is_ready() || idle.sender.ready().await.is_ok() {
-            return Some(idle);
+fn checkout(shelf: &Shelf) -> Option<Connection> {
+    let mut shelf = shelf.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some(mut idle) = shelf.pop_back() {
+        if idle.since.elapsed() > IDLE_FOR {
+            // The newest is too old, so every other one is too.
+            shelf.clear();
+            return None;
+        }
+        if !idle.conn.closed_while_idle() {
+            return Some(idle.conn);
         }
     }
+    None
 }
 
-/// `uri` without its scheme and host: what a request line names when sent to the origin.
-fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        Some(path) => Uri::from(path.clone()),
-        None => Uri::from_static("/"),
+/// Puts a connection back on its shelf, unless the shelf is full.
+fn give_back(shelf: &Shelf, conn: Connection) {
+    let now = Instant::now();
+    let mut shelf = shelf.lock().unwrap_or_else(|p| p.into_inner());
+    while shelf
+        .front()
+        .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_FOR)
+    {
+        shelf.pop_front();
     }
-}
-
-/// A connection lent to one request until its answer was read.
-struct Lease {
-    sender: SendRequest<Full<Bytes>>,
-    proxied: bool,
-    shelf: Arc<Shelf>,
-}
-
-impl Lease {
-    /// Puts the connection back on its shelf, unless it closed or the shelf is full.
-    fn give_back(self) {
-        if self.sender.is_closed() {
-            return;
-        }
-        let now = Instant::now();
-        let mut shelf = self.shelf.lock().unwrap_or_else(|p| p.into_inner());
-        while shelf
-            .front()
-            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_FOR)
-        {
-            shelf.pop_front();
-        }
-        if shelf.len() < MAX_IDLE {
-            shelf.push_back(Idle {
-                sender: self.sender,
-                proxied: self.proxied,
-                since: now,
-            });
-        }
+    if shelf.len() < MAX_IDLE {
+        shelf.push_back(Idle { conn, since: now });
     }
 }
 
 /// An upstream answer's body; its connection goes back to the pool when the body ends. A body
 /// dropped before its end closes the connection instead (HTTP/1 cannot skip the rest).
 pub struct PooledBody {
-    inner: Incoming,
-    lease: Option<Lease>,
+    answer: AnswerBody,
+    /// Where the connection goes back to; `None` for a connection of its own.
+    shelf: Option<Arc<Shelf>>,
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = WireError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            if let Some(lease) = this.lease.take() {
-                lease.give_back();
+        let polled = this.answer.poll_data(cx);
+        // Back on the shelf as soon as the last byte is out, even if nobody polls for the end.
+        if polled.is_ready() && this.answer.is_end() {
+            if let (Some(shelf), Some(conn)) = (this.shelf.take(), this.answer.take_reusable()) {
+                give_back(&shelf, conn);
             }
         }
-        polled
+        polled.map(|data| data.map(|data| data.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.answer.is_end()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.answer.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }

@@ -254,7 +254,7 @@ async fn attempt(
     gw: &Arc<Gateway>,
     entry: &RouteEntry,
     up: &UpstreamState,
-    request_to_upstream: http::Request<http_body_util::Full<Bytes>>,
+    request_to_upstream: http::Request<Bytes>,
     request: &Forward,
     sent: Instant,
     deadline: Instant,

@@ -8,7 +8,6 @@ use aiwatch_core::secret::ApiKey;
 use aiwatch_core::service::Service;
 use bytes::Bytes;
 use http::Request;
-use http_body_util::Full;
 use rustls::client::WebPkiServerVerifier;
 
 use crate::dialect::Adapter;
@@ -120,7 +119,7 @@ impl UpstreamState {
             builder = builder.header(*name, value);
         }
         let request = builder
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .map_err(|e| unreachable(format!("cannot build the request: {e}")))?;
         let response = tokio::time::timeout_at(deadline, self.pool.send(request))
             .await

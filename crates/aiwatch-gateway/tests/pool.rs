@@ -10,7 +10,7 @@ use aiwatch_probe::{CheckOptions, Checker, DnsChoice, ProxySettings};
 use aiwatch_testkit::http_server::{FakeServer, Reply};
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pool_for(base: &str) -> UpstreamPool {
@@ -32,10 +32,8 @@ fn pool_for(base: &str) -> UpstreamPool {
     UpstreamPool::new(connector, Some(base))
 }
 
-fn get(url: &str) -> Request<Full<Bytes>> {
-    Request::get(url)
-        .body(Full::new(Bytes::new()))
-        .expect("a request")
+fn get(url: &str) -> Request<Bytes> {
+    Request::get(url).body(Bytes::new()).expect("a request")
 }
 
 /// Sends a GET and reads its answer to the end.

@@ -12,7 +12,6 @@ use aiwatch_core::service::{Service, ServiceKind};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::Full;
 use serde_json::Value;
 
 use crate::body::RequestBody;
@@ -123,7 +122,7 @@ impl Adapter {
         endpoint: Endpoint,
         body: &RequestBody,
         stream: bool,
-    ) -> Result<Request<Full<Bytes>>, String> {
+    ) -> Result<Request<Bytes>, String> {
         match self {
             Self::OpenAiCompatible(a) => a.request(endpoint, body, stream),
             Self::AnthropicMessages(a) => a.request(endpoint, body, stream),
@@ -248,8 +247,8 @@ impl Target {
     }
 
     /// A POST of `body`, accepting a stream or JSON.
-    fn post(&self, body: Vec<u8>, stream: bool) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(Bytes::from(body)));
+    fn post(&self, body: Vec<u8>, stream: bool) -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = if stream {
@@ -307,12 +306,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("text").to_owned()))
             .collect();
-        let bytes = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
-            request.into_body(),
-        ))
-        .expect("a full body is ready")
-        .expect("infallible")
-        .to_bytes();
+        let bytes = request.into_body();
         let json = serde_json::from_slice(&bytes).expect("JSON");
         (uri, headers, json)
     }

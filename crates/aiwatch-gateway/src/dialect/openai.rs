@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::Full;
 use serde_json::{Map, Value};
 
 use super::{reach, Target};
@@ -70,7 +69,7 @@ impl OpenAiCompatible {
         endpoint: Endpoint,
         body: &RequestBody,
         stream: bool,
-    ) -> Result<Request<Full<Bytes>>, String> {
+    ) -> Result<Request<Bytes>, String> {
         let target = self.target(endpoint)?;
         // OpenAI sends usage at the end of a stream only when asked; the gateway needs it for
         // accounting and drops the extra chunk if the client did not ask.

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::Full;
 use serde_json::Value;
 
 use super::{reach, Target};
@@ -71,7 +70,7 @@ impl AnthropicMessages {
         endpoint: Endpoint,
         body: &RequestBody,
         stream: bool,
-    ) -> Result<Request<Full<Bytes>>, String> {
+    ) -> Result<Request<Bytes>, String> {
         let target = self.target(endpoint)?;
         let translated =
             to_messages_request(&body.to_value(), &self.model).map_err(|e| e.to_string())?;

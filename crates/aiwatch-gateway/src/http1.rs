@@ -1,0 +1,797 @@
+//! HTTP/1.1 to an upstream on a connection the request's own task drives: writes one request,
+//! reads its answer's head with `httparse` and its body in the framing the head names
+//! (`Content-Length`, chunked, or until the upstream closes), and says when the connection may
+//! carry the next request.
+//!
+//! The pool lends a connection to one request at a time, so nothing here needs a task of its
+//! own or a channel between the request and its connection: the bytes go from the socket to the
+//! request's future directly. Every read is bounded by the caller's deadline; the head by
+//! [`HEAD_CAP`] and [`MAX_HEADERS`], a chunk-size or trailer line by [`LINE_CAP`].
+
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use aiwatch_probe::layered::Io;
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use tokio::io::AsyncWriteExt;
+
+/// An answer head larger than this is refused.
+pub const HEAD_CAP: usize = 64 * 1024;
+/// An answer head with more header fields than this is refused.
+pub const MAX_HEADERS: usize = 128;
+/// A chunk-size line, or the trailer section of a chunked body, larger than this is refused.
+pub const LINE_CAP: usize = 16 * 1024;
+/// Room made in the read buffer before each read.
+const READ_ROOM: usize = 16 * 1024;
+/// A request body up to this size goes out in the same write as its head.
+const COALESCE_BODY: usize = 64 * 1024;
+/// A write buffer that grew beyond this is not kept for the connection's next request.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+
+/// What went wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Writing the request failed; `unsent` when not one byte of it left.
+    #[error("sending the request failed: {source}")]
+    Send {
+        unsent: bool,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the upstream closed the connection before its answer")]
+    ClosedBeforeAnswer,
+    #[error("the upstream closed the connection in the middle of its answer")]
+    ClosedMidAnswer,
+    #[error("reading the answer failed: {0}")]
+    Read(#[source] io::Error),
+    #[error("the answer's head is larger than {HEAD_CAP} bytes")]
+    HeadTooLarge,
+    #[error("the answer is not HTTP/1.1: {0}")]
+    Malformed(String),
+    #[error("the answer's chunked body is malformed: {0}")]
+    BadChunk(&'static str),
+}
+
+/// An open connection to an upstream, idle between requests.
+pub struct Connection {
+    io: Box<dyn Io>,
+    /// Bytes read and not yet handed out.
+    read: BytesMut,
+    /// The next request's head (and small body) is written from here.
+    write: Vec<u8>,
+    /// Plain HTTP through a forward proxy: requests name the whole URL.
+    pub proxied: bool,
+}
+
+/// An answer's status line and header fields.
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+impl Connection {
+    pub fn new(io: Box<dyn Io>, proxied: bool) -> Self {
+        Self {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            proxied,
+        }
+    }
+
+    /// Writes one request. A request body that is empty gets no `Content-Length` unless the
+    /// method carries a body by nature (POST, PUT, PATCH).
+    pub async fn send(
+        &mut self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), WireError> {
+        let mut head = std::mem::take(&mut self.write);
+        head.clear();
+        encode_head(&mut head, method, target, headers, body.len());
+        let coalesce = body.len() <= COALESCE_BODY;
+        if coalesce {
+            head.extend_from_slice(body);
+        }
+        let mut written = write_all(&mut self.io, &head, 0).await?;
+        if !coalesce {
+            written = write_all(&mut self.io, body, written).await?;
+        }
+        self.io.flush().await.map_err(|source| WireError::Send {
+            unsent: written == 0,
+            source,
+        })?;
+        if head.capacity() <= KEEP_WRITE_BUFFER {
+            self.write = head;
+        }
+        Ok(())
+    }
+
+    /// Reads the answer's head, past any informational (1xx) answers, and says how its body
+    /// is framed. `to_head` is a HEAD request: its answer has no body whatever it says.
+    pub async fn read_head(mut self, to_head: bool) -> Result<(Head, AnswerBody), WireError> {
+        loop {
+            if let Some(parsed) = self.parse_head()? {
+                let (head, reusable) = parsed;
+                if head.status.is_informational() {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(WireError::Malformed(
+                            "101 Switching Protocols to a request that asked for no upgrade".into(),
+                        ));
+                    }
+                    continue;
+                }
+                let framing = framing(&head, to_head)?;
+                let keep = reusable && !matches!(framing, Framing::UntilClose);
+                let body = AnswerBody {
+                    state: framing.into(),
+                    conn: Some(self),
+                    reusable: keep,
+                };
+                return Ok((head, body));
+            }
+            if self.read.len() > HEAD_CAP {
+                return Err(WireError::HeadTooLarge);
+            }
+            let had = self.read.len();
+            let n = std::future::poll_fn(|cx| self.poll_fill(cx))
+                .await
+                .map_err(WireError::Read)?;
+            if n == 0 {
+                return Err(if had == 0 {
+                    WireError::ClosedBeforeAnswer
+                } else {
+                    WireError::ClosedMidAnswer
+                });
+            }
+        }
+    }
+
+    /// A whole head at the start of the read buffer, taken off it, and whether the upstream
+    /// lets the connection carry another request; `None` while more bytes are needed.
+    fn parse_head(&mut self) -> Result<Option<(Head, bool)>, WireError> {
+        if self.read.is_empty() {
+            return Ok(None);
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut answer = httparse::Response::new(&mut fields);
+        let used = match answer.parse(&self.read) {
+            Ok(httparse::Status::Complete(used)) => used,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(WireError::Malformed(e.to_string())),
+        };
+        let status = answer
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or_else(|| WireError::Malformed("no valid status code".into()))?;
+        let version = match answer.version {
+            Some(1) => Version::HTTP_11,
+            _ => Version::HTTP_10,
+        };
+        let mut headers = HeaderMap::with_capacity(answer.headers.len());
+        let mut close = version != Version::HTTP_11;
+        for field in answer.headers.iter() {
+            let name = HeaderName::from_bytes(field.name.as_bytes())
+                .map_err(|_| WireError::Malformed(format!("bad header name {:?}", field.name)))?;
+            let value = HeaderValue::from_bytes(field.value)
+                .map_err(|_| WireError::Malformed(format!("bad value for {name}")))?;
+            if name == CONNECTION {
+                if has_token(&value, "close") {
+                    close = true;
+                } else if has_token(&value, "keep-alive") {
+                    close = false;
+                }
+            }
+            headers.append(name, value);
+        }
+        self.read.advance(used);
+        Ok(Some((
+            Head {
+                status,
+                version,
+                headers,
+            },
+            !close,
+        )))
+    }
+
+    /// Reads what the socket has into the read buffer: how many bytes, 0 at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.read.reserve(READ_ROOM);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// The upstream closed this idle connection, or sent something nobody asked for: it must
+    /// not carry a request. Looks without waiting.
+    pub fn closed_while_idle(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return true;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        self.poll_fill(&mut cx).is_ready()
+    }
+}
+
+/// Writes `bytes` whole; a failure says whether anything of the request (`before` bytes of it
+/// already) left.
+async fn write_all(io: &mut Box<dyn Io>, bytes: &[u8], before: usize) -> Result<usize, WireError> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match io.write(&bytes[written..]).await {
+            Ok(0) => {
+                return Err(WireError::Send {
+                    unsent: before + written == 0,
+                    source: io::ErrorKind::WriteZero.into(),
+                })
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(WireError::Send {
+                    unsent: before + written == 0,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(before + written)
+}
+
+/// A request head: its line, the caller's header fields and the body's length.
+fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body_len: usize,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let carries_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if body_len > 0 || carries_body {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "content-length: {body_len}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `value` lists `token` (case-insensitive), as `Connection` does.
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// How an answer's body ends (RFC 9112, section 6.3).
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn framing(head: &Head, to_head: bool) -> Result<Framing, WireError> {
+    let status = head.status;
+    if to_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Length(0));
+    }
+    if let Some(last) = head.headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+        // Chunked only when it is the last coding; anything else runs until the close.
+        let chunked = last
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut length = None;
+    for value in head.headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = std::str::from_utf8(part.trim_ascii())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| WireError::Malformed("bad Content-Length".into()))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(WireError::Malformed("conflicting Content-Length".into()));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// Where a body is in its framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyState {
+    /// This many bytes still to come.
+    Length(u64),
+    /// A chunk-size line comes next.
+    ChunkSize,
+    /// This many bytes of the current chunk still to come.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer fields after the last chunk, this many bytes of them so far.
+    Trailers(usize),
+    UntilClose,
+    Done,
+}
+
+impl From<Framing> for BodyState {
+    fn from(framing: Framing) -> Self {
+        match framing {
+            Framing::Length(0) => Self::Done,
+            Framing::Length(n) => Self::Length(n),
+            Framing::Chunked => Self::ChunkSize,
+            Framing::UntilClose => Self::UntilClose,
+        }
+    }
+}
+
+/// An answer's body, read from its connection as the caller polls.
+pub struct AnswerBody {
+    conn: Option<Connection>,
+    state: BodyState,
+    reusable: bool,
+}
+
+impl AnswerBody {
+    /// The body's next bytes; `None` at its end.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, WireError>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let buffered = conn.read.len();
+            match self.state {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Length(left) | BodyState::ChunkData(left) if buffered > 0 => {
+                    let n = usize::try_from(left).map_or(buffered, |l| l.min(buffered));
+                    let data = conn.read.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.state = match self.state {
+                        BodyState::Length(_) if left == 0 => BodyState::Done,
+                        BodyState::Length(_) => BodyState::Length(left),
+                        _ if left == 0 => BodyState::ChunkEnd,
+                        _ => BodyState::ChunkData(left),
+                    };
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                BodyState::UntilClose if buffered > 0 => {
+                    return Poll::Ready(Some(Ok(conn.read.split().freeze())));
+                }
+                BodyState::ChunkSize if buffered > 0 => {
+                    match httparse::parse_chunk_size(&conn.read) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            conn.read.advance(used);
+                            self.state = if size == 0 {
+                                BodyState::Trailers(0)
+                            } else {
+                                BodyState::ChunkData(size)
+                            };
+                            continue;
+                        }
+                        Ok(httparse::Status::Partial) if buffered <= LINE_CAP => {}
+                        Ok(httparse::Status::Partial) => {
+                            return self.fail(WireError::BadChunk("chunk-size line too long"))
+                        }
+                        Err(_) => return self.fail(WireError::BadChunk("bad chunk size")),
+                    }
+                }
+                BodyState::ChunkEnd if buffered >= 2 => {
+                    if !conn.read.starts_with(b"\r\n") {
+                        return self.fail(WireError::BadChunk("no CRLF after chunk data"));
+                    }
+                    conn.read.advance(2);
+                    self.state = BodyState::ChunkSize;
+                    continue;
+                }
+                BodyState::Trailers(seen) if buffered > 0 => {
+                    if let Some(end) = conn.read.windows(2).position(|w| w == b"\r\n") {
+                        conn.read.advance(end + 2);
+                        // An empty line ends the trailers, and the body.
+                        self.state = if end == 0 {
+                            BodyState::Done
+                        } else {
+                            BodyState::Trailers(seen + end + 2)
+                        };
+                        if seen + end + 2 > LINE_CAP {
+                            return self.fail(WireError::BadChunk("trailers too large"));
+                        }
+                        continue;
+                    }
+                    if seen + buffered > LINE_CAP {
+                        return self.fail(WireError::BadChunk("trailers too large"));
+                    }
+                }
+                _ => {}
+            }
+            // More bytes are needed.
+            let n = match ready!(conn.poll_fill(cx)) {
+                Ok(n) => n,
+                Err(e) => return self.fail(WireError::Read(e)),
+            };
+            if n == 0 {
+                if self.state == BodyState::UntilClose {
+                    self.state = BodyState::Done;
+                    self.reusable = false;
+                    return Poll::Ready(None);
+                }
+                return self.fail(WireError::ClosedMidAnswer);
+            }
+        }
+    }
+
+    /// Ends the body with `error`; its connection is closed.
+    fn fail(&mut self, error: WireError) -> Poll<Option<Result<Bytes, WireError>>> {
+        self.conn = None;
+        self.state = BodyState::Done;
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// The body was read to its end.
+    pub fn is_end(&self) -> bool {
+        self.state == BodyState::Done
+    }
+
+    /// The bytes still to come, when the head said.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            BodyState::Length(n) => Some(n),
+            BodyState::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The connection, once the body was read to its end and the upstream lets it carry the
+    /// next request (nothing unasked-for after the body).
+    pub fn take_reusable(&mut self) -> Option<Connection> {
+        if self.state != BodyState::Done || !self.reusable {
+            return None;
+        }
+        self.conn.take().filter(|c| c.read.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    /// A connection whose upstream is the returned end of an in-memory pipe.
+    fn pipe() -> (Connection, DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(256 * 1024);
+        (Connection::new(Box::new(ours), false), theirs)
+    }
+
+    async fn body_of(mut body: AnswerBody) -> (Result<Vec<u8>, WireError>, AnswerBody) {
+        let mut out = Vec::new();
+        loop {
+            match std::future::poll_fn(|cx| body.poll_data(cx)).await {
+                None => return (Ok(out), body),
+                Some(Ok(data)) => out.extend_from_slice(&data),
+                Some(Err(e)) => return (Err(e), body),
+            }
+        }
+    }
+
+    /// Sends a POST on a fresh pipe whose upstream then writes `answer` in `pieces` and closes
+    /// its side when `close` says so.
+    async fn exchange(
+        answer: &[u8],
+        cuts: &[usize],
+        close: bool,
+    ) -> (Result<(Head, AnswerBody), WireError>, Vec<u8>) {
+        let (mut conn, mut upstream) = pipe();
+        let headers = HeaderMap::new();
+        conn.send(&Method::POST, "/v1/chat", &headers, b"{}")
+            .await
+            .expect("sent");
+        let mut request = vec![0u8; 4096];
+        let n = upstream.read(&mut request).await.expect("request");
+        request.truncate(n);
+        let answer = answer.to_vec();
+        let cuts = cuts.to_vec();
+        tokio::spawn(async move {
+            let mut at = 0;
+            for cut in cuts
+                .iter()
+                .map(|&c| c.min(answer.len()))
+                .chain([answer.len()])
+            {
+                if cut > at {
+                    if upstream.write_all(&answer[at..cut]).await.is_err() {
+                        return;
+                    }
+                    at = cut;
+                    tokio::task::yield_now().await;
+                }
+            }
+            if !close {
+                // Keep the connection open until the test is over.
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
+        });
+        (conn.read_head(false).await, request)
+    }
+
+    #[tokio::test]
+    async fn a_post_names_its_body_length_and_carries_it_in_one_write() {
+        let (_, request) = exchange(b"HTTP/1.1 204 No Content\r\n\r\n", &[], false).await;
+        assert_eq!(
+            String::from_utf8_lossy(&request),
+            "POST /v1/chat HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_length_framed_answer_is_read_whole_and_leaves_the_connection_reusable() {
+        let (answer, _) = exchange(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: r1\r\ncontent-length: 11\r\n\r\n{\"ok\":true}",
+            &[5, 40, 90],
+            false,
+        )
+        .await;
+        let (head, body) = answer.expect("a head");
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.headers["x-request-id"], "r1");
+        let (bytes, mut body) = body_of(body).await;
+        assert_eq!(bytes.expect("a body"), b"{\"ok\":true}");
+        assert!(body.take_reusable().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_with_extensions_and_trailers_is_decoded() {
+        let (answer, _) = exchange(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=x\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+            &[30, 51, 52, 60],
+            false,
+        )
+        .await;
+        let (_, body) = answer.expect("a head");
+        let (bytes, mut body) = body_of(body).await;
+        assert_eq!(bytes.expect("a body"), b"hello world");
+        assert!(body.take_reusable().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_length_runs_until_close_and_ends_the_connection() {
+        let (answer, _) = exchange(b"HTTP/1.1 200 OK\r\n\r\nall of it", &[], true).await;
+        let (_, body) = answer.expect("a head");
+        let (bytes, mut body) = body_of(body).await;
+        assert_eq!(bytes.expect("a body"), b"all of it");
+        assert!(body.take_reusable().is_none());
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_http_1_0_answers_are_not_reused() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 2\r\n\r\nok"[..],
+            &b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"[..],
+        ] {
+            let (answer, _) = exchange(answer, &[], false).await;
+            let (_, body) = answer.expect("a head");
+            let (bytes, mut body) = body_of(body).await;
+            assert_eq!(bytes.expect("a body"), b"ok");
+            assert!(body.take_reusable().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn informational_answers_are_skipped() {
+        let (answer, _) = exchange(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            &[10],
+            false,
+        )
+        .await;
+        assert_eq!(answer.expect("a head").0.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_head_request_and_204_have_no_body_whatever_they_say() {
+        let (answer, _) = exchange(
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n",
+            &[],
+            false,
+        )
+        .await;
+        let (_, body) = answer.expect("a head");
+        assert!(body.is_end());
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_errors_that_say_what_broke() {
+        let cases: [(&[u8], bool, &str); 7] = [
+            (b"", true, "closed the connection before its answer"),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-le",
+                true,
+                "in the middle of its answer",
+            ),
+            (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", false, "not HTTP/1.1"),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+                false,
+                "conflicting Content-Length",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+                false,
+                "bad Content-Length",
+            ),
+            (
+                b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+                false,
+                "Switching Protocols",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+                false,
+                "not HTTP/1.1",
+            ),
+        ];
+        for (answer, close, says) in cases {
+            let (result, _) = exchange(answer, &[], close).await;
+            let error = result.err().expect("an error");
+            assert!(
+                error.to_string().contains(says),
+                "{error} should say {says}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_beyond_its_cap_or_with_too_many_fields_is_refused() {
+        let mut answer = b"HTTP/1.1 200 OK\r\nx-filler: ".to_vec();
+        answer.resize(HEAD_CAP + READ_ROOM + 1, b'a');
+        let (result, _) = exchange(&answer, &[], false).await;
+        assert!(matches!(result, Err(WireError::HeadTooLarge)));
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let (result, _) = exchange(&many, &[], false).await;
+        assert!(matches!(result, Err(WireError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn broken_bodies_are_errors_and_close_the_connection() {
+        let cases: [(&[u8], bool, &str); 5] = [
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+                true,
+                "middle of its answer",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+                false,
+                "bad chunk size",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokXX",
+                false,
+                "no CRLF",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n",
+                true,
+                "middle of its answer",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA",
+                false,
+                "",
+            ),
+        ];
+        for (answer, close, says) in cases {
+            let (result, _) = exchange(answer, &[], close).await;
+            let (_, body) = result.expect("a head");
+            let (bytes, mut body) = body_of(body).await;
+            if says.is_empty() {
+                // Whole, but followed by bytes nobody asked for: not lent again.
+                assert_eq!(bytes.expect("the body"), b"ok");
+            } else {
+                let error = bytes.expect_err("an error");
+                assert!(
+                    error.to_string().contains(says),
+                    "{error} should say {says}"
+                );
+            }
+            assert!(body.take_reusable().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_chunk_size_line_or_trailer_is_refused() {
+        let mut line = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        line.extend(std::iter::repeat_n(b'0', LINE_CAP + 1));
+        let mut trailer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n".to_vec();
+        for _ in 0..=LINE_CAP / 10 + 1 {
+            trailer.extend_from_slice(b"x-t: 123\r\n");
+        }
+        for answer in [line, trailer] {
+            let (result, _) = exchange(&answer, &[], false).await;
+            let (_, body) = result.expect("a head");
+            let (bytes, _) = body_of(body).await;
+            assert!(matches!(bytes, Err(WireError::BadChunk(_))));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_upstream_closed_is_noticed() {
+        let (mut conn, upstream) = pipe();
+        assert!(!conn.closed_while_idle());
+        drop(upstream);
+        assert!(conn.closed_while_idle());
+    }
+
+    fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut rest = body;
+        for &size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, more) = rest.split_at(size.clamp(1, rest.len()));
+            out.extend_from_slice(format!("{:X}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+            rest = more;
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// However the upstream chunks a body and however the bytes arrive, the same body comes
+        /// out and the connection stays reusable.
+        #[test]
+        fn chunked_bodies_survive_any_chunking_and_any_split(
+            body in prop::collection::vec(any::<u8>(), 0..3000),
+            sizes in prop::collection::vec(1usize..700, 1..6),
+            cuts in prop::collection::vec(0usize..4000, 0..12),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let (decoded, reusable) = runtime.block_on(async {
+                let (result, _) = exchange(&chunked(&body, &sizes), &cuts, false).await;
+                let (_, answer) = result.expect("a head");
+                let (bytes, mut answer) = body_of(answer).await;
+                (bytes.expect("a body"), answer.take_reusable().is_some())
+            });
+            prop_assert_eq!(decoded, body);
+            prop_assert!(reusable);
+        }
+    }
+}
