@@ -9,13 +9,15 @@
 //! [`HEAD_CAP`] and [`MAX_HEADERS`], a chunk-size or trailer line by [`LINE_CAP`].
 
 use std::io::{self, Write as _};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use aiwatch_probe::layered::Io;
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 
 /// An answer head larger than this is refused.
@@ -66,11 +68,64 @@ pub struct Connection {
     pub proxied: bool,
 }
 
-/// An answer's status line and header fields.
+/// An answer's status line and header fields, kept as they came.
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    /// The head's bytes, status line to blank line.
+    raw: Bytes,
+    fields: SmallVec<[Field; 16]>,
+}
+
+/// Where a field's name and value are in the head's bytes.
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Head {
+    fn bytes(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.raw[start as usize..end as usize]
+    }
+
+    /// The fields called `name` (case-insensitive), in order.
+    fn named<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a Field> + 'a {
+        self.fields
+            .iter()
+            .filter(move |f| self.bytes(f.name).eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// The values of every field called `name` (case-insensitive), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> + 'a {
+        self.named(name).map(|f| self.bytes(f.value))
+    }
+
+    /// The first field called `name` (case-insensitive), as text.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let field = self.named(name).next()?;
+        std::str::from_utf8(self.bytes(field.value)).ok()
+    }
+
+    /// The first field called `name`, as a header value for another message (no copy).
+    pub fn value(&self, name: &str) -> Option<HeaderValue> {
+        let (start, end) = self.named(name).next()?.value;
+        HeaderValue::from_maybe_shared(self.raw.slice(start as usize..end as usize)).ok()
+    }
+
+    /// Every field as a header map; a field `http` cannot hold (httparse lets a few more
+    /// through) is left out.
+    pub fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.fields.len());
+        for field in &self.fields {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(self.bytes(field.name)),
+                HeaderValue::from_bytes(self.bytes(field.value)),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
 }
 
 impl Connection {
@@ -159,9 +214,16 @@ impl Connection {
         if self.read.is_empty() {
             return Ok(None);
         }
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut answer = httparse::Response::new(&mut fields);
-        let used = match answer.parse(&self.read) {
+        // Left uninitialized: httparse writes the fields it finds, and zeroing room for
+        // MAX_HEADERS of them cost more than parsing a usual head.
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut answer = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut answer,
+            &self.read,
+            &mut fields,
+        );
+        let used = match parsed {
             Ok(httparse::Status::Complete(used)) => used,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(WireError::Malformed(e.to_string())),
@@ -174,31 +236,37 @@ impl Connection {
             Some(1) => Version::HTTP_11,
             _ => Version::HTTP_10,
         };
-        let mut headers = HeaderMap::with_capacity(answer.headers.len());
+        // Where each field is, as offsets into the head's bytes: the head is kept as it came
+        // and a field becomes a `HeaderValue` only when someone asks for it.
+        let base = self.read.as_ptr() as usize;
+        let span = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base;
+            // Within HEAD_CAP, so it fits.
+            (start as u32, (start + part.len()) as u32)
+        };
+        let fields = answer
+            .headers
+            .iter()
+            .map(|f| Field {
+                name: span(f.name.as_bytes()),
+                value: span(f.value),
+            })
+            .collect();
+        let head = Head {
+            status,
+            version,
+            raw: self.read.split_to(used).freeze(),
+            fields,
+        };
         let mut close = version != Version::HTTP_11;
-        for field in answer.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
-                .map_err(|_| WireError::Malformed(format!("bad header name {:?}", field.name)))?;
-            let value = HeaderValue::from_bytes(field.value)
-                .map_err(|_| WireError::Malformed(format!("bad value for {name}")))?;
-            if name == CONNECTION {
-                if has_token(&value, "close") {
-                    close = true;
-                } else if has_token(&value, "keep-alive") {
-                    close = false;
-                }
+        for value in head.all("connection") {
+            if has_token(value, b"close") {
+                close = true;
+            } else if has_token(value, b"keep-alive") {
+                close = false;
             }
-            headers.append(name, value);
         }
-        self.read.advance(used);
-        Ok(Some((
-            Head {
-                status,
-                version,
-                headers,
-            },
-            !close,
-        )))
+        Ok(Some((head, !close)))
     }
 
     /// Reads what the socket has into the read buffer: how many bytes, 0 at its end.
@@ -273,11 +341,10 @@ fn encode_head(
 }
 
 /// `value` lists `token` (case-insensitive), as `Connection` does.
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
-        .as_bytes()
         .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// How an answer's body ends (RFC 9112, section 6.3).
@@ -292,10 +359,9 @@ fn framing(head: &Head, to_head: bool) -> Result<Framing, WireError> {
     if to_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Length(0));
     }
-    if let Some(last) = head.headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+    if let Some(last) = head.all("transfer-encoding").next_back() {
         // Chunked only when it is the last coding; anything else runs until the close.
         let chunked = last
-            .as_bytes()
             .rsplit(|&b| b == b',')
             .next()
             .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
@@ -306,8 +372,8 @@ fn framing(head: &Head, to_head: bool) -> Result<Framing, WireError> {
         });
     }
     let mut length = None;
-    for value in head.headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
+    for value in head.all("content-length") {
+        for part in value.split(|&b| b == b',') {
             let n = std::str::from_utf8(part.trim_ascii())
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -557,7 +623,8 @@ mod tests {
         .await;
         let (head, body) = answer.expect("a head");
         assert_eq!(head.status, StatusCode::OK);
-        assert_eq!(head.headers["x-request-id"], "r1");
+        assert_eq!(head.get("X-Request-Id"), Some("r1"));
+        assert_eq!(head.header_map()["content-type"], "application/json");
         let (bytes, mut body) = body_of(body).await;
         assert_eq!(bytes.expect("a body"), b"{\"ok\":true}");
         assert!(body.take_reusable().is_some());

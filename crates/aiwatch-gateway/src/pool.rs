@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderValue, Method, Request, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::connector::{ConnectFailure, UpstreamConnector};
-use crate::http1::{AnswerBody, Connection, WireError};
+use crate::http1::{AnswerBody, Connection, Head, WireError};
 
 /// An idle connection older than this is closed rather than used: upstreams and the proxies
 /// in front of them drop idle connections after a minute or more.
@@ -97,9 +97,9 @@ impl UpstreamPool {
     }
 
     /// Sends `request` (its URI absolute) on an idle connection of this thread's shelf, or on
-    /// a new one, and returns the answer's head. Its body puts the connection back on the
-    /// shelf once it was read to the end.
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<PooledBody>, SendError> {
+    /// a new one, and returns the answer's head and body. The body puts the connection back on
+    /// the shelf once it was read to the end.
+    pub async fn send(&self, request: Request<Bytes>) -> Result<(Head, PooledBody), SendError> {
         let (mut parts, body) = request.into_parts();
         let absolute = parts.uri;
         let (Some(scheme), Some(authority)) = (absolute.scheme(), absolute.authority()) else {
@@ -156,14 +156,11 @@ impl UpstreamPool {
                 .read_head(parts.method == Method::HEAD)
                 .await
                 .map_err(SendError::Lost)?;
-            let mut response = Response::new(PooledBody {
+            let body = PooledBody {
                 answer,
                 shelf: shelf.cloned(),
-            });
-            *response.status_mut() = head.status;
-            *response.version_mut() = head.version;
-            *response.headers_mut() = head.headers;
-            return Ok(response);
+            };
+            return Ok((head, body));
         }
     }
 

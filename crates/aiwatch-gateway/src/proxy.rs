@@ -23,6 +23,7 @@ use crate::breaker::{attempt_order, Order, ROUTE_INLINE};
 use crate::dialect::Endpoint;
 use crate::error::ApiError;
 use crate::gateway::{Gateway, RouteEntry, RouteTable};
+use crate::http1::Head;
 use crate::metrics::{EntryMetrics, FailoverLabels};
 use crate::policy::{
     self, Charge, EndStream, FailOver, Failure, Refusal, StreamTrouble, Tally, Trouble,
@@ -43,8 +44,6 @@ const STREAM_CAP: usize = 256 * 1024 * 1024;
 const X_AIWATCH_UPSTREAM: HeaderName = HeaderName::from_static("x-aiwatch-upstream");
 const X_AIWATCH_ATTEMPTS: HeaderName = HeaderName::from_static("x-aiwatch-attempts");
 const X_AIWATCH_TRIED: HeaderName = HeaderName::from_static("x-aiwatch-tried");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const X_UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 /// One request as the handler parsed it.
@@ -281,13 +280,13 @@ async fn attempt(
             })
         }
         Ok(Err(SendError::Lost(e))) => return failed(Trouble::ConnectionLost(&error_chain(&e))),
-        Ok(Ok(response)) => response,
+        Ok(Ok(answer)) => answer,
     };
-    let status = response.status();
+    let (head, body) = response;
+    let status = head.status;
     if !status.is_success() {
-        let (parts, body) = response.into_parts();
         let bytes = error_body(body, answer_by, up).await;
-        return match policy::refusal(status.as_u16(), &parts.headers, &bytes) {
+        return match policy::refusal(status.as_u16(), &head.header_map(), &bytes) {
             Refusal::HandBack => {
                 entry.metrics.client_error.inc();
                 Attempt::Respond(client_error(up, status, &bytes))
@@ -296,9 +295,8 @@ async fn attempt(
         };
     }
     if request.stream && request.endpoint != Endpoint::Embeddings {
-        return stream(gw, entry, up, request, response, sent, deadline).await;
+        return stream(gw, entry, up, request, (head, body), sent, deadline).await;
     }
-    let (parts, body) = response.into_parts();
     let bytes = match read_capped(body, up.adapter.answer_cap(), answer_by).await {
         Ok(b) => b,
         Err(reason) => {
@@ -325,16 +323,11 @@ async fn attempt(
     account(gw, &entry.metrics, up, request.key, tokens);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    // The upstream's header map, emptied, holds the answer's: its room is already there for
-    // the type, the upstream's request id and the trace headers.
-    let request_id = upstream_request_id(&parts.headers);
-    let mut headers = parts.headers;
-    headers.clear();
+    let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(id) = request_id {
+    if let Some(id) = upstream_request_id(&head) {
         headers.insert(X_UPSTREAM_REQUEST_ID, id);
     }
-    *response.headers_mut() = headers;
     Attempt::Respond(response)
 }
 
@@ -350,11 +343,9 @@ fn client_error(up: &UpstreamState, status: StatusCode, bytes: &[u8]) -> Respons
 }
 
 /// The id the upstream gave its answer, which the client gets as `x-upstream-request-id`.
-fn upstream_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
-    headers
-        .get(&X_REQUEST_ID)
-        .or_else(|| headers.get(&REQUEST_ID))
-        .cloned()
+fn upstream_request_id(head: &Head) -> Option<HeaderValue> {
+    head.value("x-request-id")
+        .or_else(|| head.value("request-id"))
 }
 
 fn account(
@@ -546,15 +537,12 @@ async fn stream(
     entry: &RouteEntry,
     up: &UpstreamState,
     request: &Forward,
-    response: hyper::Response<PooledBody>,
+    (head, body): (Head, PooledBody),
     sent: Instant,
     deadline: Instant,
 ) -> Attempt {
-    let (parts, body) = response.into_parts();
-    let is_sse = parts
-        .headers
+    let is_sse = head
         .get("content-type")
-        .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if !is_sse {
         let bytes = error_body(body, deadline, up).await;
@@ -626,7 +614,7 @@ async fn stream(
         HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    if let Some(id) = upstream_request_id(&parts.headers) {
+    if let Some(id) = upstream_request_id(&head) {
         headers.insert(X_UPSTREAM_REQUEST_ID, id);
     }
     Attempt::Respond(response)

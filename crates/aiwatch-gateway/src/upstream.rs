@@ -125,9 +125,10 @@ impl UpstreamState {
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status();
+        let (head, body) = response;
+        let status = head.status;
         // Read (capped) even when refused, so the pooled connection can be reused.
-        let body = aiwatch_probe::http::read_capped(response.into_body(), 4 << 20, deadline).await;
+        let body = aiwatch_probe::http::read_capped(body, 4 << 20, deadline).await;
         if !status.is_success() {
             return Err(ListError::Status {
                 label: call.label,

@@ -38,14 +38,9 @@ fn get(url: &str) -> Request<Bytes> {
 
 /// Sends a GET and reads its answer to the end.
 async fn fetch(pool: &UpstreamPool, url: &str) -> (u16, Bytes) {
-    let response = pool.send(get(url)).await.expect("an answer");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("a whole body")
-        .to_bytes();
+    let (head, body) = pool.send(get(url)).await.expect("an answer");
+    let status = head.status.as_u16();
+    let body = body.collect().await.expect("a whole body").to_bytes();
     (status, body)
 }
 
@@ -190,7 +185,7 @@ async fn an_upstream_that_refuses_connections_is_a_connect_failure_naming_its_la
         }
         other => panic!(
             "expected a connect failure, got {:?}",
-            other.map(|r| r.status())
+            other.map(|(head, _)| head.status)
         ),
     }
 }
