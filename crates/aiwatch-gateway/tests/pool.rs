@@ -14,10 +14,15 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pool_for(base: &str) -> UpstreamPool {
+    pool_trusting(base, Vec::new())
+}
+
+/// A pool whose TLS trusts the authorities in `ca_files` (PEM).
+fn pool_trusting(base: &str, ca_files: Vec<std::path::PathBuf>) -> UpstreamPool {
     let checker = Checker::new(CheckOptions {
         timeout: Duration::from_secs(5),
         dns: DnsChoice::System,
-        ca_files: Vec::new(),
+        ca_files,
         control_url: None,
         deep: false,
         proxies: ProxySettings::none(),
@@ -205,4 +210,41 @@ async fn a_request_to_another_origin_gets_a_connection_of_its_own() {
     }
     assert_eq!(other.connections(), 2, "not kept on the pool's shelf");
     assert_eq!(pooled.connections(), 0);
+}
+
+#[tokio::test]
+async fn over_tls_whole_and_chunked_answers_are_read_and_the_connection_kept() {
+    let world = aiwatch_testkit::world::World::start().await;
+    let server = FakeServer::start(Some(&world.public_ca.issue(&["127.0.0.1"]))).await;
+    server.route(
+        "GET",
+        "/v1/models",
+        Reply::text(200, "application/json", "{}"),
+    );
+    let events = (0..20).map(|i| format!("data: {i}")).collect();
+    server.route(
+        "GET",
+        "/stream",
+        Reply::sse(events, Duration::from_millis(2), true),
+    );
+    let base = format!("https://127.0.0.1:{}", server.addr().port());
+    let pool = pool_trusting(&base, vec![world.public_ca_path()]);
+    for _ in 0..3 {
+        assert_eq!(
+            fetch(&pool, &format!("{base}/v1/models")).await,
+            (200, Bytes::from_static(b"{}"))
+        );
+        let (status, streamed) = fetch(&pool, &format!("{base}/stream")).await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&streamed);
+        assert!(
+            text.starts_with("data: 0\n\n") && text.contains("data: 19\n\n"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        server.connections(),
+        1,
+        "one TLS connection carried all six"
+    );
 }
