@@ -132,15 +132,20 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
             _ => None,
         };
         if let Some(endpoint) = endpoint {
-            let gw = self.gw.clone();
-            let client = self.peer.ip();
-            return Box::pin(async move {
-                let key = match admit(&gw, Some(client), request.uri().path(), request.headers()) {
-                    Ok(key) => key,
-                    Err(refusal) => return Ok(*refusal),
-                };
-                Ok(handle(gw, endpoint, key, request.map(Body::new)).await)
-            });
+            let key = match admit(
+                &self.gw,
+                Some(self.peer.ip()),
+                request.uri().path(),
+                request.headers(),
+            ) {
+                Ok(key) => key,
+                Err(refusal) => return Box::pin(std::future::ready(Ok(*refusal))),
+            };
+            // `handle`'s own future, boxed as it is: an async block around it would hold it a
+            // second time, and the whole is copied as it is boxed.
+            let handled = handle(self.gw.clone(), endpoint, key, request.map(Body::new));
+            let handled = futures_util::FutureExt::map(handled, Ok::<Response, Infallible>);
+            return Box::pin(handled);
         }
         request
             .extensions_mut()

@@ -126,9 +126,9 @@ impl UpstreamPool {
             let was_idle = reused.is_some();
             let mut conn = match reused {
                 Some(conn) => conn,
-                None => self
-                    .connector
-                    .open(&absolute)
+                // Boxed: opening (DNS, TCP, proxy, TLS) is a large future that only a new
+                // connection needs; kept inline, every request's future would carry its room.
+                None => Box::pin(self.connector.open(&absolute))
                     .await
                     .map_err(SendError::Connect)?,
             };

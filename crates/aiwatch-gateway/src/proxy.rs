@@ -285,7 +285,7 @@ async fn attempt(
     let (head, body) = response;
     let status = head.status;
     if !status.is_success() {
-        let bytes = error_body(body, answer_by, up).await;
+        let bytes = Box::pin(error_body(body, answer_by, up)).await;
         return match policy::refusal(status.as_u16(), &head.header_map(), &bytes) {
             Refusal::HandBack => {
                 entry.metrics.client_error.inc();
@@ -295,7 +295,9 @@ async fn attempt(
         };
     }
     if request.stream && request.endpoint != Endpoint::Embeddings {
-        return stream(gw, entry, up, request, (head, body), sent, deadline).await;
+        // Boxed, as every rare path with a large future: kept inline, its room would be part
+        // of every request's future, which is moved (copied) as it is built and boxed.
+        return Box::pin(stream(gw, entry, up, request, (head, body), sent, deadline)).await;
     }
     let bytes = match read_capped(body, up.adapter.answer_cap(), answer_by).await {
         Ok(b) => b,
