@@ -183,7 +183,11 @@ impl Connection {
                     continue;
                 }
                 let framing = framing(&head, to_head)?;
-                let keep = reusable && !matches!(framing, Framing::UntilClose);
+                // Both framings named is how responses get split (RFC 9112, 6.3): the body is
+                // read as chunked, and the connection is not trusted with another request.
+                let ambiguous = head.all("transfer-encoding").next().is_some()
+                    && head.all("content-length").next().is_some();
+                let keep = reusable && !ambiguous && !matches!(framing, Framing::UntilClose);
                 let body = AnswerBody {
                     state: framing.into(),
                     conn: Some(self),
@@ -668,6 +672,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_naming_both_chunked_and_a_length_is_read_chunked_and_not_reused() {
+        let (answer, _) = exchange(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            &[],
+            false,
+        )
+        .await;
+        let (_, body) = answer.expect("a head");
+        let (bytes, mut body) = body_of(body).await;
+        assert_eq!(bytes.expect("a body"), b"ok");
+        assert!(body.take_reusable().is_none());
+    }
+
+    #[tokio::test]
     async fn informational_answers_are_skipped() {
         let (answer, _) = exchange(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
@@ -679,7 +697,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_head_request_and_204_have_no_body_whatever_they_say() {
+    async fn a_204_has_no_body_whatever_its_length_says() {
         let (answer, _) = exchange(
             b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n",
             &[],
