@@ -172,8 +172,7 @@ impl Connection {
     /// is framed. `to_head` is a HEAD request: its answer has no body whatever it says.
     pub async fn read_head(mut self, to_head: bool) -> Result<(Head, AnswerBody), WireError> {
         loop {
-            if let Some(parsed) = self.parse_head()? {
-                let (head, reusable) = parsed;
+            if let Some(head) = self.parse_head()? {
                 if head.status.is_informational() {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(WireError::Malformed(
@@ -182,16 +181,11 @@ impl Connection {
                     }
                     continue;
                 }
-                let framing = framing(&head, to_head)?;
-                // Both framings named is how responses get split (RFC 9112, 6.3): the body is
-                // read as chunked, and the connection is not trusted with another request.
-                let ambiguous = head.all("transfer-encoding").next().is_some()
-                    && head.all("content-length").next().is_some();
-                let keep = reusable && !ambiguous && !matches!(framing, Framing::UntilClose);
+                let (framing, reusable) = framing(&head, to_head)?;
                 let body = AnswerBody {
                     state: framing.into(),
                     conn: Some(self),
-                    reusable: keep,
+                    reusable,
                 };
                 return Ok((head, body));
             }
@@ -212,9 +206,9 @@ impl Connection {
         }
     }
 
-    /// A whole head at the start of the read buffer, taken off it, and whether the upstream
-    /// lets the connection carry another request; `None` while more bytes are needed.
-    fn parse_head(&mut self) -> Result<Option<(Head, bool)>, WireError> {
+    /// A whole head at the start of the read buffer, taken off it; `None` while more bytes are
+    /// needed.
+    fn parse_head(&mut self) -> Result<Option<Head>, WireError> {
         if self.read.is_empty() {
             return Ok(None);
         }
@@ -256,21 +250,12 @@ impl Connection {
                 value: span(f.value),
             })
             .collect();
-        let head = Head {
+        Ok(Some(Head {
             status,
             version,
             raw: self.read.split_to(used).freeze(),
             fields,
-        };
-        let mut close = version != Version::HTTP_11;
-        for value in head.all("connection") {
-            if has_token(value, b"close") {
-                close = true;
-            } else if has_token(value, b"keep-alive") {
-                close = false;
-            }
-        }
-        Ok(Some((head, !close)))
+        }))
     }
 
     /// Reads what the socket has into the read buffer: how many bytes, 0 at its end.
@@ -358,10 +343,22 @@ enum Framing {
     UntilClose,
 }
 
-fn framing(head: &Head, to_head: bool) -> Result<Framing, WireError> {
+/// How the answer's body is framed, and whether the connection may carry another request
+/// after it: HTTP/1.1 unless `Connection: close` (1.0 only with `keep-alive`), never after a
+/// body that runs until the close, nor after a head naming both framings — the shape of a split
+/// response (RFC 9112, section 6.3), whose body is read as chunked.
+fn framing(head: &Head, to_head: bool) -> Result<(Framing, bool), WireError> {
+    let mut keep_alive = head.version == Version::HTTP_11;
+    for value in head.all("connection") {
+        if has_token(value, b"close") {
+            keep_alive = false;
+        } else if has_token(value, b"keep-alive") {
+            keep_alive = true;
+        }
+    }
     let status = head.status;
     if to_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok(Framing::Length(0));
+        return Ok((Framing::Length(0), keep_alive));
     }
     if let Some(last) = head.all("transfer-encoding").next_back() {
         // Chunked only when it is the last coding; anything else runs until the close.
@@ -370,9 +367,10 @@ fn framing(head: &Head, to_head: bool) -> Result<Framing, WireError> {
             .next()
             .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked {
-            Framing::Chunked
+            let ambiguous = head.all("content-length").next().is_some();
+            (Framing::Chunked, keep_alive && !ambiguous)
         } else {
-            Framing::UntilClose
+            (Framing::UntilClose, false)
         });
     }
     let mut length = None;
@@ -389,7 +387,10 @@ fn framing(head: &Head, to_head: bool) -> Result<Framing, WireError> {
             length = Some(n);
         }
     }
-    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+    Ok(match length {
+        Some(n) => (Framing::Length(n), keep_alive),
+        None => (Framing::UntilClose, false),
+    })
 }
 
 /// Where a body is in its framing.
@@ -557,15 +558,29 @@ mod tests {
         (Connection::new(Box::new(ours), false), theirs)
     }
 
-    async fn body_of(mut body: AnswerBody) -> (Result<Vec<u8>, WireError>, AnswerBody) {
+    /// Reads `body` to its end: its bytes or the error, and whether its connection may be lent
+    /// again.
+    async fn body_of(mut body: AnswerBody) -> (Result<Vec<u8>, WireError>, bool) {
         let mut out = Vec::new();
-        loop {
+        let read = loop {
             match std::future::poll_fn(|cx| body.poll_data(cx)).await {
-                None => return (Ok(out), body),
+                None => break Ok(out),
                 Some(Ok(data)) => out.extend_from_slice(&data),
-                Some(Err(e)) => return (Err(e), body),
+                Some(Err(e)) => break Err(e),
             }
-        }
+        };
+        (read, body.take_reusable().is_some())
+    }
+
+    /// [`exchange`] and [`body_of`] for an answer whose head is whole.
+    async fn answer_body(
+        answer: &[u8],
+        cuts: &[usize],
+        close: bool,
+    ) -> (Result<Vec<u8>, WireError>, bool) {
+        let (result, _) = exchange(answer, cuts, close).await;
+        let (_, body) = result.expect("a head");
+        body_of(body).await
     }
 
     /// Sends a POST on a fresh pipe whose upstream then writes `answer` in `pieces` and closes
@@ -629,32 +644,28 @@ mod tests {
         assert_eq!(head.status, StatusCode::OK);
         assert_eq!(head.get("X-Request-Id"), Some("r1"));
         assert_eq!(head.header_map()["content-type"], "application/json");
-        let (bytes, mut body) = body_of(body).await;
+        let (bytes, reusable) = body_of(body).await;
         assert_eq!(bytes.expect("a body"), b"{\"ok\":true}");
-        assert!(body.take_reusable().is_some());
+        assert!(reusable);
     }
 
     #[tokio::test]
     async fn a_chunked_answer_with_extensions_and_trailers_is_decoded() {
-        let (answer, _) = exchange(
+        let (bytes, reusable) = answer_body(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=x\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
             &[30, 51, 52, 60],
             false,
         )
         .await;
-        let (_, body) = answer.expect("a head");
-        let (bytes, mut body) = body_of(body).await;
         assert_eq!(bytes.expect("a body"), b"hello world");
-        assert!(body.take_reusable().is_some());
+        assert!(reusable);
     }
 
     #[tokio::test]
     async fn an_answer_without_length_runs_until_close_and_ends_the_connection() {
-        let (answer, _) = exchange(b"HTTP/1.1 200 OK\r\n\r\nall of it", &[], true).await;
-        let (_, body) = answer.expect("a head");
-        let (bytes, mut body) = body_of(body).await;
+        let (bytes, reusable) = answer_body(b"HTTP/1.1 200 OK\r\n\r\nall of it", &[], true).await;
         assert_eq!(bytes.expect("a body"), b"all of it");
-        assert!(body.take_reusable().is_none());
+        assert!(!reusable);
     }
 
     #[tokio::test]
@@ -663,26 +674,21 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 2\r\n\r\nok"[..],
             &b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"[..],
         ] {
-            let (answer, _) = exchange(answer, &[], false).await;
-            let (_, body) = answer.expect("a head");
-            let (bytes, mut body) = body_of(body).await;
+            let (bytes, reusable) = answer_body(answer, &[], false).await;
             assert_eq!(bytes.expect("a body"), b"ok");
-            assert!(body.take_reusable().is_none());
+            assert!(!reusable);
         }
     }
 
     #[tokio::test]
     async fn an_answer_naming_both_chunked_and_a_length_is_read_chunked_and_not_reused() {
-        let (answer, _) = exchange(
+        let (bytes, reusable) = answer_body(
             b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
             &[],
             false,
-        )
-        .await;
-        let (_, body) = answer.expect("a head");
-        let (bytes, mut body) = body_of(body).await;
+        ).await;
         assert_eq!(bytes.expect("a body"), b"ok");
-        assert!(body.take_reusable().is_none());
+        assert!(!reusable);
     }
 
     #[tokio::test]
@@ -794,9 +800,7 @@ mod tests {
             ),
         ];
         for (answer, close, says) in cases {
-            let (result, _) = exchange(answer, &[], close).await;
-            let (_, body) = result.expect("a head");
-            let (bytes, mut body) = body_of(body).await;
+            let (bytes, reusable) = answer_body(answer, &[], close).await;
             if says.is_empty() {
                 // Whole, but followed by bytes nobody asked for: not lent again.
                 assert_eq!(bytes.expect("the body"), b"ok");
@@ -807,7 +811,7 @@ mod tests {
                     "{error} should say {says}"
                 );
             }
-            assert!(body.take_reusable().is_none());
+            assert!(!reusable);
         }
     }
 
@@ -820,9 +824,7 @@ mod tests {
             trailer.extend_from_slice(b"x-t: 123\r\n");
         }
         for answer in [line, trailer] {
-            let (result, _) = exchange(&answer, &[], false).await;
-            let (_, body) = result.expect("a head");
-            let (bytes, _) = body_of(body).await;
+            let (bytes, _) = answer_body(&answer, &[], false).await;
             assert!(matches!(bytes, Err(WireError::BadChunk(_))));
         }
     }
@@ -869,13 +871,9 @@ mod tests {
                 .expect("runtime");
             let mut cuts = cuts;
             cuts.sort_unstable();
-            let (decoded, reusable) = runtime.block_on(async {
-                let (result, _) = exchange(&chunked(&body, &sizes), &cuts, false).await;
-                let (_, answer) = result.expect("a head");
-                let (bytes, mut answer) = body_of(answer).await;
-                (bytes.expect("a body"), answer.take_reusable().is_some())
-            });
-            prop_assert_eq!(decoded, body);
+            let (decoded, reusable) =
+                runtime.block_on(answer_body(&chunked(&body, &sizes), &cuts, false));
+            prop_assert_eq!(decoded.expect("a body"), body);
             prop_assert!(reusable);
         }
     }

@@ -259,7 +259,7 @@ async fn attempt(
     deadline: Instant,
 ) -> Attempt {
     let answer_by = deadline.min(sent + entry.timeout);
-    let response = match timeout_at(answer_by, up.pool.send(request_to_upstream)).await {
+    let (head, body) = match timeout_at(answer_by, up.pool.send(request_to_upstream)).await {
         Err(_) => {
             return failed(Trouble::NoHeadersInTime {
                 waited: answer_by - sent,
@@ -282,7 +282,6 @@ async fn attempt(
         Ok(Err(SendError::Lost(e))) => return failed(Trouble::ConnectionLost(&error_chain(&e))),
         Ok(Ok(answer)) => answer,
     };
-    let (head, body) = response;
     let status = head.status;
     if !status.is_success() {
         let bytes = Box::pin(error_body(body, answer_by, up)).await;

@@ -121,11 +121,10 @@ impl UpstreamState {
         let request = builder
             .body(Bytes::new())
             .map_err(|e| unreachable(format!("cannot build the request: {e}")))?;
-        let response = tokio::time::timeout_at(deadline, self.pool.send(request))
+        let (head, body) = tokio::time::timeout_at(deadline, self.pool.send(request))
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let (head, body) = response;
         let status = head.status;
         // Read (capped) even when refused, so the pooled connection can be reused.
         let body = aiwatch_probe::http::read_capped(body, 4 << 20, deadline).await;
