@@ -14,6 +14,7 @@ pub mod cause;
 pub mod classify;
 pub mod config;
 pub mod crowd;
+pub mod error_chain;
 pub mod evidence;
 pub mod key_route;
 pub mod local_model;

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aiwatch_core::error_chain::with_causes;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -279,7 +280,7 @@ async fn attempt(
                 detail: &why,
             })
         }
-        Ok(Err(SendError::Lost(e))) => return failed(Trouble::ConnectionLost(&error_chain(&e))),
+        Ok(Err(SendError::Lost(e))) => return failed(Trouble::ConnectionLost(&with_causes(&e))),
         Ok(Ok(answer)) => answer,
     };
     let status = head.status;
@@ -418,21 +419,6 @@ async fn read_capped(body: PooledBody, cap: usize, deadline: Instant) -> Result<
         Err(BodyError::Timeout) => Err("the answer did not finish in time".to_owned()),
         Err(BodyError::Broken(e)) => Err(format!("the answer broke off: {e}")),
     }
-}
-
-/// The connector's own failure, somewhere in the client's error chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
 }
 
 // === streams ===

@@ -107,22 +107,7 @@ fn describe(e: &postgres::Error) -> String {
         }
         return text;
     }
-    with_causes(e)
-}
-
-/// An error's message followed by those of its causes, each once (a cause's text is often
-/// already part of its parent's).
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
+    aiwatch_core::error_chain::with_causes(e)
 }
 
 /// The crate's result type.

@@ -185,7 +185,7 @@ impl PostgresUrl {
         let (rest, tls) = TlsSettings::take_from(raw)?;
         let mut config = postgres::Config::from_str(&rest).map_err(|e| Error::InvalidUrl {
             url: redact(raw),
-            reason: crate::error::with_causes(&e),
+            reason: aiwatch_core::error_chain::with_causes(&e),
         })?;
         // The client ends a password at its first `@`: the rest of it would be taken for the
         // host, and shown as one.

@@ -52,7 +52,7 @@ pub(crate) fn connector(settings: &TlsSettings, target: &str) -> Result<MakeRust
 
 /// What a failed connect says, with what to do when it is the server's certificate.
 pub(crate) fn describe_connect_error(e: &postgres::Error) -> String {
-    let mut text = crate::error::with_causes(e);
+    let mut text = aiwatch_core::error_chain::with_causes(e);
     if text.contains("invalid peer certificate") {
         text.push_str(
             " (the server's certificate is not trusted for this host: name the authority that \
