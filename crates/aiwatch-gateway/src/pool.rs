@@ -174,18 +174,22 @@ impl UpstreamPool {
 
 /// The newest usable idle connection of `shelf`, dropping the closed and the stale.
 fn checkout(shelf: &Shelf) -> Option<Connection> {
-    let mut shelf = shelf.lock().unwrap_or_else(|p| p.into_inner());
-    while let Some(mut idle) = shelf.pop_back() {
-        if idle.since.elapsed() > IDLE_FOR {
-            // The newest is too old, so every other one is too.
-            shelf.clear();
-            return None;
-        }
+    loop {
+        let mut idle = {
+            let mut shelf = shelf.lock().unwrap_or_else(|p| p.into_inner());
+            let idle = shelf.pop_back()?;
+            if idle.since.elapsed() > IDLE_FOR {
+                // The newest is too old, so every other one is too.
+                shelf.clear();
+                return None;
+            }
+            idle
+        };
+        // Looked at with the shelf unlocked: the look may read the socket.
         if !idle.conn.closed_while_idle() {
             return Some(idle.conn);
         }
     }
-    None
 }
 
 /// Puts a connection back on its shelf, unless the shelf is full.
