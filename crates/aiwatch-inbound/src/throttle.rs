@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,11 @@ pub struct Throttle<K = IpAddr> {
     every: Duration,
     max_clients: usize,
     table: Mutex<HashMap<K, Bucket>>,
+    /// When every bucket has a whole token again at the latest, in nanoseconds after `epoch`:
+    /// until then some client may be out of tokens. [`Throttle::check`] asks the table only
+    /// before this moment, so the usual request (nobody is being throttled) takes no lock.
+    all_refilled_at: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Clone, Copy)]
@@ -33,7 +39,14 @@ impl<K: Copy + Eq + Hash + Ord> Throttle<K> {
             every: every.max(Duration::from_millis(1)),
             max_clients: Self::MAX_CLIENTS,
             table: Mutex::new(HashMap::new()),
+            all_refilled_at: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// `at` as nanoseconds after `epoch` (saturating: a u64 holds 584 years).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
@@ -59,13 +72,21 @@ impl<K: Copy + Eq + Hash + Ord> Throttle<K> {
         if tokens < 1.0 {
             return Err(self.wait(tokens));
         }
+        let left = tokens - 1.0;
         table.insert(
             ip,
             Bucket {
-                tokens: tokens - 1.0,
+                tokens: left,
                 at: now,
             },
         );
+        if left < 1.0 {
+            // Under the lock, so no `check` can find this bucket empty while this moment says
+            // every bucket is full.
+            let whole_again = now + self.every.mul_f64(1.0 - left);
+            self.all_refilled_at
+                .fetch_max(self.nanos(whole_again), Ordering::AcqRel);
+        }
         if table.len() > self.max_clients {
             self.forget(&mut table, now);
         }
@@ -75,6 +96,9 @@ impl<K: Copy + Eq + Hash + Ord> Throttle<K> {
     /// Whether `ip` has run out, without spending anything; `Err(retry_after)` if so.
     pub fn check(&self, ip: K) -> Result<(), Duration> {
         let now = Instant::now();
+        if self.nanos(now) >= self.all_refilled_at.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         match table.get(&ip).map(|b| self.refilled(*b, now)) {
             Some(tokens) if tokens < 1.0 => Err(self.wait(tokens)),
@@ -131,6 +155,23 @@ mod tests {
             throttle.take(ip(2)).is_ok(),
             "another address is not affected"
         );
+    }
+
+    #[test]
+    fn check_sees_an_empty_bucket_until_it_refills_and_nobody_else_is_held() {
+        let throttle = Throttle::new(2, Duration::from_millis(50));
+        assert!(throttle.check(ip(1)).is_ok(), "nothing spent yet");
+        assert!(throttle.take(ip(1)).is_ok());
+        assert!(throttle.check(ip(1)).is_ok(), "one token left");
+        assert!(throttle.take(ip(1)).is_ok());
+        assert!(throttle.check(ip(1)).is_err(), "the bucket is empty");
+        assert!(throttle.check(ip(2)).is_ok(), "another address is not held");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(throttle.check(ip(1)).is_ok(), "a whole token came back");
+        // Spent again (however many came back on a slow machine): held again.
+        let spent = (0..3).take_while(|_| throttle.take(ip(1)).is_ok()).count();
+        assert!((1..=2).contains(&spent), "{spent}");
+        assert!(throttle.check(ip(1)).is_err(), "empty again");
     }
 
     #[test]
