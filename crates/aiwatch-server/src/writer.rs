@@ -1,11 +1,12 @@
 //! The store writer: one thread that batches observations into transactions and applies
 //! incidents and states in the order they happened, and prunes old raw data. Senders wait
 //! asynchronously when its queue is full (back-pressure; no worker thread is blocked, nothing
-//! is dropped). A write that fails is kept and retried, up to a bounded buffer; failures are
-//! counted, logged at most once a minute and make `/readyz` answer 503 (the store reports
-//! itself unhealthy).
+//! is dropped). A write that fails is kept and retried, up to a bounded buffer, after a pause
+//! that doubles while the store keeps failing (a database restarting is not asked five times a
+//! second); failures are counted, logged at most once a minute and make `/readyz` answer 503
+//! (the store reports itself unhealthy).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aiwatch_alerts::Deliverer;
 use aiwatch_core::alert_rules::Notification;
-use aiwatch_core::assess::Incident;
+use aiwatch_core::assess::{Incident, Key};
 use aiwatch_core::observation::Observation;
 use aiwatch_store::{Retention, SavedState, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +32,10 @@ const QUEUE: usize = 50_000;
 const RETRY_BUFFER: usize = 200_000;
 /// A failing store is reported in the log at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// After a failed write the store is left alone this long before the next try…
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+/// …twice as long after each further failure, up to this.
+const RETRY_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Incident changes with their notifications, waiting to be saved.
 type Record = (Vec<Incident>, Vec<Notification>, Option<Arc<Deliverer>>);
@@ -44,11 +49,16 @@ fn save_records(
     store: &dyn Store,
     metrics: &Metrics,
     records: &mut VecDeque<Record>,
-    report: &mut FailureReport,
+    trouble: &mut Trouble,
 ) {
+    if !trouble.may_try() {
+        keep_at_most(records, RECORD_RETRY_BUFFER, metrics);
+        return;
+    }
     while let Some((incidents, notifications, wake)) = records.front() {
         match store.record(incidents, notifications) {
             Ok(new) => {
+                trouble.worked();
                 if new > 0 {
                     if let Some(deliverer) = wake {
                         deliverer.wake();
@@ -57,14 +67,40 @@ fn save_records(
                 records.pop_front();
             }
             Err(e) => {
-                report.failed(metrics, "saving incidents and alerts failed", &e);
-                while records.len() > RECORD_RETRY_BUFFER {
-                    records.pop_front();
-                    metrics.store_dropped.inc();
-                }
+                trouble.failed(metrics, "saving incidents and alerts failed", &e);
+                keep_at_most(records, RECORD_RETRY_BUFFER, metrics);
                 return;
             }
         }
+    }
+}
+
+/// Gives up the oldest records past `most` (counted as dropped).
+fn keep_at_most(records: &mut VecDeque<Record>, most: usize, metrics: &Metrics) {
+    while records.len() > most {
+        records.pop_front();
+        metrics.store_dropped.inc();
+    }
+}
+
+/// Saves the latest state of every key that changed since the last save that worked; kept
+/// for the next try when it fails (one per key, so bounded by the keys watched).
+fn save_states(
+    store: &dyn Store,
+    metrics: &Metrics,
+    states: &mut HashMap<Key, SavedState>,
+    trouble: &mut Trouble,
+) {
+    if states.is_empty() || !trouble.may_try() {
+        return;
+    }
+    let batch: Vec<SavedState> = states.values().cloned().collect();
+    match store.save_states(&batch) {
+        Ok(()) => {
+            trouble.worked();
+            states.clear();
+        }
+        Err(e) => trouble.failed(metrics, "saving states failed", &e),
     }
 }
 
@@ -150,21 +186,68 @@ impl Writer {
     }
 }
 
-/// Counts store failures and says so in the log at most once per [`REPORT_EVERY`].
-struct FailureReport {
-    last: Option<Instant>,
-    since: u64,
+/// A failing store: each failure is counted, said in the log at most once per
+/// [`REPORT_EVERY`], and followed by a pause before the next try that doubles from
+/// [`RETRY_FIRST`] to [`RETRY_AT_MOST`] while the store keeps failing.
+struct Trouble {
+    last_report: Option<Instant>,
+    since_report: u64,
+    /// The last try failed; nothing is tried before `retry_at`.
+    failing: bool,
+    retry_at: Instant,
+    pause: Duration,
 }
 
-impl FailureReport {
+impl Trouble {
+    fn new() -> Self {
+        Self {
+            last_report: None,
+            since_report: 0,
+            failing: false,
+            retry_at: Instant::now(),
+            pause: RETRY_FIRST,
+        }
+    }
+
     fn failed(&mut self, metrics: &Metrics, what: &str, error: &dyn std::fmt::Display) {
         metrics.store_write_failures.inc();
-        self.since += 1;
-        if self.last.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
-            tracing::error!(error = %error, failures = self.since, "the store is failing: {what}; data is kept and retried, /readyz answers 503");
-            self.last = Some(Instant::now());
-            self.since = 0;
+        self.since_report += 1;
+        if self.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+            tracing::error!(error = %error, failures = self.since_report, "the store is failing: {what}; data is kept and retried, /readyz answers 503");
+            self.last_report = Some(Instant::now());
+            self.since_report = 0;
         }
+        self.pause = if self.failing {
+            (self.pause * 2).min(RETRY_AT_MOST)
+        } else {
+            RETRY_FIRST
+        };
+        self.failing = true;
+        self.retry_at = Instant::now() + self.pause;
+    }
+
+    fn worked(&mut self) {
+        self.failing = false;
+    }
+
+    /// May the store be asked now?
+    fn may_try(&self) -> bool {
+        !self.failing || Instant::now() >= self.retry_at
+    }
+
+    /// How long until the store may be asked again; zero when it may now.
+    fn pause_left(&self) -> Duration {
+        if self.failing {
+            self.retry_at.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Lets the next write try at once (a flush asked for), still doubling the pause if it
+    /// fails again.
+    fn try_now(&mut self) {
+        self.retry_at = Instant::now();
     }
 }
 
@@ -183,20 +266,32 @@ fn write_loop(
     };
     let mut pending: Vec<Observation> = Vec::with_capacity(BATCH);
     let mut records: VecDeque<Record> = VecDeque::new();
+    let mut states: HashMap<Key, SavedState> = HashMap::new();
     let mut oldest: Option<Instant> = None;
     let mut last_prune = Instant::now();
-    let mut report = FailureReport {
-        last: None,
-        since: 0,
+    let mut trouble = Trouble::new();
+    // Observations past the buffer are given up, oldest first, and counted.
+    let keep_bounded = |batch: &mut Vec<Observation>| {
+        if batch.len() > RETRY_BUFFER {
+            let excess = batch.len() - RETRY_BUFFER;
+            batch.drain(..excess);
+            metrics.store_dropped.inc_by(excess as u64);
+        }
     };
-    // Writes `pending`; on failure keeps it (bounded) for the next attempt.
-    let write = |batch: &mut Vec<Observation>, report: &mut FailureReport| {
+    // Writes `pending`; on failure, or while the store is left alone, keeps it (bounded) for
+    // the next attempt.
+    let write = |batch: &mut Vec<Observation>, trouble: &mut Trouble| {
         if batch.is_empty() {
+            return;
+        }
+        if !trouble.may_try() {
+            keep_bounded(batch);
             return;
         }
         let started = Instant::now();
         match store.insert_observations(batch) {
             Ok(()) => {
+                trouble.worked();
                 metrics
                     .store_write_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -204,17 +299,20 @@ fn write_loop(
                 batch.clear();
             }
             Err(e) => {
-                report.failed(metrics, "writing observations failed", &e);
-                if batch.len() > RETRY_BUFFER {
-                    let excess = batch.len() - RETRY_BUFFER;
-                    batch.drain(..excess);
-                    metrics.store_dropped.inc_by(excess as u64);
-                }
+                trouble.failed(metrics, "writing observations failed", &e);
+                keep_bounded(batch);
             }
         }
     };
     loop {
-        let wait = oldest.map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
+        let linger = oldest.map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
+        // While the store is left alone, waking before it may be asked again is pointless.
+        let waiting = oldest.is_some() || !records.is_empty() || !states.is_empty();
+        let wait = if waiting {
+            linger.max(trouble.pause_left())
+        } else {
+            linger
+        };
         let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
         match next {
             Ok(Some(WriteOp::Observations(obs))) => {
@@ -223,7 +321,7 @@ fn write_loop(
                 }
                 pending.extend(obs);
                 if pending.len() >= BATCH {
-                    write(&mut pending, &mut report);
+                    write(&mut pending, &mut trouble);
                     oldest = (!pending.is_empty()).then(Instant::now);
                 }
             }
@@ -233,38 +331,45 @@ fn write_loop(
                 wake,
             })) => {
                 records.push_back((incidents, notifications, wake));
-                save_records(store, metrics, &mut records, &mut report);
+                save_records(store, metrics, &mut records, &mut trouble);
             }
-            Ok(Some(WriteOp::States(states))) => {
-                if let Err(e) = store.save_states(&states) {
-                    report.failed(metrics, "saving states failed", &e);
+            Ok(Some(WriteOp::States(changed))) => {
+                for state in changed {
+                    states.insert(state.key.clone(), state);
                 }
+                save_states(store, metrics, &mut states, &mut trouble);
             }
             Ok(Some(WriteOp::Flush(done))) => {
-                save_records(store, metrics, &mut records, &mut report);
-                write(&mut pending, &mut report);
+                // Asked for (shutdown, a test): tried now, whatever the pause.
+                trouble.try_now();
+                save_records(store, metrics, &mut records, &mut trouble);
+                save_states(store, metrics, &mut states, &mut trouble);
+                write(&mut pending, &mut trouble);
                 oldest = (!pending.is_empty()).then(Instant::now);
                 if let Err(e) = store.flush() {
-                    report.failed(metrics, "checkpoint failed", &e);
+                    trouble.failed(metrics, "checkpoint failed", &e);
                 }
                 let _ = done.send(());
             }
             Err(_elapsed) => {
-                save_records(store, metrics, &mut records, &mut report);
-                write(&mut pending, &mut report);
+                save_records(store, metrics, &mut records, &mut trouble);
+                save_states(store, metrics, &mut states, &mut trouble);
+                write(&mut pending, &mut trouble);
                 oldest = (!pending.is_empty()).then(Instant::now);
             }
             Ok(None) => {
-                save_records(store, metrics, &mut records, &mut report);
-                write(&mut pending, &mut report);
+                trouble.try_now();
+                save_records(store, metrics, &mut records, &mut trouble);
+                save_states(store, metrics, &mut states, &mut trouble);
+                write(&mut pending, &mut trouble);
                 let _ = store.flush();
                 return;
             }
         }
-        if last_prune.elapsed() > Duration::from_secs(3600) {
+        if last_prune.elapsed() > Duration::from_secs(3600) && trouble.may_try() {
             last_prune = Instant::now();
             if let Err(e) = store.prune(&retention, chrono::Utc::now()) {
-                report.failed(metrics, "pruning old data failed", &e);
+                trouble.failed(metrics, "pruning old data failed", &e);
             }
         }
     }

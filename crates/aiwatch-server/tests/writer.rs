@@ -1,7 +1,7 @@
 //! The store writer when the store fails: nothing is dropped silently — failed writes are kept
 //! and retried once the store recovers, and every failure is counted in the metrics.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +17,26 @@ use aiwatch_store::{
 };
 use chrono::{DateTime, Utc};
 
-/// A real store that refuses observation writes while `failing` is set.
+/// A real store that refuses observation writes while `failing` is set, and counts how often
+/// it was asked while it refused.
 struct FlakyStore {
     inner: SqliteStore,
     failing: AtomicBool,
+    refused: AtomicUsize,
 }
 
 impl FlakyStore {
+    fn failing() -> Self {
+        Self {
+            inner: SqliteStore::open_in_memory().expect("an in-memory store"),
+            failing: AtomicBool::new(true),
+            refused: AtomicUsize::new(0),
+        }
+    }
+
     fn refuse(&self) -> aiwatch_store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
             Err(aiwatch_store::Error::Busy("insert"))
         } else {
             Ok(())
@@ -109,6 +120,7 @@ impl Store for FlakyStore {
         self.inner.incidents(q)
     }
     fn save_states(&self, states: &[SavedState]) -> aiwatch_store::Result<()> {
+        self.refuse()?;
         self.inner.save_states(states)
     }
     fn load_states(&self) -> aiwatch_store::Result<Vec<SavedState>> {
@@ -250,10 +262,7 @@ fn stored(store: &FlakyStore) -> usize {
 
 #[tokio::test]
 async fn failed_writes_are_kept_counted_and_written_once_the_store_recovers() {
-    let store = Arc::new(FlakyStore {
-        inner: SqliteStore::open_in_memory().expect("an in-memory store"),
-        failing: AtomicBool::new(true),
-    });
+    let store = Arc::new(FlakyStore::failing());
     let metrics = Arc::new(Metrics::new(1));
     let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
     writer.send(WriteOp::Observations(observations(30))).await;
@@ -271,5 +280,82 @@ async fn failed_writes_are_kept_counted_and_written_once_the_store_recovers() {
         stored(&store),
         35,
         "the kept batch went in with the new one"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_store_is_asked_less_and_less_often_and_gets_everything_once_back() {
+    let store = Arc::new(FlakyStore::failing());
+    let metrics = Arc::new(Metrics::new(1));
+    let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
+    // 1.5 s of steady traffic: an observation every 50 ms.
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        writer.send(WriteOp::Observations(observations(1))).await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Tried every 200 ms the store would be asked 7 times; pausing 0.2, 0.4, 0.8 s after each
+    // failure, 3 times (a slow machine only asks less).
+    let refused = store.refused.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&refused), "asked {refused} times in 1.5 s");
+    assert_eq!(metrics.store_dropped.get(), 0, "nothing given up");
+    store.failing.store(false, Ordering::SeqCst);
+    writer.flush().await;
+    assert_eq!(stored(&store), sent, "everything kept went in once back");
+}
+
+#[tokio::test]
+async fn state_changes_made_while_the_store_fails_are_saved_once_it_is_back() {
+    let store = Arc::new(FlakyStore::failing());
+    let metrics = Arc::new(Metrics::new(1));
+    let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
+    let key = |component| {
+        Key::new(
+            ServiceName::parse("openai-api").expect("a name"),
+            component,
+            Region::local(),
+        )
+    };
+    let state = |component, state| SavedState {
+        key: key(component),
+        state,
+        since: None,
+    };
+    writer
+        .send(WriteOp::States(vec![
+            state(Component::Api, aiwatch_core::Status::Outage),
+            state(Component::Web, aiwatch_core::Status::Operational),
+        ]))
+        .await;
+    // A later change of the same key replaces the earlier one.
+    writer
+        .send(WriteOp::States(vec![state(
+            Component::Api,
+            aiwatch_core::Status::Degraded,
+        )]))
+        .await;
+    writer.flush().await;
+    assert!(
+        store.inner.load_states().expect("read").is_empty(),
+        "refused"
+    );
+    store.failing.store(false, Ordering::SeqCst);
+    writer.flush().await;
+    let mut saved: Vec<_> = store
+        .inner
+        .load_states()
+        .expect("read")
+        .into_iter()
+        .map(|s| (s.key.component, s.state))
+        .collect();
+    saved.sort_by_key(|(c, _)| c.as_str());
+    assert_eq!(
+        saved,
+        vec![
+            (Component::Api, aiwatch_core::Status::Degraded),
+            (Component::Web, aiwatch_core::Status::Operational),
+        ]
     );
 }
