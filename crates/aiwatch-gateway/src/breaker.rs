@@ -188,6 +188,17 @@ impl Breaker {
             && self.cooling_until.is_none_or(|t| now >= t)
     }
 
+    /// Closed with nothing pending: no failure counted, no Retry-After, no outage seen by the
+    /// monitor. While so, time changes nothing (see [`Breaker::tick`]), it takes its whole
+    /// share, and a success changes nothing.
+    pub fn is_settled(&self) -> bool {
+        self.phase == Phase::Closed
+            && self.consecutive_failures == 0
+            && self.reason.is_none()
+            && self.cooling_until.is_none()
+            && !self.monitor_outage
+    }
+
     /// A request it served completely.
     pub fn on_success(&mut self) {
         self.consecutive_failures = 0;

@@ -2,7 +2,7 @@
 //! logs its own transitions), its time-to-first-token baseline and its canaries' spend.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -31,6 +31,10 @@ pub struct UpstreamHealth {
     /// The upstream's id, for the breaker's log lines.
     id: String,
     breaker: Mutex<Breaker>,
+    /// The breaker [is settled](Breaker::is_settled), as of its last change: every request
+    /// reads this instead of taking the breaker's lock, which the edge threads would otherwise
+    /// pass between them on every request.
+    settled: AtomicBool,
     /// Recent times to first token of streamed answers, in milliseconds: the canaries' norm.
     baseline: Mutex<VecDeque<f64>>,
     /// (hour, tokens) canaries spent in that hour.
@@ -44,6 +48,7 @@ impl UpstreamHealth {
         Self {
             id: id.to_owned(),
             breaker: Mutex::new(Breaker::new(config)),
+            settled: AtomicBool::new(true),
             baseline: Mutex::new(VecDeque::new()),
             canary_spend: Mutex::new((0, 0)),
             canary_running: AtomicBool::new(false),
@@ -59,7 +64,13 @@ impl UpstreamHealth {
     /// Changes the breaker under its lock, then logs the transition the change reports, once
     /// the lock is released: never log under it.
     fn change<R>(&self, change: impl FnOnce(&mut Breaker) -> (R, Option<Transition>)) -> R {
-        let (result, transition) = change(&mut self.locked());
+        let (result, transition) = {
+            let mut breaker = self.locked();
+            let changed = change(&mut breaker);
+            // Under the lock, so the flag never lags a change made after it.
+            self.settled.store(breaker.is_settled(), Ordering::Release);
+            changed
+        };
         if let Some(t) = transition {
             t.log(&self.id);
         }
@@ -68,6 +79,13 @@ impl UpstreamHealth {
 
     /// Advances the breaker's clock and says how the proxy may use the upstream now.
     pub fn availability(&self, now: Instant) -> Availability {
+        if self.settled.load(Ordering::Acquire) {
+            return Availability {
+                share: 1.0,
+                available: true,
+                cooling: false,
+            };
+        }
         self.change(|b| {
             let transition = b.tick(now);
             let availability = Availability {
@@ -102,7 +120,13 @@ impl UpstreamHealth {
 
     /// A request it served completely.
     pub fn on_success(&self) {
-        self.locked().on_success();
+        if self.settled.load(Ordering::Acquire) {
+            return;
+        }
+        self.change(|b| {
+            b.on_success();
+            ((), None)
+        });
     }
 
     /// A request it failed (see [`Breaker::on_failure`]).
@@ -170,6 +194,40 @@ mod tests {
         assert!(!tripped.available);
         assert_eq!(tripped.share, 0.0);
         assert_eq!(health.view(now).reason.as_deref(), Some("503"));
+    }
+
+    #[test]
+    fn a_settled_breaker_answers_as_its_locked_state_does_through_every_change() {
+        let health = UpstreamHealth::new("openai:gpt", config());
+        let now = Instant::now();
+        let locked = |h: &UpstreamHealth| {
+            let b = h.locked();
+            Availability {
+                share: b.share(now),
+                available: b.available(now),
+                cooling: b.cooling_left(now).is_some(),
+            }
+        };
+        let agree = |h: &UpstreamHealth, what: &str| {
+            assert_eq!(h.availability(now), locked(h), "{what}");
+        };
+        agree(&health, "new");
+        health.on_failure("503".into(), None, false);
+        agree(&health, "one failure, not yet tripped");
+        assert!(health.view(now).consecutive_failures == 1);
+        health.on_success();
+        agree(&health, "a success clears the count");
+        assert_eq!(
+            health.view(now).consecutive_failures,
+            0,
+            "the success was counted"
+        );
+        health.on_failure("429".into(), Some(Duration::from_secs(60)), false);
+        let cooling = health.availability(now);
+        assert!(cooling.cooling && cooling.share == 0.0, "{cooling:?}");
+        agree(&health, "cooling down");
+        health.on_monitor(now, Some("status page says outage"));
+        agree(&health, "the monitor sees an outage");
     }
 
     #[test]
