@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use smallvec::SmallVec;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// An answer head larger than this is refused.
 pub const HEAD_CAP: usize = 64 * 1024;
@@ -66,6 +66,17 @@ pub struct Connection {
     write: Vec<u8>,
     /// Plain HTTP through a forward proxy: requests name the whole URL.
     pub proxied: bool,
+    /// The upstream answered before the last request's body was all sent, which was then cut
+    /// short: the connection cannot carry another request.
+    cut_short: bool,
+}
+
+/// How much of a large body left.
+enum BodySent {
+    /// All of it; the request's bytes written in all.
+    Whole(usize),
+    /// The upstream answered first; the rest was not sent.
+    CutShort,
 }
 
 /// An answer's status line and header fields, kept as they came.
@@ -135,6 +146,7 @@ impl Connection {
             read: BytesMut::new(),
             write: Vec::new(),
             proxied,
+            cut_short: false,
         }
     }
 
@@ -154,9 +166,16 @@ impl Connection {
         if coalesce {
             head.extend_from_slice(body);
         }
+        self.cut_short = false;
         let mut written = write_all(&mut self.io, &head, 0).await?;
         if !coalesce {
-            written = write_all(&mut self.io, body, written).await?;
+            match self.write_body(body, written).await? {
+                BodySent::Whole(n) => written = n,
+                BodySent::CutShort => {
+                    self.cut_short = true;
+                    return Ok(());
+                }
+            }
         }
         self.io.flush().await.map_err(|source| WireError::Send {
             unsent: written == 0,
@@ -166,6 +185,91 @@ impl Connection {
             self.write = head;
         }
         Ok(())
+    }
+
+    /// Writes a large body while watching for the answer: an upstream may answer (413, 401)
+    /// before it has read the whole body and stop reading, which would leave this write
+    /// waiting until the deadline, or failing on the connection it resets. Once a final answer's
+    /// head is here, the rest of the body is not sent; an informational one (100 Continue)
+    /// does not stop it.
+    async fn write_body(&mut self, body: &[u8], before: usize) -> Result<BodySent, WireError> {
+        let mut sent = 0;
+        // The upstream's side ended (or failed) while the body was going out: only the write
+        // can tell more now, and the answer, if any, is in the read buffer.
+        let mut read_over = false;
+        std::future::poll_fn(|cx| loop {
+            if self.answer_waiting() {
+                return Poll::Ready(Ok(BodySent::CutShort));
+            }
+            if !read_over {
+                match self.poll_fill(cx) {
+                    Poll::Ready(Ok(n)) if n > 0 => continue,
+                    Poll::Ready(_) => read_over = true,
+                    Poll::Pending => {}
+                }
+            }
+            if sent == body.len() {
+                return Poll::Ready(Ok(BodySent::Whole(before + sent)));
+            }
+            match Pin::new(&mut self.io).poll_write(cx, &body[sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(WireError::Send {
+                        unsent: false,
+                        source: io::ErrorKind::WriteZero.into(),
+                    }))
+                }
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(source)) => {
+                    // Reset after answering: the answer may be here already.
+                    let mut look = Context::from_waker(Waker::noop());
+                    while !read_over {
+                        match self.poll_fill(&mut look) {
+                            Poll::Ready(Ok(n)) if n > 0 => {}
+                            _ => read_over = true,
+                        }
+                    }
+                    if self.answer_waiting() {
+                        return Poll::Ready(Ok(BodySent::CutShort));
+                    }
+                    return Poll::Ready(Err(WireError::Send {
+                        unsent: before + sent == 0,
+                        source,
+                    }));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// A final answer's head (or bytes that cannot start one, for [`Connection::read_head`] to
+    /// refuse) is in the read buffer; informational answers before it are dropped, as
+    /// `read_head` would skip them.
+    fn answer_waiting(&mut self) -> bool {
+        loop {
+            if self.read.is_empty() {
+                return false;
+            }
+            let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut answer = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut answer,
+                &self.read,
+                &mut fields,
+            );
+            match parsed {
+                Ok(httparse::Status::Complete(used))
+                    if answer
+                        .code
+                        .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+                {
+                    let _ = self.read.split_to(used);
+                }
+                Ok(httparse::Status::Complete(_)) | Err(_) => return true,
+                Ok(httparse::Status::Partial) => return self.read.len() > HEAD_CAP,
+            }
+        }
     }
 
     /// Reads the answer's head, past any informational (1xx) answers, and says how its body
@@ -182,6 +286,7 @@ impl Connection {
                     continue;
                 }
                 let (framing, reusable) = framing(&head, to_head)?;
+                let reusable = reusable && !self.cut_short;
                 let body = AnswerBody {
                     state: framing.into(),
                     conn: Some(self),
@@ -630,6 +735,92 @@ mod tests {
             String::from_utf8_lossy(&request),
             "POST /v1/chat HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}"
         );
+    }
+
+    /// Reads a request's head off `upstream`: how many bytes of its body came with it.
+    async fn read_request_head(upstream: &mut DuplexStream) -> usize {
+        let mut seen = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = upstream.read(&mut chunk).await.expect("request");
+            assert!(n > 0, "the request ended inside its head");
+            seen.extend_from_slice(&chunk[..n]);
+            if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                return seen.len() - (at + 4);
+            }
+        }
+    }
+
+    /// Reads until `at_least` more bytes came (or the pipe ended): how many came.
+    async fn read_request_rest(upstream: &mut DuplexStream, at_least: usize) -> usize {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < at_least {
+            let n = upstream.read(&mut chunk).await.expect("body");
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_a_large_body_is_sent_stops_the_body_and_is_read() {
+        let (mut conn, mut upstream) = pipe();
+        // Reads the head only, answers 413 and reads nothing more (the pipe fills up).
+        tokio::spawn(async move {
+            read_request_head(&mut upstream).await;
+            let _ = upstream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        });
+        let body = vec![b'x'; 4 * 1024 * 1024];
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), &body)
+                .await
+                .expect("the write stops at the answer");
+            conn.read_head(false).await
+        })
+        .await
+        .expect("the answer is read while the body is still going out");
+        let (head, body) = answered.expect("a head");
+        assert_eq!(head.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (bytes, reusable) = body_of(body).await;
+        assert_eq!(bytes.expect("its body"), b"too large");
+        assert!(!reusable, "half a body was sent: the connection is done");
+    }
+
+    #[tokio::test]
+    async fn a_100_continue_during_a_large_body_does_not_stop_it() {
+        let (mut conn, mut upstream) = pipe();
+        let body = vec![b'x'; 1024 * 1024];
+        let len = body.len();
+        let got = tokio::spawn(async move {
+            let with_head = read_request_head(&mut upstream).await;
+            upstream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .expect("100");
+            let got = with_head + read_request_rest(&mut upstream, len - with_head).await;
+            upstream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .expect("200");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            got
+        });
+        conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), &body)
+            .await
+            .expect("sent whole");
+        let (head, answer) = conn.read_head(false).await.expect("a head");
+        assert_eq!(head.status, StatusCode::OK);
+        let (bytes, reusable) = body_of(answer).await;
+        assert_eq!(bytes.expect("its body"), b"ok");
+        assert!(reusable, "the whole request went out");
+        let got = got.await.expect("the upstream task");
+        assert_eq!(got, len, "the upstream read all the body");
     }
 
     #[tokio::test]
