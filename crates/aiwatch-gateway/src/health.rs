@@ -200,34 +200,44 @@ mod tests {
     fn a_settled_breaker_answers_as_its_locked_state_does_through_every_change() {
         let health = UpstreamHealth::new("openai:gpt", config());
         let now = Instant::now();
-        let locked = |h: &UpstreamHealth| {
+        let locked = |h: &UpstreamHealth, at: Instant| {
             let b = h.locked();
             Availability {
-                share: b.share(now),
-                available: b.available(now),
-                cooling: b.cooling_left(now).is_some(),
+                share: b.share(at),
+                available: b.available(at),
+                cooling: b.cooling_left(at).is_some(),
             }
         };
-        let agree = |h: &UpstreamHealth, what: &str| {
-            assert_eq!(h.availability(now), locked(h), "{what}");
+        let settled = |h: &UpstreamHealth| h.settled.load(Ordering::Acquire);
+        let agree = |h: &UpstreamHealth, at: Instant, what: &str| {
+            assert_eq!(h.availability(at), locked(h, at), "{what}");
         };
-        agree(&health, "new");
+        assert!(settled(&health), "new");
+        agree(&health, now, "new");
         health.on_failure("503".into(), None, false);
-        agree(&health, "one failure, not yet tripped");
-        assert!(health.view(now).consecutive_failures == 1);
+        assert!(!settled(&health), "a failure is counted");
+        agree(&health, now, "one failure, not yet tripped");
         health.on_success();
-        agree(&health, "a success clears the count");
-        assert_eq!(
-            health.view(now).consecutive_failures,
-            0,
-            "the success was counted"
-        );
+        assert!(settled(&health), "a success clears the count");
+        assert_eq!(health.view(now).consecutive_failures, 0);
         health.on_failure("429".into(), Some(Duration::from_secs(60)), false);
+        assert!(!settled(&health), "cooling down");
         let cooling = health.availability(now);
         assert!(cooling.cooling && cooling.share == 0.0, "{cooling:?}");
-        agree(&health, "cooling down");
-        health.on_monitor(now, Some("status page says outage"));
-        agree(&health, "the monitor sees an outage");
+        agree(&health, now, "cooling down");
+        let later = now + Duration::from_secs(61);
+        agree(&health, later, "the Retry-After is over");
+        health.on_success();
+        assert!(settled(&health), "over, and a success since");
+        health.on_monitor(later, Some("status page says outage"));
+        assert!(!settled(&health), "the monitor sees an outage");
+        agree(&health, later, "the monitor sees an outage");
+        health.on_monitor(later, None);
+        assert!(
+            !settled(&health),
+            "tripped: canaries decide, not the monitor's word"
+        );
+        agree(&health, later, "the outage is over, the breaker still open");
     }
 
     #[test]

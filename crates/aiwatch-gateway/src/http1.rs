@@ -71,6 +71,16 @@ pub struct Connection {
     cut_short: bool,
 }
 
+/// What came back while a large body was going out.
+enum Early {
+    /// Nothing whole yet.
+    NotYet,
+    /// An error answer (or bytes that cannot start an answer): stop sending.
+    Refusal,
+    /// Some other final answer: the body goes out whole.
+    Other,
+}
+
 /// How much of a large body left.
 enum BodySent {
     /// All of it; the request's bytes written in all.
@@ -187,24 +197,32 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes a large body while watching for the answer: an upstream may answer (413, 401)
-    /// before it has read the whole body and stop reading, which would leave this write
-    /// waiting until the deadline, or failing on the connection it resets. Once a final answer's
-    /// head is here, the rest of the body is not sent; an informational one (100 Continue)
-    /// does not stop it.
+    /// Writes a large body while watching for the answer: an upstream may refuse the body
+    /// (413, 401) before it has read it all and stop reading, which would leave this write
+    /// waiting until the deadline, or failing on the connection it resets. Once an error
+    /// answer's head is here, the rest of the body is not sent (RFC 9112, section 9.5); an
+    /// informational one (100 Continue) does not stop it, and after any other final answer the
+    /// body still goes out whole, unwatched.
     async fn write_body(&mut self, body: &[u8], before: usize) -> Result<BodySent, WireError> {
         let mut sent = 0;
-        // The upstream's side ended (or failed) while the body was going out: only the write
-        // can tell more now, and the answer, if any, is in the read buffer.
-        let mut read_over = false;
+        // Reads stopped: the upstream's side ended or failed (only the write can tell more
+        // now, and the answer, if any, is in the read buffer), or it answered without refusing.
+        let mut watching = true;
+        // Read-buffer bytes already looked at, so a partial head is not parsed again for
+        // every piece of body written.
+        let mut looked_at = 0;
         std::future::poll_fn(|cx| loop {
-            if self.answer_waiting() {
-                return Poll::Ready(Ok(BodySent::CutShort));
+            if watching && self.read.len() > looked_at {
+                match self.early_answer() {
+                    Early::Refusal => return Poll::Ready(Ok(BodySent::CutShort)),
+                    Early::Other => watching = false,
+                    Early::NotYet => looked_at = self.read.len(),
+                }
             }
-            if !read_over {
+            if watching {
                 match self.poll_fill(cx) {
                     Poll::Ready(Ok(n)) if n > 0 => continue,
-                    Poll::Ready(_) => read_over = true,
+                    Poll::Ready(_) => watching = false,
                     Poll::Pending => {}
                 }
             }
@@ -221,15 +239,15 @@ impl Connection {
                 Poll::Ready(Ok(n)) => sent += n,
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(source)) => {
-                    // Reset after answering: the answer may be here already.
+                    // Reset after refusing: the refusal may be here already.
                     let mut look = Context::from_waker(Waker::noop());
-                    while !read_over {
+                    while self.read.len() <= HEAD_CAP {
                         match self.poll_fill(&mut look) {
                             Poll::Ready(Ok(n)) if n > 0 => {}
-                            _ => read_over = true,
+                            _ => break,
                         }
                     }
-                    if self.answer_waiting() {
+                    if matches!(self.early_answer(), Early::Refusal) {
                         return Poll::Ready(Ok(BodySent::CutShort));
                     }
                     return Poll::Ready(Err(WireError::Send {
@@ -243,13 +261,12 @@ impl Connection {
         .await
     }
 
-    /// A final answer's head (or bytes that cannot start one, for [`Connection::read_head`] to
-    /// refuse) is in the read buffer; informational answers before it are dropped, as
-    /// `read_head` would skip them.
-    fn answer_waiting(&mut self) -> bool {
+    /// What the read buffer holds while a body is going out. Informational answers are
+    /// dropped, as [`Connection::read_head`] would skip them.
+    fn early_answer(&mut self) -> Early {
         loop {
             if self.read.is_empty() {
-                return false;
+                return Early::NotYet;
             }
             let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut answer = httparse::Response::new(&mut []);
@@ -258,17 +275,19 @@ impl Connection {
                 &self.read,
                 &mut fields,
             );
-            match parsed {
-                Ok(httparse::Status::Complete(used))
-                    if answer
-                        .code
-                        .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+            return match (parsed, answer.code) {
+                (Ok(httparse::Status::Complete(used)), Some(code))
+                    if (100..200).contains(&code) && code != 101 =>
                 {
                     let _ = self.read.split_to(used);
+                    continue;
                 }
-                Ok(httparse::Status::Complete(_)) | Err(_) => return true,
-                Ok(httparse::Status::Partial) => return self.read.len() > HEAD_CAP,
-            }
+                (Ok(httparse::Status::Complete(_)), Some(code)) if code < 400 => Early::Other,
+                // An error answer, or bytes `read_head` will refuse.
+                (Ok(httparse::Status::Complete(_)), _) | (Err(_), _) => Early::Refusal,
+                (Ok(httparse::Status::Partial), _) if self.read.len() > HEAD_CAP => Early::Refusal,
+                (Ok(httparse::Status::Partial), _) => Early::NotYet,
+            };
         }
     }
 
@@ -793,34 +812,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_100_continue_during_a_large_body_does_not_stop_it() {
-        let (mut conn, mut upstream) = pipe();
-        let body = vec![b'x'; 1024 * 1024];
-        let len = body.len();
-        let got = tokio::spawn(async move {
-            let with_head = read_request_head(&mut upstream).await;
-            upstream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .expect("100");
-            let got = with_head + read_request_rest(&mut upstream, len - with_head).await;
-            upstream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                .await
-                .expect("200");
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            got
-        });
-        conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), &body)
+    async fn a_100_continue_or_an_early_success_during_a_large_body_does_not_stop_it() {
+        // What the upstream writes after the request's head and before reading its body, and
+        // what it writes once it has read the body.
+        let cases: [(&[u8], &[u8]); 2] = [
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b""),
+        ];
+        for (early, late) in cases {
+            let (mut conn, mut upstream) = pipe();
+            let body = vec![b'x'; 1024 * 1024];
+            let len = body.len();
+            let got = tokio::spawn(async move {
+                let with_head = read_request_head(&mut upstream).await;
+                upstream.write_all(early).await.expect("early");
+                let got = with_head + read_request_rest(&mut upstream, len - with_head).await;
+                upstream.write_all(late).await.expect("late");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                got
+            });
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), &body)
+                    .await
+                    .expect("sent whole");
+                conn.read_head(false).await
+            })
             .await
-            .expect("sent whole");
-        let (head, answer) = conn.read_head(false).await.expect("a head");
-        assert_eq!(head.status, StatusCode::OK);
-        let (bytes, reusable) = body_of(answer).await;
-        assert_eq!(bytes.expect("its body"), b"ok");
-        assert!(reusable, "the whole request went out");
-        let got = got.await.expect("the upstream task");
-        assert_eq!(got, len, "the upstream read all the body");
+            .expect("the body went out whole and the answer came");
+            let (head, answer) = answered.expect("a head");
+            assert_eq!(head.status, StatusCode::OK);
+            let (bytes, reusable) = body_of(answer).await;
+            assert_eq!(bytes.expect("its body"), b"ok");
+            assert!(reusable, "the whole request went out");
+            let got = got.await.expect("the upstream task");
+            assert_eq!(got, len, "the upstream read all the body");
+        }
     }
 
     #[tokio::test]

@@ -269,7 +269,11 @@ fn write_loop(
     let mut states: HashMap<Key, SavedState> = HashMap::new();
     let mut oldest: Option<Instant> = None;
     let mut last_prune = Instant::now();
-    let mut trouble = Trouble::new();
+    // One pause per kind of write: a kind the store keeps refusing (a record it cannot take)
+    // neither holds back the others nor is asked again at once because another kind worked.
+    let mut observed = Trouble::new();
+    let mut recorded = Trouble::new();
+    let mut stated = Trouble::new();
     // Observations past the buffer are given up, oldest first, and counted.
     let keep_bounded = |batch: &mut Vec<Observation>| {
         if batch.len() > RETRY_BUFFER {
@@ -307,12 +311,16 @@ fn write_loop(
     loop {
         let linger = oldest.map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
         // While the store is left alone, waking before it may be asked again is pointless.
-        let waiting = oldest.is_some() || !records.is_empty() || !states.is_empty();
-        let wait = if waiting {
-            linger.max(trouble.pause_left())
-        } else {
-            linger
-        };
+        let soonest_retry = [
+            (oldest.is_some(), &observed),
+            (!records.is_empty(), &recorded),
+            (!states.is_empty(), &stated),
+        ]
+        .into_iter()
+        .filter(|(waiting, _)| *waiting)
+        .map(|(_, trouble)| trouble.pause_left())
+        .min();
+        let wait = soonest_retry.map_or(linger, |pause| linger.max(pause));
         let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
         match next {
             Ok(Some(WriteOp::Observations(obs))) => {
@@ -321,7 +329,7 @@ fn write_loop(
                 }
                 pending.extend(obs);
                 if pending.len() >= BATCH {
-                    write(&mut pending, &mut trouble);
+                    write(&mut pending, &mut observed);
                     oldest = (!pending.is_empty()).then(Instant::now);
                 }
             }
@@ -331,45 +339,59 @@ fn write_loop(
                 wake,
             })) => {
                 records.push_back((incidents, notifications, wake));
-                save_records(store, metrics, &mut records, &mut trouble);
+                save_records(store, metrics, &mut records, &mut recorded);
             }
             Ok(Some(WriteOp::States(changed))) => {
                 for state in changed {
                     states.insert(state.key.clone(), state);
                 }
-                save_states(store, metrics, &mut states, &mut trouble);
+                save_states(store, metrics, &mut states, &mut stated);
             }
             Ok(Some(WriteOp::Flush(done))) => {
-                // Asked for (shutdown, a test): tried now, whatever the pause.
-                trouble.try_now();
-                save_records(store, metrics, &mut records, &mut trouble);
-                save_states(store, metrics, &mut states, &mut trouble);
-                write(&mut pending, &mut trouble);
+                // Asked for (shutdown, a test): tried now, whatever the pauses.
+                for trouble in [&mut observed, &mut recorded, &mut stated] {
+                    trouble.try_now();
+                }
+                save_records(store, metrics, &mut records, &mut recorded);
+                save_states(store, metrics, &mut states, &mut stated);
+                write(&mut pending, &mut observed);
                 oldest = (!pending.is_empty()).then(Instant::now);
                 if let Err(e) = store.flush() {
-                    trouble.failed(metrics, "checkpoint failed", &e);
+                    observed.failed(metrics, "checkpoint failed", &e);
                 }
                 let _ = done.send(());
             }
             Err(_elapsed) => {
-                save_records(store, metrics, &mut records, &mut trouble);
-                save_states(store, metrics, &mut states, &mut trouble);
-                write(&mut pending, &mut trouble);
+                save_records(store, metrics, &mut records, &mut recorded);
+                save_states(store, metrics, &mut states, &mut stated);
+                write(&mut pending, &mut observed);
                 oldest = (!pending.is_empty()).then(Instant::now);
             }
             Ok(None) => {
-                trouble.try_now();
-                save_records(store, metrics, &mut records, &mut trouble);
-                save_states(store, metrics, &mut states, &mut trouble);
-                write(&mut pending, &mut trouble);
+                for trouble in [&mut observed, &mut recorded, &mut stated] {
+                    trouble.try_now();
+                }
+                save_records(store, metrics, &mut records, &mut recorded);
+                save_states(store, metrics, &mut states, &mut stated);
+                write(&mut pending, &mut observed);
                 let _ = store.flush();
+                let lost = pending.len() + records.len() + states.len();
+                if lost > 0 {
+                    metrics.store_dropped.inc_by(lost as u64);
+                    tracing::error!(
+                        observations = pending.len(),
+                        incident_changes = records.len(),
+                        states = states.len(),
+                        "the store still failed at shutdown; what it did not take is lost"
+                    );
+                }
                 return;
             }
         }
-        if last_prune.elapsed() > Duration::from_secs(3600) && trouble.may_try() {
+        if last_prune.elapsed() > Duration::from_secs(3600) && observed.may_try() {
             last_prune = Instant::now();
             if let Err(e) = store.prune(&retention, chrono::Utc::now()) {
-                trouble.failed(metrics, "pruning old data failed", &e);
+                observed.failed(metrics, "pruning old data failed", &e);
             }
         }
     }

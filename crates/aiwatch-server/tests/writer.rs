@@ -23,6 +23,8 @@ struct FlakyStore {
     inner: SqliteStore,
     failing: AtomicBool,
     refused: AtomicUsize,
+    /// Incident changes are refused whatever `failing` says.
+    records_refused: AtomicBool,
 }
 
 impl FlakyStore {
@@ -31,6 +33,7 @@ impl FlakyStore {
             inner: SqliteStore::open_in_memory().expect("an in-memory store"),
             failing: AtomicBool::new(true),
             refused: AtomicUsize::new(0),
+            records_refused: AtomicBool::new(false),
         }
     }
 
@@ -138,6 +141,9 @@ impl Store for FlakyStore {
         notifications: &[Notification],
     ) -> aiwatch_store::Result<usize> {
         self.refuse()?;
+        if self.records_refused.load(Ordering::SeqCst) {
+            return Err(aiwatch_store::Error::Busy("record"));
+        }
         self.inner.record(incidents, notifications)
     }
     fn due_deliveries(
@@ -357,5 +363,32 @@ async fn state_changes_made_while_the_store_fails_are_saved_once_it_is_back() {
             (Component::Api, aiwatch_core::Status::Degraded),
             (Component::Web, aiwatch_core::Status::Operational),
         ]
+    );
+}
+
+#[tokio::test]
+async fn incident_changes_the_store_keeps_refusing_do_not_hold_back_observations() {
+    let store = Arc::new(FlakyStore::failing());
+    store.failing.store(false, Ordering::SeqCst);
+    store.records_refused.store(true, Ordering::SeqCst);
+    let metrics = Arc::new(Metrics::new(1));
+    let writer = Writer::start(store.clone(), metrics.clone(), Retention::default());
+    writer
+        .send(WriteOp::Record {
+            incidents: Vec::new(),
+            notifications: Vec::new(),
+            wake: None,
+        })
+        .await;
+    writer.send(WriteOp::Observations(observations(5))).await;
+    // No flush: the writer's own rounds write them while the record keeps being refused.
+    let started = std::time::Instant::now();
+    while stored(&store) < 5 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored(&store), 5, "the observations went in");
+    assert!(
+        metrics.store_write_failures.get() >= 1,
+        "the record's failures are counted"
     );
 }
