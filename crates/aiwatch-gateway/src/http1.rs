@@ -69,6 +69,9 @@ pub struct Connection {
     /// The upstream answered before the last request's body was all sent, which was then cut
     /// short: the connection cannot carry another request.
     cut_short: bool,
+    /// A final answer's head that arrived while the request's body was going out, parsed
+    /// then and handed out by [`Connection::read_head`].
+    early: Option<Head>,
 }
 
 /// What came back while a large body was going out.
@@ -157,6 +160,7 @@ impl Connection {
             write: Vec::new(),
             proxied,
             cut_short: false,
+            early: None,
         }
     }
 
@@ -177,6 +181,7 @@ impl Connection {
             head.extend_from_slice(body);
         }
         self.cut_short = false;
+        self.early = None;
         let mut written = write_all(&mut self.io, &head, 0).await?;
         if !coalesce {
             match self.write_body(body, written).await? {
@@ -262,31 +267,37 @@ impl Connection {
     }
 
     /// What the read buffer holds while a body is going out. Informational answers are
-    /// dropped, as [`Connection::read_head`] would skip them.
+    /// dropped, as [`Connection::read_head`] would skip them; a final one is kept for it.
     fn early_answer(&mut self) -> Early {
+        let refuses = |status: StatusCode| status.as_u16() >= 400 || status.is_informational();
+        if let Some(head) = &self.early {
+            return if refuses(head.status) {
+                Early::Refusal
+            } else {
+                Early::Other
+            };
+        }
         loop {
-            if self.read.is_empty() {
-                return Early::NotYet;
-            }
-            let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-            let mut answer = httparse::Response::new(&mut []);
-            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut answer,
-                &self.read,
-                &mut fields,
-            );
-            return match (parsed, answer.code) {
-                (Ok(httparse::Status::Complete(used)), Some(code))
-                    if (100..200).contains(&code) && code != 101 =>
+            return match self.parse_head() {
+                Ok(Some(head))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
                 {
-                    let _ = self.read.split_to(used);
-                    continue;
+                    continue
                 }
-                (Ok(httparse::Status::Complete(_)), Some(code)) if code < 400 => Early::Other,
-                // An error answer, or bytes `read_head` will refuse.
-                (Ok(httparse::Status::Complete(_)), _) | (Err(_), _) => Early::Refusal,
-                (Ok(httparse::Status::Partial), _) if self.read.len() > HEAD_CAP => Early::Refusal,
-                (Ok(httparse::Status::Partial), _) => Early::NotYet,
+                Ok(Some(head)) => {
+                    let refusal = refuses(head.status);
+                    self.early = Some(head);
+                    if refusal {
+                        Early::Refusal
+                    } else {
+                        Early::Other
+                    }
+                }
+                // Left in the buffer: `read_head` refuses it again.
+                Err(_) => Early::Refusal,
+                Ok(None) if self.read.len() > HEAD_CAP => Early::Refusal,
+                Ok(None) => Early::NotYet,
             };
         }
     }
@@ -295,7 +306,11 @@ impl Connection {
     /// is framed. `to_head` is a HEAD request: its answer has no body whatever it says.
     pub async fn read_head(mut self, to_head: bool) -> Result<(Head, AnswerBody), WireError> {
         loop {
-            if let Some(head) = self.parse_head()? {
+            let parsed = match self.early.take() {
+                Some(head) => Some(head),
+                None => self.parse_head()?,
+            };
+            if let Some(head) = parsed {
                 if head.status.is_informational() {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(WireError::Malformed(
@@ -784,9 +799,25 @@ mod tests {
         got
     }
 
+    /// Sends a POST with `body` on `conn` and reads its answer whole, within 10 s: the
+    /// answer's status and body, and whether the connection may be lent again.
+    async fn answer_to_body(mut conn: Connection, body: &[u8]) -> (StatusCode, Vec<u8>, bool) {
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), body)
+                .await
+                .expect("sent, or cut short by the answer");
+            let (head, answer) = conn.read_head(false).await.expect("a head");
+            let (bytes, reusable) = body_of(answer).await;
+            (head.status, bytes.expect("its body"), reusable)
+        });
+        answered
+            .await
+            .expect("the answer came while or after the body went out")
+    }
+
     #[tokio::test]
     async fn an_answer_before_a_large_body_is_sent_stops_the_body_and_is_read() {
-        let (mut conn, mut upstream) = pipe();
+        let (conn, mut upstream) = pipe();
         // Reads the head only, answers 413 and reads nothing more (the pipe fills up).
         tokio::spawn(async move {
             read_request_head(&mut upstream).await;
@@ -795,19 +826,9 @@ mod tests {
                 .await;
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         });
-        let body = vec![b'x'; 4 * 1024 * 1024];
-        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), &body)
-                .await
-                .expect("the write stops at the answer");
-            conn.read_head(false).await
-        })
-        .await
-        .expect("the answer is read while the body is still going out");
-        let (head, body) = answered.expect("a head");
-        assert_eq!(head.status, StatusCode::PAYLOAD_TOO_LARGE);
-        let (bytes, reusable) = body_of(body).await;
-        assert_eq!(bytes.expect("its body"), b"too large");
+        let (status, bytes, reusable) = answer_to_body(conn, &vec![b'x'; 4 * 1024 * 1024]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(bytes, b"too large");
         assert!(!reusable, "half a body was sent: the connection is done");
     }
 
@@ -823,7 +844,7 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b""),
         ];
         for (early, late) in cases {
-            let (mut conn, mut upstream) = pipe();
+            let (conn, mut upstream) = pipe();
             let body = vec![b'x'; 1024 * 1024];
             let len = body.len();
             let got = tokio::spawn(async move {
@@ -834,18 +855,9 @@ mod tests {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 got
             });
-            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), &body)
-                    .await
-                    .expect("sent whole");
-                conn.read_head(false).await
-            })
-            .await
-            .expect("the body went out whole and the answer came");
-            let (head, answer) = answered.expect("a head");
-            assert_eq!(head.status, StatusCode::OK);
-            let (bytes, reusable) = body_of(answer).await;
-            assert_eq!(bytes.expect("its body"), b"ok");
+            let (status, bytes, reusable) = answer_to_body(conn, &body).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(bytes, b"ok");
             assert!(reusable, "the whole request went out");
             let got = got.await.expect("the upstream task");
             assert_eq!(got, len, "the upstream read all the body");
