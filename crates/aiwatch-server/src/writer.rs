@@ -43,67 +43,6 @@ type Record = (Vec<Incident>, Vec<Notification>, Option<Arc<Deliverer>>);
 /// Records kept for retry while the store fails; past it the oldest are given up (and counted).
 const RECORD_RETRY_BUFFER: usize = 10_000;
 
-/// Saves the queued records in order; stops at the first failure and keeps the rest (bounded)
-/// for the next try, so an incident's story and its notifications are never saved out of order.
-fn save_records(
-    store: &dyn Store,
-    metrics: &Metrics,
-    records: &mut VecDeque<Record>,
-    trouble: &mut Trouble,
-) {
-    if !trouble.may_try() {
-        keep_at_most(records, RECORD_RETRY_BUFFER, metrics);
-        return;
-    }
-    while let Some((incidents, notifications, wake)) = records.front() {
-        match store.record(incidents, notifications) {
-            Ok(new) => {
-                trouble.worked();
-                if new > 0 {
-                    if let Some(deliverer) = wake {
-                        deliverer.wake();
-                    }
-                }
-                records.pop_front();
-            }
-            Err(e) => {
-                trouble.failed(metrics, "saving incidents and alerts failed", &e);
-                keep_at_most(records, RECORD_RETRY_BUFFER, metrics);
-                return;
-            }
-        }
-    }
-}
-
-/// Gives up the oldest records past `most` (counted as dropped).
-fn keep_at_most(records: &mut VecDeque<Record>, most: usize, metrics: &Metrics) {
-    while records.len() > most {
-        records.pop_front();
-        metrics.store_dropped.inc();
-    }
-}
-
-/// Saves the latest state of every key that changed since the last save that worked; kept
-/// for the next try when it fails (one per key, so bounded by the keys watched).
-fn save_states(
-    store: &dyn Store,
-    metrics: &Metrics,
-    states: &mut HashMap<Key, SavedState>,
-    trouble: &mut Trouble,
-) {
-    if states.is_empty() || !trouble.may_try() {
-        return;
-    }
-    let batch: Vec<SavedState> = states.values().cloned().collect();
-    match store.save_states(&batch) {
-        Ok(()) => {
-            trouble.worked();
-            states.clear();
-        }
-        Err(e) => trouble.failed(metrics, "saving states failed", &e),
-    }
-}
-
 /// Work for the writer thread.
 pub enum WriteOp {
     Observations(Vec<Observation>),
@@ -251,6 +190,154 @@ impl Trouble {
     }
 }
 
+/// What waits for the store, each kind with its own pause: a kind the store keeps refusing (a
+/// record it cannot take) neither holds back the others nor is asked again at once because
+/// another kind worked.
+struct Held {
+    observations: Vec<Observation>,
+    /// When the oldest observation waiting came: they are written at least [`LINGER`] later.
+    oldest: Option<Instant>,
+    observed: Trouble,
+    records: VecDeque<Record>,
+    recorded: Trouble,
+    /// The latest state of every key that changed since the last save that worked (one per
+    /// key, so bounded by the keys watched).
+    states: HashMap<Key, SavedState>,
+    stated: Trouble,
+}
+
+impl Held {
+    fn new() -> Self {
+        Self {
+            observations: Vec::with_capacity(BATCH),
+            oldest: None,
+            observed: Trouble::new(),
+            records: VecDeque::new(),
+            recorded: Trouble::new(),
+            states: HashMap::new(),
+            stated: Trouble::new(),
+        }
+    }
+
+    /// How long the writer may wait for more work: until the observations' linger is over,
+    /// and, while the store is left alone, not before something waiting may be tried again.
+    fn wait(&self) -> Duration {
+        let linger = self
+            .oldest
+            .map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
+        let soonest_retry = [
+            (self.oldest.is_some(), &self.observed),
+            (!self.records.is_empty(), &self.recorded),
+            (!self.states.is_empty(), &self.stated),
+        ]
+        .into_iter()
+        .filter(|(waiting, _)| *waiting)
+        .map(|(_, trouble)| trouble.pause_left())
+        .min();
+        soonest_retry.map_or(linger, |pause| linger.max(pause))
+    }
+
+    /// Tries every kind that waits, each unless its pause is on; `now` ignores the pauses (a
+    /// flush asked for).
+    fn try_all(&mut self, store: &dyn Store, metrics: &Metrics, now: bool) {
+        if now {
+            for trouble in [&mut self.observed, &mut self.recorded, &mut self.stated] {
+                trouble.try_now();
+            }
+        }
+        self.save_records(store, metrics);
+        self.save_states(store, metrics);
+        self.write_observations(store, metrics);
+    }
+
+    /// Writes the observations; on failure, or while the store is left alone, keeps them
+    /// (bounded: past [`RETRY_BUFFER`] the oldest are given up, and counted).
+    fn write_observations(&mut self, store: &dyn Store, metrics: &Metrics) {
+        let batch = &mut self.observations;
+        if !batch.is_empty() && self.observed.may_try() {
+            let started = Instant::now();
+            match store.insert_observations(batch) {
+                Ok(()) => {
+                    self.observed.worked();
+                    metrics
+                        .store_write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    metrics.stored.inc_by(batch.len() as u64);
+                    batch.clear();
+                }
+                Err(e) => self
+                    .observed
+                    .failed(metrics, "writing observations failed", &e),
+            }
+        }
+        if batch.len() > RETRY_BUFFER {
+            let excess = batch.len() - RETRY_BUFFER;
+            batch.drain(..excess);
+            metrics.store_dropped.inc_by(excess as u64);
+        }
+        self.oldest = (!batch.is_empty()).then(Instant::now);
+    }
+
+    /// Saves the queued records in order; stops at the first failure and keeps the rest
+    /// (bounded: past [`RECORD_RETRY_BUFFER`] the oldest are given up, and counted) for the
+    /// next try, so an incident's story and its notifications are never saved out of order.
+    fn save_records(&mut self, store: &dyn Store, metrics: &Metrics) {
+        if self.recorded.may_try() {
+            while let Some((incidents, notifications, wake)) = self.records.front() {
+                match store.record(incidents, notifications) {
+                    Ok(new) => {
+                        self.recorded.worked();
+                        if new > 0 {
+                            if let Some(deliverer) = wake {
+                                deliverer.wake();
+                            }
+                        }
+                        self.records.pop_front();
+                    }
+                    Err(e) => {
+                        self.recorded
+                            .failed(metrics, "saving incidents and alerts failed", &e);
+                        break;
+                    }
+                }
+            }
+        }
+        while self.records.len() > RECORD_RETRY_BUFFER {
+            self.records.pop_front();
+            metrics.store_dropped.inc();
+        }
+    }
+
+    /// Saves the states that changed; kept for the next try when it fails.
+    fn save_states(&mut self, store: &dyn Store, metrics: &Metrics) {
+        if self.states.is_empty() || !self.stated.may_try() {
+            return;
+        }
+        let batch: Vec<SavedState> = self.states.values().cloned().collect();
+        match store.save_states(&batch) {
+            Ok(()) => {
+                self.stated.worked();
+                self.states.clear();
+            }
+            Err(e) => self.stated.failed(metrics, "saving states failed", &e),
+        }
+    }
+
+    /// Counts and logs what a store that still fails at shutdown did not take.
+    fn give_up(&self, metrics: &Metrics) {
+        let lost = self.observations.len() + self.records.len() + self.states.len();
+        if lost > 0 {
+            metrics.store_dropped.inc_by(lost as u64);
+            tracing::error!(
+                observations = self.observations.len(),
+                incident_changes = self.records.len(),
+                states = self.states.len(),
+                "the store still failed at shutdown; what it did not take is lost"
+            );
+        }
+    }
+}
+
 fn write_loop(
     store: &dyn Store,
     metrics: &Metrics,
@@ -264,73 +351,19 @@ fn write_loop(
         tracing::error!("the store writer could not start its timer; nothing will be saved");
         return;
     };
-    let mut pending: Vec<Observation> = Vec::with_capacity(BATCH);
-    let mut records: VecDeque<Record> = VecDeque::new();
-    let mut states: HashMap<Key, SavedState> = HashMap::new();
-    let mut oldest: Option<Instant> = None;
+    let mut held = Held::new();
     let mut last_prune = Instant::now();
-    // One pause per kind of write: a kind the store keeps refusing (a record it cannot take)
-    // neither holds back the others nor is asked again at once because another kind worked.
-    let mut observed = Trouble::new();
-    let mut recorded = Trouble::new();
-    let mut stated = Trouble::new();
-    // Observations past the buffer are given up, oldest first, and counted.
-    let keep_bounded = |batch: &mut Vec<Observation>| {
-        if batch.len() > RETRY_BUFFER {
-            let excess = batch.len() - RETRY_BUFFER;
-            batch.drain(..excess);
-            metrics.store_dropped.inc_by(excess as u64);
-        }
-    };
-    // Writes `pending`; on failure, or while the store is left alone, keeps it (bounded) for
-    // the next attempt.
-    let write = |batch: &mut Vec<Observation>, trouble: &mut Trouble| {
-        if batch.is_empty() {
-            return;
-        }
-        if !trouble.may_try() {
-            keep_bounded(batch);
-            return;
-        }
-        let started = Instant::now();
-        match store.insert_observations(batch) {
-            Ok(()) => {
-                trouble.worked();
-                metrics
-                    .store_write_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics.stored.inc_by(batch.len() as u64);
-                batch.clear();
-            }
-            Err(e) => {
-                trouble.failed(metrics, "writing observations failed", &e);
-                keep_bounded(batch);
-            }
-        }
-    };
     loop {
-        let linger = oldest.map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
-        // While the store is left alone, waking before it may be asked again is pointless.
-        let soonest_retry = [
-            (oldest.is_some(), &observed),
-            (!records.is_empty(), &recorded),
-            (!states.is_empty(), &stated),
-        ]
-        .into_iter()
-        .filter(|(waiting, _)| *waiting)
-        .map(|(_, trouble)| trouble.pause_left())
-        .min();
-        let wait = soonest_retry.map_or(linger, |pause| linger.max(pause));
+        let wait = held.wait();
         let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
         match next {
             Ok(Some(WriteOp::Observations(obs))) => {
-                if oldest.is_none() {
-                    oldest = Some(Instant::now());
+                if held.oldest.is_none() {
+                    held.oldest = Some(Instant::now());
                 }
-                pending.extend(obs);
-                if pending.len() >= BATCH {
-                    write(&mut pending, &mut observed);
-                    oldest = (!pending.is_empty()).then(Instant::now);
+                held.observations.extend(obs);
+                if held.observations.len() >= BATCH {
+                    held.write_observations(store, metrics);
                 }
             }
             Ok(Some(WriteOp::Record {
@@ -338,60 +371,35 @@ fn write_loop(
                 notifications,
                 wake,
             })) => {
-                records.push_back((incidents, notifications, wake));
-                save_records(store, metrics, &mut records, &mut recorded);
+                held.records.push_back((incidents, notifications, wake));
+                held.save_records(store, metrics);
             }
             Ok(Some(WriteOp::States(changed))) => {
                 for state in changed {
-                    states.insert(state.key.clone(), state);
+                    held.states.insert(state.key.clone(), state);
                 }
-                save_states(store, metrics, &mut states, &mut stated);
+                held.save_states(store, metrics);
             }
             Ok(Some(WriteOp::Flush(done))) => {
                 // Asked for (shutdown, a test): tried now, whatever the pauses.
-                for trouble in [&mut observed, &mut recorded, &mut stated] {
-                    trouble.try_now();
-                }
-                save_records(store, metrics, &mut records, &mut recorded);
-                save_states(store, metrics, &mut states, &mut stated);
-                write(&mut pending, &mut observed);
-                oldest = (!pending.is_empty()).then(Instant::now);
+                held.try_all(store, metrics, true);
                 if let Err(e) = store.flush() {
-                    observed.failed(metrics, "checkpoint failed", &e);
+                    held.observed.failed(metrics, "checkpoint failed", &e);
                 }
                 let _ = done.send(());
             }
-            Err(_elapsed) => {
-                save_records(store, metrics, &mut records, &mut recorded);
-                save_states(store, metrics, &mut states, &mut stated);
-                write(&mut pending, &mut observed);
-                oldest = (!pending.is_empty()).then(Instant::now);
-            }
+            Err(_elapsed) => held.try_all(store, metrics, false),
             Ok(None) => {
-                for trouble in [&mut observed, &mut recorded, &mut stated] {
-                    trouble.try_now();
-                }
-                save_records(store, metrics, &mut records, &mut recorded);
-                save_states(store, metrics, &mut states, &mut stated);
-                write(&mut pending, &mut observed);
+                held.try_all(store, metrics, true);
                 let _ = store.flush();
-                let lost = pending.len() + records.len() + states.len();
-                if lost > 0 {
-                    metrics.store_dropped.inc_by(lost as u64);
-                    tracing::error!(
-                        observations = pending.len(),
-                        incident_changes = records.len(),
-                        states = states.len(),
-                        "the store still failed at shutdown; what it did not take is lost"
-                    );
-                }
+                held.give_up(metrics);
                 return;
             }
         }
-        if last_prune.elapsed() > Duration::from_secs(3600) && observed.may_try() {
+        if last_prune.elapsed() > Duration::from_secs(3600) && held.observed.may_try() {
             last_prune = Instant::now();
             if let Err(e) = store.prune(&retention, chrono::Utc::now()) {
-                observed.failed(metrics, "pruning old data failed", &e);
+                held.observed.failed(metrics, "pruning old data failed", &e);
             }
         }
     }
