@@ -13,13 +13,14 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::{HeaderMap, Method, Request, StatusCode};
+use bytes::Bytes;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tower_service::Service as _;
 
-use crate::auth::{presented_key, KeyLabel};
+use crate::auth::{presented_key, presented_key_in, KeyLabel};
 use crate::body::RequestBody;
 use crate::dialect::Endpoint;
 use crate::error::ApiError;
@@ -63,7 +64,7 @@ async fn authenticate(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    match admit(&gw, client, path, request.headers()) {
+    match admit(&gw, client, path, presented_key_in(request.headers())) {
         Ok(label) => {
             request.extensions_mut().insert(label);
             next.run(request).await
@@ -72,19 +73,19 @@ async fn authenticate(
     }
 }
 
-/// The gateway key a request to `path` from `client` came with, or the answer that refuses
-/// it: a wrong or missing key, a throttled address, a key over its limits.
+/// The gateway key a request to `path` from `client` came with (`presented`, if any), or the
+/// answer that refuses it: a wrong or missing key, a throttled address, a key over its limits.
 fn admit(
     gw: &Gateway,
     client: Option<IpAddr>,
     path: &str,
-    headers: &HeaderMap,
+    presented: Option<&[u8]>,
 ) -> Result<KeyLabel, Box<Response>> {
     if let Some(wait) = client.and_then(|ip| gw.auth_failures.check(ip).err()) {
         gw.metrics.reject("auth_throttled");
         return Err(Box::new(too_many_failures(wait)));
     }
-    match authorize(gw, headers) {
+    match authorize(gw, presented) {
         Ok(label) => {
             if path.starts_with("/v1/") {
                 if let Some(refusal) = over_limit(gw, label) {
@@ -119,39 +120,90 @@ impl Edge {
     }
 }
 
+/// The forwarding endpoint `method` and `path` name, if any.
+fn forwarding(method: &str, path: &str) -> Option<Endpoint> {
+    if method != "POST" {
+        return None;
+    }
+    match path {
+        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
+        "/v1/embeddings" => Some(Endpoint::Embeddings),
+        "/v1/responses" => Some(Endpoint::Responses),
+        _ => None,
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for Edge {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        let endpoint = match (request.method(), request.uri().path()) {
-            (&Method::POST, "/v1/chat/completions") => Some(Endpoint::ChatCompletions),
-            (&Method::POST, "/v1/embeddings") => Some(Endpoint::Embeddings),
-            (&Method::POST, "/v1/responses") => Some(Endpoint::Responses),
-            _ => None,
-        };
-        if let Some(endpoint) = endpoint {
-            let key = match admit(
-                &self.gw,
-                Some(self.peer.ip()),
-                request.uri().path(),
-                request.headers(),
-            ) {
+        let path = request.uri().path();
+        if let Some(endpoint) = forwarding(request.method().as_str(), path) {
+            let presented = presented_key_in(request.headers());
+            let key = match admit(&self.gw, Some(self.peer.ip()), path, presented) {
                 Ok(key) => key,
                 Err(refusal) => return Box::pin(std::future::ready(Ok(*refusal))),
             };
-            // `handle`'s own future, boxed as it is: an async block around it would hold it a
-            // second time, and the whole is copied as it is boxed.
-            let handled = handle(self.gw.clone(), endpoint, key, request.map(Body::new));
-            let handled = futures_util::FutureExt::map(handled, Ok::<Response, Infallible>);
-            return Box::pin(handled);
+            let gw = self.gw.clone();
+            return Box::pin(async move {
+                let read = read_body(&gw, request.into_body()).await;
+                Ok(handle(gw, endpoint, key, read).await)
+            });
         }
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(self.peer));
         let mut router = self.router.clone();
         Box::pin(async move { router.call(request.map(Body::new)).await })
+    }
+}
+
+/// The forwarding endpoints as the inbound edge's own HTTP/1.1 loop serves them (every
+/// request's hot path): the same key check and handling as through [`Edge`], without hyper's
+/// dispatcher, a header map or a body channel. What the loop does not take, [`Edge`] answers.
+pub struct Forwarding {
+    gw: Arc<Gateway>,
+}
+
+impl Forwarding {
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        Self { gw }
+    }
+}
+
+impl aiwatch_inbound::fast::FastPath for Forwarding {
+    type Route = Endpoint;
+    type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    fn route(&self, method: &str, path: &str) -> Option<Endpoint> {
+        forwarding(method, path)
+    }
+
+    fn max_body(&self) -> usize {
+        self.gw.settings.max_request_bytes
+    }
+
+    fn body_timeout(&self) -> std::time::Duration {
+        self.gw.settings.client_timeout
+    }
+
+    fn call(
+        &self,
+        endpoint: Endpoint,
+        request: aiwatch_inbound::fast::FastRequest<'_>,
+    ) -> Self::Answer {
+        let presented = presented_key(|name| request.headers.get(name));
+        let key = match admit(&self.gw, Some(request.peer.ip()), request.path, presented) {
+            Ok(key) => key,
+            Err(refusal) => return Box::pin(std::future::ready(*refusal)),
+        };
+        let read = match request.body {
+            Ok(bytes) => Ok((bytes, false)),
+            Err(aiwatch_inbound::fast::BodyTimedOut) => Err(BodyError::Timeout),
+        };
+        Box::pin(handle(self.gw.clone(), endpoint, key, read))
     }
 }
 
@@ -225,8 +277,8 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<KeyLabel, ApiError> {
-    let Some(presented) = presented_key(headers) else {
+fn authorize(gw: &Gateway, presented: Option<&[u8]>) -> Result<KeyLabel, ApiError> {
+    let Some(presented) = presented else {
         gw.metrics.reject("unauthorized");
         return Err(ApiError::unauthorized(
             "no gateway key: send it as `Authorization: Bearer <key>` (the OpenAI SDKs do, from api_key)",
@@ -253,19 +305,34 @@ async fn responses(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Re
 /// A forwarding request that came through the router, with the key its middleware found.
 async fn routed(gw: Arc<Gateway>, endpoint: Endpoint, request: Request<Body>) -> Response {
     match request.extensions().get::<KeyLabel>().copied() {
-        Some(key) => handle(gw, endpoint, key, request).await,
+        Some(key) => {
+            let read = read_body(&gw, request.into_body()).await;
+            handle(gw, endpoint, key, read).await
+        }
         None => ApiError::unauthorized("no gateway key").into_response(),
     }
 }
 
+/// A request body read as it came (one piece, no copy, no list of frames), cut at the
+/// gateway's cap (the flag says so) and given up at its client timeout.
+async fn read_body<B>(gw: &Gateway, body: B) -> Result<(Bytes, bool), BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let deadline = Instant::now() + gw.settings.client_timeout;
+    read_capped(body, gw.settings.max_request_bytes, deadline).await
+}
+
+/// Answers a forwarding request whose body was read (`read`), from the client holding `key`.
 async fn handle(
     gw: Arc<Gateway>,
     endpoint: Endpoint,
     key: KeyLabel,
-    request: Request<Body>,
+    read: Result<(Bytes, bool), BodyError>,
 ) -> Response {
     let received = Instant::now();
-    match parse(&gw, endpoint, key, request, received).await {
+    match parse(&gw, endpoint, key, read, received) {
         Ok(forwarded) => {
             let Some(route) = gw.routes.get(&forwarded.alias) else {
                 return unknown_model(&gw, &forwarded.alias).into_response();
@@ -276,18 +343,15 @@ async fn handle(
     }
 }
 
-async fn parse(
+fn parse(
     gw: &Gateway,
     endpoint: Endpoint,
     key: KeyLabel,
-    request: Request<Body>,
+    read: Result<(Bytes, bool), BodyError>,
     received: Instant,
 ) -> Result<Forward, ApiError> {
     let cap = gw.settings.max_request_bytes;
     let client_timeout = gw.settings.client_timeout;
-    // Read as it came (one piece, no copy, no list of frames): a body past the cap is cut
-    // and refused, one that does not arrive in time is refused.
-    let read = read_capped(request.into_body(), cap, Instant::now() + client_timeout).await;
     let bytes = match read {
         Err(BodyError::Timeout) => {
             gw.metrics.reject("slow_client");

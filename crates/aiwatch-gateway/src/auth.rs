@@ -77,16 +77,22 @@ impl fmt::Display for KeyLabel {
     }
 }
 
-/// The key in `Authorization: Bearer …` (what the OpenAI SDKs send) or `x-api-key`.
-pub fn presented_key(headers: &http::HeaderMap) -> Option<&[u8]> {
-    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-        let bytes = value.as_bytes();
+/// The key in `Authorization: Bearer …` (what the OpenAI SDKs send) or `x-api-key`, from
+/// whatever holds the request's header fields: `field` gives a field's value by its
+/// (lowercase) name.
+pub fn presented_key<'a>(field: impl Fn(&str) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    if let Some(bytes) = field("authorization") {
         let token = bytes
             .strip_prefix(b"Bearer ")
             .or_else(|| bytes.strip_prefix(b"bearer "))?;
         return Some(token.trim_ascii());
     }
-    headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii())
+    field("x-api-key").map(<[u8]>::trim_ascii)
+}
+
+/// [`presented_key`] of a header map.
+pub fn presented_key_in(headers: &http::HeaderMap) -> Option<&[u8]> {
+    presented_key(|name| headers.get(name).map(http::HeaderValue::as_bytes))
 }
 
 #[cfg(test)]
@@ -114,12 +120,12 @@ mod tests {
     fn bearer_and_x_api_key_are_read() {
         let mut h = http::HeaderMap::new();
         h.insert("authorization", "Bearer  k1 ".parse().expect("valid"));
-        assert_eq!(presented_key(&h), Some(&b"k1"[..]));
+        assert_eq!(presented_key_in(&h), Some(&b"k1"[..]));
         let mut h = http::HeaderMap::new();
         h.insert("x-api-key", "k2".parse().expect("valid"));
-        assert_eq!(presented_key(&h), Some(&b"k2"[..]));
+        assert_eq!(presented_key_in(&h), Some(&b"k2"[..]));
         let mut h = http::HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().expect("valid"));
-        assert_eq!(presented_key(&h), None);
+        assert_eq!(presented_key_in(&h), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Serves the gateway on a bound listener until a shutdown future resolves: the shared inbound
 //! edge (connection caps, a deadline for request headers against slow clients, a grace period
-//! for requests in flight) in front of the app, with the canaries running alongside.
+//! for requests in flight) in front of the app — its own HTTP/1.1 loop for the forwarding
+//! endpoints, hyper for the rest — with the canaries running alongside.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::{app, Edge};
+use crate::app::{app, Edge, Forwarding};
 use crate::canary;
 use crate::gateway::Gateway;
 use crate::Error;
@@ -44,8 +45,10 @@ pub async fn edge(
         grace: GRACE,
         ..aiwatch_inbound::Limits::default()
     };
-    aiwatch_inbound::serve_with(
+    let forwarding = Arc::new(Forwarding::new(gw.clone()));
+    aiwatch_inbound::serve_fast(
         listener,
+        forwarding,
         move |peer| Edge::new(gw.clone(), router.clone(), peer),
         limits,
         shutdown,

@@ -5,6 +5,7 @@
 //! spinning on them, hands each request its client address (axum's `ConnectInfo`), and stops
 //! gracefully.
 
+pub mod fast;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -16,9 +17,9 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 use tower_service::Service;
 
 /// How much of the machine the listener may take from clients.
@@ -119,13 +120,79 @@ pub async fn serve_with<M, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let capacity = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_address = Arc::new(PerAddress::default());
-    let graceful = GracefulShutdown::new();
+    let http = general_server(&limits);
+    accept_loop(listener, limits, shutdown, |stream, peer, _stop, watcher| {
+        let connection = http.serve_connection(TokioIo::new(stream), make(peer));
+        async move {
+            let _ = watcher.watch(connection).await;
+        }
+    })
+    .await;
+}
+
+/// Like [`serve_with`], but the requests `fast` names are read, answered and written by this
+/// crate's own HTTP/1.1 loop ([`fast`]); a connection's first request it does not name, and
+/// everything after, goes to the service `make` builds.
+pub async fn serve_fast<F, M, S>(
+    listener: TcpListener,
+    fast: Arc<F>,
+    make: M,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    F: fast::FastPath,
+    M: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let http = general_server(&limits);
+    let header_timeout = limits.header_timeout;
+    accept_loop(listener, limits, shutdown, |stream, peer, stop, watcher| {
+        fast::drive(
+            stream,
+            peer,
+            fast.clone(),
+            (http.clone(), make(peer)),
+            header_timeout,
+            stop,
+            watcher,
+        )
+    })
+    .await;
+}
+
+/// The hyper server every connection (or, under [`serve_fast`], every request the fast loop
+/// does not take) is served by.
+fn general_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    http
+}
+
+/// Accepts connections within `limits` and runs `connection` for each (told the client's
+/// address, a stop signal and a graceful-shutdown watcher to hold or watch with) until
+/// `shutdown` resolves; then signals the stop and waits up to `limits.grace` for every
+/// connection to end.
+async fn accept_loop<C, Fut>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+    mut connection: C,
+) where
+    C: FnMut(TcpStream, SocketAddr, watch::Receiver<bool>, Watcher) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let capacity = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
+    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let floor = tokio::spawn(timer_floor());
     tokio::pin!(shutdown);
     loop {
@@ -153,14 +220,14 @@ pub async fn serve_with<M, S>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = http.serve_connection(TokioIo::new(stream), make(peer));
-        let watched = graceful.watch(connection);
+        let served = connection(stream, peer, stop_rx.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let _ = watched.await;
+            served.await;
             drop((permit, slot));
         });
     }
     drop(listener);
+    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
     floor.abort();
 }
