@@ -182,9 +182,9 @@ fn content_length(value: &[u8]) -> Option<usize> {
     if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value
-        .iter()
-        .try_fold(0usize, |n, d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
+    value.iter().try_fold(0usize, |n, d| {
+        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
 }
 
 /// How a wait for more bytes ended.
@@ -497,9 +497,7 @@ mod http_date {
     /// Appends the current time as an HTTP date (RFC 9110 5.6.7) to `out`.
     pub fn now(out: &mut Vec<u8>) {
         let now = SystemTime::now();
-        let second = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         CACHED.with(|cached| {
             let mut cached = cached.borrow_mut();
             if cached.0 != second {
@@ -571,7 +569,15 @@ mod tests {
     fn content_length_takes_digits_only() {
         assert_eq!(content_length(b"0"), Some(0));
         assert_eq!(content_length(b"1234"), Some(1234));
-        for bad in [&b""[..], b"+1", b"-1", b"1 2", b"0x10", b"12a", b"9999999999999999"] {
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"-1",
+            b"1 2",
+            b"0x10",
+            b"12a",
+            b"9999999999999999",
+        ] {
             assert_eq!(content_length(bad), None, "{bad:?}");
         }
     }

@@ -121,12 +121,17 @@ pub async fn serve_with<M, S>(
     S::Future: Send + 'static,
 {
     let http = general_server(&limits);
-    accept_loop(listener, limits, shutdown, |stream, peer, _stop, watcher| {
-        let connection = http.serve_connection(TokioIo::new(stream), make(peer));
-        async move {
-            let _ = watcher.watch(connection).await;
-        }
-    })
+    accept_loop(
+        listener,
+        limits,
+        shutdown,
+        |stream, peer, _stop, watcher| {
+            let connection = http.serve_connection(TokioIo::new(stream), make(peer));
+            async move {
+                let _ = watcher.watch(connection).await;
+            }
+        },
+    )
     .await;
 }
 
