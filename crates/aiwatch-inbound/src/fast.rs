@@ -28,7 +28,7 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// The longest head read here; a longer one goes to the general server (431 past its limit).
 const MAX_HEAD: usize = 16 * 1024;
@@ -196,10 +196,13 @@ enum Read {
 }
 
 /// Reads what the client sent next into `buf`, until `deadline`; while `stop` is given, a stop
-/// also ends the wait.
+/// also ends the wait. `timer` is the connection's one timer: it is moved only when it would
+/// fire after `deadline`, and when it fires early (a later deadline was set since) it is moved
+/// on — so the usual request, whose deadline only ever moves later, costs no timer change.
 async fn read_more(
     io: &TcpStream,
     buf: &mut BytesMut,
+    timer: &mut Pin<Box<Sleep>>,
     deadline: Instant,
     mut stop: Option<&mut watch::Receiver<bool>>,
 ) -> Read {
@@ -222,10 +225,18 @@ async fn read_more(
                 None => std::future::pending().await,
             }
         };
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
         tokio::select! {
             biased;
             ready = io.readable() => if ready.is_err() { return Read::Over },
-            () = tokio::time::sleep_until(deadline) => return Read::TimedOut,
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return Read::TimedOut;
+                }
+                timer.as_mut().reset(deadline);
+            }
             () = stopped => return Read::Over,
         }
     }
@@ -256,6 +267,8 @@ struct Connection {
     buf: BytesMut,
     out: Vec<u8>,
     fields: Vec<Field>,
+    /// The connection's one timer, for every deadline of its reads (see [`read_more`]).
+    timer: Pin<Box<Sleep>>,
 }
 
 /// Serves one connection: this loop's requests here, then — from the first request that is not
@@ -284,6 +297,7 @@ pub(crate) async fn drive<F, S>(
         buf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(4 * 1024),
         fields: Vec::with_capacity(16),
+        timer: Box::pin(tokio::time::sleep(header_timeout)),
     };
     loop {
         match serve_one(&mut conn, fast.as_ref(), header_timeout, &mut stop).await {
@@ -325,7 +339,7 @@ async fn serve_one<F: FastPath>(
         }
         // Between requests a stop closes the connection; within a head it waits its deadline.
         let idle = conn.buf.is_empty().then_some(&mut *stop);
-        match read_more(&conn.io, &mut conn.buf, deadline, idle).await {
+        match read_more(&conn.io, &mut conn.buf, &mut conn.timer, deadline, idle).await {
             Read::More => {}
             Read::Over | Read::TimedOut => return Served::Close,
         }
@@ -335,7 +349,15 @@ async fn serve_one<F: FastPath>(
     let mut timed_out = false;
     while conn.buf.len() < whole {
         conn.buf.reserve(whole - conn.buf.len());
-        match read_more(&conn.io, &mut conn.buf, body_deadline, None).await {
+        match read_more(
+            &conn.io,
+            &mut conn.buf,
+            &mut conn.timer,
+            body_deadline,
+            None,
+        )
+        .await
+        {
             Read::More => {}
             Read::TimedOut => {
                 timed_out = true;

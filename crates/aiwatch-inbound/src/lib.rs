@@ -3,7 +3,8 @@
 //! whose request headers do not arrive in time (a slowloris client, or a keep-alive connection
 //! left idle), waits out accept errors such as running out of file descriptors instead of
 //! spinning on them, hands each request its client address (axum's `ConnectInfo`), and stops
-//! gracefully.
+//! gracefully. Requests go to hyper, or, for the routes a surface answers itself, to the own
+//! HTTP/1.1 loop in [`fast`] first.
 
 pub mod fast;
 pub mod throttle;
