@@ -210,12 +210,6 @@ async fn read_more(
         buf.reserve(8 * 1024);
     }
     loop {
-        match io.try_read_buf(buf) {
-            Ok(0) => return Read::Over,
-            Ok(_) => return Read::More,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Read::Over,
-        }
         let stopped = async {
             match stop.as_deref_mut() {
                 Some(stop) if !*stop.borrow() => {
@@ -228,6 +222,8 @@ async fn read_more(
         if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
         }
+        // Tokio's readiness first, then the read: after [`answer_unless_gone`] found the
+        // socket drained, reading at once would only fail with WouldBlock.
         tokio::select! {
             biased;
             ready = io.readable() => if ready.is_err() { return Read::Over },
@@ -236,8 +232,15 @@ async fn read_more(
                     return Read::TimedOut;
                 }
                 timer.as_mut().reset(deadline);
+                continue;
             }
             () = stopped => return Read::Over,
+        }
+        match io.try_read_buf(buf) {
+            Ok(0) => return Read::Over,
+            Ok(_) => return Read::More,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Read::Over,
         }
     }
 }
@@ -393,11 +396,48 @@ async fn serve_one<F: FastPath>(
         )
     };
     drop(request);
-    let response = answer.await;
+    let Some(response) = answer_unless_gone(&conn.io, &mut conn.buf, answer).await else {
+        return Served::Close;
+    };
     let close = plan.close || timed_out || *stop.borrow();
     match write_response(&conn.io, &mut conn.out, response, close).await {
         Ok(true) => Served::KeepAlive,
         Ok(false) | Err(_) => Served::Close,
+    }
+}
+
+/// Waits for `answer` while watching the connection: a client that hangs up before its answer
+/// (the socket reads its end) has the answer dropped — whatever it was doing upstream stops —
+/// and gets `None`. Bytes the client sends meanwhile (its next, pipelined request) are kept in
+/// `buf`, up to [`MAX_HEAD`]; past that the connection is no longer watched.
+async fn answer_unless_gone(
+    io: &TcpStream,
+    buf: &mut BytesMut,
+    answer: impl Future<Output = Response>,
+) -> Option<Response> {
+    tokio::pin!(answer);
+    loop {
+        if buf.len() >= MAX_HEAD {
+            return Some(answer.await);
+        }
+        tokio::select! {
+            biased;
+            response = &mut answer => return Some(response),
+            ready = io.readable() => {
+                if ready.is_err() {
+                    return None;
+                }
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(8 * 1024);
+                }
+                match io.try_read_buf(buf) {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
+        }
     }
 }
 

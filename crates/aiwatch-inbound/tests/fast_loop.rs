@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,22 @@ enum Route {
     Echo,
     Slow,
     Stream,
+    /// Takes 3 s, and counts whether it got there or was dropped on the way.
+    Held,
+}
+
+static HELD_FINISHED: AtomicUsize = AtomicUsize::new(0);
+static HELD_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts an answer dropped before it finished.
+struct Unfinished(bool);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.0 {
+            HELD_DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Answers `/echo`, `/slow` and `/stream` itself, saying so.
@@ -44,6 +61,7 @@ impl FastPath for TestFast {
             ("POST", "/echo") => Some(Route::Echo),
             ("POST", "/slow") => Some(Route::Slow),
             ("POST", "/stream") => Some(Route::Stream),
+            ("POST", "/held") => Some(Route::Held),
             _ => None,
         }
     }
@@ -78,6 +96,13 @@ impl FastPath for TestFast {
                 Route::Echo => fast_answer(Body::from(text)),
                 Route::Slow => {
                     tokio::time::sleep(Duration::from_millis(400)).await;
+                    fast_answer(Body::from(text))
+                }
+                Route::Held => {
+                    let mut guard = Unfinished(false);
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    guard.0 = true;
+                    HELD_FINISHED.fetch_add(1, Ordering::SeqCst);
                     fast_answer(Body::from(text))
                 }
                 Route::Stream => {
@@ -326,6 +351,51 @@ async fn pipelined_requests_are_answered_in_order_and_the_general_server_gets_th
             // Once handed over, the connection stays with the general server.
             "general POST /echo HTTP/1.1 body=3",
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_before_its_answer_has_the_answer_dropped() {
+    let (addr, _stop, _served) = start(Duration::from_secs(30)).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post("/held", "h").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+    let waited = tokio::time::Instant::now();
+    while HELD_DROPPED.load(Ordering::SeqCst) == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(2),
+            "the answer went on after its client left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(HELD_FINISHED.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_request_sent_while_the_previous_is_answered_is_answered_next() {
+    let (addr, _stop, _served) = start(Duration::from_secs(5)).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post("/slow", "1").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream
+        .write_all(post("/echo", "22").as_bytes())
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(
+        read_answer(&mut stream, &mut pending).await.body,
+        "fast /slow key=k1 body=1"
+    );
+    assert_eq!(
+        read_answer(&mut stream, &mut pending).await.body,
+        "fast /echo key=k1 body=2"
     );
 }
 
