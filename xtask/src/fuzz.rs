@@ -1,9 +1,9 @@
 //! `cargo xtask fuzz --seconds N`: runs every `never_panic` property of the workspace (status
 //! formats, feeds, SSE, the relay of both dialects, the Anthropic translation, client bodies,
-//! provider error signatures, the scrubber, DNS replies through the probe) again and again with
-//! many more cases and a fresh seed each round, until the time is up; reports the cases run and
-//! any failure (proptest prints the minimal failing input and saves it under
-//! `proptest-regressions/`).
+//! provider error signatures, the scrubber, DNS replies through the probe, raw bytes into the
+//! inbound fast loop) again and again with many more cases and a fresh seed each round, until
+//! the time is up; reports the cases run and any failure (proptest prints the minimal failing
+//! input and saves it under `proptest-regressions/`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -25,7 +25,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -236,12 +236,34 @@ async fn read_more(
             }
             () = stopped => return Read::Over,
         }
-        match io.try_read_buf(buf) {
+        match read_noting_drained(io, buf) {
             Ok(0) => return Read::Over,
             Ok(_) => return Read::More,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Read::Over,
         }
+    }
+}
+
+/// Reads what the client sent into `buf`'s spare room. A read that leaves room unfilled took
+/// everything the socket held (a TCP receive queue gives all it has), so tokio's readiness is
+/// cleared then too, as after WouldBlock: the next wait goes to epoll at once instead of first
+/// making a read that can only fail (one system call less per request, as nginx does).
+fn read_noting_drained(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut read = None;
+    let outcome = io.try_io(Interest::READABLE, || {
+        let room = buf.capacity() - buf.len();
+        let n = io.try_read_buf(buf)?;
+        read = Some(n);
+        if n > 0 && n < room {
+            Err(io::ErrorKind::WouldBlock.into()) // drained: clear the readiness
+        } else {
+            Ok(n)
+        }
+    });
+    match read {
+        Some(n) => Ok(n),
+        None => outcome,
     }
 }
 
@@ -430,7 +452,7 @@ async fn answer_unless_gone(
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(8 * 1024);
                 }
-                match io.try_read_buf(buf) {
+                match read_noting_drained(io, buf) {
                     Ok(0) => return None,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

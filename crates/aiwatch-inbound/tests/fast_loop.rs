@@ -552,10 +552,14 @@ async fn survives(addr: SocketAddr, junk: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 by default (each case is a server and two connections); `PROPTEST_CASES` (as
+    // `cargo xtask fuzz` sets it) asks for more.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+    ))]
 
     #[test]
-    fn garbage_and_broken_heads_never_take_the_server_down(
+    fn garbage_and_broken_heads_never_panic_nor_take_the_server_down(
         prefix in prop::sample::select(vec![
             &b""[..],
             b"POST /echo HTTP/1.1\r\n",
