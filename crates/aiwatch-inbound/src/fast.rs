@@ -370,9 +370,12 @@ async fn serve_one<F: FastPath>(
         }
     };
     let whole = plan.head_len + plan.body_len;
-    let body_deadline = Instant::now() + fast.body_timeout();
+    // Usually the body came with its head; the clock is read only when it did not.
+    let mut body_deadline = None;
     let mut timed_out = false;
     while conn.buf.len() < whole {
+        let body_deadline =
+            *body_deadline.get_or_insert_with(|| Instant::now() + fast.body_timeout());
         conn.buf.reserve(whole - conn.buf.len());
         match read_more(
             &conn.io,
