@@ -177,6 +177,15 @@ fn parse_head<F: FastPath>(fast: &F, buf: &[u8], fields: &mut Vec<Field>) -> Par
     }
 }
 
+/// Whether `bytes` hold the empty line that ends a head (CRLF CRLF, or the bare LF LF that
+/// parsers also accept).
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
+}
+
 /// A Content-Length value: digits only (RFC 9110 8.6), no sign, no blanks inside.
 fn content_length(value: &[u8]) -> Option<usize> {
     if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
@@ -356,12 +365,20 @@ async fn serve_one<F: FastPath>(
     stop: &mut watch::Receiver<bool>,
 ) -> Served {
     let deadline = Instant::now() + header_timeout;
+    // How much of the head was there when it was last found incomplete.
+    let mut seen: usize = 0;
     let plan = loop {
-        match parse_head(fast, &conn.buf, &mut conn.fields) {
-            Parsed::Fast(plan) => break plan,
-            Parsed::General => return Served::General,
-            Parsed::Partial => {}
+        // What came first is parsed at once (usually the whole request); after that the head is
+        // parsed again only once its end (an empty line) is in, not for every piece of a head
+        // sent slowly, which would cost the whole head per piece.
+        if seen == 0 || ends_head(&conn.buf[seen - 3.min(seen)..]) || conn.buf.len() > MAX_HEAD {
+            match parse_head(fast, &conn.buf, &mut conn.fields) {
+                Parsed::Fast(plan) => break plan,
+                Parsed::General => return Served::General,
+                Parsed::Partial => {}
+            }
         }
+        seen = conn.buf.len();
         // Between requests a stop closes the connection; within a head it waits its deadline.
         let idle = conn.buf.is_empty().then_some(&mut *stop);
         match read_more(&conn.io, &mut conn.buf, &mut conn.timer, deadline, idle).await {
@@ -651,6 +668,16 @@ impl AsyncWrite for Rewound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_ends_at_its_empty_line_only() {
+        assert!(ends_head(b"POST / HTTP/1.1\r\nA: b\r\n\r\n"));
+        assert!(ends_head(b"\n\r\n"));
+        assert!(ends_head(b"A: b\n\n"));
+        assert!(!ends_head(b"POST / HTTP/1.1\r\nA: b\r\n"));
+        assert!(!ends_head(b"\r\n\r"));
+        assert!(!ends_head(b""));
+    }
 
     #[test]
     fn content_length_takes_digits_only() {

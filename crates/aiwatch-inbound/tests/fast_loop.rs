@@ -314,6 +314,18 @@ async fn requests_the_loop_takes_share_one_kept_alive_connection() {
 }
 
 #[tokio::test]
+async fn a_head_sent_byte_by_byte_is_answered() {
+    let (addr, _stop, _served) = start(Duration::from_secs(5)).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for byte in post("/echo", "b").as_bytes() {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let answer = read_answer(&mut stream, &mut Vec::new()).await;
+    assert_eq!(answer.body, "fast /echo key=k1 body=1");
+}
+
+#[tokio::test]
 async fn a_body_sent_in_pieces_is_read_whole() {
     let (addr, _stop, _served) = start(Duration::from_secs(5)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
