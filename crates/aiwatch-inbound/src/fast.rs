@@ -199,7 +199,7 @@ fn content_length(value: &[u8]) -> Option<usize> {
 /// How a wait for more bytes ended.
 enum Read {
     More,
-    /// The client closed, the read failed, the deadline passed or the server is stopping.
+    /// The client closed, the read failed or the server is stopping.
     Over,
     TimedOut,
 }
@@ -215,9 +215,6 @@ async fn read_more(
     deadline: Instant,
     mut stop: Option<&mut watch::Receiver<bool>>,
 ) -> Read {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(8 * 1024);
-    }
     loop {
         let stopped = async {
             match stop.as_deref_mut() {
@@ -254,11 +251,14 @@ async fn read_more(
     }
 }
 
-/// Reads what the client sent into `buf`'s spare room. A read that leaves room unfilled took
+/// Reads what the client sent into `buf`'s spare room (made at least 1 KB). A read that leaves room unfilled took
 /// everything the socket held (a TCP receive queue gives all it has), so tokio's readiness is
 /// cleared then too, as after WouldBlock: the next wait goes to epoll at once instead of first
 /// making a read that can only fail (one system call less per request, as nginx does).
 fn read_noting_drained(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
     let mut read = None;
     let outcome = io.try_io(Interest::READABLE, || {
         let room = buf.capacity() - buf.len();
@@ -317,13 +317,7 @@ pub(crate) async fn drive<F, S>(
     watcher: Watcher,
 ) where
     F: FastPath,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: crate::GeneralService,
 {
     let mut conn = Connection {
         io,
@@ -468,9 +462,6 @@ async fn answer_unless_gone(
             ready = io.readable() => {
                 if ready.is_err() {
                     return None;
-                }
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(8 * 1024);
                 }
                 match read_noting_drained(io, buf) {
                     Ok(0) => return None,

@@ -103,6 +103,30 @@ pub async fn serve(
     .await;
 }
 
+/// What the general (hyper) server runs for one connection: it answers every request, never
+/// fails, and it and its answers may move between threads.
+pub trait GeneralService:
+    hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S> GeneralService for S where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
 /// Serves the service `make` builds for each connection (it is told the client's address) on
 /// `listener` within `limits` until `shutdown` resolves, then lets requests in flight finish
 /// for `limits.grace`. For a surface that answers some requests itself, without a router.
@@ -113,13 +137,7 @@ pub async fn serve_with<M, S>(
     shutdown: impl Future<Output = ()> + Send,
 ) where
     M: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GeneralService,
 {
     let http = general_server(&limits);
     accept_loop(
@@ -148,13 +166,7 @@ pub async fn serve_fast<F, M, S>(
 ) where
     F: fast::FastPath,
     M: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GeneralService,
 {
     let http = general_server(&limits);
     let header_timeout = limits.header_timeout;
