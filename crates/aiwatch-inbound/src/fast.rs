@@ -529,7 +529,7 @@ async fn write_response(
         write_all(io, out).await?;
         return Ok(!close);
     }
-    match http_body::Body::size_hint(&body).exact() {
+    match hyper::body::Body::size_hint(&body).exact() {
         Some(length) => {
             let _ = write!(out, "content-length: {length}\r\n\r\n");
             let mut sent = 0u64;
