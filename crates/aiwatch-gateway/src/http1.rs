@@ -8,7 +8,7 @@
 //! request's future directly. Every read is bounded by the caller's deadline; the head by
 //! [`HEAD_CAP`] and [`MAX_HEADERS`], a chunk-size or trailer line by [`LINE_CAP`].
 
-use std::io::{self, Write as _};
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
@@ -164,18 +164,19 @@ impl Connection {
         }
     }
 
-    /// Writes one request. A request body that is empty gets no `Content-Length` unless the
-    /// method carries a body by nature (POST, PUT, PATCH).
+    /// Writes one request, its header `fields` as [`encode_fields`] wrote them. A request body
+    /// that is empty gets no `Content-Length` unless the method carries a body by nature (POST,
+    /// PUT, PATCH).
     pub async fn send(
         &mut self,
         method: &Method,
         target: &str,
-        headers: &HeaderMap,
+        fields: &[u8],
         body: &[u8],
     ) -> Result<(), WireError> {
         let mut head = std::mem::take(&mut self.write);
         head.clear();
-        encode_head(&mut head, method, target, headers, body.len());
+        encode_head(&mut head, method, target, fields, body.len());
         let coalesce = body.len() <= COALESCE_BODY;
         if coalesce {
             head.extend_from_slice(body);
@@ -439,18 +440,22 @@ async fn write_all(io: &mut Box<dyn Io>, bytes: &[u8], before: usize) -> Result<
     Ok(before + written)
 }
 
-/// A request head: its line, the caller's header fields and the body's length.
-fn encode_head(
-    out: &mut Vec<u8>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    body_len: usize,
-) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+/// `headers` as a request head carries them, one `name: value` line each, with `Host` from
+/// `uri` first unless `headers` name one. A framing field (`Content-Length`,
+/// `Transfer-Encoding`) is left out: the head gets the body's own length when it is sent.
+/// Fails when `uri` has no host, or one that cannot be a header value.
+pub fn encode_fields(headers: &HeaderMap, uri: &http::Uri) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(64 * (headers.len() + 1));
+    if !headers.contains_key(http::header::HOST) {
+        let host = uri
+            .authority()
+            .ok_or_else(|| format!("{uri} has no host"))?
+            .as_str();
+        HeaderValue::from_str(host).map_err(|e| format!("{uri}: {e}"))?;
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in headers {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             continue;
@@ -460,10 +465,22 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    Ok(out)
+}
+
+/// A request head: its line, the caller's encoded header fields and the body's length.
+fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, fields: &[u8], body_len: usize) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(fields);
     let carries_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
     if body_len > 0 || carries_body {
         // Writing to a Vec cannot fail.
-        let _ = write!(out, "content-length: {body_len}\r\n");
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -730,8 +747,7 @@ mod tests {
         close: bool,
     ) -> (Result<(Head, AnswerBody), WireError>, Vec<u8>) {
         let (mut conn, mut upstream) = pipe();
-        let headers = HeaderMap::new();
-        conn.send(&Method::POST, "/v1/chat", &headers, b"{}")
+        conn.send(&Method::POST, "/v1/chat", b"", b"{}")
             .await
             .expect("sent");
         let mut request = vec![0u8; 4096];
@@ -760,6 +776,28 @@ mod tests {
             }
         });
         (conn.read_head(false).await, request)
+    }
+
+    #[test]
+    fn fields_get_the_uris_host_unless_named_and_never_a_framing_field() {
+        let uri: http::Uri = "http://up.test:8080/v1/chat".parse().expect("a URI");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k"));
+        headers.insert("content-length", HeaderValue::from_static("99"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let fields = encode_fields(&headers, &uri).expect("fields");
+        assert_eq!(fields, b"host: up.test:8080\r\nx-api-key: k\r\n");
+        headers.insert("host", HeaderValue::from_static("named.test"));
+        let fields = encode_fields(&headers, &uri).expect("fields");
+        assert_eq!(fields, b"x-api-key: k\r\nhost: named.test\r\n");
+        let hostless: http::Uri = "/v1/chat".parse().expect("a path");
+        assert!(encode_fields(&HeaderMap::new(), &hostless).is_err());
+        let mut head = Vec::new();
+        encode_head(&mut head, &Method::POST, "/v1/chat", &fields, 12);
+        assert_eq!(
+            head,
+            b"POST /v1/chat HTTP/1.1\r\nx-api-key: k\r\nhost: named.test\r\ncontent-length: 12\r\n\r\n"
+        );
     }
 
     #[tokio::test]
@@ -803,7 +841,7 @@ mod tests {
     /// answer's status and body, and whether the connection may be lent again.
     async fn answer_to_body(mut conn: Connection, body: &[u8]) -> (StatusCode, Vec<u8>, bool) {
         let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            conn.send(&Method::POST, "/v1/chat", &HeaderMap::new(), body)
+            conn.send(&Method::POST, "/v1/chat", b"", body)
                 .await
                 .expect("sent, or cut short by the answer");
             let (head, answer) = conn.read_head(false).await.expect("a head");

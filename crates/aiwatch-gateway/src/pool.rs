@@ -14,13 +14,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::HOST;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Method, Request, Uri};
+use http::{Method, Request, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::connector::{ConnectFailure, UpstreamConnector};
-use crate::http1::{AnswerBody, Connection, Head, WireError};
+use crate::http1::{encode_fields, AnswerBody, Connection, Head, WireError};
 
 /// An idle connection older than this is closed rather than used: upstreams and the proxies
 /// in front of them drop idle connections after a minute or more.
@@ -67,6 +66,27 @@ pub struct UpstreamPool {
     shelves: Box<[Arc<Shelf>]>,
 }
 
+/// A request as the wire carries it: the absolute URL it goes to and its header fields already
+/// encoded ([`encode_fields`]: `Host` among them, no framing field). The gateway's upstream
+/// requests borrow fields built once per endpoint, so sending one copies no header map.
+pub struct Outgoing<'a> {
+    pub method: Method,
+    pub uri: &'a Uri,
+    pub fields: &'a [u8],
+    pub body: Bytes,
+}
+
+/// Names what is sent and to where, never the fields: they may carry the upstream's key.
+impl std::fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a request got no answer head.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -100,20 +120,38 @@ impl UpstreamPool {
     /// a new one, and returns the answer's head and body. The body puts the connection back on
     /// the shelf once it was read to the end.
     pub async fn send(&self, request: Request<Bytes>) -> Result<(Head, PooledBody), SendError> {
-        let (mut parts, body) = request.into_parts();
-        let absolute = parts.uri;
+        let (parts, body) = request.into_parts();
+        let fields = encode_fields(&parts.headers, &parts.uri).map_err(SendError::Unsendable)?;
+        self.send_outgoing(Outgoing {
+            method: parts.method,
+            uri: &parts.uri,
+            fields: &fields,
+            body,
+        })
+        .await
+    }
+
+    /// [`send`](Self::send) for a request whose header fields are already encoded.
+    pub async fn send_outgoing(
+        &self,
+        request: Outgoing<'_>,
+    ) -> Result<(Head, PooledBody), SendError> {
+        let Outgoing {
+            method,
+            uri: absolute,
+            fields,
+            body,
+        } = request;
         let (Some(scheme), Some(authority)) = (absolute.scheme(), absolute.authority()) else {
             return Err(SendError::Unsendable(format!(
                 "{absolute} has no scheme or host"
             )));
         };
-        if !parts.headers.contains_key(HOST) {
-            let host = HeaderValue::from_str(authority.as_str())
-                .map_err(|e| SendError::Unsendable(format!("{absolute}: {e}")))?;
-            parts.headers.insert(HOST, host);
-        }
         let shelf = match &self.origin {
-            Some((s, a)) if s == scheme && a == authority => Some(self.shelf()),
+            // The same spelling first: an exact comparison is cheaper than the case-blind one.
+            Some((s, a)) if s == scheme && (a.as_str() == authority.as_str() || a == authority) => {
+                Some(self.shelf())
+            }
             _ => None,
         };
         let origin_form = absolute.path_and_query().map_or("/", |p| p.as_str());
@@ -128,7 +166,7 @@ impl UpstreamPool {
                 Some(conn) => conn,
                 // Boxed: opening (DNS, TCP, proxy, TLS) is a large future that only a new
                 // connection needs; kept inline, every request's future would carry its room.
-                None => Box::pin(self.connector.open(&absolute))
+                None => Box::pin(self.connector.open(absolute))
                     .await
                     .map_err(SendError::Connect)?,
             };
@@ -140,10 +178,7 @@ impl UpstreamPool {
             } else {
                 origin_form
             };
-            match conn
-                .send(&parts.method, target, &parts.headers, &body)
-                .await
-            {
+            match conn.send(&method, target, fields, &body).await {
                 Ok(()) => {}
                 // Closed as it was handed over, before a byte was written: send it again.
                 Err(WireError::Send { unsent: true, .. }) if was_idle => {
@@ -153,7 +188,7 @@ impl UpstreamPool {
                 Err(e) => return Err(SendError::Lost(e)),
             }
             let (head, answer) = conn
-                .read_head(parts.method == Method::HEAD)
+                .read_head(method == Method::HEAD)
                 .await
                 .map_err(SendError::Lost)?;
             let body = PooledBody {

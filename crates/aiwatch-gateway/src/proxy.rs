@@ -29,7 +29,7 @@ use crate::metrics::{EntryMetrics, FailoverLabels};
 use crate::policy::{
     self, Charge, EndStream, FailOver, Failure, Refusal, StreamTrouble, Tally, Trouble,
 };
-use crate::pool::{PooledBody, SendError};
+use crate::pool::{Outgoing, PooledBody, SendError};
 use crate::relay::{StreamFault, StreamRelay};
 use crate::upstream::UpstreamState;
 use crate::usage::Tokens;
@@ -254,13 +254,14 @@ async fn attempt(
     gw: &Arc<Gateway>,
     entry: &RouteEntry,
     up: &UpstreamState,
-    request_to_upstream: http::Request<Bytes>,
+    request_to_upstream: Outgoing<'_>,
     request: &Forward,
     sent: Instant,
     deadline: Instant,
 ) -> Attempt {
     let answer_by = deadline.min(sent + entry.timeout);
-    let (head, body) = match timeout_at(answer_by, up.pool.send(request_to_upstream)).await {
+    let (head, body) = match timeout_at(answer_by, up.pool.send_outgoing(request_to_upstream)).await
+    {
         Err(_) => {
             return failed(Trouble::NoHeadersInTime {
                 waited: answer_by - sent,

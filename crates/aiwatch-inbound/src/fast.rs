@@ -531,7 +531,9 @@ async fn write_response(
     }
     match hyper::body::Body::size_hint(&body).exact() {
         Some(length) => {
-            let _ = write!(out, "content-length: {length}\r\n\r\n");
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+            out.extend_from_slice(b"\r\n\r\n");
             let mut sent = 0u64;
             while let Some(frame) = body.frame().await {
                 let Ok(data) = frame.map_err(|_| io::ErrorKind::Other)?.into_data() else {

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use aiwatch_core::secret::ApiKey;
 use aiwatch_core::service::{Service, ServiceKind};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::Value;
 
 use crate::body::RequestBody;
+use crate::pool::Outgoing;
 use crate::usage::Tokens;
 
 pub use anthropic::AnthropicMessages;
@@ -122,7 +123,7 @@ impl Adapter {
         endpoint: Endpoint,
         body: &RequestBody,
         stream: bool,
-    ) -> Result<Request<Bytes>, String> {
+    ) -> Result<Outgoing<'_>, String> {
         match self {
             Self::OpenAiCompatible(a) => a.request(endpoint, body, stream),
             Self::AnthropicMessages(a) => a.request(endpoint, body, stream),
@@ -196,19 +197,28 @@ fn fixed_headers(
     Ok(Arc::new(headers))
 }
 
-/// One endpoint of one upstream as every request to it starts: its URL and its fixed headers,
-/// built once and cloned per request.
-#[derive(Clone, Debug)]
+/// One endpoint of one upstream as every request to it starts: its URL and its fixed header
+/// fields, encoded for the wire once and only borrowed per request.
+#[derive(Clone)]
 pub struct Target {
     uri: Uri,
-    headers: Box<TargetHeaders>,
+    fields: Box<TargetFields>,
 }
 
-/// A target's fixed headers with `Host`, and the `Accept` of a whole answer or of a stream.
-#[derive(Clone, Debug)]
-struct TargetHeaders {
-    json: HeaderMap,
-    stream: HeaderMap,
+/// A target's fixed fields with `Host`, and the `Accept` of a whole answer or of a stream.
+#[derive(Clone)]
+struct TargetFields {
+    json: Box<[u8]>,
+    stream: Box<[u8]>,
+}
+
+/// Names the URL only: the fields carry the upstream's key.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Target {
@@ -216,26 +226,23 @@ impl Target {
     fn new(url: String, headers: &Result<Arc<HeaderMap>, String>) -> Result<Self, String> {
         let fail = |e: &dyn std::fmt::Display| format!("cannot build the request to {url}: {e}");
         let uri = Uri::try_from(url.as_str()).map_err(|e| fail(&e))?;
-        let host = uri
-            .authority()
-            .ok_or_else(|| fail(&"the URL has no host"))
-            .and_then(|a| HeaderValue::from_str(a.as_str()).map_err(|e| fail(&e)))?;
         let fixed = headers.as_ref().map_err(|e| fail(e))?;
         let with_accept = |accept: &'static str| {
-            let mut map = HeaderMap::with_capacity(fixed.len() + 2);
+            let mut map = HeaderMap::with_capacity(fixed.len() + 1);
             map.extend(
                 fixed
                     .iter()
                     .map(|(name, value)| (name.clone(), value.clone())),
             );
-            map.insert(HOST, host.clone());
             map.insert(ACCEPT, HeaderValue::from_static(accept));
-            map
+            crate::http1::encode_fields(&map, &uri)
+                .map(Vec::into_boxed_slice)
+                .map_err(|e| fail(&e))
         };
         Ok(Self {
-            headers: Box::new(TargetHeaders {
-                json: with_accept("application/json"),
-                stream: with_accept("text/event-stream"),
+            fields: Box::new(TargetFields {
+                json: with_accept("application/json")?,
+                stream: with_accept("text/event-stream")?,
             }),
             uri,
         })
@@ -247,16 +254,17 @@ impl Target {
     }
 
     /// A POST of `body`, accepting a stream or JSON.
-    fn post(&self, body: Vec<u8>, stream: bool) -> Request<Bytes> {
-        let mut request = Request::new(Bytes::from(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = if stream {
-            self.headers.stream.clone()
-        } else {
-            self.headers.json.clone()
-        };
-        request
+    fn post(&self, body: Vec<u8>, stream: bool) -> Outgoing<'_> {
+        Outgoing {
+            method: Method::POST,
+            uri: &self.uri,
+            fields: if stream {
+                &self.fields.stream
+            } else {
+                &self.fields.json
+            },
+            body: Bytes::from(body),
+        }
     }
 }
 
@@ -299,15 +307,17 @@ mod tests {
         let request = adapter
             .request(endpoint, &body(json), stream)
             .expect("a request");
-        assert_eq!(request.method(), Method::POST);
-        let uri = request.uri().to_string();
-        let headers = request
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("text").to_owned()))
+        assert_eq!(request.method, Method::POST);
+        let uri = request.uri.to_string();
+        let fields = std::str::from_utf8(request.fields).expect("text");
+        let headers = fields
+            .split_terminator("\r\n")
+            .map(|line| {
+                let (name, value) = line.split_once(": ").expect("a field line");
+                (name.to_owned(), value.to_owned())
+            })
             .collect();
-        let bytes = request.into_body();
-        let json = serde_json::from_slice(&bytes).expect("JSON");
+        let json = serde_json::from_slice(&request.body).expect("JSON");
         (uri, headers, json)
     }
 
@@ -424,6 +434,25 @@ mod tests {
             a.stream_dialect(Endpoint::Responses, 0),
             StreamDialect::OpenAiResponses
         ));
+    }
+
+    #[test]
+    fn the_fields_built_once_name_the_host_first_and_never_show_in_debug_output() {
+        let a = adapter(
+            "openai-api",
+            Some("http://127.0.0.1:8080/v1"),
+            "sk-secret-key",
+        );
+        let (_, headers, _) = sent(&a, Endpoint::ChatCompletions, CHAT, false);
+        assert_eq!(headers[0], ("host".to_owned(), "127.0.0.1:8080".to_owned()));
+        assert_eq!(header(&headers, "accept"), Some("application/json"));
+        let request = a
+            .request(Endpoint::ChatCompletions, &body(CHAT), false)
+            .expect("a request");
+        for shown in [format!("{a:?}"), format!("{request:?}")] {
+            assert!(!shown.contains("sk-secret-key"), "{shown}");
+            assert!(shown.contains("127.0.0.1:8080"), "{shown}");
+        }
     }
 
     #[test]

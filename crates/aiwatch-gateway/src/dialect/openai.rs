@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use super::{reach, Target};
 use crate::body::RequestBody;
 use crate::dialect::Endpoint;
 use crate::error::ApiError;
+use crate::pool::Outgoing;
 use crate::usage::Tokens;
 
 /// A whole (not streamed) answer may be at most this large.
@@ -69,7 +70,7 @@ impl OpenAiCompatible {
         endpoint: Endpoint,
         body: &RequestBody,
         stream: bool,
-    ) -> Result<Request<Bytes>, String> {
+    ) -> Result<Outgoing<'_>, String> {
         let target = self.target(endpoint)?;
         // OpenAI sends usage at the end of a stream only when asked; the gateway needs it for
         // accounting and drops the extra chunk if the client did not ask.

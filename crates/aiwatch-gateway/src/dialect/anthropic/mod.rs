@@ -10,12 +10,13 @@ pub mod stream;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use super::{reach, Target};
 use crate::body::RequestBody;
 use crate::dialect::Endpoint;
+use crate::pool::Outgoing;
 use crate::usage::Tokens;
 
 pub use error::error_to_openai;
@@ -70,7 +71,7 @@ impl AnthropicMessages {
         endpoint: Endpoint,
         body: &RequestBody,
         stream: bool,
-    ) -> Result<Request<Bytes>, String> {
+    ) -> Result<Outgoing<'_>, String> {
         let target = self.target(endpoint)?;
         let translated =
             to_messages_request(&body.to_value(), &self.model).map_err(|e| e.to_string())?;
