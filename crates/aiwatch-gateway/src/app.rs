@@ -518,11 +518,7 @@ async fn admin_upstreams(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, 
 
 /// Usage per gateway key and upstream, with the spike flag.
 async fn admin_usage(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
-    let report = gw
-        .ledger
-        .lock()
-        .map(|l| l.report(gw.minute()))
-        .unwrap_or_default();
+    let report = gw.ledger.report(gw.minute());
     let limits = gw.key_limits.as_ref().map(|limiter| {
         let mut limiter = limiter.lock().unwrap_or_else(|p| p.into_inner());
         let per_key: serde_json::Map<String, Value> = limiter
@@ -555,6 +551,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
             .get_or_create(&labels)
             .set(i64::from(view.share_percent));
     }
+    gw.judge_usage();
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         gw.metrics.encode(),

@@ -8,12 +8,12 @@ use std::time::Duration;
 use aiwatch_core::config::{Config, GatewayConfig};
 use aiwatch_core::secret::ApiKey;
 use aiwatch_core::service::{ServiceKind, ServiceName};
-use aiwatch_core::spike::SpikeRule;
+use aiwatch_core::spike::{Spike, SpikeRule};
 use aiwatch_core::Catalog;
 use aiwatch_probe::{CheckOptions, Checker};
 use tokio::time::Instant;
 
-use crate::auth::ClientKeys;
+use crate::auth::{ClientKeys, KeyLabel};
 use crate::breaker::BreakerConfig;
 use crate::connector::UpstreamConnector;
 use crate::dialect::Adapter;
@@ -70,7 +70,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// The usage-spike gauge of each gateway key, by position from key-1.
     pub spike_gauges: Vec<Gauge>,
-    pub ledger: Mutex<Ledger>,
+    pub ledger: Ledger,
     /// Per-key request and token limits; `None` when none are configured (no lock taken).
     pub key_limits: Option<Mutex<crate::key_limits::Limiter>>,
     pub retry_budget: crate::budget::RetryBudget,
@@ -186,6 +186,11 @@ impl Gateway {
         let key_limits = limits
             .any()
             .then(|| Mutex::new(crate::key_limits::Limiter::new(limits)));
+        let ledger = Ledger::new(
+            SpikeRule::default(),
+            client_keys.len(),
+            upstreams.iter().map(|up| up.id.clone()).collect(),
+        );
         Ok(Arc::new(Gateway {
             spike_gauges,
             settings,
@@ -198,7 +203,7 @@ impl Gateway {
                 crate::auth::FAILED_AUTH_REFILL,
             ),
             metrics,
-            ledger: Mutex::new(Ledger::new(SpikeRule::default())),
+            ledger,
             key_limits,
             retry_budget: crate::budget::RetryBudget::default(),
             started: Instant::now(),
@@ -211,6 +216,21 @@ impl Gateway {
     /// Unix seconds now, from the gateway's monotonic clock.
     pub fn unix_now(&self) -> i64 {
         self.started_unix + self.started.elapsed().as_secs() as i64
+    }
+
+    /// Each gateway key's usage spike now (by position from key-1), with its
+    /// `aiwatch_gateway_usage_spike` gauge set to match.
+    pub fn judge_usage(&self) -> Vec<Option<Spike>> {
+        let minute = self.minute();
+        (1..=self.client_keys.len())
+            .map(|key| {
+                let spike = self.ledger.spike(KeyLabel(key), minute);
+                if let Some(gauge) = self.spike_gauges.get(key - 1) {
+                    gauge.set(i64::from(spike.is_some()));
+                }
+                spike
+            })
+            .collect()
     }
 
     /// Minutes since start, the usage ledger's clock.

@@ -10,6 +10,7 @@ pub mod canary;
 pub mod connector;
 pub mod dialect;
 pub mod drill;
+pub mod edge;
 pub mod error;
 pub mod gateway;
 pub mod health;

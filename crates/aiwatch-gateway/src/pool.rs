@@ -19,6 +19,7 @@ use http::{Method, Request, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::connector::{ConnectFailure, UpstreamConnector};
+use crate::edge::PerEdge;
 use crate::http1::{encode_fields, AnswerBody, Connection, Head, WireError};
 
 /// An idle connection older than this is closed rather than used: upstreams and the proxies
@@ -29,28 +30,6 @@ const MAX_IDLE: usize = 256;
 /// A request handed back unsent by a connection that just closed is tried on at most this
 /// many other idle connections before a new one is opened for it.
 const STALE_RETRIES: usize = 3;
-/// At most this many edge threads get shelves of their own.
-const MAX_EDGE_THREADS: usize = 64;
-
-thread_local! {
-    /// The edge thread this thread is; 0 for any other.
-    static EDGE_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// How many shelves each pool keeps: one per core, for the edge threads.
-pub fn edge_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_EDGE_THREADS)
-}
-
-/// Marks the current thread as the gateway's edge thread `index` (each serving clients on its
-/// own single-threaded runtime): its requests use connections of their own, which that
-/// runtime drives, instead of waking another thread for every request and answer.
-pub fn enter_edge_thread(index: usize) {
-    EDGE_THREAD.with(|t| t.set(index));
-}
-
 /// Idle connections, most recently used last.
 type Shelf = Mutex<VecDeque<Idle>>;
 
@@ -63,7 +42,7 @@ struct Idle {
 pub struct UpstreamPool {
     connector: UpstreamConnector,
     origin: Option<(Scheme, Authority)>,
-    shelves: Box<[Arc<Shelf>]>,
+    shelves: PerEdge<Arc<Shelf>>,
 }
 
 /// A request as the wire carries it: the absolute URL it goes to and its header fields already
@@ -112,7 +91,7 @@ impl UpstreamPool {
         Self {
             connector,
             origin,
-            shelves: (0..edge_threads()).map(|_| Arc::default()).collect(),
+            shelves: PerEdge::new(Arc::default),
         }
     }
 
@@ -201,9 +180,7 @@ impl UpstreamPool {
 
     /// The current edge thread's shelf.
     fn shelf(&self) -> &Arc<Shelf> {
-        let index = EDGE_THREAD.with(std::cell::Cell::get);
-        // Never empty: one shelf per edge thread, at least one.
-        &self.shelves[index % self.shelves.len()]
+        self.shelves.local()
     }
 }
 

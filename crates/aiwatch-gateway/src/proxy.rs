@@ -323,7 +323,7 @@ async fn attempt(
         .observe(upstream_time.as_secs_f64());
     record_success(up);
     entry.metrics.ok.inc();
-    account(gw, &entry.metrics, up, request.key, tokens);
+    account(gw, &entry.metrics, entry.upstream, request.key, tokens);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -351,10 +351,12 @@ fn upstream_request_id(head: &Head) -> Option<HeaderValue> {
         .or_else(|| head.value("request-id"))
 }
 
+/// Counts an answer's tokens: in the metrics, against the key's limits and in the ledger
+/// (whose spikes [`Gateway::judge_usage`] reads off the request path).
 fn account(
     gw: &Gateway,
     metrics: &EntryMetrics,
-    up: &UpstreamState,
+    upstream: usize,
     key: KeyLabel,
     tokens: Option<Tokens>,
 ) {
@@ -371,24 +373,7 @@ fn account(
             std::time::Instant::now(),
         );
     }
-    let spike = gw
-        .ledger
-        .lock()
-        .ok()
-        .and_then(|mut l| l.record(key, &up.id, tokens, gw.minute()));
-    let Some(gauge) = gw.spike_gauges.get(key.0.saturating_sub(1)) else {
-        return;
-    };
-    match spike {
-        Some(s) => {
-            if gauge.set(1) == 0 {
-                tracing::warn!(key = %key, baseline = s.baseline, current = s.current, "usage spike: tokens per minute far above this key's normal");
-            }
-        }
-        None => {
-            gauge.set(0);
-        }
-    }
+    gw.ledger.record(key, upstream, tokens, gw.minute());
 }
 
 /// The start of an error answer, enough to tell why it failed; empty if it never came.
@@ -645,7 +630,7 @@ impl Outcome {
                 record_failure(up, &end.failure, end.charge);
             }
         }
-        account(&self.gw, &self.metrics, up, self.key, tokens);
+        account(&self.gw, &self.metrics, self.upstream, self.key, tokens);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Serves the gateway on a bound listener until a shutdown future resolves: the shared inbound
 //! edge (connection caps, a deadline for request headers against slow clients, a grace period
 //! for requests in flight) in front of the app — its own HTTP/1.1 loop for the forwarding
-//! endpoints, hyper for the rest — with the canaries running alongside.
+//! endpoints, hyper for the rest — with the canaries and the usage watch running alongside.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +18,11 @@ use crate::Error;
 /// Requests in flight get this long to finish after shutdown.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the gateway (and its canaries) on `listener` until `shutdown` resolves.
+/// How often the usage watch judges every key's tokens per minute.
+const USAGE_TICK: Duration = Duration::from_secs(1);
+
+/// Runs the gateway (and its canaries and usage watch) on `listener` until `shutdown`
+/// resolves.
 pub async fn run(
     listener: TcpListener,
     gw: Arc<Gateway>,
@@ -26,10 +30,30 @@ pub async fn run(
 ) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let canaries = tokio::spawn(canary::run(gw.clone(), stop_rx));
+    let usage = tokio::spawn(watch_usage(gw.clone()));
     edge(listener, gw, shutdown).await;
     let _ = stop_tx.send(true);
     canaries.abort();
+    usage.abort();
     Ok(())
+}
+
+/// Every [`USAGE_TICK`], judges each key's usage off the request path (the spike gauges follow)
+/// and logs a key once when it starts spiking.
+async fn watch_usage(gw: Arc<Gateway>) {
+    let mut spiking = vec![false; gw.client_keys.len()];
+    let mut tick = tokio::time::interval(USAGE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        for (index, (spike, was)) in gw.judge_usage().into_iter().zip(&mut spiking).enumerate() {
+            if let (Some(s), false) = (&spike, *was) {
+                let key = crate::auth::KeyLabel(index + 1);
+                tracing::warn!(key = %key, baseline = s.baseline, current = s.current, "usage spike: tokens per minute far above this key's normal");
+            }
+            *was = spike.is_some();
+        }
+    }
 }
 
 /// Serves the gateway's HTTP edge on `listener` until `shutdown` resolves, without starting

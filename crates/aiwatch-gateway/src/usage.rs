@@ -1,12 +1,15 @@
 //! Usage accounting: requests and tokens per gateway key and upstream, taken from each
 //! answer's `usage`, and a spike flag per key when its tokens per minute leave their normal.
+//! Recorded per edge thread without a lock; summed and judged when read.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use aiwatch_core::spike::{baseline, exceeds, Spike, SpikeRule};
 use serde::Serialize;
 
 use crate::auth::KeyLabel;
+use crate::edge::PerEdge;
 
 /// Minutes of per-key history the spike baseline looks at.
 const HISTORY_MINUTES: usize = 60;
@@ -48,68 +51,28 @@ pub struct Totals {
     pub completion_tokens: u64,
 }
 
-#[derive(Debug, Default)]
-struct KeyMinutes {
-    /// (minute, tokens) for the minutes that saw traffic, oldest first.
-    minutes: VecDeque<(u64, u64)>,
-    /// The baseline of the earlier minutes, computed once per minute.
-    baseline: Option<(u64, Option<f64>)>,
+/// Slots of the per-minute ring: more than the history and the current minute, so a slot in
+/// the window is only ever reused by a minute after it.
+const RING: usize = 64;
+/// A ring slot holds `(minute + 1) << TOKEN_BITS | tokens`: one atomic word, so writers on
+/// one slot never need a lock; 0 is a slot no minute used.
+const TOKEN_BITS: u32 = 40;
+const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
+
+/// One edge thread's counts.
+struct Shard {
+    /// By `key * upstreams + upstream`.
+    totals: Box<[TotalsCell]>,
+    /// Tokens per minute, by key.
+    minutes: Box<[[AtomicU64; RING]]>,
 }
 
-impl KeyMinutes {
-    fn add(&mut self, minute: u64, tokens: u64) {
-        match self.minutes.back_mut() {
-            Some((m, t)) if *m == minute => *t = t.saturating_add(tokens),
-            _ => self.minutes.push_back((minute, tokens)),
-        }
-        while self
-            .minutes
-            .front()
-            .is_some_and(|(m, _)| minute.saturating_sub(*m) > HISTORY_MINUTES as u64)
-        {
-            self.minutes.pop_front();
-        }
-    }
-
-    /// A spike at `minute`, judging this minute's tokens against the earlier ones.
-    fn spike(&mut self, minute: u64, rule: &SpikeRule) -> Option<Spike> {
-        let base = match self.baseline {
-            Some((at, base)) if at == minute => base,
-            _ => {
-                let (history, _) = self.history(minute);
-                let base = baseline(&history, rule);
-                self.baseline = Some((minute, base));
-                base
-            }
-        };
-        let current = self
-            .minutes
-            .back()
-            .filter(|(m, _)| *m == minute)
-            .map_or(0, |(_, t)| *t);
-        exceeds(base?, current as f64, rule)
-    }
-
-    /// Earlier minutes (quiet ones count as 0) and the current one.
-    fn history(&self, minute: u64) -> (Vec<f64>, f64) {
-        let first = self.minutes.front().map_or(minute, |(m, _)| *m);
-        let start = first.max(minute.saturating_sub(HISTORY_MINUTES as u64));
-        let mut history = Vec::new();
-        for m in start..minute {
-            let tokens = self
-                .minutes
-                .iter()
-                .find(|(at, _)| *at == m)
-                .map_or(0, |(_, t)| *t);
-            history.push(tokens as f64);
-        }
-        let current = self
-            .minutes
-            .back()
-            .filter(|(m, _)| *m == minute)
-            .map_or(0, |(_, t)| *t);
-        (history, current as f64)
-    }
+#[derive(Default)]
+struct TotalsCell {
+    requests: AtomicU64,
+    without_usage: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
 }
 
 /// One key's line in the usage report.
@@ -123,75 +86,144 @@ pub struct KeyUsage {
     pub spike: Option<Spike>,
 }
 
-/// The ledger of everything served.
+/// The ledger of everything served: requests and tokens per gateway key and upstream, and
+/// tokens per key and minute. Each edge thread records into counts of its own (atomics no
+/// other core writes, see [`PerEdge`]), and a read sums them: an answer is recorded without a
+/// lock and without passing a cache line between cores. Spikes are judged when read.
 #[derive(Debug)]
 pub struct Ledger {
     rule: SpikeRule,
-    /// Per key, per upstream.
-    totals: BTreeMap<KeyLabel, BTreeMap<String, Totals>>,
-    minutes: BTreeMap<KeyLabel, KeyMinutes>,
+    /// The upstreams' ids, by position.
+    upstreams: Box<[String]>,
+    /// Key slots: every [`KeyLabel`] the gateway gives (1 to the number of keys) has one.
+    keys: usize,
+    shards: PerEdge<Shard>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").finish_non_exhaustive()
+    }
 }
 
 impl Ledger {
-    pub fn new(rule: SpikeRule) -> Self {
+    /// A ledger for key labels up to `keys` and the upstreams `upstreams` names, by position.
+    pub fn new(rule: SpikeRule, keys: usize, upstreams: Vec<String>) -> Self {
+        let slots = keys + 1;
+        let cells = slots * upstreams.len();
         Self {
             rule,
-            totals: BTreeMap::new(),
-            minutes: BTreeMap::new(),
+            keys: slots,
+            shards: PerEdge::new(|| Shard {
+                totals: (0..cells).map(|_| TotalsCell::default()).collect(),
+                minutes: (0..slots)
+                    .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                    .collect(),
+            }),
+            upstreams: upstreams.into_boxed_slice(),
         }
     }
 
-    /// Records one answer; returns a spike if this key is now spiking.
-    pub fn record(
-        &mut self,
-        key: KeyLabel,
-        upstream: &str,
-        tokens: Option<Tokens>,
-        minute: u64,
-    ) -> Option<Spike> {
-        let of_key = self.totals.entry(key).or_default();
-        // Looked up by reference first: the upstream's name is copied only the first time.
-        if !of_key.contains_key(upstream) {
-            of_key.insert(upstream.to_owned(), Totals::default());
+    /// Records one answer of upstream number `upstream` to `key`, at `minute`.
+    pub fn record(&self, key: KeyLabel, upstream: usize, tokens: Option<Tokens>, minute: u64) {
+        if key.0 >= self.keys || upstream >= self.upstreams.len() {
+            return;
         }
-        let totals = of_key.get_mut(upstream)?;
-        totals.requests += 1;
+        let shard = self.shards.local();
+        let cell = &shard.totals[key.0 * self.upstreams.len() + upstream];
+        cell.requests.fetch_add(1, Relaxed);
         match tokens {
             Some(t) => {
-                totals.prompt_tokens = totals.prompt_tokens.saturating_add(t.prompt);
-                totals.completion_tokens = totals.completion_tokens.saturating_add(t.completion);
+                cell.prompt_tokens.fetch_add(t.prompt, Relaxed);
+                cell.completion_tokens.fetch_add(t.completion, Relaxed);
             }
-            None => totals.without_usage += 1,
+            None => {
+                cell.without_usage.fetch_add(1, Relaxed);
+            }
         }
-        let minutes = self.minutes.entry(key).or_default();
-        minutes.add(minute, tokens.map_or(0, Tokens::total));
-        minutes.spike(minute, &self.rule)
+        let slot = &shard.minutes[key.0][(minute % RING as u64) as usize];
+        let stamp = (minute + 1) << TOKEN_BITS;
+        let tokens = tokens.map_or(0, Tokens::total);
+        let _ = slot.fetch_update(Relaxed, Relaxed, |word| {
+            let before = if word & !TOKEN_MASK == stamp {
+                word & TOKEN_MASK
+            } else {
+                0
+            };
+            Some(stamp | before.saturating_add(tokens).min(TOKEN_MASK))
+        });
     }
 
-    /// Every key's totals and spike state at `minute`.
+    /// `key`'s tokens in `minute`, or `None` if it had no answer then (or the minute is out of
+    /// the ring).
+    fn tokens_in(&self, key: usize, minute: u64) -> Option<u64> {
+        let stamp = (minute + 1) << TOKEN_BITS;
+        let mut seen = None;
+        for shard in self.shards.iter() {
+            let word = shard.minutes[key][(minute % RING as u64) as usize].load(Relaxed);
+            if word & !TOKEN_MASK == stamp {
+                seen = Some(seen.unwrap_or(0u64).saturating_add(word & TOKEN_MASK));
+            }
+        }
+        seen
+    }
+
+    /// `key`'s earlier minutes (from its first answer, at most [`HISTORY_MINUTES`] back; quiet
+    /// ones count as 0) and its current one.
+    fn history(&self, key: usize, minute: u64) -> (Vec<f64>, f64) {
+        let start = minute.saturating_sub(HISTORY_MINUTES as u64);
+        let first = (start..minute).find(|m| self.tokens_in(key, *m).is_some());
+        let history = first.map_or_else(Vec::new, |first| {
+            (first..minute)
+                .map(|m| self.tokens_in(key, m).unwrap_or(0) as f64)
+                .collect()
+        });
+        (history, self.tokens_in(key, minute).unwrap_or(0) as f64)
+    }
+
+    /// Whether `key`'s tokens are far above its normal at `minute`.
+    pub fn spike(&self, key: KeyLabel, minute: u64) -> Option<Spike> {
+        if key.0 >= self.keys {
+            return None;
+        }
+        let (history, current) = self.history(key.0, minute);
+        exceeds(baseline(&history, &self.rule)?, current, &self.rule)
+    }
+
+    /// Every key that was served: its totals per upstream and its spike state at `minute`.
     pub fn report(&self, minute: u64) -> Vec<KeyUsage> {
-        let mut out: BTreeMap<KeyLabel, KeyUsage> = BTreeMap::new();
-        for (key, upstream, totals) in self
-            .totals
-            .iter()
-            .flat_map(|(k, ups)| ups.iter().map(move |(u, t)| (k, u, t)))
-        {
-            let entry = out.entry(*key).or_insert_with(|| {
-                let (history, current) = self
-                    .minutes
-                    .get(key)
-                    .map_or((Vec::new(), 0.0), |m| m.history(minute));
-                KeyUsage {
-                    key: key.to_string(),
-                    upstreams: BTreeMap::new(),
+        let width = self.upstreams.len();
+        (1..self.keys)
+            .filter_map(|key| {
+                let upstreams: BTreeMap<String, Totals> = self
+                    .upstreams
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(upstream, id)| {
+                        let mut totals = Totals::default();
+                        for shard in self.shards.iter() {
+                            let cell = &shard.totals[key * width + upstream];
+                            totals.requests += cell.requests.load(Relaxed);
+                            totals.without_usage += cell.without_usage.load(Relaxed);
+                            totals.prompt_tokens += cell.prompt_tokens.load(Relaxed);
+                            totals.completion_tokens += cell.completion_tokens.load(Relaxed);
+                        }
+                        (totals.requests > 0).then(|| (id.clone(), totals))
+                    })
+                    .collect();
+                if upstreams.is_empty() {
+                    return None;
+                }
+                let (history, current) = self.history(key, minute);
+                Some(KeyUsage {
+                    key: KeyLabel(key).to_string(),
+                    upstreams,
                     tokens_this_minute: current as u64,
                     spike: baseline(&history, &self.rule)
                         .and_then(|b| exceeds(b, current, &self.rule)),
-                }
-            });
-            entry.upstreams.insert(upstream.clone(), totals.clone());
-        }
-        out.into_values().collect()
+                })
+            })
+            .collect()
     }
 
     /// The keys spiking at `minute`, as the `usage_spike` alerts read them: each since the
@@ -226,12 +258,19 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    const OPENAI: usize = 0;
+    const OLLAMA: usize = 1;
+
     fn ledger() -> Ledger {
-        Ledger::new(SpikeRule {
-            factor: 10.0,
-            min_increase: 1_000.0,
-            min_history: 5,
-        })
+        Ledger::new(
+            SpikeRule {
+                factor: 10.0,
+                min_increase: 1_000.0,
+                min_history: 5,
+            },
+            2,
+            vec!["openai-api:gpt-4o-mini".into(), "ollama:llama3.2".into()],
+        )
     }
 
     fn tokens(total: u64) -> Option<Tokens> {
@@ -243,45 +282,101 @@ mod tests {
 
     #[test]
     fn totals_are_kept_per_key_and_upstream() {
-        let mut l = ledger();
-        l.record(KeyLabel(1), "openai-api:gpt-4o-mini", tokens(30), 0);
-        l.record(KeyLabel(1), "openai-api:gpt-4o-mini", None, 0);
-        l.record(KeyLabel(2), "ollama:llama3.2", tokens(10), 0);
+        let l = ledger();
+        l.record(KeyLabel(1), OPENAI, tokens(30), 0);
+        l.record(KeyLabel(1), OPENAI, None, 0);
+        l.record(KeyLabel(2), OLLAMA, tokens(10), 0);
         let report = l.report(0);
         assert_eq!(report.len(), 2);
+        assert_eq!(report[0].key, "key-1");
+        assert_eq!(report[0].upstreams.len(), 1, "only upstreams that answered");
         let first = &report[0].upstreams["openai-api:gpt-4o-mini"];
         assert_eq!(first.requests, 2);
         assert_eq!(first.without_usage, 1);
         assert_eq!(first.prompt_tokens + first.completion_tokens, 30);
+        assert_eq!(report[1].upstreams["ollama:llama3.2"].requests, 1);
+    }
+
+    #[test]
+    fn answers_recorded_on_every_edge_thread_add_up_in_one_report() {
+        let l = ledger();
+        let threads = crate::edge::edge_threads();
+        std::thread::scope(|scope| {
+            for index in 0..threads {
+                let l = &l;
+                scope.spawn(move || {
+                    crate::edge::enter_edge_thread(index);
+                    for _ in 0..500 {
+                        l.record(KeyLabel(1), OPENAI, tokens(10), 7);
+                    }
+                });
+            }
+        });
+        let report = l.report(7);
+        let totals = &report[0].upstreams["openai-api:gpt-4o-mini"];
+        assert_eq!(totals.requests, 500 * threads as u64);
+        assert_eq!(
+            totals.prompt_tokens + totals.completion_tokens,
+            5_000 * threads as u64
+        );
+        assert_eq!(report[0].tokens_this_minute, 5_000 * threads as u64);
+    }
+
+    #[test]
+    fn unknown_keys_and_upstreams_are_ignored_rather_than_misfiled() {
+        let l = ledger();
+        l.record(KeyLabel(3), OPENAI, tokens(10), 0);
+        l.record(KeyLabel(1), 2, tokens(10), 0);
+        assert!(l.report(0).is_empty());
+        assert!(l.spike(KeyLabel(9), 0).is_none());
     }
 
     #[test]
     fn a_runaway_key_is_flagged_and_a_steady_one_is_not() {
-        let mut l = ledger();
+        let l = ledger();
         for minute in 0..20 {
-            assert!(l.record(KeyLabel(1), "up", tokens(500), minute).is_none());
-            assert!(l.record(KeyLabel(2), "up", tokens(500), minute).is_none());
+            l.record(KeyLabel(1), OPENAI, tokens(500), minute);
+            l.record(KeyLabel(2), OPENAI, tokens(500), minute);
+            assert!(l.spike(KeyLabel(1), minute).is_none());
         }
-        let mut spike = None;
         for _ in 0..100 {
-            spike = l.record(KeyLabel(1), "up", tokens(500), 20);
+            l.record(KeyLabel(1), OPENAI, tokens(500), 20);
         }
-        let spike = spike.expect("key-1 spikes");
+        let spike = l.spike(KeyLabel(1), 20).expect("key-1 spikes");
         assert_eq!(spike.baseline, 500.0);
+        assert_eq!(spike.current, 50_000.0);
+        assert!(l.spike(KeyLabel(2), 20).is_none());
         let report = l.report(20);
         assert!(report[0].spike.is_some());
         assert!(report[1].spike.is_none());
     }
 
     #[test]
+    fn an_hour_old_minute_leaves_the_history_when_its_slot_comes_round_again() {
+        let l = ledger();
+        l.record(KeyLabel(1), OPENAI, tokens(7), 3);
+        assert_eq!(
+            l.history(1, 10),
+            (vec![7.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0)
+        );
+        // Minute 3 + 64 shares minute 3's slot and replaces it.
+        l.record(KeyLabel(1), OPENAI, tokens(5), 67);
+        assert_eq!(l.tokens_in(1, 3), None);
+        assert_eq!(l.tokens_in(1, 67), Some(5));
+        // Beyond the hour, minute 3 is no longer history even while its slot is kept.
+        l.record(KeyLabel(2), OPENAI, tokens(9), 3);
+        assert_eq!(l.history(2, 70).0, Vec::<f64>::new());
+    }
+
+    #[test]
     fn a_spiking_key_becomes_one_usage_spike_for_the_alerts_naming_its_label_never_its_key() {
-        let mut l = ledger();
+        let l = ledger();
         for minute in 0..10 {
-            l.record(KeyLabel(1), "up", tokens(500), minute);
-            l.record(KeyLabel(2), "up", tokens(500), minute);
+            l.record(KeyLabel(1), OPENAI, tokens(500), minute);
+            l.record(KeyLabel(2), OPENAI, tokens(500), minute);
         }
         for _ in 0..30 {
-            l.record(KeyLabel(2), "up", tokens(500), 10);
+            l.record(KeyLabel(2), OPENAI, tokens(500), 10);
         }
         let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:15:42Z")
             .expect("a time")
@@ -300,10 +395,10 @@ mod tests {
 
     #[test]
     fn quiet_minutes_count_as_zero_in_the_baseline() {
-        let mut l = ledger();
-        l.record(KeyLabel(1), "up", tokens(100), 0);
+        let l = ledger();
+        l.record(KeyLabel(1), OPENAI, tokens(100), 0);
         for _ in 0..3 {
-            l.record(KeyLabel(1), "up", tokens(1_000), 30);
+            l.record(KeyLabel(1), OPENAI, tokens(1_000), 30);
         }
         assert!(
             l.report(30)[0].spike.is_some(),

@@ -166,7 +166,7 @@ pub fn run(config_path: Option<&Path>, args: &GatewayArgs) -> anyhow::Result<Exi
             std::thread::Builder::new()
                 .name(format!("gateway-{index}"))
                 .spawn(move || {
-                    aiwatch_gateway::pool::enter_edge_thread(index);
+                    aiwatch_gateway::edge::enter_edge_thread(index);
                     worker.block_on(async move {
                         aiwatch_gateway::server::edge(listener, gw, stop).await;
                         done.await;

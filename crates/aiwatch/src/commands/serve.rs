@@ -287,11 +287,7 @@ fn local_url(listen: std::net::SocketAddr) -> String {
 fn usage_spikes(gateway: Arc<aiwatch_gateway::Gateway>) -> aiwatch_server::alerting::UsageSource {
     Arc::new(move || {
         let minute = gateway.minute();
-        gateway
-            .ledger
-            .lock()
-            .map(|l| l.alert_spikes(minute, chrono::Utc::now()))
-            .unwrap_or_default()
+        gateway.ledger.alert_spikes(minute, chrono::Utc::now())
     })
 }
 
