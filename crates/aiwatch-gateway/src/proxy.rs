@@ -122,7 +122,7 @@ pub async fn forward(gw: Arc<Gateway>, route: &RouteTable, request: Forward) -> 
                     response.headers_mut().insert(X_AIWATCH_TRIED, tried);
                 }
                 let added = request.received.elapsed().saturating_sub(waited);
-                route.metrics.added_latency.observe(added.as_secs_f64());
+                route.metrics.added_latency.observe(added);
                 tracing::debug!(
                     route = %route.alias,
                     upstream = %up.id,
@@ -317,10 +317,7 @@ async fn attempt(
         Ok(answer) => answer,
         Err(reason) => return failed(Trouble::AnswerUnreadable(&reason)),
     };
-    entry
-        .metrics
-        .upstream_latency
-        .observe(upstream_time.as_secs_f64());
+    entry.metrics.upstream_latency.observe(upstream_time);
     record_success(up);
     entry.metrics.ok.inc();
     account(gw, &entry.metrics, entry.upstream, request.key, tokens);
@@ -522,10 +519,7 @@ async fn stream(
         let said = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
         return failed(Trouble::NotAStream(&said));
     }
-    entry
-        .metrics
-        .upstream_latency
-        .observe(sent.elapsed().as_secs_f64());
+    entry.metrics.upstream_latency.observe(sent.elapsed());
     let client_wants_usage = request.client_wants_usage;
     let dialect = up.adapter.stream_dialect(request.endpoint, gw.unix_now());
     let mut reader = StreamReader {
@@ -558,10 +552,7 @@ async fn stream(
     }
     if let Some(first) = reader.first_token {
         let ttft = first.saturating_duration_since(sent);
-        entry
-            .metrics
-            .time_to_first_token
-            .observe(ttft.as_secs_f64());
+        entry.metrics.time_to_first_token.observe(ttft);
         up.health.record_ttft(ttft.as_secs_f64() * 1000.0);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(32);
