@@ -195,22 +195,29 @@ impl RequestBody {
 
     /// The raw JSON text of a field.
     pub fn raw(&self, key: &str) -> Option<&str> {
+        self.value_range(key).map(|v| self.text(v))
+    }
+
+    /// Where a field's raw JSON value is in the body.
+    fn value_range(&self, key: &str) -> Option<&Range<usize>> {
         self.fields
             .iter()
             .find(|(k, _)| self.key_bytes(k) == key.as_bytes())
-            .map(|(_, v)| self.text(v))
+            .map(|(_, v)| v)
     }
 
-    /// A field parsed as `T`; `None` when absent, `Err` when it is not a `T`.
+    /// A field parsed as `T`; `None` when absent, `Err` when it is not a `T`. Read from the
+    /// bytes: the body was checked to be UTF-8 once, as it was parsed.
     pub fn parsed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<Result<T, ()>> {
-        self.raw(key)
-            .map(|raw| serde_json::from_str(raw).map_err(|_| ()))
+        self.value_range(key)
+            .map(|v| serde_json::from_slice(self.bytes(v)).map_err(|_| ()))
     }
 
-    /// Is the field a JSON array?
+    /// Is the field a JSON array? (Its first byte says: the parser checked the rest.)
     pub fn is_array(&self, key: &str) -> bool {
-        self.raw(key)
-            .is_some_and(|r| r.trim_start().starts_with('['))
+        self.value_range(key)
+            .and_then(|v| self.bytes(v).trim_ascii_start().first())
+            .is_some_and(|first| *first == b'[')
     }
 
     /// The body with its model replaced by `model_json` (the model's name as a JSON string)
@@ -308,8 +315,10 @@ mod tests {
 
     #[test]
     fn fields_are_read_and_typed() {
-        let body = RequestBody::parse(br#"{"model":"m","stream":"yes","messages":[],"model":"n"}"#)
-            .expect("an object");
+        let body = RequestBody::parse(
+            br#"{"model":"m","stream":"yes","messages":[],"model":"n","input":  [1],"t":"[x]"}"#,
+        )
+        .expect("an object");
         assert_eq!(
             body.parsed::<String>("model"),
             Some(Ok("n".to_owned())),
@@ -317,6 +326,9 @@ mod tests {
         );
         assert_eq!(body.parsed::<bool>("stream"), Some(Err(())));
         assert!(body.is_array("messages"));
+        assert!(body.is_array("input"), "after spaces");
+        assert!(!body.is_array("t"), "a string that looks like one");
+        assert!(!body.is_array("model") && !body.is_array("absent"));
         assert_eq!(body.to_value()["model"], "n");
     }
 
