@@ -221,7 +221,11 @@ impl Gateway {
     /// Each gateway key's usage spike now (by position from key-1), with its
     /// `aiwatch_gateway_usage_spike` gauge set to match.
     pub fn judge_usage(&self) -> Vec<Option<Spike>> {
-        let minute = self.minute();
+        self.judge_usage_at(self.minute())
+    }
+
+    /// [`judge_usage`](Self::judge_usage) at the ledger's `minute`.
+    pub fn judge_usage_at(&self, minute: u64) -> Vec<Option<Spike>> {
         (1..=self.client_keys.len())
             .map(|key| {
                 let spike = self.ledger.spike(KeyLabel(key), minute);

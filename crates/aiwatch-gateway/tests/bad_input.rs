@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use aiwatch_gateway::auth::KeyLabel;
+use aiwatch_gateway::usage::Tokens;
 use aiwatch_testkit::Reply;
 use common::{healthy_openai, start, FakeUpstream, CLIENT_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -312,6 +314,41 @@ async fn per_key_series_appear_only_when_the_config_asks_for_them() {
     let _ = h.chat("smart", false).await;
     let metrics = h.metrics().await;
     assert!(metrics.contains("aiwatch_gateway_tokens_total{route=\"smart\",upstream=\"primary:gpt-4o-mini\",key=\"key-1\",direction=\"out\"} 9"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_spiking_key_sets_its_usage_spike_gauge_and_a_quiet_minute_clears_it() {
+    let h = gateway("metrics_per_key = true").await;
+    let _ = h.chat("smart", false).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("aiwatch_gateway_usage_spike{key=\"key-1\"} 0"),
+        "{metrics}"
+    );
+    // Ten minutes of 500 tokens, then 50,000 in the eleventh, as the proxy records them.
+    let tokens = |total: u64| {
+        Some(Tokens {
+            prompt: total / 2,
+            completion: total / 2,
+        })
+    };
+    for minute in 1..=10 {
+        h.gw.ledger.record(KeyLabel(2), 0, tokens(500), minute);
+    }
+    for _ in 0..100 {
+        h.gw.ledger.record(KeyLabel(2), 0, tokens(500), 11);
+    }
+    let spikes = h.gw.judge_usage_at(11);
+    assert!(spikes[0].is_none(), "key-1 is steady: {spikes:?}");
+    assert_eq!(spikes[1].as_ref().map(|s| s.current), Some(50_000.0));
+    assert_eq!(h.gw.spike_gauges[1].get(), 1);
+    assert_eq!(h.gw.spike_gauges[0].get(), 0);
+    let usage = h.admin("/admin/usage").await;
+    assert_eq!(usage["keys"][1]["key"], "key-2", "{usage}");
+    // A minute later the key is quiet again.
+    assert!(h.gw.judge_usage_at(12)[1].is_none());
+    assert_eq!(h.gw.spike_gauges[1].get(), 0);
 }
 
 #[tokio::test]
