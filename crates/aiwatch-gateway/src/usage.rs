@@ -100,12 +100,6 @@ pub struct Ledger {
     shards: PerEdge<Shard>,
 }
 
-impl std::fmt::Debug for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").finish_non_exhaustive()
-    }
-}
-
 impl Ledger {
     /// A ledger for key labels up to `keys` and the upstreams `upstreams` names, by position.
     pub fn new(rule: SpikeRule, keys: usize, upstreams: Vec<String>) -> Self {
@@ -172,12 +166,11 @@ impl Ledger {
     /// ones count as 0) and its current one.
     fn history(&self, key: usize, minute: u64) -> (Vec<f64>, f64) {
         let start = minute.saturating_sub(HISTORY_MINUTES as u64);
-        let first = (start..minute).find(|m| self.tokens_in(key, *m).is_some());
-        let history = first.map_or_else(Vec::new, |first| {
-            (first..minute)
-                .map(|m| self.tokens_in(key, m).unwrap_or(0) as f64)
-                .collect()
-        });
+        let history = (start..minute)
+            .map(|m| self.tokens_in(key, m))
+            .skip_while(Option::is_none)
+            .map(|tokens| tokens.unwrap_or(0) as f64)
+            .collect();
         (history, self.tokens_in(key, minute).unwrap_or(0) as f64)
     }
 
