@@ -284,6 +284,13 @@ async fn closed(stream: &mut TcpStream) -> bool {
     )
 }
 
+/// A connection to `addr` on which `bytes` were sent.
+async fn connect_sending(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
 fn post(path: &str, body: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nHost: t\r\nX-Key: k1\r\nContent-Length: {}\r\n\r\n{body}",
@@ -369,11 +376,7 @@ async fn pipelined_requests_are_answered_in_order_and_the_general_server_gets_th
 #[tokio::test]
 async fn a_client_that_hangs_up_before_its_answer_has_the_answer_dropped() {
     let (addr, _stop, _served) = start(Duration::from_secs(30)).await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(post("/held", "h").as_bytes())
-        .await
-        .unwrap();
+    let stream = connect_sending(addr, post("/held", "h").as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(stream);
     let waited = tokio::time::Instant::now();
@@ -390,11 +393,7 @@ async fn a_client_that_hangs_up_before_its_answer_has_the_answer_dropped() {
 #[tokio::test]
 async fn a_request_sent_while_the_previous_is_answered_is_answered_next() {
     let (addr, _stop, _served) = start(Duration::from_secs(5)).await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(post("/slow", "1").as_bytes())
-        .await
-        .unwrap();
+    let mut stream = connect_sending(addr, post("/slow", "1").as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     stream
         .write_all(post("/echo", "22").as_bytes())
@@ -442,19 +441,16 @@ async fn requests_the_loop_does_not_take_reach_the_general_server_intact() {
         ),
     ];
     for (request, expected) in cases {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut stream = connect_sending(addr, request.as_bytes()).await;
         let answer = read_answer(&mut stream, &mut Vec::new()).await;
         assert_eq!(answer.body, expected, "for {request:?}");
     }
     // `Expect: 100-continue`: the general server says continue, then answers.
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    let mut stream = connect_sending(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    )
+    .await;
     let mut pending = Vec::new();
     assert_eq!(read_answer(&mut stream, &mut pending).await.status, 100);
     stream.write_all(b"abc").await.unwrap();
@@ -465,11 +461,11 @@ async fn requests_the_loop_does_not_take_reach_the_general_server_intact() {
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_answered_and_the_connection_closed() {
     let (addr, _stop, _served) = start(Duration::from_secs(5)).await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-        .await
-        .unwrap();
+    let mut stream = connect_sending(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
+    )
+    .await;
     let answer = read_answer(&mut stream, &mut Vec::new()).await;
     assert_eq!(answer.status, 408);
     assert_eq!(answer.header("connection"), Some("close"));
@@ -480,13 +476,9 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_and_the_connection_clos
 async fn idle_and_half_sent_heads_are_closed_at_the_header_timeout() {
     let (addr, _stop, _served) = start(Duration::from_millis(200)).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    let mut half = TcpStream::connect(addr).await.unwrap();
-    half.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\n")
-        .await
-        .unwrap();
+    let mut half = connect_sending(addr, b"POST /echo HTTP/1.1\r\nHost: t\r\n").await;
     // A kept-alive connection left idle after an answer is closed too.
-    let mut used = TcpStream::connect(addr).await.unwrap();
-    used.write_all(post("/echo", "a").as_bytes()).await.unwrap();
+    let mut used = connect_sending(addr, post("/echo", "a").as_bytes()).await;
     read_answer(&mut used, &mut Vec::new()).await;
     assert!(closed(&mut idle).await);
     assert!(closed(&mut half).await);
@@ -496,13 +488,11 @@ async fn idle_and_half_sent_heads_are_closed_at_the_header_timeout() {
 #[tokio::test]
 async fn connection_close_is_honoured() {
     let (addr, _stop, _served) = start(Duration::from_secs(5)).await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 1\r\n\r\na",
-        )
-        .await
-        .unwrap();
+    let mut stream = connect_sending(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 1\r\n\r\na",
+    )
+    .await;
     let answer = read_answer(&mut stream, &mut Vec::new()).await;
     assert_eq!(answer.header("x-served-by"), Some("fast"));
     assert_eq!(answer.header("connection"), Some("close"));
@@ -528,11 +518,9 @@ async fn an_answer_of_unknown_length_goes_out_chunked_piece_by_piece() {
 #[tokio::test]
 async fn a_stop_lets_the_answer_in_flight_finish_and_closes_idle_connections() {
     let (addr, stop, served) = start(Duration::from_secs(30)).await;
-    let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(post("/echo", "").as_bytes()).await.unwrap();
+    let mut idle = connect_sending(addr, post("/echo", "").as_bytes()).await;
     read_answer(&mut idle, &mut Vec::new()).await;
-    let mut busy = TcpStream::connect(addr).await.unwrap();
-    busy.write_all(post("/slow", "s").as_bytes()).await.unwrap();
+    let mut busy = connect_sending(addr, post("/slow", "s").as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
     assert!(
@@ -553,10 +541,7 @@ async fn survives(addr: SocketAddr, junk: &[u8]) {
     let _ = stream.shutdown().await;
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(WITHIN, stream.read_to_end(&mut sink)).await;
-    let mut good = TcpStream::connect(addr).await.unwrap();
-    good.write_all(post("/echo", "ok").as_bytes())
-        .await
-        .unwrap();
+    let mut good = connect_sending(addr, post("/echo", "ok").as_bytes()).await;
     assert_eq!(
         read_answer(&mut good, &mut Vec::new()).await.body,
         "fast /echo key=k1 body=2"
