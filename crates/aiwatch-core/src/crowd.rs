@@ -330,13 +330,17 @@ impl CrowdHistory {
         (start + 60 - start.max(first)).clamp(0, 60)
     }
 
-    /// Reports a minute over the complete minutes of the kept weeks before `now_hour`.
-    fn overall_rate(&self, now_hour: i64) -> Option<f64> {
+    /// Reports a minute over the complete minutes of the kept weeks before `now_hour`, leaving
+    /// out the minutes from `window_start` on: the window being judged is never its own
+    /// baseline (reports that straddle an hour would otherwise raise what they are judged
+    /// against).
+    fn overall_rate(&self, now_hour: i64, window_start: i64) -> Option<f64> {
         let first = self.first_minute?;
         let oldest_week = now_hour.div_euclid(HOURS_PER_WEEK) - HISTORY_WEEKS as i64;
         let start = first.max(oldest_week * HOURS_PER_WEEK * 60);
         let end = now_hour * 60;
-        if end <= start {
+        let cut = window_start.min(end);
+        if cut <= start {
             return None;
         }
         let now_week = oldest_week + HISTORY_WEEKS as i64;
@@ -349,7 +353,8 @@ impl CrowdHistory {
         if self.open_hour < now_hour && self.open_hour >= oldest_week * HOURS_PER_WEEK {
             sum += self.open_sum;
         }
-        Some(sum / (end - start) as f64)
+        sum -= self.window_count(end, end - cut);
+        Some(sum.max(0.0) / (cut - start) as f64)
     }
 
     /// The median over the kept weeks of `hour`'s reports a minute, or `fallback` when no past
@@ -453,7 +458,7 @@ impl CrowdSeries {
         let now_minute = minute_index(now);
         let window = i64::from(config.window_minutes.clamp(1, MAX_WINDOW_MINUTES));
         let history = &self.history;
-        let overall = history.overall_rate(now_minute.div_euclid(60));
+        let overall = history.overall_rate(now_minute.div_euclid(60), now_minute - window);
         let count = history.window_count(now_minute, window);
         let expected = history.window_expected(now_minute, window, overall.unwrap_or(0.0));
         let typical = overall.unwrap_or(0.0).max(MIN_RATE) * window as f64;

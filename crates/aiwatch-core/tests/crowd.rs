@@ -211,6 +211,34 @@ fn cold_start_needs_ten_reporters_and_says_at_most_possible() {
 }
 
 #[test]
+fn reports_just_before_the_hour_are_not_their_own_baseline() {
+    // Five people report in the last minute of an hour, on a series that has seen nothing
+    // before. When the hour turns, that minute must not become the "usual" it is judged against.
+    let config = CrowdConfig {
+        min_reports: 5,
+        cold_start_min_reporters: 5,
+        min_duration_minutes: 0,
+        ..CrowdConfig::default()
+    };
+    let mut series = CrowdSeries::new();
+    let changes = replay(&mut series, &config, HOUR - 1, [5.0, 0.0, 0.0]);
+    assert_eq!(changes, [(0, Possible)]);
+    let reading = series.assess(at(HOUR + 2), &config);
+    assert!(
+        reading.expected_in_window < 1.0,
+        "the window's own reports leaked into the baseline: {reading:?}"
+    );
+
+    // The same with a quiet hour behind it: the hour's usual is near zero, not the spike.
+    let mut series = CrowdSeries::new();
+    let quiet_then_spike = [0.0; 59].into_iter().chain([5.0, 0.0]);
+    assert_eq!(
+        replay(&mut series, &config, 0, quiet_then_spike),
+        [(59, Possible)]
+    );
+}
+
+#[test]
 fn history_round_trips_through_serde() {
     let mut rng = fastrand::Rng::with_seed(5);
     let series = with_history(9, |minute| poisson(&mut rng, seasonal_rate(minute)));
