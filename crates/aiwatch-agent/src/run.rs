@@ -54,6 +54,8 @@ pub struct Summary {
     pub checks: u64,
     pub delivered: u64,
     pub pending: u64,
+    /// Observations the server refused one by one (given up; the rest of their push went).
+    pub rejected: u64,
 }
 
 /// The agent's own connection, as its control probe last said: 0 unknown, 1 online, 2 offline.
@@ -410,9 +412,12 @@ struct PushLoop {
 }
 
 /// Pushes the buffer in order, oldest first; waits for new observations when it is empty and
-/// backs off (with jitter) while the server cannot take it.
+/// backs off (with jitter) while the server cannot take it. A push the server rejects is sent
+/// again in halves until the one observation it refuses stands alone: only that one is given
+/// up, never the good observations that shared its push.
 async fn push_loop(p: PushLoop) {
     let mut wait = BACKOFF_START;
+    let mut limit = PUSH_BATCH;
     loop {
         let batch = {
             let buffer = p.buffer.clone();
@@ -420,7 +425,7 @@ async fn push_loop(p: PushLoop) {
                 buffer
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .oldest(PUSH_BATCH)
+                    .oldest(limit)
             })
             .await
         };
@@ -474,8 +479,15 @@ async fn push_loop(p: PushLoop) {
                 let _ = p.fatal.send(Error::Refused { status, reason }).await;
                 return;
             }
+            Err(CallError::Rejected(why)) if consecutive > 1 => {
+                limit = consecutive / 2;
+                tracing::warn!(first, last, reason = %why, next_push = limit, "the server rejected this push; sending it in halves so only what it refuses is given up");
+                continue;
+            }
             Err(CallError::Rejected(why)) => {
-                tracing::error!(first, last, reason = %why, "the server rejected these observations; they are given up");
+                tracing::error!(seq = first, reason = %why, "the server rejected this observation; it is given up");
+                p.summary.lock().unwrap_or_else(|e| e.into_inner()).rejected += 1;
+                limit = PUSH_BATCH;
                 last
             }
             Err(CallError::Transient(why)) => {

@@ -86,6 +86,12 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
                     "aiwatch agent: stopped; {} observations made, {} delivered this run, {} waiting in the buffer",
                     summary.checks, summary.delivered, summary.pending
                 );
+                if summary.rejected > 0 {
+                    eprintln!(
+                        "aiwatch agent: the server refused {} observation(s) one by one; they were given up (the log says why)",
+                        summary.rejected
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(aiwatch_agent::Error::Refused { status, reason }) => {
