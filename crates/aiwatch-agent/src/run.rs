@@ -469,6 +469,9 @@ async fn push_loop(p: PushLoop) {
         let through = match p.client.push(&push).await {
             Ok(answer) => {
                 wait = BACKOFF_START;
+                if answer.stale > 0 {
+                    tracing::info!(first, last, stale = answer.stale, "the server skipped observations it no longer wants (a service it stopped assigning, or older than 7 days)");
+                }
                 p.summary
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -1,6 +1,6 @@
-//! The agent's push loop against a loopback server that refuses one buffered observation (as a
-//! server does for a service it no longer assigns): that one is given up alone, and every other
-//! observation of its push is still delivered, once, in order.
+//! The agent's push loop against a loopback server that refuses one buffered observation (one
+//! a bug made malformed, say; a server skips mere stale ones itself): that one is given up
+//! alone, and every other observation of its push is still delivered, once, in order.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use aiwatch_testkit::{FakeServer, Reply};
 use serde_json::json;
 
 const REGION: &str = "eu-west";
-const REFUSED: &str = "a service this server no longer assigns";
+const REFUSED: &str = "an observation this server refuses";
 
 fn observation(seq: u64, refused: bool) -> Observation {
     Observation {
@@ -49,7 +49,7 @@ fn answer(push: &Push) -> Reply {
     match push.observations.iter().position(|o| o.detail == REFUSED) {
         Some(index) => Reply::json(
             422,
-            json!({"error": {"message": format!("observation {index}: service is not assigned to agents")}}),
+            json!({"error": {"message": format!("observation {index}: a phase time is negative or not a number")}}),
         ),
         None => {
             let n = push.observations.len() as u64;

@@ -141,6 +141,21 @@ pub struct PushAnswer {
     pub duplicates: usize,
     /// The highest sequence number the server holds from this region.
     pub last_seq: u64,
+    /// Observations the server no longer wants (a service it stopped assigning, or older than
+    /// [`MAX_AGE`]): skipped, not stored, and not sent again. Absent from older servers.
+    #[serde(default)]
+    pub stale: usize,
+}
+
+/// What the server keeps of a push.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accepted {
+    /// The observations to store, as the server stores them.
+    pub observations: Vec<Observation>,
+    /// Observations skipped as stale: of a service no longer assigned, or older than [`MAX_AGE`].
+    /// An agent's buffer can hold those after an assignment change or a long outage; they are
+    /// out of date, not wrong, so they do not cost the rest of their push.
+    pub stale: usize,
 }
 
 /// Why a push is refused.
@@ -159,14 +174,16 @@ pub enum PushRefusal {
 /// Checks a push from the agent of `region` and returns its observations as the server
 /// stores them: timestamps moved by the measured clock `offset` (server minus agent), details
 /// cut to [`MAX_DETAIL_CHARS`]. Every observation must be an own-probe observation of
-/// `region`, of an assigned service, from the last [`MAX_AGE`] and not from the future.
+/// `region`, of a component agents probe, with sane phase times and not from the future, or
+/// the push is refused; one of a service no longer assigned, or older than [`MAX_AGE`], is
+/// skipped as stale.
 pub fn accept(
     push: Push,
     region: &Region,
     assigned: &[ServiceName],
     offset: ChronoDuration,
     now: DateTime<Utc>,
-) -> Result<Vec<Observation>, PushRefusal> {
+) -> Result<Accepted, PushRefusal> {
     if push.protocol != PROTOCOL {
         return Err(PushRefusal::Protocol(push.protocol));
     }
@@ -180,6 +197,7 @@ pub fn accept(
         return Err(PushRefusal::TooMany(push.observations.len()));
     }
     let mut out = Vec::with_capacity(push.observations.len());
+    let mut stale = 0;
     for (index, mut obs) in push.observations.into_iter().enumerate() {
         let refuse = |reason: String| PushRefusal::Observation { index, reason };
         if &obs.region != region {
@@ -192,12 +210,6 @@ pub fn accept(
             return Err(refuse(format!(
                 "source `{}`: agents push own-probe observations only",
                 obs.source.as_str()
-            )));
-        }
-        if !assigned.contains(&obs.service) {
-            return Err(refuse(format!(
-                "service `{}` is not assigned to agents",
-                obs.service
             )));
         }
         if !obs.component.is_probed() {
@@ -227,11 +239,9 @@ pub fn accept(
                 obs.at.to_rfc3339()
             )));
         }
-        if obs.at < now - MAX_AGE {
-            return Err(refuse(format!(
-                "it is older than {} days",
-                MAX_AGE.num_days()
-            )));
+        if obs.at < now - MAX_AGE || !assigned.contains(&obs.service) {
+            stale += 1;
+            continue;
         }
         if obs.detail.chars().count() > MAX_DETAIL_CHARS {
             obs.detail = obs.detail.chars().take(MAX_DETAIL_CHARS).collect();
@@ -239,7 +249,10 @@ pub fn accept(
         obs.detail.retain(|c| !c.is_control());
         out.push(obs);
     }
-    Ok(out)
+    Ok(Accepted {
+        observations: out,
+        stale,
+    })
 }
 
 /// The clock offset (server minus agent) a push shows, ignoring the few seconds a push takes
@@ -340,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn official_observations_and_unassigned_services_are_refused() {
+    fn official_observations_are_refused_and_unassigned_services_skipped_as_stale() {
         let now = fixed_now();
         let eu = Region::new("eu-west");
         let mut official = obs("eu-west", now);
@@ -353,16 +366,19 @@ mod tests {
             now
         )
         .is_err());
-        let mut other = obs("eu-west", now);
-        other.service = ServiceName::parse("claude-api").unwrap();
-        assert!(accept(
-            push(vec![other]),
+        // A service the server stopped assigning: skipped, the rest of the push stored.
+        let mut retired = obs("eu-west", now);
+        retired.service = ServiceName::parse("claude-api").unwrap();
+        let kept = accept(
+            push(vec![obs("eu-west", now), retired, obs("eu-west", now)]),
             &eu,
             &assigned(),
             ChronoDuration::zero(),
-            now
+            now,
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(kept.observations.len(), 2);
+        assert_eq!(kept.stale, 1);
     }
 
     #[test]
@@ -374,16 +390,19 @@ mod tests {
         let sent = push(vec![obs("eu-west", now + ahead)]);
         let offset = clock_offset(now + ahead, now);
         let stored = accept(sent.clone(), &eu, &assigned(), offset, now).unwrap();
-        assert!((stored[0].at - now).num_seconds().abs() <= 1);
+        assert!((stored.observations[0].at - now).num_seconds().abs() <= 1);
         assert!(accept(sent, &eu, &assigned(), ChronoDuration::zero(), now).is_err());
-        assert!(accept(
+        // Eight days old (an agent back from a long outage): stale, skipped, nothing refused.
+        let old = accept(
             push(vec![obs("eu-west", now - ChronoDuration::days(8))]),
             &eu,
             &assigned(),
             ChronoDuration::zero(),
-            now
+            now,
         )
-        .is_err());
+        .unwrap();
+        assert!(old.observations.is_empty());
+        assert_eq!(old.stale, 1);
     }
 
     #[test]
@@ -400,7 +419,7 @@ mod tests {
             now,
         )
         .unwrap();
-        assert_eq!(stored[0].detail.len(), MAX_DETAIL_CHARS);
+        assert_eq!(stored.observations[0].detail.len(), MAX_DETAIL_CHARS);
         let mut nan = obs("eu-west", now);
         nan.phases.total = Some(f32::NAN);
         assert!(accept(

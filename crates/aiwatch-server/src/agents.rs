@@ -310,12 +310,17 @@ pub async fn push(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
     let offset = agent_wire::clock_offset(push.sent_at, received);
     let mut fresh = push.clone();
     fresh.observations = push.observations[duplicates..].to_vec();
-    let accepted = match agent_wire::accept(fresh, &region, &assigned(&engine), offset, received) {
-        Ok(accepted) => accepted,
-        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    };
+    let (accepted, stale) =
+        match agent_wire::accept(fresh, &region, &assigned(&engine), offset, received) {
+            Ok(kept) => (kept.observations, kept.stale),
+            Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        };
+    if stale > 0 {
+        tracing::info!(%region, stale, "skipped observations of services no longer assigned to agents, or older than 7 days");
+    }
     let stored = accepted.len();
-    if stored > 0 {
+    // Skipped numbers move the cursor too, so a resend of them is a duplicate, not news.
+    if stored > 0 || stale > 0 {
         let store = engine.store.clone();
         let batch = accepted.clone();
         let saved =
@@ -327,7 +332,9 @@ pub async fn push(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
                 "the store could not save the push; it is kept by the agent and sent again",
             );
         }
-        engine.assess_pushed(&accepted).await;
+        if stored > 0 {
+            engine.assess_pushed(&accepted).await;
+        }
     }
     engine.agents.touch(&region, &push, offset, stored);
     engine.metrics.agent_observations.inc_by(stored as u64);
@@ -335,6 +342,7 @@ pub async fn push(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
         accepted: stored,
         duplicates,
         last_seq: last_seq.max(last_in_push),
+        stale,
     })
     .into_response()
 }

@@ -197,6 +197,43 @@ async fn a_resent_push_is_stored_once() {
 }
 
 #[tokio::test]
+async fn stale_observations_are_skipped_and_the_rest_of_their_push_is_stored() {
+    let engine = engine();
+    let app = app(&engine);
+    // What an agent's buffer holds after an assignment change and a long outage: a service
+    // this server does not assign to agents, and an observation eight days old.
+    let mut unassigned = observation("eu-west", 30);
+    unassigned.service = aiwatch_core::ServiceName::parse("claude-api").expect("a name");
+    let old = observation("eu-west", 8 * 24 * 3600);
+    let batch = push(
+        "eu-west",
+        1,
+        vec![
+            observation("eu-west", 40),
+            unassigned,
+            old,
+            observation("eu-west", 20),
+        ],
+    );
+    let (status, body) = call(&app, post(EU, json(&batch))).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: PushAnswer = serde_json::from_value(body).expect("an answer");
+    assert_eq!((answer.accepted, answer.stale, answer.last_seq), (2, 2, 4));
+    assert_eq!(stored(&engine, "eu-west"), 2);
+
+    // A push of stale observations only still moves the cursor: sent again, it is a resend.
+    let all_stale = push("eu-west", 5, vec![observation("eu-west", 9 * 24 * 3600)]);
+    let (status, body) = call(&app, post(EU, json(&all_stale))).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: PushAnswer = serde_json::from_value(body).expect("an answer");
+    assert_eq!((answer.accepted, answer.stale, answer.last_seq), (0, 1, 5));
+    let (_, body) = call(&app, post(EU, json(&all_stale))).await;
+    let answer: PushAnswer = serde_json::from_value(body).expect("an answer");
+    assert_eq!((answer.duplicates, answer.stale), (1, 0));
+    assert_eq!(stored(&engine, "eu-west"), 2);
+}
+
+#[tokio::test]
 async fn pushes_that_speak_for_another_region_or_carry_garbage_are_refused_with_a_reason() {
     let engine = engine();
     let app = app(&engine);

@@ -916,6 +916,16 @@ fn a_pushed_batch_and_its_cursor_are_saved_together(db: &TestDb) {
     assert_eq!(store.cursor("agent_seq:us-east").unwrap(), 0);
     let stored = store.observations(&openai(), all_time(), 100).unwrap();
     assert_eq!(stored.len(), batch.len());
+    // A push whose observations were all skipped as stale still moves the cursor on.
+    store.insert_pushed(&[], "agent_seq:eu-west", 15).unwrap();
+    assert_eq!(store.cursor("agent_seq:eu-west").unwrap(), 15);
+    assert_eq!(
+        store
+            .observations(&openai(), all_time(), 100)
+            .unwrap()
+            .len(),
+        batch.len()
+    );
 }
 
 #[test]
