@@ -171,7 +171,7 @@ fn parse_options(args: &[&str]) -> Result<Options> {
         connections: 32,
         skip_peers: false,
         binary: None,
-        rounds: 10,
+        rounds: 16,
     };
     let mut rest = args;
     loop {
@@ -1067,7 +1067,7 @@ fn measure(target: &Target, options: &Options, script: &Path, mock: u32) -> Resu
 
 /// Each head-to-head run is short, so a pair's two halves are close in time.
 fn round_seconds(options: &Options) -> u64 {
-    options.seconds.min(8)
+    options.seconds.min(5)
 }
 
 fn one_connection_seconds(options: &Options) -> u64 {
