@@ -1067,6 +1067,22 @@ fn measure(target: &Target, options: &Options, script: &Path, mock: u32) -> Resu
     })
 }
 
+/// Runs `other` and `gateway` back to back, aiwatch first when `gateway_first`, and returns
+/// their results in that fixed order: (other's, aiwatch's).
+fn turn_about<T>(
+    gateway_first: bool,
+    other: impl FnOnce() -> Result<T>,
+    gateway: impl FnOnce() -> Result<T>,
+) -> Result<(T, T)> {
+    if gateway_first {
+        let g = gateway()?;
+        Ok((other()?, g))
+    } else {
+        let o = other()?;
+        Ok((o, gateway()?))
+    }
+}
+
 /// The middle value (the lower middle one of an even count), if there is any.
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut values: Vec<f64> = values.collect();
@@ -1746,34 +1762,19 @@ impl Report {
                     .map(|(a, b)| (b - a) / wrk_run.requests.max(1.0) * 1e6);
                 Ok((wrk_run, cpu))
             };
+            let one = |target: &Target| {
+                wrk(
+                    target,
+                    1,
+                    ONE_CONNECTION_ROUND.as_secs(),
+                    self.script.path(),
+                )
+            };
             let result = (|| -> Result<HeadToHead> {
-                let (first, second) = if gateway_first {
-                    (gateway, nginx)
-                } else {
-                    (nginx, gateway)
-                };
-                let first = run(first)?;
-                let second = run(second)?;
-                let ((nginx_run, nginx_cpu), (gateway_run, gateway_cpu)) = if gateway_first {
-                    (second, first)
-                } else {
-                    (first, second)
-                };
-                let one = |target: &Target| {
-                    wrk(
-                        target,
-                        1,
-                        ONE_CONNECTION_ROUND.as_secs(),
-                        self.script.path(),
-                    )
-                };
-                let (direct_one, gateway_one) = if gateway_first {
-                    let g = one(gateway)?;
-                    (one(direct)?, g)
-                } else {
-                    let d = one(direct)?;
-                    (d, one(gateway)?)
-                };
+                let ((nginx_run, nginx_cpu), (gateway_run, gateway_cpu)) =
+                    turn_about(gateway_first, || run(nginx), || run(gateway))?;
+                let (direct_one, gateway_one) =
+                    turn_about(gateway_first, || one(direct), || one(gateway))?;
                 Ok(HeadToHead {
                     gateway_first,
                     nginx_rps: nginx_run.rps(),

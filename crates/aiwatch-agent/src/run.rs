@@ -470,7 +470,7 @@ async fn push_loop(p: PushLoop) {
             Ok(answer) => {
                 wait = BACKOFF_START;
                 if answer.stale > 0 {
-                    tracing::info!(first, last, stale = answer.stale, "the server skipped observations it no longer wants (a service it stopped assigning, or older than 7 days)");
+                    tracing::info!(first, last, stale = answer.stale, "the server skipped observations it no longer wants (a service it stopped assigning, or older than it keeps)");
                 }
                 p.summary
                     .lock()

@@ -316,7 +316,12 @@ pub async fn push(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
             Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         };
     if stale > 0 {
-        tracing::info!(%region, stale, "skipped observations of services no longer assigned to agents, or older than 7 days");
+        tracing::info!(
+            %region,
+            stale,
+            max_age_days = agent_wire::MAX_AGE.num_days(),
+            "skipped observations of services no longer assigned to agents, or older than the kept days"
+        );
     }
     let stored = accepted.len();
     // Skipped numbers move the cursor too, so a resend of them is a duplicate, not news.
