@@ -67,6 +67,20 @@ impl<T> std::fmt::Debug for PerEdge<T> {
     }
 }
 
+/// Runs `work` once on each of [`edge_threads`] scoped threads, each entered as its edge thread.
+#[cfg(test)]
+pub(crate) fn on_every_edge_thread(work: impl Fn() + Sync) {
+    std::thread::scope(|scope| {
+        for index in 0..edge_threads() {
+            let work = &work;
+            scope.spawn(move || {
+                enter_edge_thread(index);
+                work();
+            });
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,15 +90,9 @@ mod tests {
     fn each_edge_thread_counts_in_its_own_slot_and_the_sum_sees_them_all() {
         let counts = PerEdge::new(|| AtomicU64::new(0));
         let threads = edge_threads();
-        std::thread::scope(|scope| {
-            for index in 0..threads {
-                let counts = &counts;
-                scope.spawn(move || {
-                    enter_edge_thread(index);
-                    for _ in 0..1_000 {
-                        counts.local().fetch_add(1, Ordering::Relaxed);
-                    }
-                });
+        on_every_edge_thread(|| {
+            for _ in 0..1_000 {
+                counts.local().fetch_add(1, Ordering::Relaxed);
             }
         });
         let slots: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();

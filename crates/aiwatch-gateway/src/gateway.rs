@@ -219,7 +219,8 @@ impl Gateway {
     }
 
     /// Each gateway key's usage spike now (by position from key-1), with its
-    /// `aiwatch_gateway_usage_spike` gauge set to match.
+    /// `aiwatch_gateway_usage_spike` gauge set to match; a key whose gauge this raises is
+    /// logged once, whichever judgement (the usage watch, a scrape) sees the spike first.
     pub fn judge_usage(&self) -> Vec<Option<Spike>> {
         self.judge_usage_at(self.minute())
     }
@@ -229,8 +230,12 @@ impl Gateway {
         (1..=self.client_keys.len())
             .map(|key| {
                 let spike = self.ledger.spike(KeyLabel(key), minute);
-                if let Some(gauge) = self.spike_gauges.get(key - 1) {
-                    gauge.set(i64::from(spike.is_some()));
+                let was = self
+                    .spike_gauges
+                    .get(key - 1)
+                    .map(|gauge| gauge.set(i64::from(spike.is_some())));
+                if let (Some(s), Some(0)) = (&spike, was) {
+                    tracing::warn!(key = %KeyLabel(key), baseline = s.baseline, current = s.current, "usage spike: tokens per minute far above this key's normal");
                 }
                 spike
             })

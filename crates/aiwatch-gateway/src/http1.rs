@@ -477,7 +477,6 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, fields: &[u8], 
     out.extend_from_slice(fields);
     let carries_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
     if body_len > 0 || carries_body {
-        // Writing to a Vec cannot fail.
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -452,20 +452,16 @@ mod tests {
             .iter()
             .map(|micros| Duration::from_micros(*micros))
             .collect();
-        std::thread::scope(|scope| {
-            for index in 0..crate::edge::edge_threads() {
-                let (ours, values) = (&ours, &values);
-                scope.spawn(move || {
-                    crate::edge::enter_edge_thread(index);
-                    for value in values {
-                        ours.observe(*value);
-                    }
-                });
-                for value in values {
-                    theirs.observe(value.as_secs_f64());
-                }
+        crate::edge::on_every_edge_thread(|| {
+            for value in &values {
+                ours.observe(*value);
             }
         });
+        for _ in 0..crate::edge::edge_threads() {
+            for value in &values {
+                theirs.observe(value.as_secs_f64());
+            }
+        }
         let (ours, theirs) = (exposition("x", ours), exposition("x", theirs));
         // The sums are the same number, written from nanoseconds or added as floats.
         let without_sum = |text: &str| -> String {

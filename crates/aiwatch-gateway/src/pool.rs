@@ -127,10 +127,7 @@ impl UpstreamPool {
             )));
         };
         let shelf = match &self.origin {
-            // The same spelling first: an exact comparison is cheaper than the case-blind one.
-            Some((s, a)) if s == scheme && (a.as_str() == authority.as_str() || a == authority) => {
-                Some(self.shelf())
-            }
+            Some((s, a)) if s == scheme && a == authority => Some(self.shelf()),
             _ => None,
         };
         let origin_form = absolute.path_and_query().map_or("/", |p| p.as_str());

@@ -38,21 +38,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Every [`USAGE_TICK`], judges each key's usage off the request path (the spike gauges follow)
-/// and logs a key once when it starts spiking.
+/// Every [`USAGE_TICK`], judges each key's usage off the request path (the spike gauges, and
+/// the log line of a spike that starts, follow).
 async fn watch_usage(gw: Arc<Gateway>) {
-    let mut spiking = vec![false; gw.client_keys.len()];
     let mut tick = tokio::time::interval(USAGE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        for (index, (spike, was)) in gw.judge_usage().into_iter().zip(&mut spiking).enumerate() {
-            if let (Some(s), false) = (&spike, *was) {
-                let key = crate::auth::KeyLabel(index + 1);
-                tracing::warn!(key = %key, baseline = s.baseline, current = s.current, "usage spike: tokens per minute far above this key's normal");
-            }
-            *was = spike.is_some();
-        }
+        gw.judge_usage();
     }
 }
 

@@ -179,8 +179,14 @@ impl Ledger {
         if key.0 >= self.keys {
             return None;
         }
-        let (history, current) = self.history(key.0, minute);
-        exceeds(baseline(&history, &self.rule)?, current, &self.rule)
+        self.judge(key.0, minute).1
+    }
+
+    /// `key`'s tokens at `minute`, and whether they are far above its normal.
+    fn judge(&self, key: usize, minute: u64) -> (f64, Option<Spike>) {
+        let (history, current) = self.history(key, minute);
+        let spike = baseline(&history, &self.rule).and_then(|b| exceeds(b, current, &self.rule));
+        (current, spike)
     }
 
     /// Every key that was served: its totals per upstream and its spike state at `minute`.
@@ -207,13 +213,12 @@ impl Ledger {
                 if upstreams.is_empty() {
                     return None;
                 }
-                let (history, current) = self.history(key, minute);
+                let (current, spike) = self.judge(key, minute);
                 Some(KeyUsage {
                     key: KeyLabel(key).to_string(),
                     upstreams,
                     tokens_this_minute: current as u64,
-                    spike: baseline(&history, &self.rule)
-                        .and_then(|b| exceeds(b, current, &self.rule)),
+                    spike,
                 })
             })
             .collect()
@@ -227,19 +232,19 @@ impl Ledger {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Vec<aiwatch_core::alert_rules::UsageSpike> {
         let since = now - chrono::Duration::seconds(now.timestamp().rem_euclid(60));
-        self.report(minute)
-            .into_iter()
-            .filter_map(|usage| {
-                let spike = usage.spike?;
+        // A spike needs a history of tokens, so only served keys can have one: no totals needed.
+        (1..self.keys)
+            .filter_map(|key| {
+                let spike = self.judge(key, minute).1?;
+                let label = KeyLabel(key).to_string();
                 Some(aiwatch_core::alert_rules::UsageSpike {
                     summary: format!(
-                        "gateway key {} used {:.0} tokens this minute, {:.1}× its normal of {:.0} (a leaked key or a runaway script?)",
-                        usage.key,
+                        "gateway key {label} used {:.0} tokens this minute, {:.1}× its normal of {:.0} (a leaked key or a runaway script?)",
                         spike.current,
                         spike.ratio(),
                         spike.baseline
                     ),
-                    label: usage.key,
+                    label,
                     since,
                 })
             })
@@ -294,15 +299,9 @@ mod tests {
     fn answers_recorded_on_every_edge_thread_add_up_in_one_report() {
         let l = ledger();
         let threads = crate::edge::edge_threads();
-        std::thread::scope(|scope| {
-            for index in 0..threads {
-                let l = &l;
-                scope.spawn(move || {
-                    crate::edge::enter_edge_thread(index);
-                    for _ in 0..500 {
-                        l.record(KeyLabel(1), OPENAI, tokens(10), 7);
-                    }
-                });
+        crate::edge::on_every_edge_thread(|| {
+            for _ in 0..500 {
+                l.record(KeyLabel(1), OPENAI, tokens(10), 7);
             }
         });
         let report = l.report(7);

@@ -199,14 +199,13 @@ fn fixed_headers(
 
 /// One endpoint of one upstream as every request to it starts: its URL and its fixed header
 /// fields, encoded for the wire once and only borrowed per request.
-#[derive(Clone)]
 pub struct Target {
     uri: Uri,
     fields: Box<TargetFields>,
 }
 
-/// A target's fixed fields with `Host`, and the `Accept` of a whole answer or of a stream.
-#[derive(Clone)]
+/// A target's fixed fields with `Host`, and the `Accept` of a whole answer or of a stream
+/// (boxed: kept inline they would make the adapter's variants far apart in size).
 struct TargetFields {
     json: Box<[u8]>,
     stream: Box<[u8]>,
